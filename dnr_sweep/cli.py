@@ -1,0 +1,197 @@
+"""``dnr-sweep``: the command line, and the one place that ties core, trainables and reports.
+
+Heavy modules (torch, Ray, matplotlib) are imported inside the commands, so ``dnr-sweep --help``
+and ``dnr-sweep validate`` answer at once. User errors (bad config, missing files) print
+``file: field: message`` lines without a traceback and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback, exit code 2."""
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value by dotted path, e.g. --set dnr.density=0.1 (repeatable)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnr-sweep",
+        description="Dynamic Network Rewiring (robust one-shot pruning) sweeps on Ray Tune.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check configs and print the resolved sweep; starts nothing")
+    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.add_argument("--json", action="store_true", help="print the resolved base config as one JSON object")
+    _add_set(p)
+
+    p = sub.add_parser("train", help="one DNR run without Ray (debugging, small machines)")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for model.pt, checkpoint.pt, metrics.json")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    _add_set(p)
+
+    p = sub.add_parser("run", help="run the sweep on Ray Tune (embedded local Ray or --address)")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--address", default=None, help="an existing Ray cluster, e.g. 10.0.0.1:6379 or 'auto'")
+    p.add_argument("--storage", default="runs", metavar="DIR", help="where run folders go (default ./runs)")
+    p.add_argument("--name", default=None, help="run folder name (default: the config's name and a timestamp)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start Ray's dashboard")
+    p.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="interface the dashboard and job API bind to (default loopback only)")  # fmt: skip
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    _add_set(p)
+
+    p = sub.add_parser("resume", help="continue an interrupted sweep")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--address", default=None)
+    p.add_argument("--no-dashboard", action="store_true")
+    p.add_argument("--dashboard-host", default="127.0.0.1")
+    p.add_argument("--no-report", action="store_true")
+
+    p = sub.add_parser("report", help="Parquet + figures + tables from a run directory (no Ray needed)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report")
+    p.add_argument("--format", default="pdf,png", help="comma-separated: pdf,png,svg")
+    p.add_argument("--x", default=None, help="x axis column (default from the config's report block)")
+    p.add_argument("--objectives", default=None, help="e.g. pgd_acc:max,compression:max")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from dnr_sweep.config import ConfigError, load_sweep_config, to_yaml_dict
+
+    failures = 0
+    for path in args.configs:
+        try:
+            config = load_sweep_config(path, args.overrides)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            failures += 1
+            continue
+        if args.json:
+            print(json.dumps(to_yaml_dict(config.base_run())))
+            continue
+        print(f"{path}: OK")
+        import yaml
+
+        print(yaml.safe_dump({"base": to_yaml_dict(config.base_run())}, sort_keys=False).rstrip())
+        if config.search:
+            print("sweep dimensions:")
+            for key, spec in config.search.items():
+                kind, value = spec.rule
+                print(f"  {key}: {kind} {list(value) if isinstance(value, tuple) else value}")
+        sampled = any(spec.rule[0] != "grid" for spec in config.search.values())
+        note = " (num_samples x grid; sampled dimensions drawn per trial)" if sampled else ""
+        print(f"trials: {config.grid_size()}{note}")
+    return EXIT_USAGE if failures else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dnr_sweep.config import load_run_config
+
+    config = load_run_config(args.config, args.overrides)
+    from dnr_sweep.single_run import train_to_dir
+
+    out = Path(args.out)
+    if not args.resume and (out / "checkpoint.pt").exists():
+        raise UserError(f"{out}: already holds a run (checkpoint.pt); pass --resume or choose another --out")
+    print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
+          f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
+    final = train_to_dir(config, out, resume=args.resume)
+    print(
+        f"done: selected epoch {final['selected_epoch']}, test clean {final['clean_acc']:.2f}% "
+        f"fgsm {final['fgsm_acc']:.2f}% pgd {final['pgd_acc']:.2f}% at {final['compression']:.2f}x "
+        f"compression (density {final['density']:.4f})"
+    )
+    print(f"results: {out / 'metrics.json'}, model: {out / 'model.pt'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dnr_sweep.config import load_sweep_config
+
+    config = load_sweep_config(args.config, args.overrides)
+    from trainables.sweep import run_sweep
+
+    return run_sweep(
+        config, config_path=Path(args.config), overrides=args.overrides, address=args.address,
+        storage=args.storage, name=args.name, dashboard=not args.no_dashboard,
+        dashboard_host=args.dashboard_host, report=not args.no_report,
+    )  # fmt: skip
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from trainables.sweep import resume_sweep
+
+    return resume_sweep(
+        Path(args.run_dir), address=args.address, dashboard=not args.no_dashboard,
+        dashboard_host=args.dashboard_host, report=not args.no_report,
+    )  # fmt: skip
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.build import build_report
+
+    objectives = None
+    if args.objectives:
+        objectives = {}
+        for item in args.objectives.split(","):
+            name, _, direction = item.partition(":")
+            if direction not in ("max", "min"):
+                raise UserError(f"--objectives: '{item}' must be NAME:max or NAME:min")
+            objectives[name] = direction
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    written = build_report(Path(args.run_dir), out_dir=args.out, formats=formats, x=args.x, objectives=objectives)
+    for path in written:
+        print(path)
+    return 0
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "train": cmd_train,
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "report": cmd_report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dnr_sweep.config import ConfigError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UserError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

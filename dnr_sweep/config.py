@@ -1,0 +1,610 @@
+"""The YAML schema of a DNR run and of a sweep, validated once at the boundary.
+
+Everything below this module receives typed objects (``RunConfig``, ``SweepConfig``), never raw
+dicts. A YAML file is read with ``yaml.safe_load``; every problem is reported as
+``<file>: <field.path>: <what is wrong and how to fix it>`` through :class:`ConfigError`, so the
+command line can print it without a traceback and exit with code 2 before any expensive work.
+
+The shape (see ``../shared/DESIGN.md``)::
+
+    name, data, model, train, dnr, attack        -> RunConfig (one training run)
+    + search, tune, report                       -> SweepConfig (a Ray Tune sweep)
+
+``search`` maps dotted paths into the run config (``dnr.density``) to one sampling spec each:
+``grid``, ``choice``, ``uniform``, ``loguniform``, ``randint`` or ``quniform``. Each path is
+checked against the schema and each value (or range end) against the field's type and range.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration error: one or more ``file: field: message`` lines."""
+
+    def __init__(self, messages: Iterable[str]):
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+# --------------------------------------------------------------------------------------------
+# Constrained value types with messages that say the valid range and the value given
+
+
+def _range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False):
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    text = f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}{right}"
+
+    def check(value: float) -> float:
+        bad = (
+            (isinstance(value, float) and math.isnan(value))
+            or (lo is not None and (value <= lo if lo_open else value < lo))
+            or (hi is not None and (value >= hi if hi_open else value > hi))
+        )
+        if bad:
+            raise ValueError(f"must be in {text}, got {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+_FRACTION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*/\s*([0-9]*\.?[0-9]+)\s*$")
+
+
+def parse_eps(value: Any) -> Any:
+    """Accept ``8/255``-style strings as well as numbers for attack budgets."""
+    if isinstance(value, str):
+        match = _FRACTION_RE.match(value)
+        if match:
+            denominator = float(match.group(2))
+            if denominator == 0:
+                raise ValueError(f"division by zero in {value!r}")
+            return float(match.group(1)) / denominator
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"expected a number or a fraction like '8/255', got {value!r}") from None
+    return value
+
+
+Density = Annotated[float, _range(0.0, 1.0, lo_open=True)]
+Fraction = Annotated[float, _range(0.0, 1.0)]
+NonNegFloat = Annotated[float, _range(0.0, None)]
+PosFloat = Annotated[float, _range(0.0, None, lo_open=True)]
+PosInt = Annotated[int, _range(1, None)]
+NonNegInt = Annotated[int, _range(0, None)]
+Eps = Annotated[float, BeforeValidator(parse_eps), _range(0.0, 1.0)]
+
+
+class Strict(BaseModel):
+    """Base for every config block: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+
+
+DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "synthetic")
+ARCHS = ("smallcnn", "vgg16", "resnet18")
+
+
+class DataConfig(Strict):
+    dataset: Literal["digits", "cifar10", "cifar100", "tinyimagenet", "synthetic"] = "digits"
+    root: str = Field("~/.cache/dnr-sweep/data", description="where the data set lives (or is downloaded to)")
+    download: bool = Field(False, description="download CIFAR through torchvision if missing")
+    val_size: NonNegInt = Field(5000, description="images held out of the training set for model selection")
+    image_size: PosInt | None = Field(None, description="resize images to this size (digits only)")
+    channels: Literal[1, 3] | None = Field(None, description="replicate grey digits to 3 channels")
+    num_workers: NonNegInt = Field(0, description="DataLoader worker processes")
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser()
+
+
+class ModelConfig(Strict):
+    arch: Literal["smallcnn", "vgg16", "resnet18"] = "smallcnn"
+    width: PosFloat = Field(1.0, description="multiplier on every hidden channel count")
+
+
+class TrainConfig(Strict):
+    epochs: PosInt = 200
+    batch_size: PosInt = 128
+    eval_batch_size: PosInt | None = None
+    lr: PosFloat = 0.1
+    momentum: Annotated[float, _range(0.0, 1.0, hi_open=True)] = 0.9
+    weight_decay: NonNegFloat = 5.0e-4
+    lr_milestones: list[PosInt] = Field(default_factory=lambda: [80, 120, 160])
+    lr_gamma: Annotated[float, _range(0.0, 1.0, lo_open=True)] = 0.2
+    warmup_epochs: NonNegInt = Field(5, description="clean-only sparse epochs before the hybrid loss")
+    select_on: Literal["val", "test"] = Field("val", description="split whose clean accuracy selects the epoch")
+    eval_every: PosInt = Field(1, description="evaluate robust accuracy every N epochs (and at the last)")
+    eval_subset: PosInt | None = Field(None, description="images used for per-epoch robust evaluation")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast on CUDA; auto = bf16 where supported, fp32 on CPU"
+    )
+    channels_last: bool | None = Field(None, description="NHWC memory format; None = on for CUDA")
+    num_threads: PosInt | None = Field(None, description="torch CPU threads (a trial sets its CPU share)")
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"must be strictly increasing, got {value}")
+        return value
+
+
+class DNRConfig(Strict):
+    pruning: Literal["irregular", "channel"] = "irregular"
+    density: Density = Field(0.05, description="target fraction of prunable weights kept (1.0 = dense)")
+    beta: Fraction = Field(0.5, description="hybrid loss weight of the clean part (1.0 = DNR-C, no PGD)")
+    rho: NonNegFloat = Field(1.0e-4, description="dynamic L2 penalty factor")
+    prune_rate: Fraction = Field(0.5, description="fraction of active weights rewired after epoch 0, decays to 0")
+    dynamic_l2: bool = True
+    prune_linear: bool = False
+
+
+class TrainAttackConfig(Strict):
+    kind: Literal["pgd", "fgsm"] = "pgd"
+    eps: Eps = 8 / 255
+    alpha: PosFloat = 0.01
+    steps: PosInt = 7
+    random_start: bool = True
+    bn_mode: Literal["eval", "train"] = Field(
+        "eval", description="BatchNorm mode while generating training adversaries (eval = running stats)"
+    )
+
+
+class FGSMConfig(Strict):
+    eps: Eps = 8 / 255
+
+
+class PGDConfig(Strict):
+    eps: Eps = 8 / 255
+    alpha: PosFloat = 0.01
+    steps: PosInt = 7
+    random_start: bool = True
+    restarts: PosInt = 1
+
+
+class EvalAttackConfig(Strict):
+    fgsm: FGSMConfig = Field(default_factory=FGSMConfig)
+    pgd: PGDConfig = Field(default_factory=PGDConfig)
+
+
+class AttackConfig(Strict):
+    train: TrainAttackConfig = Field(default_factory=TrainAttackConfig)
+    eval: EvalAttackConfig = Field(default_factory=EvalAttackConfig)
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value) or ".." in value:
+        raise ValueError(
+            f"must be a plain folder name (letters, digits, '_', '-', '.'; no '/' or '..'), got {value!r}"
+        )
+    return value
+
+
+RunName = Annotated[str, AfterValidator(_check_name)]
+
+
+class RunConfig(Strict):
+    """Everything one DNR training run needs."""
+
+    name: RunName = "dnr"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    dnr: DNRConfig = Field(default_factory=DNRConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.train.warmup_epochs > self.train.epochs:
+            raise ValueError(
+                f"train.warmup_epochs ({self.train.warmup_epochs}) exceeds train.epochs ({self.train.epochs}); "
+                "lower warmup_epochs or raise epochs"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics a trial reports (the names objectives and the Tune metric may use)
+
+FINAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "compression", "density", "channels_present")
+EPOCH_METRICS = (
+    "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "train_acc", "loss", "loss_clean", "loss_adv",
+    "loss_l2", "mask_density",
+)  # fmt: skip
+REPORTED_METRICS = FINAL_METRICS + EPOCH_METRICS
+
+Direction = Literal["max", "min"]
+
+
+def _known_metric(value: str) -> str:
+    if value not in REPORTED_METRICS:
+        raise ValueError(f"no trial reports {value!r}; valid metrics: {', '.join(REPORTED_METRICS)}")
+    return value
+
+
+Metric = Annotated[str, AfterValidator(_known_metric)]
+
+
+# --------------------------------------------------------------------------------------------
+# A sweep
+
+
+class SearchSpec(Strict):
+    """One sampling rule for one dotted path. Exactly one of the fields is set."""
+
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+    quniform: tuple[float, float, float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_rule(cls, data: Any) -> Any:
+        valid = ", ".join(cls.model_fields)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected a mapping with one of {valid}, e.g. {{grid: [0.1, 0.5]}}; got {data!r}")
+        for raw in ("grid_search", "eval", "sample_from"):
+            if raw in data:
+                raise ValueError(
+                    f"raw Ray Tune key {raw!r} is not accepted (Tune would evaluate it as code); "
+                    f"use one of {valid}"
+                )
+        if len(data) != 1:
+            raise ValueError(f"expected exactly one of {valid}, got {sorted(data) or 'nothing'}")
+        return data
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchSpec:
+        kind, value = self.rule
+        if kind in ("grid", "choice") and not value:
+            raise ValueError(f"{kind}: must list at least one value")
+        if kind in ("uniform", "loguniform", "randint", "quniform") and not value[0] < value[1]:
+            raise ValueError(f"{kind}: lower bound must be below upper bound, got {list(value)}")
+        if kind == "loguniform" and value[0] <= 0:
+            raise ValueError(f"loguniform: bounds must be > 0, got {list(value)}")
+        if kind == "quniform" and value[2] <= 0:
+            raise ValueError(f"quniform: step q must be > 0, got {value[2]}")
+        return self
+
+    @property
+    def rule(self) -> tuple[str, Any]:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is not None:
+                return name, value
+        raise AssertionError("unreachable: validated to have one rule")
+
+    def probe_values(self) -> list[Any]:
+        """Values that must each be valid for the target field (all of a list, the ends of a range)."""
+        kind, value = self.rule
+        if kind in ("grid", "choice"):
+            return list(value)
+        if kind == "randint":  # Tune's randint excludes the upper bound
+            return [value[0], value[1] - 1]
+        return [value[0], value[1]]
+
+
+class AshaConfig(Strict):
+    grace_period: PosInt = 1
+    reduction_factor: Annotated[float, _range(1.0, None, lo_open=True)] = 3.0
+    max_t: PosInt | None = Field(None, description="defaults to train.epochs")
+    metric: Metric | None = Field(None, description="defaults to tune.metric")
+    mode: Direction | None = None
+
+
+class SchedulerConfig(Strict):
+    asha: AshaConfig
+
+
+class OptunaConfig(Strict):
+    sampler: Literal["tpe", "nsga2", "gp"] = "tpe"
+    objectives: dict[Metric, Direction] | None = Field(
+        None, description="multi-objective search, e.g. {pgd_acc: max, compression: max}"
+    )
+    seed: int | None = None
+
+
+class SearchAlgConfig(Strict):
+    optuna: OptunaConfig
+
+
+class Resources(Strict):
+    cpu: PosFloat = 1.0
+    gpu: NonNegFloat = 0.0
+
+
+class TuneConfig(Strict):
+    num_samples: PosInt = 1
+    metric: Metric = "clean_acc"
+    mode: Direction = "max"
+    scheduler: SchedulerConfig | None = None
+    search_alg: SearchAlgConfig | None = None
+    max_concurrent_trials: PosInt | None = None
+    resources_per_trial: Resources = Field(default_factory=Resources)
+    max_failures: Annotated[int, _range(-1, None)] = 2
+
+
+class ReportConfig(Strict):
+    x: str = "compression"
+    y: list[str] = Field(default_factory=lambda: ["clean_acc", "fgsm_acc", "pgd_acc"])
+    group_by: str = "dnr.pruning"
+    objectives: dict[str, Direction] | None = None
+
+
+class SweepConfig(RunConfig):
+    """A run config (the base every trial starts from) plus what to vary and how to run it."""
+
+    search: dict[str, SearchSpec] = Field(default_factory=dict)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    def base_run(self) -> RunConfig:
+        return RunConfig.model_validate(self.model_dump(include=set(RunConfig.model_fields)))
+
+    def grid_size(self) -> int:
+        """Trials Tune will create: the product of grid sizes times num_samples."""
+        size = 1
+        for spec in self.search.values():
+            kind, value = spec.rule
+            if kind == "grid":
+                size *= len(value)
+        return size * self.tune.num_samples
+
+
+# --------------------------------------------------------------------------------------------
+# Dotted paths
+
+
+def leaf_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted path to a leaf field of ``model`` (``dnr.density``, ``attack.train.eps``, ...)."""
+    paths = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += leaf_paths(annotation, f"{prefix}{name}.")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def get_path(data: Mapping[str, Any] | BaseModel, path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        node = getattr(node, part) if isinstance(node, BaseModel) else node[part]
+    return node
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``path = 'a.b.c'``, creating missing mappings."""
+    parts = path.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError([f"--set {path}: '{part}' is a value, not a section"])
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError([f"--set {item!r}: expected key.path=value, e.g. --set dnr.density=0.1"])
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_path(data, key, value)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and error formatting
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config class whose fields live at ``loc`` (for suggesting keys)."""
+    model: Any = root
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", ()) or (annotation,):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _format_error(root: type[BaseModel], error: dict[str, Any], prefix: str = "") -> str:
+    loc = tuple(part for part in error["loc"] if not str(part).startswith(("function-", "literal[")))
+    # pydantic appends the union member name for Optional fields; drop those
+    loc = tuple(part for part in loc if part not in ("SchedulerConfig", "SearchAlgConfig", "str", "int"))
+    path = prefix + ".".join(str(part) for part in loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(root, loc[:-1])
+        valid = list(parent.model_fields) if parent else []
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"{path}: unknown key '{key}'; {hint}valid keys: {', '.join(valid)}"
+    message = error["msg"]
+    for noise in ("Value error, ", "Assertion failed, "):
+        message = message.replace(noise, "")
+    if kind == "missing":
+        message = "required field is missing; add it"
+    elif kind in ("literal_error", "enum"):
+        message = f"{message}, got {error.get('input')!r}"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        message = f"{message}, got {error.get('input')!r}"
+    return f"{path}: {message}" if path else message
+
+
+def validation_messages(root: type[BaseModel], exc: ValidationError, source: str, prefix: str = "") -> list[str]:
+    errors = exc.errors()
+    # an unknown key inside a block also makes pydantic say the block's required keys are
+    # missing; the unknown key is the real problem, so the "missing" noise is dropped
+    unknown_parents = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    errors = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in unknown_parents)]
+    return [f"{source}: {_format_error(root, err, prefix)}" for err in errors]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; errors name the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        hint = "it is a directory" if path.is_dir() else "no such file"
+        raise ConfigError([f"{path}: cannot read config ({hint}); check the path"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: {where}malformed YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: top level must be a mapping of sections (data, model, ...), got {type(data).__name__}"])
+    return data
+
+
+def _validate_search(config: SweepConfig, raw: dict[str, Any], source: str) -> list[str]:
+    """Check each search path against the schema and each value against the field's type and range."""
+    errors = []
+    valid_paths = leaf_paths(RunConfig)
+    base = config.base_run().model_dump()
+    for path, spec in config.search.items():
+        if path not in valid_paths:
+            close = difflib.get_close_matches(path, valid_paths, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            errors.append(
+                f"{source}: search.{path}: not a field of the run config; {hint}"
+                f"search keys are dotted paths such as dnr.density, dnr.pruning, dnr.beta"
+            )
+            continue
+        if path == "name":
+            errors.append(f"{source}: search.name: the run name cannot be searched")
+            continue
+        for value in spec.probe_values():
+            trial = copy.deepcopy(base)
+            set_path(trial, path, value)
+            try:
+                RunConfig.model_validate(trial)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ".".join(str(p) for p in err["loc"])
+                    if loc == path or not loc:
+                        msg = _format_error(RunConfig, err)
+                        msg = msg.split(": ", 1)[1] if ": " in msg and loc else msg
+                        kind = spec.rule[0]
+                        errors.append(f"{source}: search.{path}.{kind}: {msg}")
+                        break
+                else:
+                    errors.append(f"{source}: search.{path}: {value!r} makes the config invalid: {exc.errors()[0]['msg']}")
+                break
+    return errors
+
+
+def _validate_tune(config: SweepConfig, source: str) -> list[str]:
+    errors = []
+    tune = config.tune
+    if tune.search_alg is not None:
+        grids = [path for path, spec in config.search.items() if spec.rule[0] == "grid"]
+        if grids:
+            errors.append(
+                f"{source}: search.{grids[0]}: Optuna cannot take grid dimensions; "
+                "use 'choice' (Optuna samples it as a categorical) or drop tune.search_alg"
+            )
+        if not config.search:
+            errors.append(f"{source}: tune.search_alg: Optuna needs at least one search dimension")
+    return errors
+
+
+def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
+    """A single-run config from YAML; ``search``/``tune``/``report`` blocks are allowed and ignored."""
+    sweep = load_sweep_config(path, overrides)
+    return sweep.base_run()
+
+
+def load_sweep_config(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
+    """Read, override and validate a sweep YAML. Raises :class:`ConfigError` with every problem."""
+    source = str(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    return validate_sweep(raw, source)
+
+
+def validate_sweep(raw: dict[str, Any], source: str = "<config>") -> SweepConfig:
+    try:
+        config = SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(validation_messages(SweepConfig, exc, source)) from None
+    errors = _validate_search(config, raw, source) + _validate_tune(config, source)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def run_config_from_flat(base: RunConfig, flat: Mapping[str, Any]) -> RunConfig:
+    """A trial's run config: ``base`` with dotted ``flat`` values (Tune's sampled config) set."""
+    data = base.model_dump()
+    for path, value in flat.items():
+        set_path(data, path, value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_messages(RunConfig, exc, "trial config")) from None
+
+
+def to_yaml_dict(config: BaseModel) -> dict[str, Any]:
+    """The resolved config as plain data (DESIGN.md's keys), for printing and saving."""
+    return config.model_dump(mode="json")
