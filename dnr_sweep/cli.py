@@ -130,23 +130,80 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dnr_sweep.config import load_sweep_config
 
-    config = load_sweep_config(args.config, args.overrides)
-    from trainables.sweep import run_sweep
+    config = load_sweep_config(args.config, args.overrides)  # fails fast, before Ray starts
+    from trainables import sweep
 
-    return run_sweep(
-        config, config_path=Path(args.config), overrides=args.overrides, address=args.address,
-        storage=args.storage, name=args.name, dashboard=not args.no_dashboard,
-        dashboard_host=args.dashboard_host, report=not args.no_report,
-    )  # fmt: skip
+    try:
+        sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
+        sweep.check_resources_feasible(config)
+        run_dir = sweep.prepare_run_dir(config, config_path=Path(args.config), overrides=args.overrides,
+                                        storage=args.storage, name=args.name)  # fmt: skip
+    except sweep.SweepError as exc:
+        raise UserError(str(exc)) from None
+    print(f"run folder: {run_dir}")
+    outcome = sweep.fit(config, run_dir, restore=False)
+    return _finish_sweep(outcome, config, report=not args.no_report)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from trainables.sweep import resume_sweep
+    from trainables import sweep
 
-    return resume_sweep(
-        Path(args.run_dir), address=args.address, dashboard=not args.no_dashboard,
-        dashboard_host=args.dashboard_host, report=not args.no_report,
-    )  # fmt: skip
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    try:
+        config = sweep.load_run_dir_config(run_dir)
+        sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
+        sweep.check_resources_feasible(config)
+    except sweep.SweepError as exc:
+        raise UserError(str(exc)) from None
+    print(f"resuming {run_dir}")
+    outcome = sweep.fit(config, run_dir, restore=True)
+    return _finish_sweep(outcome, config, report=not args.no_report)
+
+
+def _finish_sweep(outcome, config, *, report: bool) -> int:
+    """Write results.parquet/epochs.parquet, print the summary, draw the report; the exit code."""
+    from reports.load import EPOCHS_FILE, RESULTS_FILE, rebuild_tables, write_parquet_atomic
+    from reports.pareto import pareto_front
+    from trainables.sweep import objectives
+
+    run_dir = outcome.run_dir
+    results, epochs = rebuild_tables(run_dir)
+    for trial_id, status in outcome.statuses.items():
+        rows = results["trial_id"] == trial_id
+        if status == "ERROR":
+            results.loc[rows, "status"] = "ERROR"
+        elif status == "TERMINATED":
+            results.loc[rows & results["early_stopped"], "status"] = "EARLY_STOPPED"
+    write_parquet_atomic(results, run_dir / RESULTS_FILE)
+    write_parquet_atomic(epochs, run_dir / EPOCHS_FILE)
+
+    print(f"\nresults: {run_dir / RESULTS_FILE} ({len(results)} trials), {run_dir / EPOCHS_FILE}")
+    finished = results[results["status"] == "TERMINATED"]
+    columns = [c for c in config.search if c in results.columns]
+    columns += [c for c in ("clean_acc", "fgsm_acc", "pgd_acc", "compression") if c in results.columns]
+    if len(finished):
+        metric, mode = config.tune.metric, config.tune.mode
+        best = finished.sort_values(metric, ascending=mode == "min").iloc[0]
+        print(f"best trial by {metric} ({mode}): {best['trial_id']}")
+        goals = objectives(config) if len(objectives(config)) > 1 else {"pgd_acc": "max", "compression": "max"}
+        front = pareto_front(finished, goals)
+        front_rows = getattr(front, "rows", front)
+        print(f"Pareto set over {', '.join(f'{k} ({v})' for k, v in goals.items())}:")
+        print(front_rows[["trial_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if report and len(finished):
+        from reports.build import build_report
+
+        written = build_report(run_dir)
+        figure = next((p for p in written if p.suffix == ".png"), None)
+        print(f"report: {run_dir / 'report' / 'index.html'}" + (f" (figure: {figure})" if figure else ""))
+    if outcome.errors:
+        print(f"\n{len(outcome.errors)} trial(s) failed:", file=sys.stderr)
+        for trial_id, error in outcome.errors.items():
+            print(f"  {trial_id}: {error}", file=sys.stderr)
+    if outcome.interrupted:
+        print(f"\nthe sweep was interrupted; continue it with: dnr-sweep resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 1 if outcome.errors else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -1,0 +1,94 @@
+"""``DNRTrainable``: Ray Tune's view of one DNR run, a thin adapter over :mod:`dnr_sweep.engine`.
+
+- ``setup`` turns the trial's sampled values (dotted keys, e.g. ``{"dnr.density": 0.1}``) and the
+  sweep's base config into a typed :class:`~dnr_sweep.config.RunConfig` and builds the run;
+- ``step`` trains one epoch and returns the engine's flat metrics, with ``done`` on the last epoch;
+- ``save_checkpoint``/``load_checkpoint`` carry the complete training state (model, masks, z,
+  optimizer, LR schedule, epoch, RNG states, best weights), so a restored trial continues exactly;
+- ``reset_config`` rebuilds the run in place, so Tune can reuse the actor.
+
+At the end of a trial the selected model is written to the trial folder as ``model.pt`` (a plain
+``state_dict``) with ``metrics.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from ray import tune
+from ray.tune.result import DONE
+
+from dnr_sweep import checkpoint
+from dnr_sweep.config import RunConfig, run_config_from_flat, to_yaml_dict
+from dnr_sweep.engine import DNRRun
+
+STATE_FILE = "state.pt"
+# Test-only fault injection: the trainable SIGKILLs its own process in the middle of this epoch
+# (1-based) the first time it gets there, so tests can prove that Ray restores it exactly.
+KILL_AT_EPOCH_ENV = "DNR_SWEEP_TEST_KILL_AT_EPOCH"
+
+
+class DNRTrainable(tune.Trainable):
+    """One DNR training run; one Tune iteration is one epoch."""
+
+    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
+        if base is None:
+            raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
+        self._base = RunConfig.model_validate(base)
+        self._build(config)
+
+    def _build(self, config: dict[str, Any]) -> None:
+        run_config = run_config_from_flat(self._base, config)
+        resources = self.trial_resources
+        if run_config.train.num_threads is None:
+            cpus = resources.required_resources.get("CPU", 1) if resources is not None else 1
+            run_config.train.num_threads = max(1, int(math.floor(cpus)))
+        self.run_config = run_config
+        self.run = DNRRun(run_config)
+
+    def step(self) -> dict[str, Any]:
+        kill_at = os.environ.get(KILL_AT_EPOCH_ENV)
+        progress = None
+        if kill_at and int(kill_at) == self.run.epoch + 1 and not (Path(self.logdir) / ".killed").exists():
+            marker = Path(self.logdir) / ".killed"
+
+            def progress(done: int, total: int) -> None:  # noqa: F811 - the hook only when asked for
+                if done == max(1, total // 2):
+                    marker.touch()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        metrics = self.run.train_epoch(progress)
+        if self.run.finished:
+            self._write_outputs(metrics)
+        metrics[DONE] = self.run.finished
+        return metrics
+
+    def _write_outputs(self, metrics: dict[str, Any]) -> None:
+        out = Path(self.logdir)
+        checkpoint.save(self.run.selected_state_dict(), out / "model.pt")
+        text = yaml.safe_dump(to_yaml_dict(self.run_config), sort_keys=False)
+        checkpoint.atomic_write_bytes(out / "config.yaml", lambda handle: handle.write(text.encode()))
+        final = {k: v for k, v in metrics.items() if k in ("clean_acc", "fgsm_acc", "pgd_acc", "compression",
+                                                            "density", "channels_present", "selected_epoch")}  # fmt: skip
+        checkpoint.write_json(final, out / "metrics.json")
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        checkpoint.save(self.run.state_dict(), Path(checkpoint_dir) / STATE_FILE)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        self.run.load_state_dict(checkpoint.load(Path(checkpoint_dir) / STATE_FILE))
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        self._build(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        self.run = None  # type: ignore[assignment]
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
