@@ -18,8 +18,10 @@ masks (:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each call 
 After the last epoch the selected weights are evaluated on the full test split; those are the
 run's final metrics (``clean_acc``, ``fgsm_acc``, ``pgd_acc`` and the sparsity figures). Every
 epoch's dict also carries ``clean_acc``/``fgsm_acc``/``pgd_acc`` of the best epoch so far on the
-selection split, so a scheduler always has the metric it ranks by; on the last epoch they are
-replaced by the test figures and ``final`` is true.
+selection split (and ``selected_epoch``), so a scheduler always has the metric it ranks by; on
+the last epoch they are replaced by the test figures and ``final`` is true. ``density``,
+``compression`` and ``channels_present`` are always the epoch's own; the selected epoch's are in
+its own row (and in :meth:`finish`'s result).
 
 The complete state (model, masks, z, optimizer, LR schedule, best weights, RNG states) round-trips
 through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues bit-identically on
@@ -329,10 +331,14 @@ class DNRRun:
         metrics["epoch_time_s"] = time.perf_counter() - start
         metrics["train_time_s"] = train_time
 
-        metrics.update(self.best)
+        # the per-epoch sparsity figures stay this epoch's own; only the selection keys are merged
+        selection_keys = ("selected_epoch", "clean_acc", "fgsm_acc", "pgd_acc")
+        metrics.update({k: self.best[k] for k in selection_keys})
         metrics["final"] = False
         if last:
-            metrics.update(self.finish())
+            final = self.finish()
+            metrics.update({k: final[k] for k in selection_keys})
+            metrics["final"] = True
         return metrics
 
     def finish(self) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""``report/index.html``: one static page with every figure (PNG by relative path) and the tables."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    """A figure on the page: title, caption and the PNG's path relative to the page."""
+
+    title: str
+    caption: str
+    png: str
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 2em; }
+.meta { color: #666; font-size: 0.9em; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
+th, td { padding: 0.25em 0.7em; text-align: right; border-bottom: 1px solid #ddd; }
+th { border-bottom: 2px solid #444; } td:nth-child(-n+4), th:nth-child(-n+4) { text-align: left; }
+"""
+
+
+def render_index(
+    title: str,
+    figures: Sequence[FigureEntry],
+    tables: Sequence[tuple[str, pd.DataFrame]],
+    *,
+    meta: str = "",
+    links: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The page's HTML text: a header, the figures in order, the tables, links to downloads."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    if meta:
+        parts.append(f'<p class="meta">{esc(meta)}</p>')
+    for fig in figures:
+        parts.append(
+            f'<h2>{esc(fig.title)}</h2><figure><img src="{esc(fig.png)}" alt="{esc(fig.title)}">'
+            f"<figcaption>{esc(fig.caption)}</figcaption></figure>"
+        )
+    for name, table in tables:
+        parts.append(f"<h2>{esc(name)}</h2>")
+        parts.append(table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0))
+    if links:
+        parts.append("<h2>Files</h2><ul>")
+        parts += [f'<li><a href="{esc(href)}">{esc(text)}</a></li>' for text, href in links]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_index(
+    out_dir: str | os.PathLike[str],
+    title: str,
+    figures: Sequence[FigureEntry],
+    tables: Sequence[tuple[str, pd.DataFrame]],
+    *,
+    meta: str = "",
+    links: Sequence[tuple[str, str]] = (),
+) -> Path:
+    """Write ``<out_dir>/index.html`` and return its path."""
+    path = Path(out_dir) / "index.html"
+    path.write_text(render_index(title, figures, tables, meta=meta, links=links), encoding="utf-8")
+    return path

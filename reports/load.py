@@ -1,0 +1,391 @@
+"""Read a sweep's run directory into two tables, without Ray.
+
+A run directory (Ray Tune's experiment folder) holds ``results.parquet`` (one row per trial at its
+selected epoch) and ``epochs.parquet`` (one row per trial-epoch). When they are missing, both are
+rebuilt from the per-trial ``<trial_dir>/result.json`` files (JSON lines, one per reported epoch).
+
+Both sources pass through the same normalisation, so a rebuilt table equals the Parquet one:
+
+* rows sorted by ``trial_id`` (and ``epoch``), index ``0..n-1``;
+* columns in a canonical order (:data:`RESULTS_HEAD`, parameters, metrics, other columns, then the
+  ``layer_density/<layer>`` columns in network order, i.e. their order of appearance);
+* dtypes: ``trial_id``/``status`` strings, ``early_stopped`` bool, ``epochs_completed`` and ``epoch``
+  int64, ``selected_epoch`` nullable ``Int64`` (missing for trials that did not finish).
+
+Rebuilding rules (result.json -> tables):
+
+* a line's per-epoch metrics are its top-level keys minus Tune's bookkeeping keys and the final-only
+  keys (``final``, ``selected_epoch`` and test accuracies ``*_acc`` not prefixed ``val_``/``train_``);
+  the epoch is ``epoch`` when reported, else Tune's ``training_iteration``; a restored trial's repeated
+  epochs keep their last line;
+* parameters come from the line's ``config`` (flattened to dotted names), restricted to the
+  ``search:`` keys of ``config.yaml`` when it has them, plus ``model.arch`` and ``data.dataset``
+  (taken from ``config.yaml`` when the trial config lacks them);
+* a trial whose last line has ``final: true`` is ``TERMINATED``: its final metrics come from that line,
+  its ``layer_density/*``, ``density``, ``compression`` and ``channels_present`` from its selected
+  epoch's line (the final line if that epoch is missing);
+* any other trial is ``INCOMPLETE`` with ``early_stopped=True`` (kept out of every Pareto set) and
+  NaN final metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+RESULTS_FILE = "results.parquet"
+EPOCHS_FILE = "epochs.parquet"
+CONFIG_FILE = "config.yaml"
+TRIAL_RESULT_FILE = "result.json"
+ATTACK_STRENGTH_FILE = "attack_strength.json"
+
+LAYER_PREFIX = "layer_density/"
+ALWAYS_PARAMS = ("model.arch", "data.dataset")
+RESULTS_HEAD = ("trial_id", "status", "early_stopped", "epochs_completed", "selected_epoch")
+FINAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc")
+FINAL_SPARSITY = ("compression", "density", "channels_present")
+EPOCH_METRICS = (
+    "loss",
+    "loss_clean",
+    "loss_adv",
+    "loss_l2",
+    "train_acc",
+    "val_clean_acc",
+    "val_fgsm_acc",
+    "val_pgd_acc",
+    "density",
+    "compression",
+    "channels_present",
+    "lr",
+    "epoch_time_s",
+)
+#: Keys Ray Tune adds to every reported result; never metrics.
+TUNE_KEYS = frozenset(
+    {
+        "trial_id",
+        "training_iteration",
+        "done",
+        "config",
+        "timestamp",
+        "time_this_iter_s",
+        "time_total_s",
+        "pid",
+        "hostname",
+        "node_ip",
+        "date",
+        "time_since_restore",
+        "iterations_since_restore",
+        "timesteps_total",
+        "timesteps_since_restore",
+        "episodes_total",
+        "experiment_id",
+        "experiment_tag",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "trial_resources",
+    }
+)
+STATUS_FINISHED = "TERMINATED"
+STATUS_INCOMPLETE = "INCOMPLETE"
+
+
+def is_param(column: str) -> bool:
+    """Parameter columns are dotted config paths (``dnr.density``), never ``layer_density/...``."""
+    return "." in column and not column.startswith(LAYER_PREFIX)
+
+
+def is_test_accuracy(column: str) -> bool:
+    """Test-split accuracies (``clean_acc``, ``pgd50x10_acc``), not ``val_*``/``train_*`` ones."""
+    return (
+        column.endswith("_acc")
+        and not column.startswith(("val_", "train_"))
+        and not is_param(column)
+        and not column.startswith(LAYER_PREFIX)
+    )
+
+
+def extra_attack_columns(columns: Iterable[str]) -> list[str]:
+    """Test accuracies beyond clean/FGSM/PGD (e.g. ``autoattack_acc``), sorted by name."""
+    return sorted(c for c in columns if is_test_accuracy(c) and c not in FINAL_METRICS)
+
+
+def layer_columns(columns: Iterable[str]) -> list[str]:
+    """The ``layer_density/<layer>`` columns, in the given (network) order."""
+    return [c for c in columns if c.startswith(LAYER_PREFIX)]
+
+
+def _ordered_params(columns: Iterable[str]) -> list[str]:
+    params = [c for c in columns if is_param(c)]
+    head = [p for p in ALWAYS_PARAMS if p in params]
+    return head + sorted(p for p in params if p not in ALWAYS_PARAMS)
+
+
+def normalise_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Canonical column order, dtypes and row order of a results table (see the module docstring)."""
+    cols = list(df.columns)
+    missing = [c for c in ("trial_id",) if c not in cols]
+    if missing:
+        raise ValueError(f"results table lacks column(s) {missing}; it has {cols}")
+    head = [c for c in RESULTS_HEAD if c in cols]
+    params = _ordered_params(cols)
+    metrics = [c for c in FINAL_METRICS if c in cols] + extra_attack_columns(cols)
+    metrics += [c for c in FINAL_SPARSITY if c in cols]
+    layers = layer_columns(cols)
+    placed = set(head) | set(params) | set(metrics) | set(layers)
+    rest = [c for c in cols if c not in placed]
+    out = df[head + params + metrics + rest + layers].copy()
+    out["trial_id"] = out["trial_id"].astype(str)
+    if "status" in out:
+        out["status"] = out["status"].astype(str)
+    if "early_stopped" in out:
+        out["early_stopped"] = out["early_stopped"].fillna(True).astype(bool)
+    if "epochs_completed" in out:
+        out["epochs_completed"] = out["epochs_completed"].astype("int64")
+    if "selected_epoch" in out:
+        out["selected_epoch"] = pd.to_numeric(out["selected_epoch"]).astype("Int64")
+    for c in metrics + layers:
+        out[c] = pd.to_numeric(out[c]).astype("float64")
+    return out.sort_values("trial_id", kind="mergesort").reset_index(drop=True)
+
+
+def normalise_epochs(df: pd.DataFrame) -> pd.DataFrame:
+    """Canonical column order, dtypes and row order of an epochs table."""
+    cols = list(df.columns)
+    for needed in ("trial_id", "epoch"):
+        if needed not in cols:
+            raise ValueError(f"epochs table lacks column {needed!r}; it has {cols}")
+    known = [c for c in EPOCH_METRICS if c in cols]
+    params = _ordered_params(cols)
+    layers = layer_columns(cols)
+    placed = {"trial_id", "epoch"} | set(known) | set(params) | set(layers)
+    rest = [c for c in cols if c not in placed]
+    out = df[["trial_id", "epoch"] + known + rest + layers + params].copy()
+    out["trial_id"] = out["trial_id"].astype(str)
+    out["epoch"] = out["epoch"].astype("int64")
+    for c in known + layers:
+        out[c] = pd.to_numeric(out[c]).astype("float64")
+    return out.sort_values(["trial_id", "epoch"], kind="mergesort").reset_index(drop=True)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"dnr": {"density": 0.1}, "x.y": 1}`` -> ``{"dnr.density": 0.1, "x.y": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.yaml`` as a dict; ``{}`` when the file is absent."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold a YAML mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def trial_dirs(run_dir: Path) -> list[Path]:
+    """Sub-folders of the run that hold a Tune ``result.json``, sorted by name."""
+    return sorted(p.parent for p in Path(run_dir).glob(f"*/{TRIAL_RESULT_FILE}"))
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number} is not a JSON line: {err}") from None
+    return lines
+
+
+def _is_epoch_metric(key: str) -> bool:
+    return key not in TUNE_KEYS and key not in ("final", "selected_epoch") and not is_test_accuracy(key)
+
+
+def _trial_tables(
+    path: Path, search_keys: list[str] | None, defaults: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    lines = _read_lines(path)
+    if not lines:
+        return None
+    last = lines[-1]
+    trial_id = str(last.get("trial_id", path.parent.name))
+    flat_config = flatten(last.get("config") or {})
+    if search_keys is not None:
+        params = {k: flat_config.get(k) for k in search_keys}
+    else:
+        params = {k: v for k, v in flat_config.items() if "." in k}
+    for key in ALWAYS_PARAMS:
+        if params.get(key) is None:
+            params[key] = flat_config.get(key, defaults.get(key))
+
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        epoch = int(line.get("epoch", line.get("training_iteration", len(by_epoch) + 1)))
+        by_epoch[epoch] = line  # a restored trial repeats epochs: the last line wins
+    epoch_rows = []
+    for epoch in sorted(by_epoch):
+        line = by_epoch[epoch]
+        row: dict[str, Any] = {"trial_id": trial_id, "epoch": epoch}
+        row.update({k: v for k, v in line.items() if _is_epoch_metric(k) and k != "epoch"})
+        row.update(params)
+        epoch_rows.append(row)
+
+    finished = bool(last.get("final", False))
+    result: dict[str, Any] = {
+        "trial_id": trial_id,
+        "status": STATUS_FINISHED if finished else STATUS_INCOMPLETE,
+        "early_stopped": not finished,
+        "epochs_completed": max(by_epoch),
+        "selected_epoch": last.get("selected_epoch") if finished else None,
+    }
+    result.update(params)
+    final_keys = [k for k in last if is_test_accuracy(k)]
+    selected = by_epoch.get(result["selected_epoch"], last) if finished else last
+    for key in list(FINAL_METRICS) + final_keys:
+        result[key] = last.get(key, np.nan) if finished else np.nan
+    for key in FINAL_SPARSITY:  # the selected epoch's own sparsity, like its layer densities
+        result[key] = selected.get(key, last.get(key, np.nan)) if finished else np.nan
+    layer_source = selected if any(k.startswith(LAYER_PREFIX) for k in selected) else last
+    for key in layer_columns(layer_source):
+        result[key] = layer_source[key] if finished else np.nan
+    return result, epoch_rows
+
+
+def rebuild_tables(run_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rebuild ``(results, epochs)`` from the run's ``*/result.json`` files (see module docstring).
+
+    Raises:
+        FileNotFoundError: the run directory holds no ``*/result.json``.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    search = config.get("search")
+    search_keys = list(search) if isinstance(search, Mapping) and search else None
+    defaults = flatten({k: v for k, v in config.items() if k != "search"})
+    results, epochs = [], []
+    for folder in trial_dirs(run_dir):
+        built = _trial_tables(folder / TRIAL_RESULT_FILE, search_keys, defaults)
+        if built is not None:
+            results.append(built[0])
+            epochs.extend(built[1])
+    if not results:
+        raise FileNotFoundError(
+            f"{run_dir} has neither {RESULTS_FILE} nor any <trial_dir>/{TRIAL_RESULT_FILE} with results; "
+            "pass a Ray Tune experiment folder written by `dnr-sweep run`"
+        )
+    return normalise_results(pd.DataFrame(results)), normalise_epochs(pd.DataFrame(epochs))
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """A loaded run directory: its two tables, its ``config.yaml`` and whether tables were rebuilt."""
+
+    path: Path
+    results: pd.DataFrame
+    epochs: pd.DataFrame
+    config: dict[str, Any] = field(default_factory=dict)
+    rebuilt: bool = False
+
+
+def _check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"run directory {path} does not exist; expected a Ray Tune experiment folder holding "
+            f"{RESULTS_FILE} or <trial_dir>/{TRIAL_RESULT_FILE} files"
+        )
+    return path
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> Run:
+    """Read both tables from Parquet, or rebuild both from ``result.json`` when either is missing."""
+    path = _check_run_dir(run_dir)
+    config = read_config(path)
+    results_path, epochs_path = path / RESULTS_FILE, path / EPOCHS_FILE
+    if results_path.is_file() and epochs_path.is_file():
+        results = normalise_results(pd.read_parquet(results_path))
+        epochs = normalise_epochs(pd.read_parquet(epochs_path))
+        return Run(path, results, epochs, config, rebuilt=False)
+    results, epochs = rebuild_tables(path)
+    return Run(path, results, epochs, config, rebuilt=True)
+
+
+def load(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """The results table (one row per trial at its selected epoch) of a run directory."""
+    path = _check_run_dir(run_dir)
+    if (path / RESULTS_FILE).is_file():
+        return normalise_results(pd.read_parquet(path / RESULTS_FILE))
+    return rebuild_tables(path)[0]
+
+
+def load_epochs(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """The epochs table (one row per trial-epoch) of a run directory."""
+    path = _check_run_dir(run_dir)
+    if (path / EPOCHS_FILE).is_file():
+        return normalise_epochs(pd.read_parquet(path / EPOCHS_FILE))
+    return rebuild_tables(path)[1]
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, dict[float, float]]]:
+    """Fig. 4 curves found in ``<run_dir>/*/attack_strength.json`` (and ``<run_dir>/attack_strength.json``).
+
+    Returns ``{label: {"steps": {steps: acc %}, "eps": {eps: acc %}}}`` with numeric keys; the label
+    is the trial id from the folder's ``result.json`` when there is one, else the folder name.
+    """
+    run_dir = Path(run_dir)
+    curves: dict[str, dict[str, dict[float, float]]] = {}
+    paths = sorted(run_dir.glob(f"*/{ATTACK_STRENGTH_FILE}"))
+    if (run_dir / ATTACK_STRENGTH_FILE).is_file():
+        paths.insert(0, run_dir / ATTACK_STRENGTH_FILE)
+    for path in paths:
+        label = path.parent.name
+        result_json = path.parent / TRIAL_RESULT_FILE
+        if result_json.is_file():
+            lines = _read_lines(result_json)
+            if lines and "trial_id" in lines[-1]:
+                label = str(lines[-1]["trial_id"])
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} must hold a JSON object with 'steps' and/or 'eps', got {raw!r}")
+        unknown = set(raw) - {"steps", "eps"}
+        if unknown:
+            raise ValueError(f"{path} has unknown key(s) {sorted(unknown)}; valid keys: eps, steps")
+        curves[label] = {
+            kind: {float(k): float(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("steps", "eps")
+        }
+    return curves

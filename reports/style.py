@@ -1,0 +1,100 @@
+"""One look for every figure: Okabe-Ito colours, paper-column sizes, readable fonts.
+
+The same pruning type has the same colour and marker in every figure. Nothing here touches pyplot or
+global rcParams; figures apply :data:`RC` through ``matplotlib.rc_context`` while they are built and
+saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+DENSE = "dense"
+GROUP_COLORS = {"irregular": OKABE_ITO["blue"], "channel": OKABE_ITO["vermillion"], DENSE: "#555555"}
+GROUP_MARKERS = {"irregular": "o", "channel": "s", DENSE: "D"}
+_SPARE_COLORS = [OKABE_ITO[k] for k in ("bluish_green", "orange", "reddish_purple", "sky_blue", "yellow")]
+_SPARE_MARKERS = ["^", "v", "P", "X", "h"]
+
+METRIC_LABELS = {
+    "clean_acc": "Clean",
+    "fgsm_acc": "FGSM",
+    "pgd_acc": "PGD",
+    "autoattack_acc": "AutoAttack",
+    "val_clean_acc": "Val. clean",
+    "val_fgsm_acc": "Val. FGSM",
+    "val_pgd_acc": "Val. PGD",
+}
+METRIC_LINESTYLES = ["-", "--", ":", "-."]
+METRIC_MARKERS = ["o", "s", "^", "v", "D"]
+
+PANEL_WIDTH_IN = 3.4  # one paper column
+PANEL_HEIGHT_IN = 2.5
+
+RC = {
+    "font.size": 8,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.major.size": 3,
+    "ytick.major.size": 3,
+    "lines.linewidth": 1.3,
+    "lines.markersize": 4,
+    "grid.linewidth": 0.4,
+    "grid.color": "#dddddd",
+    "pdf.fonttype": 42,  # embed TrueType: editable text, accepted by paper systems
+    "ps.fonttype": 42,
+    "savefig.dpi": 300,
+}
+
+
+def metric_label(column: str) -> str:
+    """Human name of a metric column: ``pgd_acc`` -> ``PGD``, ``pgd50x10_acc`` -> ``PGD50x10``."""
+    if column in METRIC_LABELS:
+        return METRIC_LABELS[column]
+    stem = column.removesuffix("_acc")
+    return stem.upper() if stem.isalnum() else stem.replace("_", " ")
+
+
+def group_styles(groups: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``group -> (colour, marker)``: fixed ones for irregular/channel/dense, spare ones in order."""
+    styles: dict[str, tuple[str, str]] = {}
+    spare = 0
+    for group in groups:
+        if group in styles:
+            continue
+        if group in GROUP_COLORS:
+            styles[group] = (GROUP_COLORS[group], GROUP_MARKERS[group])
+        else:
+            styles[group] = (
+                _SPARE_COLORS[spare % len(_SPARE_COLORS)],
+                _SPARE_MARKERS[spare % len(_SPARE_MARKERS)],
+            )
+            spare += 1
+    return styles
+
+
+def group_order(groups: Iterable[str]) -> list[str]:
+    """Groups in display order: irregular, channel, others sorted, dense last."""
+    unique = set(groups)
+    fixed = [g for g in ("irregular", "channel") if g in unique]
+    others = sorted(g for g in unique if g not in ("irregular", "channel", DENSE))
+    return fixed + others + ([DENSE] if DENSE in unique else [])
