@@ -1,0 +1,287 @@
+"""Binary masks over the prunable weights, and the masker that owns the optimizer step.
+
+DNR trains a sparse network from the start (paper Section 3.1, Algorithm 1): every prunable weight
+tensor ``theta_l`` is multiplied by a 0/1 mask ``m_l`` after each optimizer step, and at the end of
+each epoch the masks are *rewired* (see :mod:`dnr_sweep.sparsity.rewiring`). :class:`Masking` holds
+the masks and does both, like TimDettmers/sparse_learning's ``Masking`` but without hidden devices:
+masks live on the weight's device and dtype.
+
+Prunable weights: the ``weight`` of every ``nn.Conv2d``, and of every ``nn.Linear`` when
+``prune_linear=True``; biases, BatchNorm and buffers are never masked. Layer order is
+``model.named_modules()`` order and masks are keyed by module name (``"layer1.0.conv1"``).
+
+Initial masks (random positions drawn with the caller's ``generator``):
+
+- **irregular**: each layer gets exactly ``round(density * numel)`` active weights (at least 1 when
+  ``density > 0``). The global active count is fixed from then on: rewiring moves weights between
+  layers but never changes the total.
+- **channel** (paper Section 3.3): the unit is the input-channel slice ``W[:, c]``. The **first
+  prunable layer** (the stem, whose input is the image) is kept dense and never rewired, since
+  pruning one of its input channels would discard a colour channel of the image; its weights count
+  as active. The target is ``T = round(density * all prunable weights)``; the stem's weights are
+  subtracted and the rest is spread over the other layers at one uniform density, rounded to whole
+  channels (floor, then one more channel for the layers with the largest fractional remainder while
+  the total stays within half a slice of ``T``), at least one channel per layer. Hence the minimum
+  density in channel mode is ``stem weights / all prunable weights``; below it ``ValueError`` says so.
+  After every rewiring ``|active - T|`` is at most half the largest slice of a rewired layer (plus,
+  only while the one-channel-per-layer floor from initialisation still holds, that floor's excess).
+
+``density == 1.0`` means all-ones masks, and rewiring is then a no-op.
+
+Momentum is read from the optimizer: ``state[p]["momentum_buffer"]`` (SGD) or ``state[p]["exp_avg"]``
+(Adam, AdamW); missing (before the first step, or SGD without momentum) means zeros. Momentum is
+never masked: regrowth reads it at the inactive positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from dnr_sweep.sparsity.accounting import prunable_layers
+from dnr_sweep.sparsity.rewiring import (
+    RewireStats,
+    channel_mask_to_full,
+    rewire_channel,
+    rewire_irregular,
+    round_to_slices,
+)
+
+__all__ = ["Masking", "PRUNING_KINDS"]
+
+PRUNING_KINDS: tuple[str, ...] = ("irregular", "channel")
+_MOMENTUM_KEYS = ("momentum_buffer", "exp_avg")
+
+
+def _check_density(density: float) -> float:
+    if not isinstance(density, int | float) or isinstance(density, bool) or not (0.0 < density <= 1.0):
+        raise ValueError(f"density must be a number in (0, 1], got {density!r}")
+    return float(density)
+
+
+def _check_prune_rate(prune_rate: float) -> float:
+    if (
+        not isinstance(prune_rate, int | float)
+        or isinstance(prune_rate, bool)
+        or not (0.0 <= prune_rate <= 1.0)
+    ):
+        raise ValueError(f"prune_rate must be a number in [0, 1], got {prune_rate!r}")
+    return float(prune_rate)
+
+
+def _check_pruning(pruning: str) -> str:
+    if pruning not in PRUNING_KINDS:
+        raise ValueError(f"pruning must be one of {list(PRUNING_KINDS)}, got {pruning!r}")
+    return pruning
+
+
+class Masking:
+    """Masks of a model's prunable weights; applies them after each step and rewires them per epoch.
+
+    Typical use (one epoch)::
+
+        masking = Masking(model, optimizer, density=0.05, pruning="irregular",
+                          prune_rate=0.5, total_epochs=200, generator=torch.Generator().manual_seed(0))
+        for x, t in loader:
+            optimizer.zero_grad(); loss_fn(model(x), t).backward()
+            masking.step()                 # optimizer.step(), then weights *= masks
+        stats = masking.rewire(epoch)      # end of epoch `epoch` (0-based)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        density: float,
+        pruning: Literal["irregular", "channel"],
+        prune_rate: float,
+        total_epochs: int,
+        prune_linear: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.density = _check_density(density)
+        self.pruning = _check_pruning(pruning)
+        self.prune_rate = _check_prune_rate(prune_rate)
+        if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
+            raise ValueError(f"total_epochs must be a positive integer, got {total_epochs!r}")
+        self.total_epochs = total_epochs
+        self.prune_linear = bool(prune_linear)
+        self.model = model
+        self.optimizer = optimizer
+
+        layers = prunable_layers(model, self.prune_linear)
+        if not layers:
+            kinds = "Conv2d or Linear" if self.prune_linear else "Conv2d"
+            raise ValueError(f"model has no prunable ({kinds}) layer")
+        self._names: list[str] = [name for name, _ in layers]
+        self._weights: list[nn.Parameter] = [m.weight for _, m in layers]
+        self.num_prunable: int = sum(w.numel() for w in self._weights)
+        #: the dense, never-rewired first layer in channel mode; None in irregular mode
+        self.stem: str | None = self._names[0] if self.pruning == "channel" else None
+
+        self.masks: dict[str, Tensor] = {}
+        if self.pruning == "irregular":
+            self._init_irregular(generator)
+            self.target_active: int = self._count_active()
+        else:
+            self.target_active = round(self.density * self.num_prunable)
+            self._init_channel(generator)
+        self.apply_masks()
+
+    # ------------------------------------------------------------------ initialisation
+    def _init_irregular(self, generator: torch.Generator | None) -> None:
+        for name, w in zip(self._names, self._weights, strict=True):
+            n = w.numel()
+            k = n if self.density >= 1.0 else max(1, round(self.density * n))
+            flat = torch.zeros(n, dtype=w.dtype)
+            flat[torch.randperm(n, generator=generator)[:k]] = 1.0
+            self.masks[name] = flat.reshape(w.shape).to(w.device)
+
+    def _init_channel(self, generator: torch.Generator | None) -> None:
+        stem_w = self._weights[0]
+        self.masks[self._names[0]] = torch.ones_like(stem_w)
+        others = list(zip(self._names[1:], self._weights[1:], strict=True))
+        if self.density >= 1.0:
+            for name, w in others:
+                self.masks[name] = torch.ones_like(w)
+            return
+        if self.density * self.num_prunable < stem_w.numel():
+            raise ValueError(
+                f"density={self.density} is below the minimum for channel pruning of this model: the "
+                f"first layer {self._names[0]!r} is kept dense ({stem_w.numel()} of {self.num_prunable} "
+                f"prunable weights), so density must be >= {stem_w.numel() / self.num_prunable:.6g} "
+                "(or use pruning='irregular')"
+            )
+        budget = self.target_active - stem_w.numel()
+        rest = sum(w.numel() for _, w in others)
+        uniform = Fraction(budget, rest) if rest else Fraction(0)
+        slice_sizes = [w.numel() // w.shape[1] for _, w in others]
+        counts = round_to_slices([uniform * w.shape[1] for _, w in others], slice_sizes, budget)
+        for (name, w), c in zip(others, counts, strict=True):
+            c = max(1, c)
+            ch = torch.zeros(w.shape[1], dtype=w.dtype)
+            ch[torch.randperm(w.shape[1], generator=generator)[:c]] = 1.0
+            self.masks[name] = channel_mask_to_full(ch, w).to(w.device)
+
+    # ------------------------------------------------------------------ masks
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the prunable layers, in network order."""
+        return list(self._names)
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """``weight *= mask`` for every prunable layer, in one ``torch._foreach_mul_`` call."""
+        torch._foreach_mul_(self._weights, [self.masks[n] for n in self._names])
+
+    def step(self) -> None:
+        """``optimizer.step()``, then re-apply the masks so pruned weights stay exactly zero."""
+        self.optimizer.step()
+        self.apply_masks()
+
+    def _count_active(self) -> int:
+        return sum(int((m != 0).sum().item()) for m in self.masks.values())
+
+    def mask_density(self) -> float:
+        """Active mask entries / all prunable weights."""
+        return self._count_active() / self.num_prunable
+
+    def layer_densities(self) -> dict[str, float]:
+        """Per prunable layer (network order): active mask entries / its weights."""
+        return {n: int((self.masks[n] != 0).sum().item()) / self.masks[n].numel() for n in self._names}
+
+    # ------------------------------------------------------------------ rewiring
+    def prune_rate_at(self, epoch: int) -> float:
+        """``p_i = prune_rate * (1 - epoch / total_epochs)`` (epoch 0-based; 0 from ``total_epochs`` on)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch!r}")
+        return max(0.0, self.prune_rate * (1.0 - epoch / self.total_epochs))
+
+    def _momentum(self, w: nn.Parameter) -> Tensor:
+        state = self.optimizer.state.get(w, {})
+        for key in _MOMENTUM_KEYS:
+            buf = state.get(key)
+            if isinstance(buf, Tensor):
+                return buf
+        return torch.zeros_like(w)
+
+    def rewire(self, epoch: int) -> RewireStats:
+        """Prune and regrow at the end of epoch ``epoch`` (0-based) with ``p = prune_rate_at(epoch)``."""
+        p = self.prune_rate_at(epoch)
+        names = self._names if self.pruning == "irregular" else self._names[1:]
+        zeros = {n: 0 for n in names}
+        if self.density >= 1.0 or p == 0.0 or not names:
+            return RewireStats(
+                epoch, p, dict(zeros), dict(zeros), {n: 0.0 for n in names}, self._count_active()
+            )
+        weights = self._weights if self.pruning == "irregular" else self._weights[1:]
+        masks = [self.masks[n] for n in names]
+        momenta = [self._momentum(w) for w in weights]
+        if self.pruning == "irregular":
+            pruned, regrown, importance = rewire_irregular(weights, masks, momenta, p)
+            stats = RewireStats(
+                epoch,
+                p,
+                dict(zip(names, pruned, strict=True)),
+                dict(zip(names, regrown, strict=True)),
+                dict(zip(names, importance, strict=True)),
+                0,
+            )
+        else:
+            target_rest = self.target_active - self._weights[0].numel()
+            pc, rc, pw, rw, importance = rewire_channel(weights, masks, momenta, p, target_rest)
+            stats = RewireStats(
+                epoch,
+                p,
+                dict(zip(names, pw, strict=True)),
+                dict(zip(names, rw, strict=True)),
+                dict(zip(names, importance, strict=True)),
+                0,
+                pruned_channels=dict(zip(names, pc, strict=True)),
+                regrown_channels=dict(zip(names, rc, strict=True)),
+            )
+        self.apply_masks()
+        return dataclasses.replace(stats, active=self._count_active())
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        """Masks and settings; tensors and plain types only, so ``torch.load(weights_only=True)`` works."""
+        return {
+            "masks": {n: self.masks[n].detach().clone() for n in self._names},
+            "density": self.density,
+            "pruning": self.pruning,
+            "prune_rate": self.prune_rate,
+            "total_epochs": self.total_epochs,
+            "prune_linear": self.prune_linear,
+            "target_active": self.target_active,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore masks from :meth:`state_dict` (same model layout and settings) and apply them."""
+        for key in ("pruning", "prune_linear"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(
+                    f"checkpoint has {key}={state.get(key)!r}, this masker {getattr(self, key)!r}"
+                )
+        if not math.isclose(float(state.get("density", math.nan)), self.density):
+            raise ValueError(f"checkpoint has density={state.get('density')!r}, this masker {self.density!r}")
+        masks = state["masks"]
+        if list(masks) != self._names:
+            raise ValueError(f"checkpoint masks cover layers {list(masks)}, this model has {self._names}")
+        for n, w in zip(self._names, self._weights, strict=True):
+            if tuple(masks[n].shape) != tuple(w.shape):
+                raise ValueError(f"mask {n!r} has shape {tuple(masks[n].shape)}, weight {tuple(w.shape)}")
+        self.masks = {
+            n: masks[n].detach().to(device=w.device, dtype=w.dtype).clone()
+            for n, w in zip(self._names, self._weights, strict=True)
+        }
+        self.prune_rate = _check_prune_rate(state.get("prune_rate", self.prune_rate))
+        self.total_epochs = int(state.get("total_epochs", self.total_epochs))
+        self.target_active = int(state["target_active"])
+        self.apply_masks()

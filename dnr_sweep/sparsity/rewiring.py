@@ -1,0 +1,298 @@
+"""Prune and regrow: the rewiring step of DNR (Algorithm 1, lines 17-26, and Section 3.3).
+
+At the end of epoch ``i`` every rewired layer gives up a fraction ``p_i`` of its active units (the
+ones with the smallest magnitude) and the freed budget is handed back to the layers in proportion
+to their *momentum importance*; each layer regrows its share at the inactive positions whose
+momentum is largest. Capacity thus flows to the layers whose loss still wants to change.
+
+Two unit kinds share the same allocation logic:
+
+- **irregular**: the unit is one weight. Layer ``l`` prunes ``k_l = round(p * active_l)`` active
+  weights with the smallest ``|w|``. The removed total ``K = sum k_l`` is split into integer shares
+  ``r_l`` (sum exactly ``K``), and layer ``l`` regrows the ``r_l`` zero positions with the largest
+  ``|momentum|``. The global active count never changes.
+- **channel**: the unit is the input-channel slice ``W[:, c]`` (``M*h*w`` weights for a conv,
+  ``out_features`` for a Linear). Layer ``l`` prunes ``round(p * active_channels_l)`` active channels
+  with the lowest Frobenius norm; the regrowth budget, in *weights*, is ``target - active after
+  pruning`` (computed from the fixed target, so there is no drift over many rewirings), split by
+  importance and converted to whole channels; a layer regrows the zero channels whose momentum slice
+  has the largest Frobenius norm.
+
+Choices where the paper is silent (decided, and tested):
+
+- ``round`` is Python's built-in (half to even).
+- Importance of a layer = mean ``|momentum|`` over the weights that were active **before** pruning
+  (what sparse_learning does: statistics are gathered before truncation). A layer with no active
+  weight has importance 0. Importances are normalised to sum 1; if they are all 0 (e.g. no optimizer
+  step yet, or SGD without momentum) the shares fall back to proportional to layer size (numel).
+- Shares are computed exactly (``fractions.Fraction``) by *water filling*: the ideal real share of
+  layer ``l`` is ``min(capacity_l, lam * importance_l)`` with ``lam`` chosen so the shares sum to the
+  budget; capacity is the layer's number of inactive units after pruning. Overflow of a capped layer
+  thus goes to the uncapped ones in proportion to their importance, repeatedly until all fits (if
+  every layer with positive importance is full, the rest falls back to layer size among the others).
+  Irregular shares are then rounded by largest remainder (ties: earlier layer), so they sum to ``K``
+  exactly and never exceed a capacity. Channel shares (in channels, ``share / slice size``) are
+  floored, then layers in order of largest fractional remainder get one more channel while the total
+  stays within half that layer's slice of the budget: the result lies within half the largest slice
+  of the budget.
+- Ties in magnitude or momentum are broken by the lower flat index (stable sort).
+- Regrown weights start at exactly 0; optimizer momentum is never touched. A unit pruned this round
+  may be regrown in the same round (it is a zero position after pruning).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "RewireStats",
+    "water_fill",
+    "largest_remainder",
+    "round_to_slices",
+    "channel_view",
+    "rewire_irregular",
+    "rewire_channel",
+]
+
+
+@dataclass(frozen=True)
+class RewireStats:
+    """What one rewiring did. Counts are in weights; ``*_channels`` only in channel mode."""
+
+    epoch: int
+    prune_rate: float
+    pruned: dict[str, int]
+    regrown: dict[str, int]
+    importance: dict[str, float]
+    active: int  # active prunable weights (mask entries, stem included) after the rewiring
+    pruned_channels: dict[str, int] = field(default_factory=dict)
+    regrown_channels: dict[str, int] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# Allocation (pure Python, exact arithmetic)
+# ----------------------------------------------------------------------------------------------
+
+
+def water_fill(
+    budget: int | Fraction,
+    weights: Sequence[float],
+    capacity: Sequence[int | Fraction],
+    fallback: Sequence[float],
+) -> list[Fraction]:
+    """Split ``budget`` in proportion to ``weights`` with per-entry caps, exactly.
+
+    Returns real shares ``s_l = min(capacity_l, lam * w_l)`` summing to ``budget``. When all the
+    still-open entries have zero weight, ``fallback`` weights are used for them (and if those are zero
+    too, the remaining capacity). Requires ``0 <= budget <= sum(capacity)``.
+    """
+    n = len(capacity)
+    if not (len(weights) == len(fallback) == n):
+        raise ValueError("weights, capacity and fallback must have the same length")
+    budget = Fraction(budget)
+    caps = [Fraction(c) for c in capacity]
+    if budget < 0 or budget > sum(caps, Fraction(0)):
+        raise ValueError(f"budget {budget} outside [0, total capacity {sum(caps, Fraction(0))}]")
+    shares = [Fraction(0)] * n
+    open_ = [i for i in range(n) if caps[i] > 0]
+    remaining = budget
+    while remaining > 0:
+        w = {i: Fraction(max(float(weights[i]), 0.0)) for i in open_}
+        if sum(w.values()) == 0:
+            w = {i: Fraction(max(float(fallback[i]), 0.0)) for i in open_}
+        if sum(w.values()) == 0:
+            w = {i: caps[i] for i in open_}
+        total_w = sum(w.values(), Fraction(0))
+        ideal = {i: remaining * w[i] / total_w for i in open_}
+        capped = [i for i in open_ if ideal[i] >= caps[i]]
+        if not capped:
+            for i in open_:
+                shares[i] = ideal[i]
+            break
+        for i in capped:
+            shares[i] = caps[i]
+            remaining -= caps[i]
+        open_ = [i for i in open_ if i not in capped]
+    return shares
+
+
+def largest_remainder(shares: Sequence[Fraction], total: int) -> list[int]:
+    """Round real ``shares`` (summing to the integer ``total``) to integers summing to ``total``.
+
+    Floors first, then one more for the largest fractional parts (ties: lower index). An integer
+    share is never changed, so rounding never exceeds an integer cap that the real share respects.
+    """
+    floors = [math.floor(s) for s in shares]
+    left = total - sum(floors)
+    order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - floors[i]), i))
+    for i in order[:left]:
+        floors[i] += 1
+    return floors
+
+
+def round_to_slices(
+    ideal: Sequence[Fraction], slice_sizes: Sequence[int], budget: Fraction | int
+) -> list[int]:
+    """Round real channel counts to whole channels, keeping ``sum n_l * s_l`` close to ``budget``.
+
+    Floor every count, then visit layers by largest fractional remainder (ties: lower index) and add
+    one channel while ``total + s_l / 2 <= budget``. Each result is ``floor`` or ``ceil`` of its ideal,
+    and when ``sum ideal_l * s_l == budget`` the total ends within ``max(s_l) / 2`` of the budget.
+    """
+    budget = Fraction(budget)
+    counts = [math.floor(x) for x in ideal]
+    total = Fraction(sum(c * s for c, s in zip(counts, slice_sizes, strict=True)))
+    order = sorted(
+        (i for i in range(len(ideal)) if ideal[i] > counts[i]), key=lambda i: (-(ideal[i] - counts[i]), i)
+    )
+    for i in order:
+        if total + Fraction(slice_sizes[i], 2) <= budget:
+            counts[i] += 1
+            total += slice_sizes[i]
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Selection (tensors)
+# ----------------------------------------------------------------------------------------------
+
+
+def _smallest(scores: Tensor, candidates: Tensor, k: int) -> Tensor:
+    """Flat indices of the ``k`` candidates (bool, flat) with the smallest score; ties: lower index."""
+    idx = torch.nonzero(candidates, as_tuple=False).flatten()
+    if k <= 0:
+        return idx[:0]
+    order = torch.sort(scores[idx], stable=True).indices
+    return idx[order[:k]]
+
+
+def _largest(scores: Tensor, candidates: Tensor, k: int) -> Tensor:
+    """Flat indices of the ``k`` candidates (bool, flat) with the largest score; ties: lower index."""
+    idx = torch.nonzero(candidates, as_tuple=False).flatten()
+    if k <= 0:
+        return idx[:0]
+    order = torch.sort(scores[idx], descending=True, stable=True).indices
+    return idx[order[:k]]
+
+
+def _mean_abs_over(momentum: Tensor, active: Tensor) -> float:
+    n = int(active.sum().item())
+    if n == 0:
+        return 0.0
+    return float(momentum.abs()[active].double().sum().item()) / n
+
+
+def _normalised(values: Sequence[float]) -> list[float]:
+    s = sum(values)
+    return [v / s if s > 0 else 0.0 for v in values]
+
+
+def channel_view(t: Tensor) -> Tensor:
+    """View ``t`` (``(M, N, ...)``) as ``(N, M * prod(...))``: row ``c`` is the slice ``t[:, c]``."""
+    return t.transpose(0, 1).reshape(t.shape[1], -1)
+
+
+def channel_mask_to_full(channel_mask: Tensor, like: Tensor) -> Tensor:
+    """Broadcast a per-input-channel 0/1 vector to a mask of ``like``'s shape (constant per slice)."""
+    shape = [1, like.shape[1]] + [1] * (like.dim() - 2)
+    return channel_mask.to(like.dtype).reshape(shape).expand_as(like).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# Rewiring (in place on weights and masks)
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def rewire_irregular(
+    weights: Sequence[Tensor], masks: Sequence[Tensor], momenta: Sequence[Tensor], prune_rate: float
+) -> tuple[list[int], list[int], list[float]]:
+    """Prune ``round(p * active_l)`` smallest-|w| weights per layer, regrow by momentum; in place.
+
+    ``momenta[l]`` has the weight's shape (zeros when the optimizer has none). Returns per-layer
+    ``(pruned, regrown, normalised importance)``. The total number of mask entries is unchanged.
+    """
+    n = len(weights)
+    flat_masks = [m.reshape(-1).bool() for m in masks]
+    importance = _normalised(
+        [_mean_abs_over(mo.reshape(-1), fm) for mo, fm in zip(momenta, flat_masks, strict=True)]
+    )
+    pruned: list[int] = []
+    keep: list[Tensor] = []
+    for w, fm in zip(weights, flat_masks, strict=True):
+        active = int(fm.sum().item())
+        k = round(prune_rate * active)
+        drop = _smallest(w.reshape(-1).abs(), fm, k)
+        kept = fm.clone()
+        kept[drop] = False
+        keep.append(kept)
+        pruned.append(int(drop.numel()))
+    capacity = [int((~kept).sum().item()) for kept in keep]
+    budget = sum(pruned)
+    sizes = [float(w.numel()) for w in weights]
+    regrown = largest_remainder(water_fill(budget, importance, capacity, sizes), budget)
+    for i in range(n):
+        kept = keep[i]
+        grow = _largest(momenta[i].reshape(-1).abs(), ~kept, regrown[i])
+        new = kept.clone()
+        new[grow] = True
+        # Weights outside `kept` (pruned now or before) become 0, so regrown weights start at 0.
+        weights[i].mul_(kept.reshape(weights[i].shape).to(weights[i].dtype))
+        masks[i].copy_(new.reshape(masks[i].shape).to(masks[i].dtype))
+    return pruned, regrown, importance
+
+
+@torch.no_grad()
+def rewire_channel(
+    weights: Sequence[Tensor],
+    masks: Sequence[Tensor],
+    momenta: Sequence[Tensor],
+    prune_rate: float,
+    target_active: int,
+) -> tuple[list[int], list[int], list[int], list[int], list[float]]:
+    """Channel-mode rewiring of the given layers (the dense stem excluded by the caller); in place.
+
+    ``target_active`` is the number of active weights these layers should hold together after the
+    rewiring (the global target minus the stem). Returns per-layer ``(pruned channels, regrown
+    channels, pruned weights, regrown weights, normalised importance)``.
+    """
+    n = len(weights)
+    slice_sizes = [w.numel() // w.shape[1] for w in weights]
+    ch_masks = [channel_view(m).amax(dim=1) > 0 for m in masks]
+    importance = _normalised(
+        [_mean_abs_over(mo.reshape(-1), m.reshape(-1).bool()) for mo, m in zip(momenta, masks, strict=True)]
+    )
+    pruned_ch: list[int] = []
+    keep: list[Tensor] = []
+    for w, cm in zip(weights, ch_masks, strict=True):
+        k = round(prune_rate * int(cm.sum().item()))
+        drop = _smallest(torch.linalg.vector_norm(channel_view(w), dim=1), cm, k)
+        kept = cm.clone()
+        kept[drop] = False
+        keep.append(kept)
+        pruned_ch.append(int(drop.numel()))
+    active_after_prune = sum(int(k.sum().item()) * s for k, s in zip(keep, slice_sizes, strict=True))
+    zero_ch = [int((~k).sum().item()) for k in keep]
+    budget = max(0, target_active - active_after_prune)
+    sizes = [float(w.numel()) for w in weights]
+    shares = water_fill(budget, importance, [z * s for z, s in zip(zero_ch, slice_sizes, strict=True)], sizes)
+    regrown_ch = round_to_slices(
+        [sh / s for sh, s in zip(shares, slice_sizes, strict=True)], slice_sizes, budget
+    )
+    for i in range(n):
+        kept = keep[i]
+        mom_norm = torch.linalg.vector_norm(channel_view(momenta[i]), dim=1)
+        grow = _largest(mom_norm, ~kept, regrown_ch[i])
+        new = kept.clone()
+        new[grow] = True
+        weights[i].mul_(channel_mask_to_full(kept, weights[i]))
+        masks[i].copy_(channel_mask_to_full(new, masks[i]))
+    pruned_w = [c * s for c, s in zip(pruned_ch, slice_sizes, strict=True)]
+    regrown_w = [c * s for c, s in zip(regrown_ch, slice_sizes, strict=True)]
+    return pruned_ch, regrown_ch, pruned_w, regrown_w, importance
