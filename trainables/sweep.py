@@ -179,6 +179,10 @@ def _run_config(config: SweepConfig, run_dir: Path) -> Any:
 
 def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=print) -> None:
     """An embedded local Ray (a fresh one, never a stale one), or a connection to ``address``."""
+    # Tune warns on every checkpoint of short epochs that snapshotting "may become a bottleneck";
+    # with per-epoch checkpoints of small models that is expected, so the warning is off
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
     if ray.is_initialized():

@@ -13,6 +13,7 @@ At the end of a trial the selected model is written to the trial folder as ``mod
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -40,6 +41,8 @@ class DNRTrainable(tune.Trainable):
     def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
         if base is None:
             raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
+        # one "Checkpoint successfully created" line per epoch per trial floods the driver's terminal
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
         self._base = RunConfig.model_validate(base)
         self._build(config)
 
@@ -55,8 +58,8 @@ class DNRTrainable(tune.Trainable):
     def step(self) -> dict[str, Any]:
         kill_at = os.environ.get(KILL_AT_EPOCH_ENV)
         progress = None
-        if kill_at and int(kill_at) == self.run.epoch + 1 and not (Path(self.logdir) / ".killed").exists():
-            marker = Path(self.logdir) / ".killed"
+        if kill_at and int(kill_at) == self.run.epoch + 1 and not (self.trial_dir / ".killed").exists():
+            marker = self.trial_dir / ".killed"
 
             def progress(done: int, total: int) -> None:  # noqa: F811 - the hook only when asked for
                 if done == max(1, total // 2):
@@ -70,13 +73,22 @@ class DNRTrainable(tune.Trainable):
         return metrics
 
     def _write_outputs(self, metrics: dict[str, Any]) -> None:
-        out = Path(self.logdir)
+        out = self.trial_dir
         checkpoint.save(self.run.selected_state_dict(), out / "model.pt")
         text = yaml.safe_dump(to_yaml_dict(self.run_config), sort_keys=False)
         checkpoint.atomic_write_bytes(out / "config.yaml", lambda handle: handle.write(text.encode()))
         final = {k: v for k, v in metrics.items() if k in ("clean_acc", "fgsm_acc", "pgd_acc", "compression",
                                                             "density", "channels_present", "selected_epoch")}  # fmt: skip
         checkpoint.write_json(final, out / "metrics.json")
+
+    @property
+    def trial_dir(self) -> Path:
+        """The trial's folder in the run folder (Tune's storage path; shared storage on a cluster)."""
+        if self._storage is not None:
+            path = Path(self._storage.trial_fs_path)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        return Path(self.logdir)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         checkpoint.save(self.run.state_dict(), Path(checkpoint_dir) / STATE_FILE)

@@ -1,0 +1,202 @@
+"""The sweep service on Ray Tune: CLI end to end, save/restore, Optuna, ASHA, resume, resources."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from dnr_sweep import cli
+from dnr_sweep.config import validate_sweep
+from reports.pareto import pareto_front
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = {
+    "name": "sweep_test",
+    "data": {"dataset": "digits", "val_size": 100},
+    "model": {"arch": "smallcnn", "width": 0.5},
+    "train": {"epochs": 2, "batch_size": 128, "lr": 0.05, "lr_milestones": [], "warmup_epochs": 0, "device": "cpu"},
+    "dnr": {"density": 0.2, "beta": 0.5},
+    "attack": {"train": {"eps": 0.1, "alpha": 0.05, "steps": 2},
+               "eval": {"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "alpha": 0.05, "steps": 2}}},
+    "tune": {"resources_per_trial": {"cpu": 1}, "max_failures": 0},
+}  # fmt: skip
+
+
+def write_config(tmp_path: Path, **blocks) -> Path:
+    data = {**BASE, **blocks}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_two_trial_sweep_end_to_end(ray_session, tmp_path, capsys):
+    config = write_config(tmp_path, search={"dnr.pruning": {"grid": ["irregular", "channel"]}})
+    code = cli.main(["run", str(config), "--storage", str(tmp_path / "runs"), "--name", "two", "--no-dashboard"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    run_dir = tmp_path / "runs" / "two"
+    assert (run_dir / "config.yaml").read_text() == config.read_text()
+    results = pd.read_parquet(run_dir / "results.parquet")
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert len(results) == 2 and len(epochs) == 4
+    assert sorted(results["dnr.pruning"]) == ["channel", "irregular"]
+    assert set(results["status"]) == {"TERMINATED"} and not results["early_stopped"].any()
+    for column in ("trial_id", "selected_epoch", "clean_acc", "fgsm_acc", "pgd_acc", "compression", "density",
+                   "channels_present", "model.arch", "data.dataset"):  # fmt: skip
+        assert column in results.columns, column
+    assert any(c.startswith("layer_density/") for c in results.columns)
+    assert results["density"].between(0.15, 0.25).all()
+    assert (results["compression"] > 1).all()
+    assert sorted(epochs.groupby("trial_id")["epoch"].apply(list).tolist()) == [[1, 2], [1, 2]]
+    # each trial folder holds its selected model, loadable with weights_only
+    models = sorted(run_dir.glob("*/model.pt"))
+    assert len(models) == 2
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(models[0], weights_only=True).values())
+    assert "Pareto set" in out and "report:" in out
+    assert (run_dir / "report" / "index.html").is_file()
+    # the report can be rebuilt later without Ray, and matches
+    assert cli.main(["report", str(run_dir), "--format", "png"]) == 0
+
+
+def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
+    from ray import tune
+
+    from dnr_sweep.config import to_yaml_dict
+    from trainables.trainable import DNRTrainable
+
+    base = to_yaml_dict(validate_sweep({**BASE, "train": {**BASE["train"], "epochs": 3}}).base_run())
+    cls = tune.with_parameters(DNRTrainable, base=base)
+    first = cls(config={"dnr.pruning": "channel"})
+    first.train()
+    first.save_checkpoint(str(tmp_path))
+    expected = first.train()
+    second = cls(config={"dnr.pruning": "channel"})
+    second.load_checkpoint(str(tmp_path))
+    got = second.train()
+    for key, value in expected.items():
+        if key.endswith("time_s") or key in ("timestamp", "time_this_iter_s", "time_total_s", "date", "pid",
+                                              "time_since_restore", "training_iteration", "iterations_since_restore"):
+            continue  # fmt: skip
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(got[key]), key
+        else:
+            assert got[key] == value, key
+    for name, tensor in first.run.model.state_dict().items():
+        assert torch.equal(tensor, second.run.model.state_dict()[name]), name
+    assert second.reset_config({"dnr.pruning": "irregular"})
+    assert second.run.config.dnr.pruning == "irregular" and second.run.epoch == 0
+    first.stop()
+    second.stop()
+
+
+def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_session, tmp_path, capsys):
+    config = write_config(
+        tmp_path,
+        train={**BASE["train"], "epochs": 3},
+        search={"dnr.density": {"choice": [0.1, 0.3, 0.6]}, "dnr.beta": {"uniform": [0.3, 0.9]}},
+        tune={**BASE["tune"], "num_samples": 4, "max_concurrent_trials": 2,
+              "search_alg": {"optuna": {"sampler": "nsga2", "objectives": {"pgd_acc": "max", "compression": "max"},
+                                        "seed": 0}},
+              "scheduler": {"asha": {"metric": "val_clean_acc", "mode": "max", "grace_period": 1,
+                                     "reduction_factor": 2}}},
+    )  # fmt: skip
+    code = cli.main(["run", str(config), "--storage", str(tmp_path), "--name", "mo", "--no-dashboard", "--no-report"])
+    assert code == 0, capsys.readouterr().err
+    results = pd.read_parquet(tmp_path / "mo" / "results.parquet")
+    assert len(results) == 4
+    stopped = results[results["early_stopped"]]
+    # ASHA with reduction factor 2 stops some of 4 trials after epoch 1 or 2
+    assert len(stopped) >= 1
+    assert (stopped["status"] == "EARLY_STOPPED").all()
+    assert (stopped["epochs_completed"] < 3).all()
+    front = pareto_front(results, {"pgd_acc": "max", "compression": "max"})
+    assert not set(front.rows["trial_id"]) & set(stopped["trial_id"])
+    assert len(front.rows) >= 1
+
+
+def test_resources_mapping_packs_fractional_gpus():
+    from ray import tune
+
+    from trainables.sweep import trial_resources
+    from trainables.trainable import DNRTrainable
+
+    config = validate_sweep({**BASE, "tune": {"resources_per_trial": {"cpu": 4, "gpu": 0.25}}})
+    assert trial_resources(config) == {"cpu": 4.0, "gpu": 0.25}
+    wrapped = tune.with_resources(DNRTrainable, trial_resources(config))
+    request = wrapped.default_resource_request({})
+    assert request.required_resources == {"CPU": 4.0, "GPU": 0.25}
+
+
+def test_search_rules_map_to_tune_domains():
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    from trainables.sweep import param_space
+
+    config = validate_sweep({**BASE, "search": {
+        "dnr.density": {"grid": [0.1, 0.5]}, "dnr.pruning": {"choice": ["irregular", "channel"]},
+        "dnr.beta": {"uniform": [0.3, 0.7]}, "dnr.rho": {"loguniform": [1e-5, 1e-3]},
+        "train.seed": {"randint": [0, 5]}, "dnr.prune_rate": {"quniform": [0.2, 0.6, 0.1]}}})  # fmt: skip
+    space = param_space(config)
+    assert space["dnr.density"] == {"grid_search": [0.1, 0.5]}
+    assert isinstance(space["dnr.pruning"], Categorical) and space["dnr.pruning"].categories == ["irregular", "channel"]
+    assert isinstance(space["dnr.beta"], Float) and (space["dnr.beta"].lower, space["dnr.beta"].upper) == (0.3, 0.7)
+    assert isinstance(space["dnr.rho"].sampler, type(space["dnr.rho"].sampler)) and space["dnr.rho"].lower == 1e-5
+    assert isinstance(space["train.seed"], Integer) and (space["train.seed"].lower, space["train.seed"].upper) == (0, 5)
+    assert space["dnr.prune_rate"].sampler.q == 0.1
+
+
+def test_infeasible_resources_fail_fast(ray_session, tmp_path, capsys):
+    config = write_config(tmp_path, tune={"resources_per_trial": {"cpu": 1, "gpu": 1}})
+    start = time.monotonic()
+    assert cli.main(["run", str(config), "--storage", str(tmp_path), "--name", "nogpu", "--no-dashboard"]) == 2
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert "resources_per_trial" in err and "GPU" in err
+    assert not (tmp_path / "nogpu").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
+    """SIGINT the driver after its first trial finished; resume runs only what is left."""
+    config = write_config(
+        tmp_path,
+        train={**BASE["train"], "epochs": 3},
+        search={"dnr.density": {"grid": [0.1, 0.2, 0.3]}},
+        tune={**BASE["tune"], "max_concurrent_trials": 1},
+    )
+    run_dir = tmp_path / "runs" / "stop"
+    env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "dnr_sweep.cli", "run", str(config), "--storage", str(tmp_path / "runs"),
+         "--name", "stop", "--no-dashboard", "--no-report"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob("*/model.pt")) and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert list(run_dir.glob("*/model.pt")), "no trial finished in time"
+    driver.send_signal(signal.SIGINT)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, output
+    assert f"dnr-sweep resume {run_dir}" in output
+    finished_before = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("*/model.pt")}
+
+    assert cli.main(["resume", str(run_dir), "--no-dashboard", "--no-report"]) == 0
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert len(results) == 3 and set(results["status"]) == {"TERMINATED"}
+    assert (results["epochs_completed"] == 3).all()
+    for name, mtime in finished_before.items():  # finished trials were not run again
+        assert (run_dir / name / "model.pt").stat().st_mtime_ns == mtime
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert len(epochs) == 9 and not epochs.duplicated(["trial_id", "epoch"]).any()
