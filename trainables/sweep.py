@@ -19,6 +19,7 @@ given) and ``sweep.json`` (the ``--set`` overrides), which is all :func:`resume_
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -282,5 +283,30 @@ def fit(config: SweepConfig, run_dir: Path, *, restore: bool) -> SweepOutcome:
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = build_tuner(config, run_dir)
-    result_grid = tuner.fit()
-    return _outcome(result_grid, run_dir)
+    watcher = _InterruptWatcher()
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addHandler(watcher)
+    try:
+        result_grid = tuner.fit()
+    finally:
+        tune_logger.removeHandler(watcher)
+    outcome = _outcome(result_grid, run_dir)
+    outcome.interrupted = outcome.interrupted or watcher.interrupted
+    return outcome
+
+
+class _InterruptWatcher(logging.Handler):
+    """Notices Tune's "Experiment has been interrupted" (its SIGINT handler's only trace).
+
+    On Ctrl-C Tune stops gracefully and saves its state, then marks the stopped trials TERMINATED
+    and returns normally, so neither the statuses nor an exception tell an interrupted sweep from a
+    finished one; this log record does (Ray 2.60, ``ray/tune/tune.py``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.interrupted = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "has been interrupted" in record.getMessage():
+            self.interrupted = True
