@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-host", default="127.0.0.1")
     p.add_argument("--no-report", action="store_true")
 
+    from dnr_sweep import export_cli
+
+    export_cli.register(sub)
+
     p = sub.add_parser("report", help="Parquet + figures + tables from a run directory (no Ray needed)")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report")
@@ -131,13 +135,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dnr_sweep.config import load_sweep_config
 
     config = load_sweep_config(args.config, args.overrides)  # fails fast, before Ray starts
+    from dnr_sweep.data import check_available
     from trainables import sweep
 
     try:
+        run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
+        check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
-        run_dir = sweep.prepare_run_dir(config, config_path=Path(args.config), overrides=args.overrides,
-                                        storage=args.storage, name=args.name)  # fmt: skip
+        sweep.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
     except sweep.SweepError as exc:
         raise UserError(str(exc)) from None
     print(f"run folder: {run_dir}")
@@ -162,12 +168,26 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _finish_sweep(outcome, config, *, report: bool) -> int:
     """Write results.parquet/epochs.parquet, print the summary, draw the report; the exit code."""
+    import pandas as pd
+
     from reports.load import EPOCHS_FILE, RESULTS_FILE, rebuild_tables, write_parquet_atomic
     from reports.pareto import pareto_front
     from trainables.sweep import objectives
 
     run_dir = outcome.run_dir
-    results, epochs = rebuild_tables(run_dir)
+    try:
+        results, epochs = rebuild_tables(run_dir)
+    except FileNotFoundError:  # no trial reported a single epoch
+        results, epochs = pd.DataFrame(columns=["trial_id", "status", "early_stopped"]), pd.DataFrame()
+    # a trial that failed before its first epoch left no result.json: it still gets its row
+    missing = [t for t in outcome.statuses if t not in set(results["trial_id"])]
+    if missing:
+        rows = [{"trial_id": t, "status": outcome.statuses[t], "early_stopped": True, "epochs_completed": 0,
+                 **outcome.configs.get(t, {})} for t in missing]  # fmt: skip
+        results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True).sort_values("trial_id", ignore_index=True)
+        results["early_stopped"] = results["early_stopped"].astype(bool)
+    if outcome.errors:
+        results["error"] = results["trial_id"].map(outcome.errors)
     for trial_id, status in outcome.statuses.items():
         rows = results["trial_id"] == trial_id
         if status == "ERROR":
@@ -175,7 +195,8 @@ def _finish_sweep(outcome, config, *, report: bool) -> int:
         elif status == "TERMINATED":
             results.loc[rows & results["early_stopped"], "status"] = "EARLY_STOPPED"
     write_parquet_atomic(results, run_dir / RESULTS_FILE)
-    write_parquet_atomic(epochs, run_dir / EPOCHS_FILE)
+    if len(epochs):
+        write_parquet_atomic(epochs, run_dir / EPOCHS_FILE)
 
     print(f"\nresults: {run_dir / RESULTS_FILE} ({len(results)} trials), {run_dir / EPOCHS_FILE}")
     finished = results[results["status"] == "TERMINATED"]
@@ -230,6 +251,7 @@ COMMANDS = {
     "run": cmd_run,
     "resume": cmd_resume,
     "report": cmd_report,
+    "export": lambda args: __import__("dnr_sweep.export_cli", fromlist=["run"]).run(args),
 }
 
 

@@ -215,12 +215,10 @@ def _check_image_size(image_size: int | None) -> None:
         raise ValueError(f"data.image_size must be a positive int or null, got {image_size!r}")
 
 
-def _cifar(dataset: str, root: Path, download: bool, image_size: int | None,
-           channels: int | None) -> _Source:
+def _check_cifar_files(dataset: str, root: Path, download: bool) -> None:
     from torchvision import datasets  # deferred: only the CIFAR paths need it
 
     cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
-    _rgb_only(dataset, channels)
     folder = root / cls.base_folder
     needed = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     missing = [name for name in needed if not (folder / name).is_file()]
@@ -229,6 +227,43 @@ def _cifar(dataset: str, root: Path, download: bool, image_size: int | None,
         raise DatasetNotFoundError(
             f"{dataset} not found: {folder} {what}. Fix: set data.download: true, "
             f"or put {cls.base_folder} under {root} (unpacked from {cls.url})")
+
+
+def _check_tinyimagenet_files(root: Path, download: bool) -> None:
+    folder = root / "tiny-imagenet-200"
+    needed = [folder / "wnids.txt", folder / "train", folder / "val" / "images",
+              folder / "val" / "val_annotations.txt"]
+    missing = [str(p.relative_to(folder)) for p in needed if not p.exists()]
+    if missing:
+        what = f"is missing {', '.join(missing)}" if folder.is_dir() else "does not exist"
+        note = " (data.download does not fetch Tiny-ImageNet)" if download else ""
+        raise DatasetNotFoundError(
+            f"tinyimagenet not found: {folder} {what}{note}. Fix: download "
+            f"{TINYIMAGENET_URL} from the official site and unzip it under {root}, so that "
+            f"{folder / 'wnids.txt'} exists")
+
+
+def check_available(dataset: str, *, root: str | Path, download: bool = False) -> None:
+    """Fail fast (before any expensive work) when a data set's files are missing and won't be fetched.
+
+    Raises:
+        DatasetNotFoundError: the files are not under ``root`` (the message says how to fix it).
+    """
+    root = Path(root).expanduser()
+    if dataset in ("cifar10", "cifar100"):
+        _check_cifar_files(dataset, root, download)
+    elif dataset == "tinyimagenet":
+        _check_tinyimagenet_files(root, download)
+
+
+def _cifar(dataset: str, root: Path, download: bool, image_size: int | None,
+           channels: int | None) -> _Source:
+    from torchvision import datasets  # deferred: only the CIFAR paths need it
+
+    cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
+    _rgb_only(dataset, channels)
+    folder = root / cls.base_folder
+    _check_cifar_files(dataset, root, download)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=False)
@@ -244,16 +279,7 @@ def _cifar(dataset: str, root: Path, download: bool, image_size: int | None,
 def _tinyimagenet(root: Path, download: bool, image_size: int | None, channels: int | None) -> _Source:
     _rgb_only("tinyimagenet", channels)
     folder = root / "tiny-imagenet-200"
-    needed = [folder / "wnids.txt", folder / "train", folder / "val" / "images",
-              folder / "val" / "val_annotations.txt"]
-    missing = [str(p.relative_to(folder)) for p in needed if not p.exists()]
-    if missing:
-        what = f"is missing {', '.join(missing)}" if folder.is_dir() else "does not exist"
-        note = " (data.download does not fetch Tiny-ImageNet)" if download else ""
-        raise DatasetNotFoundError(
-            f"tinyimagenet not found: {folder} {what}{note}. Fix: download "
-            f"{TINYIMAGENET_URL} from the official site and unzip it under {root}, so that "
-            f"{folder / 'wnids.txt'} exists")
+    _check_tinyimagenet_files(root, download)
     train = TinyImageNetFolder(folder, "train")
     test = TinyImageNetFolder(folder, "val")
     plain, augmented, size = _pil_transforms(64, image_size)

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from dnr_sweep import attacks
@@ -157,6 +157,7 @@ class DNRRun:
         self.best: dict[str, Any] | None = None  # selection-split figures of the best epoch so far
         self.best_state: dict[str, Tensor] | None = None
         self.final: dict[str, Any] | None = None
+        self.last_metrics: dict[str, Any] | None = None  # the last epoch's dict, replayed when finished
 
     # ----------------------------------------------------------------------------------------
     # Training
@@ -339,6 +340,7 @@ class DNRRun:
             final = self.finish()
             metrics.update({k: final[k] for k in selection_keys})
             metrics["final"] = True
+        self.last_metrics = dict(metrics)
         return metrics
 
     def finish(self) -> dict[str, Any]:
@@ -379,6 +381,7 @@ class DNRRun:
             "best": dict(self.best) if self.best is not None else None,
             "best_state": self.best_state,
             "final": dict(self.final) if self.final is not None else None,
+            "last_metrics": dict(self.last_metrics) if self.last_metrics is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
@@ -398,6 +401,7 @@ class DNRRun:
         self.best = state["best"]
         self.best_state = state["best_state"]
         self.final = state["final"]
+        self.last_metrics = state.get("last_metrics")
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and self.device.type == "cuda":

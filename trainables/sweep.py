@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnr_sweep.config import ConfigError, SearchSpec, SweepConfig, _check_name, load_sweep_config, to_yaml_dict
+from dnr_sweep.config import (
+    ConfigError,
+    SearchSpec,
+    SweepConfig,
+    _check_name,
+    load_sweep_config,
+    to_yaml_dict,
+)
 
 SWEEP_FILE = "sweep.json"
 CONFIG_FILE = "config.yaml"
@@ -51,6 +58,7 @@ class SweepOutcome:
     run_dir: Path
     errors: dict[str, str] = field(default_factory=dict)  # trial id -> error summary
     statuses: dict[str, str] = field(default_factory=dict)  # trial id -> Tune status
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> sampled dotted values
     interrupted: bool = False
 
 
@@ -133,14 +141,21 @@ def trial_resources(config: SweepConfig) -> dict[str, float]:
     return {"cpu": resources.cpu, "gpu": resources.gpu}
 
 
+def make_trainable(config: SweepConfig) -> Any:
+    """DNRTrainable with the sweep's base config and the trial resources attached."""
+    from ray import tune
+
+    from trainables.trainable import KILL_AT_EPOCH_ENV, DNRTrainable
+
+    kill_at = os.environ.get(KILL_AT_EPOCH_ENV)  # test-only fault injection, off unless set
+    params = {"base": to_yaml_dict(config.base_run()), "kill_at_epoch": int(kill_at) if kill_at else None}
+    return tune.with_resources(tune.with_parameters(DNRTrainable, **params), trial_resources(config))
+
+
 def build_tuner(config: SweepConfig, run_dir: Path) -> Any:
     from ray import tune
 
-    from trainables.trainable import DNRTrainable
-
-    trainable = tune.with_resources(
-        tune.with_parameters(DNRTrainable, base=to_yaml_dict(config.base_run())), trial_resources(config)
-    )
+    trainable = make_trainable(config)
     multi = len(objectives(config)) > 1
     tune_config = tune.TuneConfig(
         metric=None if multi else config.tune.metric,
@@ -178,7 +193,7 @@ def _run_config(config: SweepConfig, run_dir: Path) -> Any:
 # Ray
 
 
-def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=print) -> None:
+def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=print) -> str | None:
     """An embedded local Ray (a fresh one, never a stale one), or a connection to ``address``."""
     # Tune warns on every checkpoint of short epochs that snapshotting "may become a bottleneck";
     # with per-epoch checkpoints of small models that is expected, so the warning is off
@@ -187,7 +202,7 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     import ray
 
     if ray.is_initialized():
-        return
+        return None
     if dashboard and dashboard_host not in ("127.0.0.1", "localhost", "::1"):
         log(f"warning: the dashboard and Ray's job-submission API will listen on {dashboard_host}; anyone who "
             "reaches that address and holds the cluster's token can run code on it. Firewall it.")  # fmt: skip
@@ -199,6 +214,7 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     url = getattr(context, "dashboard_url", None)
     if dashboard and url:
         log(f"Ray dashboard: http://{url} (token authentication: print the token with `ray get-auth-token`)")
+    return url
 
 
 def check_resources_feasible(config: SweepConfig) -> None:
@@ -223,20 +239,23 @@ def check_resources_feasible(config: SweepConfig) -> None:
 # Running and resuming
 
 
-def prepare_run_dir(config: SweepConfig, *, config_path: Path, overrides: list[str], storage: str | Path,
-                    name: str | None) -> Path:  # fmt: skip
-    """Create ``storage/name`` with the input config and overrides; refuse to reuse a run folder."""
+def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> Path:
+    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run."""
     if name is None:
         name = f"{config.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         _check_name(name)
     except ValueError as exc:
         raise SweepError(f"--name: {exc}") from None
-    storage = Path(storage).expanduser().resolve()
-    run_dir = storage / name
+    run_dir = Path(storage).expanduser().resolve() / name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise SweepError(f"{run_dir}: already holds a run; continue it with `dnr-sweep resume {run_dir}` "
                          "or choose another --name")  # fmt: skip
+    return run_dir
+
+
+def prepare_run_dir(run_dir: Path, *, config_path: Path, overrides: list[str]) -> Path:
+    """Create the run folder with the input config as given and the ``--set`` overrides."""
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config_path, run_dir / CONFIG_FILE)
     (run_dir / SWEEP_FILE).write_text(json.dumps({"overrides": list(overrides), "config_source": str(config_path)}))
@@ -260,6 +279,7 @@ def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
     trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
     for trial in trials:
         outcome.statuses[trial.trial_id] = trial.status
+        outcome.configs[trial.trial_id] = dict(trial.config)
         if trial.status == "ERROR":
             text = ""
             if trial.error_file and Path(trial.error_file).is_file():
@@ -275,12 +295,8 @@ def fit(config: SweepConfig, run_dir: Path, *, restore: bool) -> SweepOutcome:
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, readable in a terminal
     if restore:
-        from trainables.trainable import DNRTrainable
-
-        trainable = tune.with_resources(
-            tune.with_parameters(DNRTrainable, base=to_yaml_dict(config.base_run())), trial_resources(config)
-        )
-        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(str(run_dir), trainable=make_trainable(config), resume_unfinished=True,
+                                   resume_errored=True)  # fmt: skip
     else:
         tuner = build_tuner(config, run_dir)
     watcher = _InterruptWatcher()

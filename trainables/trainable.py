@@ -30,20 +30,27 @@ from dnr_sweep.config import RunConfig, run_config_from_flat, to_yaml_dict
 from dnr_sweep.engine import DNRRun
 
 STATE_FILE = "state.pt"
-# Test-only fault injection: the trainable SIGKILLs its own process in the middle of this epoch
-# (1-based) the first time it gets there, so tests can prove that Ray restores it exactly.
+# Written beside model.pt when a trial ends: if the driver dies before Tune's experiment snapshot
+# records the end, a resume restores an older checkpoint; this file lets the trial report its
+# result again instead of training its last epochs twice.
+FINAL_STATE_FILE = "final_state.pt"
+# Test-only fault injection: with this set in the driver's environment, each trial SIGKILLs its
+# own worker process in the middle of this epoch (1-based) the first time it gets there, so tests
+# can prove that Ray restores it exactly from its last checkpoint.
 KILL_AT_EPOCH_ENV = "DNR_SWEEP_TEST_KILL_AT_EPOCH"
 
 
 class DNRTrainable(tune.Trainable):
     """One DNR training run; one Tune iteration is one epoch."""
 
-    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
+    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None,
+              kill_at_epoch: int | None = None) -> None:
         if base is None:
             raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
         # one "Checkpoint successfully created" line per epoch per trial floods the driver's terminal
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
         self._base = RunConfig.model_validate(base)
+        self._kill_at_epoch = kill_at_epoch
         self._build(config)
 
     def _build(self, config: dict[str, Any]) -> None:
@@ -54,11 +61,22 @@ class DNRTrainable(tune.Trainable):
             run_config.train.num_threads = max(1, int(math.floor(cpus)))
         self.run_config = run_config
         self.run = DNRRun(run_config)
+        self._load_final_state()
+
+    def _load_final_state(self) -> bool:
+        final = self.trial_dir / FINAL_STATE_FILE
+        if final.is_file():
+            self.run.load_state_dict(checkpoint.load(final))
+            return True
+        return False
 
     def step(self) -> dict[str, Any]:
-        kill_at = os.environ.get(KILL_AT_EPOCH_ENV)
+        if self.run.finished and self.run.last_metrics is not None:
+            # restored from the final checkpoint by an experiment snapshot older than the trial's
+            # end (e.g. after the driver was killed): report the result again, train nothing
+            return {**self.run.last_metrics, DONE: True}
         progress = None
-        if kill_at and int(kill_at) == self.run.epoch + 1 and not (self.trial_dir / ".killed").exists():
+        if self._kill_at_epoch == self.run.epoch + 1 and not (self.trial_dir / ".killed").exists():
             marker = self.trial_dir / ".killed"
 
             def progress(done: int, total: int) -> None:  # noqa: F811 - the hook only when asked for
@@ -80,6 +98,7 @@ class DNRTrainable(tune.Trainable):
         final = {k: v for k, v in metrics.items() if k in ("clean_acc", "fgsm_acc", "pgd_acc", "compression",
                                                             "density", "channels_present", "selected_epoch")}  # fmt: skip
         checkpoint.write_json(final, out / "metrics.json")
+        checkpoint.save(self.run.state_dict(), out / FINAL_STATE_FILE)
 
     @property
     def trial_dir(self) -> Path:
@@ -94,7 +113,8 @@ class DNRTrainable(tune.Trainable):
         checkpoint.save(self.run.state_dict(), Path(checkpoint_dir) / STATE_FILE)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        self.run.load_state_dict(checkpoint.load(Path(checkpoint_dir) / STATE_FILE))
+        if not self._load_final_state():  # a finished trial never trains again
+            self.run.load_state_dict(checkpoint.load(Path(checkpoint_dir) / STATE_FILE))
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self._build(new_config)

@@ -1,0 +1,131 @@
+"""``dnr-sweep evaluate MODEL``: accuracies under stronger attacks, Fig. 4 curves, gradient-masking checks.
+
+Hooked into :mod:`dnr_sweep.cli` with ``register(subparsers)`` and ``run(args)``. Torch and the model
+code are imported inside :func:`run`, so ``dnr-sweep --help`` stays fast. Writes ``evaluation.json``
+(and with ``--curves`` ``attack_strength.json``) into the model's folder; user errors (missing folder,
+unknown attack, missing ``[eval]`` extra) print one message and return exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_USAGE = 2
+DEFAULT_ATTACKS = "fgsm,pgd,pgd20,pgd50x10"
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` command to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    p = subparsers.add_parser(
+        "evaluate", help="robust accuracy under stronger attacks (restarts, AutoAttack) + masking checks",
+        description="Evaluate a trained model (a `dnr-sweep train --out` folder, or a run folder with "
+                    "--trial) under named attacks, run the gradient-masking checks, and write "
+                    "evaluation.json (and attack_strength.json with --curves) into the model's folder.",
+    )  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help="a folder with config.yaml + model.pt, or a run folder")
+    p.add_argument("--trial", default=None, metavar="ID", help="trial id (or a unique part) in a run folder")
+    p.add_argument("--attacks", default=DEFAULT_ATTACKS,
+                   help=f"comma-separated: clean, fgsm, pgd, pgdK, pgdKxR, autoattack (default {DEFAULT_ATTACKS})")
+    p.add_argument("--eps", default=None, help="L-inf radius for every attack, e.g. 8/255 (default: the config's)")
+    p.add_argument("--alpha", default=None, type=float, help="PGD step size (default: the config's eval alpha)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the config's eval batch size or 256")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starts and of AutoAttack")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--curves", action="store_true", help="also compute Fig. 4 curves -> attack_strength.json")
+    p.add_argument("--curve-eps", default=None, metavar="E1,E2,...",
+                   help="eps values of the eps curve (default 1/255,2/255,4/255,8/255,12/255,16/255)")
+    p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dnr-sweep evaluate``; returns the exit code (2 for user errors, printed without traceback)."""
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parse_eps(text: str, option: str) -> float:
+    from dnr_sweep.config import parse_eps
+
+    value = parse_eps(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{option}: must be in [0, 1] (pixel units, e.g. 8/255), got {text!r}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dnr_sweep import evaluation as ev
+
+    specs = ev.parse_attacks(["clean", *args.attacks.split(",")])  # fail before loading anything
+    if any(spec.kind == "autoattack" for spec in specs):
+        ev.require_autoattack()
+    eps_override = None if args.eps is None else _parse_eps(args.eps, "--eps")
+    curve_eps = (
+        [_parse_eps(item, "--curve-eps") for item in args.curve_eps.split(",") if item.strip()]
+        if args.curve_eps else list(ev.CURVE_EPS)
+    )  # fmt: skip
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit: must be >= 1, got {args.limit}")
+
+    import torch
+
+    from dnr_sweep.artifacts import load_trained
+
+    trained = load_trained(args.model, args.trial)
+    config = trained.config
+    dataset = trained.data.test if args.split == "test" else trained.data.val
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError(f"{trained.folder}: the {args.split} split is empty (data.val_size: 0); use --split test")
+    pgd_cfg = config.attack.eval.pgd
+    eps = pgd_cfg.eps if eps_override is None else eps_override
+    fgsm_eps = config.attack.eval.fgsm.eps if eps_override is None else eps_override
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+    evaluator = ev.Evaluator(
+        trained.model, dataset, eps=eps, pgd_alpha=pgd_cfg.alpha if args.alpha is None else args.alpha,
+        pgd_steps=pgd_cfg.steps, pgd_random_start=pgd_cfg.random_start, pgd_restarts=pgd_cfg.restarts,
+        fgsm_eps=fgsm_eps, batch_size=args.batch_size or config.train.eval_batch_size or 256,
+        limit=args.limit, seed=args.seed, device=device,
+    )  # fmt: skip
+
+    result: dict[str, Any] = evaluator.evaluate([spec.name for spec in specs])
+    if args.curves:
+        curves = evaluator.strength_curves(eps_values=curve_eps)
+        curves_path = ev.write_strength_curves(curves, trained.folder)
+    result["checks"] = [] if args.no_checks else evaluator.checks()
+    result["settings"] = {
+        "model": str(trained.folder), "split": args.split, "n": evaluator.n, "eps": eps, "fgsm_eps": fgsm_eps,
+        "pgd_alpha": evaluator.alpha, "pgd_steps": evaluator.steps, "pgd_random_start": evaluator.random_start,
+        "pgd_restarts": evaluator.restarts, "seed": args.seed, "tolerance_pp": evaluator.tolerance,
+    }  # fmt: skip
+    out_path = ev.write_evaluation(result, trained.folder)
+
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    s = result["settings"]
+    print(f"{trained.folder}: {s['split']} split, {s['n']} images, eps {eps:.4g} (FGSM {fgsm_eps:.4g}), "
+          f"PGD alpha {s['pgd_alpha']:.4g} x {s['pgd_steps']} steps")  # fmt: skip
+    print(f"{'attack':<14}{'accuracy %':>11}")
+    for spec in specs:
+        print(f"{spec.name:<14}{result[spec.name]:>11.2f}")
+    if result["checks"]:
+        print("gradient-masking checks:")
+        for check in result["checks"]:
+            print(f"  {check['status']:<5} {check['name']:<18} {check['detail']}")
+    if args.curves:
+        print(f"attack-strength curves: {curves_path}")
+    print(f"results: {out_path}")
+    return 0

@@ -1,0 +1,207 @@
+"""Faults lose nothing, bad input fails fast and clearly, the dashboard stays on loopback behind a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from dnr_sweep import cli
+from dnr_sweep.config import validate_sweep
+from dnr_sweep.engine import DNRRun
+from tests.test_config import BAD_CONFIGS
+from tests.test_sweep import BASE, write_config
+from trainables.trainable import KILL_AT_EPOCH_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Faults
+
+
+@pytest.mark.slow
+def test_killed_trial_restarts_from_its_checkpoint_and_ends_identical(ray_session, tmp_path, monkeypatch, capsys):
+    train = {**BASE["train"], "epochs": 3, "num_threads": 1, "lr_milestones": [2]}
+    config_path = write_config(tmp_path, train=train, tune={**BASE["tune"], "max_failures": 2})
+    monkeypatch.setenv(KILL_AT_EPOCH_ENV, "2")
+    code = cli.main(["run", str(config_path), "--storage", str(tmp_path), "--name", "kill", "--no-dashboard",
+                     "--no-report"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    run_dir = tmp_path / "kill"
+    trial_dirs = [p.parent for p in run_dir.glob("*/model.pt")]
+    assert len(trial_dirs) == 1 and (trial_dirs[0] / ".killed").exists()  # the kill really happened
+    results = pd.read_parquet(run_dir / "results.parquet")
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert results["status"].tolist() == ["TERMINATED"] and results["epochs_completed"].tolist() == [3]
+    assert epochs["epoch"].tolist() == [1, 2, 3]
+
+    # an uninterrupted run with the same seed, in this process
+    reference = DNRRun(validate_sweep(yaml.safe_load(config_path.read_text())).base_run())
+    while not reference.finished:
+        reference.train_epoch()
+    restored = torch.load(trial_dirs[0] / "model.pt", weights_only=True)
+    for name, value in reference.selected_state_dict().items():
+        assert torch.equal(value, restored[name]), name
+    assert results["clean_acc"].iloc[0] == reference.final["clean_acc"]
+    assert results["pgd_acc"].iloc[0] == reference.final["pgd_acc"]
+
+
+@pytest.mark.slow
+def test_killed_driver_is_completed_by_resume_without_rerunning(ray_session, tmp_path):
+    config_path = write_config(
+        tmp_path, train={**BASE["train"], "epochs": 3},
+        search={"dnr.density": {"grid": [0.1, 0.2, 0.3]}}, tune={**BASE["tune"], "max_concurrent_trials": 1},
+    )  # fmt: skip
+    run_dir = tmp_path / "runs" / "dead"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "dnr_sweep.cli", "run", str(config_path), "--storage", str(tmp_path / "runs"),
+         "--name", "dead", "--no-dashboard", "--no-report"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob("*/model.pt")) and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    assert list(run_dir.glob("*/model.pt")), "no trial finished in time"
+    time.sleep(1.0)  # let Tune snapshot the experiment once after the trial ended
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    finished = {p.parent.name: (p.stat().st_mtime_ns, json.loads((p.parent / "metrics.json").read_text()))
+                for p in run_dir.glob("*/model.pt")}  # fmt: skip
+
+    assert cli.main(["resume", str(run_dir), "--no-dashboard", "--no-report"]) == 0
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert len(results) == 3 and set(results["status"]) == {"TERMINATED"}
+    assert (results["epochs_completed"] == 3).all()
+    for name, (mtime, metrics) in finished.items():
+        assert (run_dir / name / "model.pt").stat().st_mtime_ns == mtime  # not trained again
+        row = results[results["trial_id"] == name.split("_")[1] + "_" + name.split("_")[2]]
+        assert row["clean_acc"].tolist() == [metrics["clean_acc"]]
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert len(epochs) == 9 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_nan_trial_fails_clearly_and_the_others_finish(ray_session, tmp_path, capsys):
+    config_path = write_config(tmp_path, search={"train.lr": {"grid": [0.05, 1.0e6]}},
+                               dnr={"density": 0.2, "beta": 1.0})  # fmt: skip
+    code = cli.main(["run", str(config_path), "--storage", str(tmp_path), "--name", "nan", "--no-dashboard",
+                     "--no-report"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 trial(s) failed" in captured.err
+    assert "loss is not finite at epoch 1, step" in captured.err
+    results = pd.read_parquet(tmp_path / "nan" / "results.parquet")
+    assert sorted(results["status"]) == ["ERROR", "TERMINATED"]
+    assert results.loc[results["status"] == "TERMINATED", "train.lr"].tolist() == [0.05]
+
+
+def test_results_are_written_atomically(tmp_path, monkeypatch):
+    from reports.load import write_parquet_atomic
+
+    target = tmp_path / "results.parquet"
+    write_parquet_atomic(pd.DataFrame({"a": [1, 2, 3]}), target)
+    before = target.read_bytes()
+
+    def crash(self, path, **kwargs):
+        Path(path).write_bytes(b"PAR1 truncated")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_parquet_atomic(pd.DataFrame({"a": [9]}), target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.parquet"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: every case through `run` too, before Ray starts
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    from trainables import sweep
+
+    def refuse(**_):
+        raise AssertionError("Ray must not start for a bad input")
+
+    monkeypatch.setattr(sweep, "start_ray", refuse)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_fails_run_before_ray(tmp_path, case, capsys, no_ray):
+    text, fragments = BAD_CONFIGS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(text) + "\n")
+    start = time.monotonic()
+    assert cli.main(["run", str(path), "--storage", str(tmp_path / "runs")]) == 2
+    assert time.monotonic() - start < 5
+    err = capsys.readouterr().err
+    assert str(path) in err and fragments[0] in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+EXTRA_BAD_RUNS = {
+    "dataset files missing": ({"data": {"dataset": "cifar10", "root": "{tmp}/nodata", "download": False}}, [],
+                              ["cifar10 not found", "nodata", "data.download: true"]),
+    "name escaping storage": ({}, ["--name", "../x"], ["--name", "no '/' or '..'"]),
+    "run folder already used": ({}, ["--name", "taken"], ["already holds a run", "dnr-sweep resume"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(EXTRA_BAD_RUNS))
+def test_bad_run_inputs_fail_before_ray(tmp_path, case, capsys, no_ray):
+    blocks, args, fragments = EXTRA_BAD_RUNS[case]
+    blocks = json.loads(json.dumps(blocks).replace("{tmp}", str(tmp_path)))
+    path = write_config(tmp_path, **blocks)
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "runs" / "taken" / "config.yaml").write_text("x")
+    start = time.monotonic()
+    assert cli.main(["run", str(path), "--storage", str(tmp_path / "runs"), *args]) == 2
+    assert time.monotonic() - start < 5
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------
+# Security: the dashboard listens on loopback only and refuses requests without Ray's token
+
+PROBE = textwrap.dedent("""
+    import json, os, urllib.error, urllib.request
+    import psutil, ray
+    from trainables.sweep import start_ray
+    url = start_ray(address=None, dashboard=True, dashboard_host="127.0.0.1", log=lambda _: None)
+    port = int(url.rsplit(":", 1)[1])
+    listening = sorted({c.laddr.ip for c in psutil.net_connections(kind="inet")
+                        if c.status == psutil.CONN_LISTEN and c.laddr.port == port})
+    codes = {}
+    for path in ("/api/jobs/", "/api/version"):
+        try:
+            codes[path] = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).status
+        except urllib.error.HTTPError as exc:
+            codes[path] = exc.code
+    ray.shutdown()
+    print(json.dumps({"url": url, "listening": listening, "codes": codes}))
+""")
+
+
+@pytest.mark.slow
+def test_dashboard_listens_on_loopback_and_requires_the_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["listening"] == ["127.0.0.1"], report
+    assert report["codes"]["/api/jobs/"] in (401, 403), report  # the job API refuses a request without the token
