@@ -23,7 +23,7 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 # torchattacks is the independent reference for the attack tests; --no-deps because its declared
 # dependencies would fight the torch pin (scipy, which it needs, comes with the test extra).
 $(TEST_STAMP): $(RUN_STAMP)
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,eval]'
 	$(PIP) --no-deps torchattacks==3.5.1
 	rm -f $(VENV)/.install-stamp-test-*
 	touch $@

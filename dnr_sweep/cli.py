@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-host", default="127.0.0.1")
     p.add_argument("--no-report", action="store_true")
 
-    from dnr_sweep import export_cli
+    from dnr_sweep import evaluation_cli, export_cli
 
+    evaluation_cli.register(sub)
     export_cli.register(sub)
 
     p = sub.add_parser("report", help="Parquet + figures + tables from a run directory (no Ray needed)")
@@ -245,13 +246,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lazy(module: str):
+    import importlib
+
+    return importlib.import_module(module)
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "train": cmd_train,
     "run": cmd_run,
     "resume": cmd_resume,
     "report": cmd_report,
-    "export": lambda args: __import__("dnr_sweep.export_cli", fromlist=["run"]).run(args),
+    "evaluate": lambda args: _lazy("dnr_sweep.evaluation_cli").run(args),
+    "export": lambda args: _lazy("dnr_sweep.export_cli").run(args),
 }
 
 

@@ -359,8 +359,8 @@ class Evaluator:
         1. ``steps_restarts``: PGD accuracy must not rise with more steps or restarts. Compared: every
            pair of PGD runs at the configured eps where one has >= steps and >= restarts of the other;
            when none has more steps (restarts) than ``pgd``, ``pgd{max(20, 2K)}`` (``pgd{K}x5``) runs.
-        2. ``eps_growth``: accuracy must not rise with eps (PGD at eps x 1, 2, 4 and the large radius,
-           alpha scaled with eps), and must be <= 5% at the large radius ``max(64/255, min(1, 8 eps))``
+        2. ``eps_growth``: accuracy must not rise with eps (PGD at eps x 1, 2, 4, the large radius and
+           any eps already run, e.g. the Fig. 4 curve; alpha scaled with eps), and must be <= 5% at the large radius ``max(64/255, min(1, 8 eps))``
            (64/255 = 8 x the paper's 8/255; 8 x eps keeps the test meaningful for digits' eps 0.1-0.2).
         3. ``fgsm_vs_pgd``: FGSM accuracy >= PGD accuracy, both at the PGD eps.
         4. ``autoattack_vs_pgd``: AutoAttack accuracy <= PGD accuracy (only when AutoAttack ran).
@@ -396,7 +396,13 @@ class Evaluator:
 
         # 2. growing eps
         large = max(LARGE_EPS, min(1.0, 8 * self.eps))
-        radii = sorted({e for e in (self.eps, 2 * self.eps, 4 * self.eps) if 0 < e < large} | {large})
+        radii = {e for e in (self.eps, 2 * self.eps, 4 * self.eps) if 0 < e < large} | {large}
+        radii |= {  # eps points already run at the configured steps (e.g. the Fig. 4 eps curve)
+            k.eps for k in self._cache
+            if isinstance(k, _PGDKey) and 0 < k.eps < large and k.steps == self.steps and k.restarts == 1
+            and k.random_start == self.random_start
+        }  # fmt: skip
+        radii = sorted(radii)
         accs = [self.pgd(eps=e, restarts=1) for e in radii]
         rises = [f"{accs[i + 1]:.2f}% at {radii[i + 1]:.4g} > {accs[i]:.2f}% at {radii[i]:.4g}"
                  for i in range(len(radii) - 1) if accs[i + 1] - accs[i] > tol]  # fmt: skip
