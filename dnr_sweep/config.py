@@ -218,6 +218,30 @@ def _check_name(value: str) -> str:
 RunName = Annotated[str, AfterValidator(_check_name)]
 
 
+ATTACK_NAME_RE = re.compile(r"^(clean|fgsm|pgd|pgd[1-9][0-9]*|pgd[1-9][0-9]*x[1-9][0-9]*|autoattack)$")
+
+
+def _attack_name(value: str) -> str:
+    if not ATTACK_NAME_RE.match(value):
+        raise ValueError(
+            f"unknown attack {value!r}; valid forms: clean, fgsm, pgd (the eval PGD), pgdK (K steps), "
+            "pgdKxR (K steps, R random restarts), autoattack"
+        )
+    return value
+
+
+class EvaluateConfig(Strict):
+    """Stronger attacks run on the selected model at the end of a run (columns ``<attack>_acc``)."""
+
+    attacks: list[Annotated[str, AfterValidator(_attack_name)]] = Field(
+        default_factory=lambda: ["pgd50x10"], description="e.g. [pgd20, pgd50x10, autoattack]"
+    )
+    split: Literal["test", "val"] = "test"
+    limit: PosInt | None = Field(None, description="evaluate on the first N images only")
+    curves: bool = Field(False, description="accuracy vs PGD steps and eps (Fig. 4): attack_strength.json")
+    checks: bool = Field(False, description="gradient-masking checks: evaluation.json, masking_checks_passed")
+
+
 class RunConfig(Strict):
     """Everything one DNR training run needs."""
 
@@ -227,6 +251,8 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     dnr: DNRConfig = Field(default_factory=DNRConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
+    evaluate: EvaluateConfig | None = Field(None, description="extra attacks on the selected model at the end")
+    export: bool = Field(False, description="channel pruning: physically shrink and export the selected model")
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -467,7 +493,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
 def _format_error(root: type[BaseModel], error: dict[str, Any], prefix: str = "") -> str:
     loc = tuple(part for part in error["loc"] if not str(part).startswith(("function-", "literal[")))
     # pydantic appends the union member name for Optional fields; drop those
-    loc = tuple(part for part in loc if part not in ("SchedulerConfig", "SearchAlgConfig", "str", "int"))
+    loc = tuple(part for part in loc if part not in ("SchedulerConfig", "SearchAlgConfig", "EvaluateConfig", "str", "int"))
     path = prefix + ".".join(str(part) for part in loc)
     kind = error["type"]
     if kind == "extra_forbidden":

@@ -26,6 +26,7 @@ import yaml
 from dnr_sweep import checkpoint
 from dnr_sweep.config import RunConfig, to_yaml_dict
 from dnr_sweep.engine import DNRRun
+from dnr_sweep.post_training import after_training
 
 SUMMARY_KEYS = ("epoch", "phase", "loss", "train_acc", "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "density",
                 "compression", "epoch_time_s")  # fmt: skip
@@ -108,6 +109,7 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
     checkpoint.save(run.selected_state_dict(), out / "model.pt")
     summary = {key: final[key] for key in ("clean_acc", "fgsm_acc", "pgd_acc", "compression", "density",
                                            "channels_present", "selected_epoch")}  # fmt: skip
+    summary.update(after_training(run, out))  # evaluate: / export: results, when configured
     summary["mask_density"] = rows[-1]["mask_density"]
     summary["epochs"] = run.epoch
     summary["layer_density"] = {k.split("/", 1)[1]: v for k, v in rows[summary["selected_epoch"] - 1].items()

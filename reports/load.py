@@ -53,6 +53,8 @@ ALWAYS_PARAMS = ("model.arch", "data.dataset")
 RESULTS_HEAD = ("trial_id", "status", "early_stopped", "epochs_completed", "selected_epoch")
 FINAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc")
 FINAL_SPARSITY = ("compression", "density", "channels_present")
+#: Final-line-only keys from the post-training actions (``export: true``, ``evaluate: {checks: true}``).
+FINAL_EXTRA = ("params_physical", "macs", "speedup_cpu", "masking_checks_passed")
 EPOCH_METRICS = (
     "loss",
     "loss_clean",
@@ -219,7 +221,8 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _is_epoch_metric(key: str) -> bool:
-    return key not in TUNE_KEYS and key not in ("final", "selected_epoch") and not is_test_accuracy(key)
+    return (key not in TUNE_KEYS and key not in ("final", "selected_epoch") and key not in FINAL_EXTRA
+            and not is_test_accuracy(key))
 
 
 def _trial_tables(
@@ -264,6 +267,9 @@ def _trial_tables(
     selected = by_epoch.get(result["selected_epoch"], last) if finished else last
     for key in list(FINAL_METRICS) + final_keys:
         result[key] = last.get(key, np.nan) if finished else np.nan
+    for key in FINAL_EXTRA:
+        if key in last:
+            result[key] = last[key] if finished else np.nan
     for key in FINAL_SPARSITY:  # the selected epoch's own sparsity, like its layer densities
         result[key] = selected.get(key, last.get(key, np.nan)) if finished else np.nan
     layer_source = selected if any(k.startswith(LAYER_PREFIX) for k in selected) else last

@@ -118,6 +118,7 @@ BAD_CONFIGS = {
     "warmup longer than training": ("train: {epochs: 3, warmup_epochs: 5}", ["warmup_epochs", "exceeds train.epochs"]),
     "malformed yaml": ("dnr:\n  density: [0.1\nmodel: {}", ["line 3", "malformed YAML"]),
     "not a mapping": ("- a\n- b", ["top level must be a mapping"]),
+    "unknown evaluate attack": ("evaluate: {attacks: [pgd, cw]}", ["evaluate.attacks.1", "unknown attack 'cw'", "pgdKxR"]),
 }
 
 
@@ -148,7 +149,7 @@ def test_missing_file(tmp_path, capsys):
 def test_validate_json_prints_the_resolved_base_config(capsys):
     assert cli.main(["validate", "--json", str(REPO / "search_spaces" / "digits_quick.yaml")]) == 0
     resolved = json.loads(capsys.readouterr().out)
-    assert set(resolved) == {"name", "data", "model", "train", "dnr", "attack"}
+    assert set(resolved) == {"name", "data", "model", "train", "dnr", "attack", "evaluate", "export"}
     assert resolved["data"]["dataset"] == "digits"
 
 

@@ -41,7 +41,8 @@ def write_config(tmp_path: Path, **blocks) -> Path:
 
 
 def test_two_trial_sweep_end_to_end(ray_session, tmp_path, capsys):
-    config = write_config(tmp_path, search={"dnr.pruning": {"grid": ["irregular", "channel"]}})
+    config = write_config(tmp_path, search={"dnr.pruning": {"grid": ["irregular", "channel"]}},
+                          evaluate={"attacks": ["pgd5x2"], "limit": 64}, export=True)  # fmt: skip
     code = cli.main(["run", str(config), "--storage", str(tmp_path / "runs"), "--name", "two", "--no-dashboard"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -63,7 +64,16 @@ def test_two_trial_sweep_end_to_end(ray_session, tmp_path, capsys):
     models = sorted(run_dir.glob("*/model.pt"))
     assert len(models) == 2
     assert all(isinstance(v, torch.Tensor) for v in torch.load(models[0], weights_only=True).values())
+    # the evaluate: block adds a column per attack; export: true shrinks the channel trial
+    assert results["pgd5x2_acc"].between(0, 100).all()
+    channel = results[results["dnr.pruning"] == "channel"].iloc[0]
+    irregular = results[results["dnr.pruning"] == "irregular"].iloc[0]
+    assert channel["params_physical"] < sum(p.numel() for p in torch.load(models[0], weights_only=True).values()
+                                            if p.dtype.is_floating_point)  # fmt: skip
+    assert channel["macs"] > 0 and channel["speedup_cpu"] > 0
+    assert math.isnan(irregular["params_physical"])
     assert "Pareto set" in out and "report:" in out
+    assert "PGD5X2" in (run_dir / "report" / "pareto.csv").read_text()
     assert (run_dir / "report" / "index.html").is_file()
     # the report can be rebuilt later without Ray, and matches
     assert cli.main(["report", str(run_dir), "--format", "png"]) == 0

@@ -28,8 +28,11 @@ from ray.tune.result import DONE
 from dnr_sweep import checkpoint
 from dnr_sweep.config import RunConfig, run_config_from_flat, to_yaml_dict
 from dnr_sweep.engine import DNRRun
+from dnr_sweep.post_training import after_training
 
 STATE_FILE = "state.pt"
+FINAL_KEYS = ("compression", "density", "channels_present", "selected_epoch", "params_physical", "macs",
+              "speedup_cpu", "masking_checks_passed")  # fmt: skip
 # Written beside model.pt when a trial ends: if the driver dies before Tune's experiment snapshot
 # records the end, a resume restores an older checkpoint; this file lets the trial report its
 # result again instead of training its last epochs twice.
@@ -86,7 +89,7 @@ class DNRTrainable(tune.Trainable):
 
         metrics = self.run.train_epoch(progress)
         if self.run.finished:
-            self._write_outputs(metrics)
+            self._write_outputs(metrics)  # model.pt, config.yaml, metrics.json, final_state.pt
         metrics[DONE] = self.run.finished
         return metrics
 
@@ -95,8 +98,10 @@ class DNRTrainable(tune.Trainable):
         checkpoint.save(self.run.selected_state_dict(), out / "model.pt")
         text = yaml.safe_dump(to_yaml_dict(self.run_config), sort_keys=False)
         checkpoint.atomic_write_bytes(out / "config.yaml", lambda handle: handle.write(text.encode()))
-        final = {k: v for k, v in metrics.items() if k in ("clean_acc", "fgsm_acc", "pgd_acc", "compression",
-                                                            "density", "channels_present", "selected_epoch")}  # fmt: skip
+        metrics.update(after_training(self.run, out))  # evaluate: / export: columns, when configured
+        self.run.last_metrics = dict(metrics)
+        test_accuracies = [k for k in metrics if k.endswith("_acc") and not k.startswith(("val_", "train_"))]
+        final = {k: v for k, v in metrics.items() if k in FINAL_KEYS or k in test_accuracies}
         checkpoint.write_json(final, out / "metrics.json")
         checkpoint.save(self.run.state_dict(), out / FINAL_STATE_FILE)
 

@@ -1,0 +1,57 @@
+"""What happens to a run's selected model after its last epoch, when the config asks for it.
+
+- ``evaluate:`` stronger attacks (``pgd50x10``, ``autoattack``, ...) on the selected model; each
+  becomes a metric ``<attack>_acc``; optionally the Fig. 4 curves (``attack_strength.json``) and the
+  gradient-masking checks (``evaluation.json``, ``masking_checks_passed``).
+- ``export: true`` on a channel-pruned run: the model is physically shrunk and exported
+  (``model.pt2`` + ``model.json``), adding ``params_physical``, ``macs`` and ``speedup_cpu``
+  (measured CPU speedup at batch 128 over the masked model).
+
+Used by ``dnr-sweep train`` and by the Ray trainable, so both give the same columns.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from dnr_sweep.engine import DNRRun
+
+EXPORT_FILE = "model.pt2"
+
+
+def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
+    """Run the configured post-training actions on ``run``'s selected model; return the new metrics."""
+    config = run.config
+    extra: dict[str, Any] = {}
+    if config.evaluate is not None:
+        from dnr_sweep import evaluation
+
+        spec = config.evaluate
+        model = copy.deepcopy(run.model)
+        model.load_state_dict(run.selected_state_dict())
+        model.eval()
+        pgd = config.attack.eval.pgd
+        evaluator = evaluation.Evaluator(
+            model, run.data.test if spec.split == "test" else run.data.val, eps=pgd.eps, pgd_alpha=pgd.alpha,
+            pgd_steps=pgd.steps, pgd_random_start=pgd.random_start, pgd_restarts=pgd.restarts,
+            fgsm_eps=config.attack.eval.fgsm.eps, limit=spec.limit, seed=config.train.seed, device=run.device,
+            batch_size=config.train.eval_batch_size or 256,
+        )  # fmt: skip
+        results = {name: evaluator.run(name) for name in spec.attacks}
+        extra.update({f"{name}_acc": value for name, value in results.items()})
+        if spec.curves:
+            evaluation.write_strength_curves(evaluator.strength_curves(), folder)
+        if spec.checks:
+            checks = evaluator.checks()
+            extra["masking_checks_passed"] = evaluation.all_passed(checks)
+            evaluation.write_evaluation({**results, "checks": checks}, folder)
+    if config.export and config.dnr.pruning == "channel":
+        from dnr_sweep.export import export_model
+
+        summary = export_model(folder, folder / EXPORT_FILE, threads=config.train.num_threads)
+        extra["params_physical"] = summary["params_after"]
+        extra["macs"] = summary["macs_after"]
+        extra["speedup_cpu"] = summary["speedup"]["128"]
+    return extra
