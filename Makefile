@@ -31,7 +31,7 @@ $(TEST_STAMP): $(RUN_STAMP)
 install: $(RUN_STAMP)
 
 demo: $(RUN_STAMP)
-	$(VENV)/bin/dnr-sweep run search_spaces/digits_quick.yaml --storage runs --name digits_quick_demo
+	$(VENV)/bin/dnr-sweep run search_spaces/digits_quick.yaml --storage runs
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q

@@ -239,6 +239,7 @@ class EvaluateConfig(Strict):
     split: Literal["test", "val"] = "test"
     limit: PosInt | None = Field(None, description="evaluate on the first N images only")
     curves: bool = Field(False, description="accuracy vs PGD steps and eps (Fig. 4): attack_strength.json")
+    curve_eps: list[Eps] | None = Field(None, description="eps values of the curve (default 1/255 ... 16/255)")
     checks: bool = Field(False, description="gradient-masking checks: evaluation.json, masking_checks_passed")
 
 

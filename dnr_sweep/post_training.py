@@ -42,7 +42,8 @@ def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
         results = {name: evaluator.run(name) for name in spec.attacks}
         extra.update({f"{name}_acc": value for name, value in results.items()})
         if spec.curves:
-            evaluation.write_strength_curves(evaluator.strength_curves(), folder)
+            eps_values = spec.curve_eps if spec.curve_eps is not None else evaluation.CURVE_EPS
+            evaluation.write_strength_curves(evaluator.strength_curves(eps_values=eps_values), folder)
         if spec.checks:
             checks = evaluator.checks()
             extra["masking_checks_passed"] = evaluation.all_passed(checks)

@@ -164,6 +164,9 @@ def build_tuner(config: SweepConfig, run_dir: Path) -> Any:
         scheduler=build_scheduler(config),
         num_samples=config.tune.num_samples,
         max_concurrent_trials=config.tune.max_concurrent_trials,
+        # a finished trial's worker takes the next trial (reset_config rebuilds the run): saves the
+        # 4-5 s of starting a fresh worker per trial (benchmarks/bench_sweep_overhead.py)
+        reuse_actors=True,
     )
     return tune.Tuner(trainable, param_space=param_space(config), tune_config=tune_config,
                       run_config=_run_config(config, run_dir))  # fmt: skip
