@@ -121,6 +121,9 @@ class DataConfig(Strict):
     image_size: PosInt | None = Field(None, description="resize images to this size (digits only)")
     channels: Literal[1, 3] | None = Field(None, description="replicate grey digits to 3 channels")
     num_workers: NonNegInt = Field(0, description="DataLoader worker processes")
+    gpu_resident: bool | None = Field(
+        None, description="keep the training set on the device, crop+flip there; None = on when training on CUDA"
+    )
 
     @property
     def root_path(self) -> Path:

@@ -43,11 +43,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from dnr_sweep import attacks
+from dnr_sweep import attacks, gpu_data
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import DataSplits, build_datasets, make_loaders
 from dnr_sweep.models import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
+
+
+#: data sets whose training split is cropped and flipped (digits are not flip-invariant)
+AUGMENTED_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "synthetic")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -99,6 +103,8 @@ class DNRRun:
             config.train.channels_last if config.train.channels_last is not None else self.device.type == "cuda"
         )
 
+        gpu_resident = config.data.gpu_resident
+        self.gpu_resident = self.device.type == "cuda" if gpu_resident is None else gpu_resident
         self.data = data if data is not None else build_datasets(
             config.data.dataset,
             root=config.data.root_path,
@@ -107,6 +113,7 @@ class DNRRun:
             seed=config.train.seed,
             image_size=config.data.image_size,
             channels=config.data.channels,
+            augment=not self.gpu_resident,  # the device loader augments itself
         )
         self.train_loader, self.val_loader, self.test_loader = make_loaders(
             self.data,
@@ -115,6 +122,13 @@ class DNRRun:
             num_workers=config.data.num_workers,
             seed=config.train.seed,
         )
+        if self.gpu_resident:
+            # the whole training set on the device; crop + flip per batch there (digits: no augmentation)
+            self.train_loader = gpu_data.from_dataset(
+                self.data.train, self.device, config.train.batch_size,
+                augment=config.data.dataset in AUGMENTED_DATASETS,
+                generator=torch.Generator(device=self.device).manual_seed(config.train.seed),
+            )  # fmt: skip
         if config.train.select_on == "val" and len(self.data.val) == 0:
             raise ValueError("train.select_on is 'val' but data.val_size is 0; set a val_size or select_on: test")
 

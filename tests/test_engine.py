@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from dnr_sweep import attacks, checkpoint, cli
+from dnr_sweep import attacks, checkpoint, cli, gpu_data
 from dnr_sweep.config import RunConfig
 from dnr_sweep.engine import DNRRun, NonFiniteLossError
 from dnr_sweep.single_run import train_to_dir
@@ -87,9 +87,13 @@ def test_a_real_digits_run_learns():
     assert masked_fraction(run) == pytest.approx(0.1, abs=1e-3)
 
 
-def test_resume_after_epoch_k_is_bit_identical(tmp_path):
-    config = digits_config(train__epochs=4)
+@pytest.mark.parametrize("gpu_resident", [False, True])
+def test_resume_after_epoch_k_is_bit_identical(tmp_path, gpu_resident):
+    """Also through the device-resident loader (run on the CPU here), on augmented synthetic data."""
+    data = {"dataset": "synthetic", "val_size": 64, "gpu_resident": True} if gpu_resident else None
+    config = digits_config(train__epochs=4, **({"data": data} if data else {}))
     straight = DNRRun(config)
+    assert isinstance(straight.train_loader, gpu_data.DeviceLoader) == gpu_resident
     rows_straight = [straight.train_epoch() for _ in range(4)]
 
     first = DNRRun(config)
