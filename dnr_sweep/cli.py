@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Parquet + figures + tables from a run directory (no Ray needed)")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report")
-    p.add_argument("--format", default="pdf,png", help="comma-separated: pdf,png,svg")
+    p.add_argument("--format", default=None, help="comma-separated: pdf,png,svg (default from the config, else pdf,png)")
     p.add_argument("--x", default=None, help="x axis column (default from the config's report block)")
+    p.add_argument("--y", default=None, help="comma-separated accuracy columns, e.g. clean_acc,pgd_acc")
+    p.add_argument("--group-by", default=None, help="column that colours the figures (default dnr.pruning)")
     p.add_argument("--objectives", default=None, help="e.g. pgd_acc:max,compression:max")
     return parser
 
@@ -239,8 +241,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             if direction not in ("max", "min"):
                 raise UserError(f"--objectives: '{item}' must be NAME:max or NAME:min")
             objectives[name] = direction
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    written = build_report(Path(args.run_dir), out_dir=args.out, formats=formats, x=args.x, objectives=objectives)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if args.format else None
+    y = tuple(c.strip() for c in args.y.split(",") if c.strip()) if args.y else None
+    try:
+        written = build_report(Path(args.run_dir), out_dir=args.out, formats=formats, x=args.x, y=y,
+                               objectives=objectives, group_by=args.group_by)  # fmt: skip
+    except ValueError as exc:
+        raise UserError(f"{args.run_dir}: {exc}") from None
     for path in written:
         print(path)
     return 0

@@ -396,6 +396,7 @@ class ReportConfig(Strict):
     y: list[str] = Field(default_factory=lambda: ["clean_acc", "fgsm_acc", "pgd_acc"])
     group_by: str = "dnr.pruning"
     objectives: dict[str, Direction] | None = None
+    formats: list[Literal["pdf", "png", "svg"]] = Field(default_factory=lambda: ["pdf", "png"])
 
 
 class SweepConfig(RunConfig):
