@@ -188,8 +188,12 @@ def build_report(
         )
     curves = load_attack_strength(run.path)
     if any(c.get("steps") or c.get("eps") for c in curves.values()):
-        labels, groups = _strength_labels(curves, results, group)
-        relabelled = {labels[k]: v for k, v in curves.items()}
+        if len(curves) > MAX_STRENGTH_CURVES:  # many trials (seeds, betas): one mean curve per label
+            curves, groups = _mean_strength_curves(curves, results, group)
+            relabelled = curves
+        else:
+            labels, groups = _strength_labels(curves, results, group)
+            relabelled = {labels[k]: v for k, v in curves.items()}
         draw(
             "attack_strength",
             "PGD attack strength (Fig. 4)",
@@ -223,8 +227,32 @@ def _has_pruned_finished(results: pd.DataFrame) -> bool:
     return bool((eligible_mask(results, ["clean_acc"]) & ~figs.dense_mask(results)).any())
 
 
-def _strength_labels(
+MAX_STRENGTH_CURVES = 8
+
+
+def _mean_strength_curves(
     curves: Mapping[str, Any], results: pd.DataFrame, group: str | None
+) -> tuple[dict[str, dict[str, dict[float, float]]], dict[str, str]]:
+    """Average the curves of trials that share a label (pruning type, target density)."""
+    labels, groups = _strength_labels(curves, results, group, unique=False)
+    members: dict[str, list[Any]] = {}
+    for key, curve in curves.items():
+        members.setdefault(labels[key], []).append(curve)
+    merged: dict[str, dict[str, dict[float, float]]] = {}
+    for label, items in members.items():
+        name = f"{label} (mean of {len(items)})" if len(items) > 1 else label
+        merged[name] = {
+            axis: {x: float(pd.Series([c[axis][x] for c in items if x in c.get(axis, {})]).mean())
+                   for x in dict.fromkeys(x for c in items for x in c.get(axis, {}))}
+            for axis in ("steps", "eps")
+        }  # fmt: skip
+        if label in groups:
+            groups[name] = groups[label]
+    return merged, groups
+
+
+def _strength_labels(
+    curves: Mapping[str, Any], results: pd.DataFrame, group: str | None, unique: bool = True
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Label a trial's curve ``"<pruning>, <d>% density"`` and map the label to its pruning type."""
     by_id = results.set_index("trial_id") if "trial_id" in results.columns else pd.DataFrame()
@@ -244,7 +272,7 @@ def _strength_labels(
                 )
                 or key
             )
-            if label in labels.values():
+            if unique and label in labels.values():
                 label = f"{label} ({key})"
             if kind:
                 groups[label] = kind

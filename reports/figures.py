@@ -772,5 +772,9 @@ def attack_strength(
             ax.set_xticklabels([f"{t:g}" for t in ticks])
             ax.xaxis.set_minor_locator(NullLocator())
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4 if len(panels) > 1 else 2))
+    # as many columns as fit the figure's width (about 0.065 in per character at these font sizes,
+    # plus the line sample), so long labels wrap into rows instead of running off the page
+    entry_in = 0.065 * max(len(n) for n in names) + 0.5
+    ncols = max(1, min(len(names), int(PANEL_WIDTH_IN * len(panels) // entry_in)))
+    fig.legend(handles, names, loc="outside lower center", ncols=ncols)
     return fig
