@@ -49,7 +49,6 @@ from dnr_sweep.data import DataSplits, build_datasets, make_loaders
 from dnr_sweep.models import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
 
-
 #: data sets whose training split is cropped and flipped (digits are not flip-invariant)
 AUGMENTED_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "synthetic")
 
