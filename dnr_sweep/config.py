@@ -155,6 +155,7 @@ class TrainConfig(Strict):
     )
     channels_last: bool | None = Field(None, description="NHWC memory format; None = on for CUDA")
     num_threads: PosInt | None = Field(None, description="torch CPU threads (a trial sets its CPU share)")
+    compile: bool = Field(False, description="run forward passes through torch.compile (masks, state unchanged)")
 
     @field_validator("lr_milestones")
     @classmethod

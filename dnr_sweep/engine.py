@@ -141,6 +141,9 @@ class DNRRun:
         ).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # forward passes (training, attacks, evaluation) go through `net`; masks, optimizer and
+        # checkpoints keep using the plain module, so compiled and eager runs share their state
+        self.net: nn.Module = torch.compile(self.model) if config.train.compile else self.model
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=config.train.lr,
@@ -195,9 +198,9 @@ class DNRRun:
         spec = self.config.attack.train
         with self._autocast():
             if spec.kind == "fgsm":
-                return attacks.fgsm(self.model, images, labels, eps=spec.eps)
+                return attacks.fgsm(self.net, images, labels, eps=spec.eps)
             return attacks.pgd(
-                self.model, images, labels, eps=spec.eps, alpha=spec.alpha, steps=spec.steps,
+                self.net, images, labels, eps=spec.eps, alpha=spec.alpha, steps=spec.steps,
                 random_start=spec.random_start, generator=self.attack_rng, bn_mode=spec.bn_mode,
             )  # fmt: skip
 
@@ -214,9 +217,9 @@ class DNRRun:
         for step, (images, labels) in enumerate(self._batches(self.train_loader)):
             adv = self._adversarial(images, labels) if beta < 1.0 else None
             with self._autocast():
-                logits = self.model(images)
+                logits = self.net(images)
                 loss_clean = F.cross_entropy(logits, labels)
-                loss_adv = F.cross_entropy(self.model(adv), labels) if adv is not None else zero
+                loss_adv = F.cross_entropy(self.net(adv), labels) if adv is not None else zero
             loss_l2 = self.l2.penalty() if use_l2 else zero
             loss = beta * (loss_clean + loss_l2) + (1.0 - beta) * loss_adv
             self.optimizer.zero_grad(set_to_none=True)
@@ -268,16 +271,16 @@ class DNRRun:
             if limit is not None and seen + labels.shape[0] > limit:
                 images, labels = images[: limit - seen], labels[: limit - seen]
             with self._autocast():
-                correct["clean"] += int(attacks.accuracy(self.model, images, labels))
+                correct["clean"] += int(attacks.accuracy(self.net, images, labels))
                 if robust:
-                    adv = attacks.fgsm(self.model, images, labels, eps=spec.fgsm.eps)
-                    correct["fgsm"] += int(attacks.accuracy(self.model, adv, labels))
+                    adv = attacks.fgsm(self.net, images, labels, eps=spec.fgsm.eps)
+                    correct["fgsm"] += int(attacks.accuracy(self.net, adv, labels))
                     adv = attacks.pgd(
-                        self.model, images, labels, eps=spec.pgd.eps, alpha=spec.pgd.alpha,
+                        self.net, images, labels, eps=spec.pgd.eps, alpha=spec.pgd.alpha,
                         steps=spec.pgd.steps, random_start=spec.pgd.random_start,
                         restarts=spec.pgd.restarts, generator=eval_rng,
                     )  # fmt: skip
-                    correct["pgd"] += int(attacks.accuracy(self.model, adv, labels))
+                    correct["pgd"] += int(attacks.accuracy(self.net, adv, labels))
             seen += labels.shape[0]
         seen = max(seen, 1)
         result = {"clean_acc": 100.0 * correct["clean"] / seen}
