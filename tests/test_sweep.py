@@ -210,3 +210,19 @@ def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
         assert (run_dir / name / "model.pt").stat().st_mtime_ns == mtime
     epochs = pd.read_parquet(run_dir / "epochs.parquet")
     assert len(epochs) == 9 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+@pytest.mark.parametrize(("sampler", "expected"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),
+                                                   ("gp", "GPSampler")])  # fmt: skip
+def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):
+    from trainables.sweep import build_search_alg
+
+    single = validate_sweep({**BASE, "search": {"dnr.beta": {"uniform": [0.3, 0.9]}},
+                             "tune": {"search_alg": {"optuna": {"sampler": sampler, "seed": 1}}}})  # fmt: skip
+    alg = build_search_alg(single)
+    assert type(alg._sampler).__name__ == expected
+    assert alg.metric == "clean_acc" and alg.mode == "max"
+    multi = validate_sweep({**BASE, "search": {"dnr.density": {"choice": [0.1, 0.5]}}, "tune": {"search_alg": {
+        "optuna": {"sampler": sampler, "objectives": {"pgd_acc": "max", "compression": "max"}}}}})  # fmt: skip
+    alg = build_search_alg(multi)
+    assert alg.metric == ["pgd_acc", "compression"] and alg.mode == ["max", "max"]
