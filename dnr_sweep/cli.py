@@ -124,7 +124,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: already holds a run (checkpoint.pt); pass --resume or choose another --out")
     print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
           f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
-    final = train_to_dir(config, out, resume=args.resume)
+    try:
+        final = train_to_dir(config, out, resume=args.resume)
+    except KeyboardInterrupt:
+        sets = "".join(f" --set {item}" for item in args.overrides)
+        print(f"\ninterrupted; every finished epoch is in {out / 'checkpoint.pt'}. Continue with:\n"
+              f"  dnr-sweep train {args.config} --out {out}{sets} --resume", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
     print(
         f"done: selected epoch {final['selected_epoch']}, test clean {final['clean_acc']:.2f}% "
         f"fgsm {final['fgsm_acc']:.2f}% pgd {final['pgd_acc']:.2f}% at {final['compression']:.2f}x "
