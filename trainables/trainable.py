@@ -51,7 +51,8 @@ class DNRTrainable(tune.Trainable):
         if base is None:
             raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
         # one "Checkpoint successfully created" line per epoch per trial floods the driver's terminal
-        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+        for name in ("ray.tune", "ray.train"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._base = RunConfig.model_validate(base)
         self._kill_at_epoch = kill_at_epoch
         self._build(config)
