@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -106,3 +107,16 @@ def report(name: str, result: dict[str, Any], summary: str, *, write: bool = Tru
         RESULTS.write_text("# Benchmark results\n\nOne line per benchmark run, newest last (appended by `benchmarks/bench_*.py`).\n\n")
     with RESULTS.open("a") as f:
         f.write(f"- {when} `{name}` [{where}]: {summary}\n")
+
+
+def run_sweep(config_path: Path, storage: Path, name: str) -> float:
+    """Wall-clock seconds of `dnr-sweep run CONFIG` in a subprocess (Python and Ray start-up included)."""
+    env = dict(os.environ, RAY_AIR_NEW_OUTPUT="0", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "dnr_sweep.cli", "run", str(config_path), "--storage", str(storage),
+           "--name", name, "--no-report", "--no-dashboard"]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"dnr-sweep run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return wall

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,18 +63,6 @@ def sweep_yaml(k: int, args: argparse.Namespace) -> dict:
     return raw
 
 
-def run_sweep(config_path: Path, storage: Path, name: str) -> float:
-    env = dict(os.environ, RAY_AIR_NEW_OUTPUT="0", PYTHONPATH=str(_common.ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "dnr_sweep.cli", "run", str(config_path), "--storage", str(storage),
-           "--name", name, "--no-report", "--no-dashboard"]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_common.ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"dnr-sweep run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--packs", type=int, nargs="+", default=[1, 2, 4], help="concurrent trials per GPU")
@@ -113,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         for k, raw in configs.items():
             path = Path(tmp) / f"pack{k}.yaml"
             path.write_text(yaml.safe_dump(raw, sort_keys=False))
-            wall = run_sweep(path, Path(tmp) / "runs", f"pack{k}")
+            wall = _common.run_sweep(path, Path(tmp) / "runs", f"pack{k}")
             n = len(raw["search"]["dnr.density"]["grid"])
             rows.append({"per_gpu": k, "trials": n, "epochs": args.epochs, "wall_s": wall,
                          "trial_epochs_per_s": n * args.epochs / wall,

@@ -20,8 +20,6 @@ The variants are interleaved (order alternated per repetition), medians over ``-
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,18 +55,6 @@ def sweep_yaml(trials: int, epochs: int, concurrent: int) -> dict:
     return raw
 
 
-def run_sweep(config_path: Path, storage: Path, name: str) -> float:
-    env = dict(os.environ, RAY_AIR_NEW_OUTPUT="0", PYTHONPATH=str(_common.ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "dnr_sweep.cli", "run", str(config_path), "--storage", str(storage),
-           "--name", name, "--no-report", "--no-dashboard"]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_common.ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"dnr-sweep run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return wall
-
-
 def run_sequential(raw: dict, threads: int) -> float:
     sweep = validate_sweep(raw, "bench")
     base = sweep.base_run()
@@ -100,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         config_path = Path(tmp) / "bench_sweep.yaml"
         config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         fns = {
-            "sweep": lambda rep: run_sweep(config_path, Path(tmp) / "runs", f"rep{rep}"),
+            "sweep": lambda rep: _common.run_sweep(config_path, Path(tmp) / "runs", f"rep{rep}"),
             "seq1": lambda rep: run_sequential(raw, 1),
             "seq2": lambda rep: run_sequential(raw, 2),
         }
