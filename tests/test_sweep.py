@@ -75,8 +75,18 @@ def test_two_trial_sweep_end_to_end(ray_session, tmp_path, capsys):
     assert "Pareto set" in out and "report:" in out
     assert "PGD5X2" in (run_dir / "report" / "pareto.csv").read_text()
     assert (run_dir / "report" / "index.html").is_file()
-    # the report can be rebuilt later without Ray, and matches
-    assert cli.main(["report", str(run_dir), "--format", "png"]) == 0
+    # the report can be drawn later without Ray, and the tables rebuilt from Tune's result.json
+    # files equal the Parquet ones the run wrote
+    from reports.load import rebuild_tables
+
+    rebuilt_results, rebuilt_epochs = rebuild_tables(run_dir)
+    pd.testing.assert_frame_equal(rebuilt_results, results)
+    pd.testing.assert_frame_equal(rebuilt_epochs, epochs)
+    assert cli.main(["report", str(run_dir), "--format", "pdf,png"]) == 0
+    written = capsys.readouterr().out.split()
+    for name in ("compression_accuracy.pdf", "compression_accuracy.png", "channels_present.png", "layer_density.png",
+                 "training_curves.png", "pareto.csv", "pareto.tex", "index.html"):  # fmt: skip
+        assert str(run_dir / "report" / name) in written, name
 
 
 def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
