@@ -205,3 +205,28 @@ def test_dashboard_listens_on_loopback_and_requires_the_token(tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["listening"] == ["127.0.0.1"], report
     assert report["codes"]["/api/jobs/"] in (401, 403), report  # the job API refuses a request without the token
+
+
+def test_embedded_ray_binds_the_dashboard_to_loopback_unless_asked(monkeypatch):
+    import ray
+
+    from trainables import sweep
+
+    calls = []
+
+    class Context:
+        dashboard_url = "127.0.0.1:8265"
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs) or Context())
+    said: list[str] = []
+    sweep.start_ray(address=None, dashboard=True, dashboard_host="127.0.0.1", log=said.append)
+    assert calls[-1]["address"] == "local" and calls[-1]["dashboard_host"] == "127.0.0.1"
+    assert not any("warning" in line for line in said)
+    assert any("ray get-auth-token" in line for line in said)
+    sweep.start_ray(address=None, dashboard=True, dashboard_host="0.0.0.0", log=said.append)
+    assert calls[-1]["dashboard_host"] == "0.0.0.0"
+    assert any("warning" in line and "job-submission API" in line for line in said)
+    # the CLI's default is loopback
+    args = cli.build_parser().parse_args(["run", "x.yaml"])
+    assert args.dashboard_host == "127.0.0.1"
