@@ -213,13 +213,13 @@ def _finish_sweep(outcome, config, *, report: bool) -> int:
     columns += [c for c in ("clean_acc", "fgsm_acc", "pgd_acc", "compression") if c in results.columns]
     if len(finished):
         metric, mode = config.tune.metric, config.tune.mode
-        best = finished.sort_values(metric, ascending=mode == "min").iloc[0]
-        print(f"best trial by {metric} ({mode}): {best['trial_id']}")
+        if metric in finished.columns:  # per-epoch metrics (val_*, loss) have no final column
+            best = finished.sort_values(metric, ascending=mode == "min").iloc[0]
+            print(f"best trial by {metric} ({mode}): {best['trial_id']}")
         goals = objectives(config) if len(objectives(config)) > 1 else {"pgd_acc": "max", "compression": "max"}
-        front = pareto_front(finished, goals)
-        front_rows = getattr(front, "rows", front)
+        front = pareto_front(finished, goals).rows
         print(f"Pareto set over {', '.join(f'{k} ({v})' for k, v in goals.items())}:")
-        print(front_rows[["trial_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(front[["trial_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if report and len(finished):
         from reports.build import build_report
 
