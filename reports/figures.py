@@ -337,13 +337,15 @@ class ChannelsPresentData:
 
     ``lines[group]`` and ``points`` are DataFrames with columns ``compression`` and ``channels_pct``
     (``channels_present`` x 100); ``points`` also has ``group``. ``baseline`` is the dense trial's
-    ``(compression, channels_pct)`` or None.
+    ``(compression, channels_pct)`` or None. ``speedups`` holds ``(compression, channels_pct,
+    speedup)`` of the front models whose measured CPU speedup is known (``export: true`` runs).
     """
 
     groups: tuple[str, ...]
     lines: dict[str, pd.DataFrame]
     points: pd.DataFrame
     baseline: tuple[float, float] | None
+    speedups: tuple[tuple[float, float, float], ...] = ()
 
 
 def channels_present_data(
@@ -377,7 +379,13 @@ def channels_present_data(
     baseline = None
     if best is not None and pd.notna(best["channels_present"]):
         baseline = (float(best["compression"]), float(best["channels_present"]) * 100.0)
-    return ChannelsPresentData(order, lines, points, baseline)
+    speedups: list[tuple[float, float, float]] = []
+    if "speedup_cpu" in df.columns:
+        for line in lines.values():
+            measured = pd.to_numeric(df.loc[line.index, "speedup_cpu"], errors="coerce")
+            speedups += [(float(line.at[i, "compression"]), float(line.at[i, "channels_pct"]), float(v))
+                         for i, v in measured.items() if pd.notna(v)]  # fmt: skip
+    return ChannelsPresentData(order, lines, points, baseline, tuple(speedups))
 
 
 @_styled
@@ -426,6 +434,9 @@ def channels_present(
             label="dense baseline",
             gid="baseline:channels_present",
         )
+    for x, y, speedup in data.speedups:  # measured after physically removing the dead channels
+        ax.annotate(f"{speedup:.1f}× CPU", (x, y), xytext=(3, 4), textcoords="offset points", fontsize=6.5,
+                    color="0.25", gid="speedup")  # fmt: skip
     _set_compression_axis(ax, np.append(data.points["compression"].to_numpy(dtype=float), 1.0))
     ax.set_ylim(0, 105)
     ax.set_ylabel("Channels present (%)")

@@ -178,6 +178,17 @@ def test_channels_present(table):
     assert fig.axes[0].get_ylabel() == "Channels present (%)"
 
 
+def test_channels_present_labels_the_measured_speedup(table):
+    table = table.assign(speedup_cpu=np.nan)
+    table.loc[table.trial_id == "c1", "speedup_cpu"] = 1.4  # on the channel front
+    table.loc[table.trial_id == "c3", "speedup_cpu"] = 9.9  # not on any front: not labelled
+    data = figures.channels_present_data(table)
+    assert data.speedups == ((1.5, 70.0, 1.4),)
+    fig = figures.channels_present(table)
+    render(fig)
+    assert [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "speedup"] == ["1.4× CPU"]
+
+
 def test_layer_density_default_picks_best_per_type_and_target(table):
     data = figures.layer_density_data(table)
     assert data.layers == ("conv1", "block.conv2", "fc")
