@@ -37,17 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration error: one or more ``file: field: message`` lines."""
-
-    def __init__(self, messages: Iterable[str]):
-        self.messages = list(messages)
-        super().__init__("\n".join(self.messages))
-
+from dnr_sweep.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
 # Constrained value types with messages that say the valid range and the value given

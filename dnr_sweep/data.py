@@ -34,6 +34,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
+from dnr_sweep.errors import UserError
+
 __all__ = [
     "DATASET_NAMES",
     "DataSplits",
@@ -62,7 +64,7 @@ SYNTHETIC_CLASSES = 10
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset's files are missing under ``data.root``; the message names the directory and the fix."""
 
 

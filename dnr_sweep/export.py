@@ -43,6 +43,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from dnr_sweep.errors import UserError
+
 __all__ = [
     "ChannelSpace",
     "ExportError",
@@ -63,7 +65,7 @@ TOLERANCE = 1e-5
 MAX_EXPORT_BATCH = 65536
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A user-fixable export problem (bad input size, unsupported model); printed without a traceback."""
 
 

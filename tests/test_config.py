@@ -171,8 +171,9 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 
 def test_core_never_imports_ray_trainables_or_reports():
+    cli_folder = REPO / "dnr_sweep" / "cli"
     for path in (REPO / "dnr_sweep").rglob("*.py"):
-        if path.name == "cli.py":
+        if cli_folder in path.parents:  # the command line is where core, trainables and reports meet
             continue
         text = path.read_text()
         for forbidden in ("import ray", "from ray", "import trainables", "from trainables", "from reports", "import reports"):

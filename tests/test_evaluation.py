@@ -7,7 +7,6 @@ attacks have something to find. About 5-10 s of training on 2 CPU cores, shared 
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from dnr_sweep import evaluation_cli
+from dnr_sweep import cli
 from dnr_sweep.attacks import pgd
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import build_datasets
@@ -247,9 +246,7 @@ def model_dir(trained, tmp_path_factory):
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dnr-sweep")
-    evaluation_cli.register(parser.add_subparsers(dest="command", required=True))
-    return evaluation_cli.run(parser.parse_args(argv))
+    return cli.main(argv)
 
 
 def test_cli_json(model_dir, capsys):
@@ -297,5 +294,5 @@ def test_cli_missing_folder_exits_2(tmp_path, capsys):
 
 
 def test_evaluation_imports_no_ray():
-    code = "import sys, dnr_sweep.evaluation, dnr_sweep.evaluation_cli; assert 'ray' not in sys.modules"
+    code = "import sys, dnr_sweep.evaluation, dnr_sweep.cli.evaluate; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,7 +7,6 @@ No test asserts a time.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -15,7 +14,8 @@ import torch
 import yaml
 from torch import nn
 
-from dnr_sweep import checkpoint, export_cli
+from dnr_sweep import checkpoint
+from dnr_sweep import cli as dnr_cli
 from dnr_sweep.config import RunConfig, to_yaml_dict
 from dnr_sweep.export import (
     TOLERANCE,
@@ -327,9 +327,7 @@ def test_export_channel_dnr_digits_run(tmp_path) -> None:
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dnr-sweep")
-    export_cli.register(parser.add_subparsers(dest="command"))
-    return export_cli.run(parser.parse_args(argv))
+    return dnr_cli.main(argv)
 
 
 def test_cli_prints_json_and_reports_errors(tmp_path, capsys) -> None:

@@ -35,9 +35,9 @@ from dnr_sweep.config import (
     load_sweep_config,
     to_yaml_dict,
 )
+from dnr_sweep.errors import UserError
+from dnr_sweep.run_contract import CONFIG_FILE, SWEEP_FILE
 
-SWEEP_FILE = "sweep.json"
-CONFIG_FILE = "config.yaml"
 PROGRESS_COLUMNS = {
     "epoch": "epoch",
     "density": "density",
@@ -47,7 +47,7 @@ PROGRESS_COLUMNS = {
 }
 
 
-class SweepError(RuntimeError):
+class SweepError(UserError, RuntimeError):
     """A sweep cannot start (bad resources, bad run folder); the message says how to fix it."""
 
 

@@ -1,25 +1,23 @@
 """``dnr-sweep evaluate MODEL``: accuracies under stronger attacks, Fig. 4 curves, gradient-masking checks.
 
-Hooked into :mod:`dnr_sweep.cli` with ``register(subparsers)`` and ``run(args)``. Torch and the model
-code are imported inside :func:`run`, so ``dnr-sweep --help`` stays fast. Writes ``evaluation.json``
-(and with ``--curves`` ``attack_strength.json``) into the model's folder; user errors (missing folder,
-unknown attack, missing ``[eval]`` extra) print one message and return exit code 2.
+Torch and the model code are imported inside :func:`run`, so ``dnr-sweep --help`` stays fast. Writes
+``evaluation.json`` (and with ``--curves`` ``attack_strength.json``) into the model's folder; user
+errors (missing folder, unknown attack, missing ``[eval]`` extra) print one message, exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-EXIT_USAGE = 2
+from dnr_sweep.errors import UserError
+
 DEFAULT_ATTACKS = "fgsm,pgd,pgd20,pgd50x10"
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``evaluate`` command to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    p = subparsers.add_parser(
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
         "evaluate", help="robust accuracy under stronger attacks (restarts, AutoAttack) + masking checks",
         description="Evaluate a trained model (a `dnr-sweep train --out` folder, or a run folder with "
                     "--trial) under named attacks, run the gradient-masking checks, and write "
@@ -41,7 +39,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="eps values of the eps curve (default 1/255,2/255,4/255,8/255,12/255,16/255)")
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserError(f"error: {exc}") from None
 
 
 def _parse_eps(text: str, option: str) -> float:

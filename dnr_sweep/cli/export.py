@@ -1,16 +1,14 @@
 """``dnr-sweep export MODEL --out FILE.pt2``: shrink a channel-pruned model and export it.
 
-Hooked into :mod:`dnr_sweep.cli` with ``register(subparsers)`` and ``run(args)``. Prints the JSON
-summary that :func:`dnr_sweep.export.export_model` also writes beside ``FILE`` (``FILE.json``).
+Prints the JSON summary that :func:`dnr_sweep.export.export_model` also writes beside ``FILE`` (``FILE.json``).
 User errors (no model there, a bad config or input size) print one line and return exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-EXIT_USAGE = 2
+from dnr_sweep.errors import UserError
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
@@ -32,9 +30,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``export`` command to the ``dnr-sweep`` sub-command parsers; returns its parser."""
-    p = subparsers.add_parser(
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
         "export", help="physically shrink a channel-pruned model and write a torch.export program",
         description="Remove every channel that all its consumers ignore (zero weights), check the outputs "
                     "are unchanged, write FILE with torch.export.save and FILE.json with parameter, MAC and "
@@ -50,8 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="timed forward passes per batch size; the median is reported (default 10)")
     p.add_argument("--threads", type=_positive, default=None, metavar="N",
                    help="CPU threads while timing (default torch's, usually the core count)")  # fmt: skip
-    p.set_defaults(handler=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,10 +62,8 @@ def run(args: argparse.Namespace) -> int:
                                input_size=args.input_size, repeats=args.repeats,
                                threads=args.threads)  # fmt: skip
     except ValidationError as exc:
-        print(f"error: {args.model}: config.yaml is not a valid run config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserError(f"error: {args.model}: config.yaml is not a valid run config: {exc}") from None
     except (ConfigError, ExportError, yaml.YAMLError, OSError) as exc:  # OSError: FileNotFoundError and friends
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UserError(f"error: {exc}") from None
     print(summary_text(summary))
     return 0

@@ -1,0 +1,5 @@
+import sys
+
+from dnr_sweep.cli import main
+
+sys.exit(main())

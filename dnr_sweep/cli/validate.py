@@ -1,0 +1,46 @@
+"""``dnr-sweep validate CONFIG...``: check configs and print the resolved sweep; starts nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dnr_sweep.cli._common import add_set
+from dnr_sweep.errors import EXIT_USAGE
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check configs and print the resolved sweep; starts nothing")
+    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.add_argument("--json", action="store_true", help="print the resolved base config as one JSON object")
+    add_set(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dnr_sweep.config import ConfigError, load_sweep_config, to_yaml_dict
+
+    failures = 0
+    for path in args.configs:
+        try:
+            config = load_sweep_config(path, args.overrides)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            failures += 1
+            continue
+        if args.json:
+            print(json.dumps(to_yaml_dict(config.base_run())))
+            continue
+        print(f"{path}: OK")
+        print(yaml.safe_dump({"base": to_yaml_dict(config.base_run())}, sort_keys=False).rstrip())
+        if config.search:
+            print("sweep dimensions:")
+            for key, spec in config.search.items():
+                kind, value = spec.rule
+                print(f"  {key}: {kind} {list(value) if isinstance(value, tuple) else value}")
+        sampled = any(spec.rule[0] != "grid" for spec in config.search.values())
+        note = " (num_samples x grid; sampled dimensions drawn per trial)" if sampled else ""
+        print(f"trials: {config.grid_size()}{note}")
+    return EXIT_USAGE if failures else 0

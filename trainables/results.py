@@ -1,0 +1,84 @@
+"""After ``Tuner.fit``: the sweep's ``results.parquet``/``epochs.parquet``, its summary and its report.
+
+Tables are rebuilt from the trials' Tune results (:func:`reports.load.rebuild_tables`), then every
+trial the experiment knows gets a row, even one that failed before its first epoch, with Tune's
+status (``ERROR``, ``EARLY_STOPPED`` for trials a scheduler stopped) and its error's last line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnr_sweep import run_contract as rc
+from dnr_sweep.config import SweepConfig
+
+
+@dataclass
+class SweepSummary:
+    """What the command line prints after a sweep (one string per line)."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+def assemble_tables(outcome: Any) -> tuple[Any, Any]:
+    """``(results, epochs)`` of a finished ``fit``: one results row per trial, statuses from Tune."""
+    import pandas as pd
+
+    from reports.load import rebuild_tables
+
+    try:
+        results, epochs = rebuild_tables(outcome.run_dir)
+    except FileNotFoundError:  # no trial reported a single epoch
+        results, epochs = pd.DataFrame(columns=["trial_id", "status", "early_stopped"]), pd.DataFrame()
+    # a trial that failed before its first epoch left no result.json: it still gets its row
+    missing = [t for t in outcome.statuses if t not in set(results["trial_id"])]
+    if missing:
+        rows = [{"trial_id": t, "status": outcome.statuses[t], "early_stopped": True, "epochs_completed": 0,
+                 **outcome.configs.get(t, {})} for t in missing]  # fmt: skip
+        results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True).sort_values("trial_id", ignore_index=True)
+        results["early_stopped"] = results["early_stopped"].astype(bool)
+    if outcome.errors:
+        results["error"] = results["trial_id"].map(outcome.errors)
+    for trial_id, status in outcome.statuses.items():
+        rows = results["trial_id"] == trial_id
+        if status == "ERROR":
+            results.loc[rows, "status"] = "ERROR"
+        elif status == "TERMINATED":
+            results.loc[rows & results["early_stopped"], "status"] = "EARLY_STOPPED"
+    return results, epochs
+
+
+def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
+    """Write the run's tables (atomically), summarise them and draw the report when asked."""
+    from reports.load import write_parquet_atomic
+    from reports.pareto import pareto_front
+    from trainables.sweep import objectives
+
+    run_dir = outcome.run_dir
+    results, epochs = assemble_tables(outcome)
+    write_parquet_atomic(results, run_dir / rc.RESULTS_FILE)
+    if len(epochs):
+        write_parquet_atomic(epochs, run_dir / rc.EPOCHS_FILE)
+
+    summary = SweepSummary([f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"])
+    finished = results[results["status"] == "TERMINATED"]
+    columns = [c for c in config.search if c in results.columns]
+    columns += [c for c in rc.TEST_METRICS + ("compression",) if c in results.columns]
+    if len(finished):
+        metric, mode = config.tune.metric, config.tune.mode
+        if metric in finished.columns:
+            best = finished.sort_values(metric, ascending=mode == "min").iloc[0]
+            summary.lines.append(f"best trial by {metric} ({mode}): {best['trial_id']}")
+        goals = objectives(config) if len(objectives(config)) > 1 else {"pgd_acc": "max", "compression": "max"}
+        front = pareto_front(finished, goals).rows
+        summary.lines.append(f"Pareto set over {', '.join(f'{k} ({v})' for k, v in goals.items())}:")
+        summary.lines.append(front[["trial_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if report and len(finished):
+        from reports.build import build_report
+
+        written = build_report(run_dir)
+        figure = next((p for p in written if p.suffix == ".png"), None)
+        index = run_dir / rc.REPORT_DIR / "index.html"
+        summary.lines.append(f"report: {index}" + (f" (figure: {figure})" if figure else ""))
+    return summary
