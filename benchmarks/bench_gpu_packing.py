@@ -55,7 +55,7 @@ def sweep_yaml(k: int, args: argparse.Namespace) -> dict:
         "attack": {"train": {"kind": "pgd", "eps": 8 / 255, "alpha": 0.01, "steps": 7, "random_start": True}},
         "search": {"dnr.density": {"grid": DENSITIES[:n]}},
         "tune": {
-            "num_samples": 1, "metric": "clean_acc", "mode": "max", "max_concurrent_trials": k,
+            "num_samples": 1, "metric": "val_clean_acc", "mode": "max", "max_concurrent_trials": k,
             "resources_per_trial": {"cpu": args.cpus / k, "gpu": 1.0 / k}, "max_failures": 0,
         },
     }  # fmt: skip

@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from dnr_sweep import run_contract as rc
 from dnr_sweep.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
@@ -135,8 +136,13 @@ class TrainConfig(Strict):
     lr_milestones: list[PosInt] = Field(default_factory=lambda: [80, 120, 160])
     lr_gamma: Annotated[float, _range(0.0, 1.0, lo_open=True)] = 0.2
     warmup_epochs: NonNegInt = Field(5, description="clean-only sparse epochs before the hybrid loss")
-    select_on: Literal["val", "test"] = Field("val", description="split whose clean accuracy selects the epoch")
-    eval_every: PosInt = Field(1, description="evaluate robust accuracy every N epochs (and at the last)")
+    select_on: Literal["val", "test"] = Field(
+        "val", description="split that chooses the epoch; 'test' is the paper's protocol (labelled wherever shown)"
+    )
+    select_metric: str | None = Field(
+        None, description="figure that chooses the epoch: val_clean_acc (default), val_fgsm_acc, val_pgd_acc"
+    )
+    eval_every: PosInt = Field(1, description="robust accuracy of every Nth epoch (always: last, selected)")
     eval_subset: PosInt | None = Field(None, description="images used for per-epoch robust evaluation")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -153,6 +159,24 @@ class TrainConfig(Strict):
         if any(b <= a for a, b in zip(value, value[1:], strict=False)):
             raise ValueError(f"must be strictly increasing, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _selection(self) -> TrainConfig:
+        valid = rc.selection_metrics(self.select_on)
+        if self.select_metric is not None and self.select_metric not in valid:
+            hint = ""
+            if self.select_on == "val" and self.select_metric in rc.TEST_SELECTION_METRICS + rc.TEST_METRICS:
+                hint = " (selecting on the test split needs select_on: test, the paper's protocol)"
+            raise ValueError(
+                f"select_metric {self.select_metric!r} is not a figure of the {self.select_on} split; "
+                f"valid: {', '.join(valid)}{hint}"
+            )
+        return self
+
+    @property
+    def resolved_select_metric(self) -> str:
+        """``select_metric``, defaulting to the selection split's clean accuracy."""
+        return self.select_metric or rc.selection_metrics(self.select_on)[0]
 
 
 class DNRConfig(Strict):
@@ -251,6 +275,11 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        if self.train.select_on == "val" and self.data.val_size == 0:
+            raise ValueError(
+                "train.select_on is 'val' but data.val_size is 0: there is no validation split to choose the "
+                "epoch; set data.val_size (e.g. 5000 for CIFAR) or, for the paper's protocol only, select_on: test"
+            )
         if self.train.warmup_epochs > self.train.epochs:
             raise ValueError(
                 f"train.warmup_epochs ({self.train.warmup_epochs}) exceeds train.epochs ({self.train.epochs}); "
@@ -260,25 +289,25 @@ class RunConfig(Strict):
 
 
 # --------------------------------------------------------------------------------------------
-# Metrics a trial reports (the names objectives and the Tune metric may use)
-
-FINAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc", "compression", "density", "channels_present")
-EPOCH_METRICS = (
-    "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "train_acc", "loss", "loss_clean", "loss_adv",
-    "loss_l2", "mask_density",
-)  # fmt: skip
-REPORTED_METRICS = FINAL_METRICS + EPOCH_METRICS
+# Metrics a searcher, scheduler or tune.metric may use (names from the run contract)
 
 Direction = Literal["max", "min"]
 
 
-def _known_metric(value: str) -> str:
-    if value not in REPORTED_METRICS:
-        raise ValueError(f"no trial reports {value!r}; valid metrics: {', '.join(REPORTED_METRICS)}")
-    return value
+def _choosable_metric(value: str) -> str:
+    """Only validation and sparsity figures choose; a test figure is refused with its val twin."""
+    if value in rc.CHOOSABLE_METRICS:
+        return value
+    twin = rc.validation_twin(value)
+    if twin is not None:
+        raise ValueError(
+            f"{value!r} is a test-split figure, and only validation chooses; use {twin!r} "
+            "(the test figures are measured once on the selected weights and only reported)"
+        )
+    raise ValueError(f"no trial reports {value!r} to choose by; valid metrics: {', '.join(rc.CHOOSABLE_METRICS)}")
 
 
-Metric = Annotated[str, AfterValidator(_known_metric)]
+Metric = Annotated[str, AfterValidator(_choosable_metric)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +386,7 @@ class SchedulerConfig(Strict):
 class OptunaConfig(Strict):
     sampler: Literal["tpe", "nsga2", "gp"] = "tpe"
     objectives: dict[Metric, Direction] | None = Field(
-        None, description="multi-objective search, e.g. {pgd_acc: max, compression: max}"
+        None, description="multi-objective search, e.g. {val_pgd_acc: max, compression: max}"
     )
     seed: int | None = None
 
@@ -373,7 +402,9 @@ class Resources(Strict):
 
 class TuneConfig(Strict):
     num_samples: PosInt = 1
-    metric: Metric = "clean_acc"
+    metric: Metric | None = Field(
+        "val_clean_acc", description="the single metric of the searcher/scheduler and the 'best trial'"
+    )
     mode: Direction = "max"
     scheduler: SchedulerConfig | None = None
     search_alg: SearchAlgConfig | None = None
@@ -487,7 +518,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
 
 
 def _format_error(root: type[BaseModel], error: dict[str, Any], prefix: str = "") -> str:
-    loc = tuple(part for part in error["loc"] if not str(part).startswith(("function-", "literal[")))
+    loc = tuple(part for part in error["loc"] if not str(part).startswith(("function-", "literal[", "[key]")))
     # pydantic appends the union member name for Optional fields; drop those
     loc = tuple(part for part in loc if part not in ("SchedulerConfig", "SearchAlgConfig", "EvaluateConfig", "str", "int"))
     path = prefix + ".".join(str(part) for part in loc)
@@ -589,6 +620,21 @@ def _validate_tune(config: SweepConfig, source: str) -> list[str]:
             )
         if not config.search:
             errors.append(f"{source}: tune.search_alg: Optuna needs at least one search dimension")
+    asha = tune.scheduler.asha if tune.scheduler is not None else None
+    single_objective = tune.search_alg is not None and not tune.search_alg.optuna.objectives
+    if tune.metric is None and (single_objective or (asha is not None and asha.metric is None)):
+        errors.append(f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc")
+    if config.train.select_on == "test":
+        used = {"tune.metric": tune.metric, "tune.scheduler.asha.metric": asha.metric if asha else None}
+        if tune.search_alg is not None:
+            used.update({f"tune.search_alg.optuna.objectives.{k}": k for k in tune.search_alg.optuna.objectives or {}})
+        for where, metric in used.items():
+            if metric is not None and rc.is_validation_metric(metric):
+                errors.append(
+                    f"{source}: {where}: {metric!r} needs validation figures, but train.select_on is 'test' (the "
+                    "paper's protocol) and the run measures none; use select_on: val with a data.val_size, "
+                    "or set tune.metric: null for a plain grid"
+                )
     return errors
 
 

@@ -8,22 +8,23 @@ masks (:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each call 
    hybrid loss ``J = beta * (J_clean + rho/2 ||theta*m - z||^2) + (1 - beta) * J_adv`` (Eq. 6), with
    the masks re-applied after every optimizer step; ``beta = 1`` is DNR-C and generates no
    adversarial examples at all;
-2. evaluates clean accuracy on the selection split and, every ``train.eval_every`` epochs, FGSM
-   and PGD accuracy; keeps a copy of the best epoch's weights (selection on clean accuracy);
-3. rewires the masks (prune by magnitude, regrow by momentum) with the linearly decaying pruning
+2. evaluates this epoch on the selection split (``train.select_on``; validation unless the paper's
+   protocol is asked for explicitly): clean accuracy always, FGSM/PGD (fp32, the config's eval
+   attacks, the first ``train.eval_subset`` images) every ``train.eval_every`` epochs, on the last
+   epoch, every epoch when ``train.select_metric`` is a robust one, and whenever the epoch becomes
+   the selected one, so the selected epoch's figures are always complete;
+3. selects: the first epoch with the best ``train.select_metric`` (:class:`Selection`) and keeps
+   a copy of its weights;
+4. rewires the masks (prune by magnitude, regrow by momentum) with the linearly decaying pruning
    rate, except after the last epoch (a regrown weight starts at zero: rewiring after the last
    epoch would leave the final model below its target density), and snapshots ``z``;
-4. returns a flat metrics dict.
+5. returns an :class:`EpochReport`: this epoch's own figures and the selected epoch's figures,
+   named by :mod:`dnr_sweep.run_contract`.
 
-After the last epoch the selected weights are evaluated on the full test split; those are the
-run's final metrics (``clean_acc``, ``fgsm_acc``, ``pgd_acc`` and the sparsity figures). Every
-epoch's dict also carries ``clean_acc``/``fgsm_acc``/``pgd_acc`` of the best epoch so far on the
-selection split (and ``selected_epoch``), so a scheduler always has the metric it ranks by; on
-the last epoch they are replaced by the test figures and ``final`` is true. ``density``,
-``compression`` and ``channels_present`` are always the epoch's own; the selected epoch's are in
-its own row (and in :meth:`finish`'s result).
+After the last epoch :meth:`DNRRun.final_metrics` evaluates the selected weights once on the full
+test split: ``clean_acc``, ``fgsm_acc``, ``pgd_acc`` are only reported, never used to choose.
 
-The complete state (model, masks, z, optimizer, LR schedule, best weights, RNG states) round-trips
+The complete state (model, masks, z, optimizer, LR schedule, selected weights, RNG states) round-trips
 through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues bit-identically on
 CPU. Nothing here imports Ray.
 """
@@ -35,7 +36,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from dnr_sweep import attacks, gpu_data
+from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import DataSplits, build_datasets, make_loaders
 from dnr_sweep.models import get_model
@@ -73,6 +75,46 @@ def _use_bf16(config: RunConfig, device: torch.device) -> bool:
     if config.train.precision == "auto":
         return torch.cuda.is_bf16_supported()
     return config.train.precision == "bf16"
+
+
+@dataclass
+class Selection:
+    """The epoch chosen so far: the first epoch with the highest value of the selection metric.
+
+    ``train.select_metric`` (a validation figure by default) decides; a later epoch replaces the
+    chosen one only when strictly better, and NaN is never better.
+    """
+
+    epoch: int | None = None
+    value: float = -math.inf
+    figures: dict[str, Any] = field(default_factory=dict)  # the chosen epoch's selected metrics
+
+    def better(self, value: float) -> bool:
+        return self.epoch is None or value > self.value
+
+    def take(self, epoch: int, value: float, figures: dict[str, Any]) -> None:
+        self.epoch, self.value, self.figures = epoch, float(value), dict(figures)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "value": self.value, "figures": dict(self.figures)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.take(state["epoch"], state["value"], state["figures"]) if state["epoch"] is not None else None
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one :meth:`DNRRun.train_epoch` measured and what the run has selected so far.
+
+    ``metrics``: this epoch's own figures (``run_contract.EPOCH_METRICS`` + layer densities);
+    ``selected``: the selected epoch's figures (``run_contract.SELECTED_METRICS`` and bookkeeping);
+    ``final``: this was the last epoch (then :meth:`DNRRun.final_metrics` adds the test figures).
+    """
+
+    epoch: int
+    metrics: dict[str, Any]
+    selected: dict[str, Any]
+    final: bool
 
 
 @dataclass
@@ -170,10 +212,9 @@ class DNRRun:
         self.attack_rng = torch.Generator(device=self.device).manual_seed(config.train.seed + 2)
 
         self.epoch = 0  # epochs completed
-        self.best: dict[str, Any] | None = None  # selection-split figures of the best epoch so far
-        self.best_state: dict[str, Tensor] | None = None
-        self.final: dict[str, Any] | None = None
-        self.last_metrics: dict[str, Any] | None = None  # the last epoch's dict, replayed when finished
+        self.selection = Selection()
+        self.selected_state: dict[str, Tensor] | None = None  # the selected epoch's weights
+        self.final: dict[str, Any] | None = None  # final_metrics(), once measured
 
     # ----------------------------------------------------------------------------------------
     # Training
@@ -260,36 +301,40 @@ class DNRRun:
     # Evaluation
 
     def evaluate(self, loader: DataLoader, *, robust: bool = True, limit: int | None = None) -> dict[str, float]:
-        """Top-1 accuracy (%) on clean, FGSM and PGD inputs (the config's eval attacks)."""
+        """Top-1 accuracy (%) ``{"clean", "fgsm", "pgd"}`` under the config's eval attacks.
+
+        Always in fp32 (no autocast), like the post-training attacks of :mod:`dnr_sweep.evaluation`,
+        so a figure means the same whichever precision trained the model. ``limit`` bounds the
+        robust evaluation to the split's first images; clean accuracy uses them all.
+        """
         spec = self.config.attack.eval
         correct = {"clean": 0, "fgsm": 0, "pgd": 0}
-        seen = 0
+        seen = {"clean": 0, "robust": 0}
         eval_rng = torch.Generator(device=self.device).manual_seed(self.config.train.seed + 3)
         for images, labels in self._batches(loader):
-            if limit is not None and seen >= limit:
-                break
-            if limit is not None and seen + labels.shape[0] > limit:
-                images, labels = images[: limit - seen], labels[: limit - seen]
-            with self._autocast():
-                correct["clean"] += int(attacks.accuracy(self.net, images, labels))
-                if robust:
-                    adv = attacks.fgsm(self.net, images, labels, eps=spec.fgsm.eps)
-                    correct["fgsm"] += int(attacks.accuracy(self.net, adv, labels))
-                    adv = attacks.pgd(
-                        self.net, images, labels, eps=spec.pgd.eps, alpha=spec.pgd.alpha,
-                        steps=spec.pgd.steps, random_start=spec.pgd.random_start,
-                        restarts=spec.pgd.restarts, generator=eval_rng,
-                    )  # fmt: skip
-                    correct["pgd"] += int(attacks.accuracy(self.net, adv, labels))
-            seen += labels.shape[0]
-        seen = max(seen, 1)
-        result = {"clean_acc": 100.0 * correct["clean"] / seen}
+            correct["clean"] += int(attacks.accuracy(self.net, images, labels))
+            seen["clean"] += labels.shape[0]
+            if not robust or (limit is not None and seen["robust"] >= limit):
+                continue
+            if limit is not None and seen["robust"] + labels.shape[0] > limit:
+                images, labels = images[: limit - seen["robust"]], labels[: limit - seen["robust"]]
+            adv = attacks.fgsm(self.net, images, labels, eps=spec.fgsm.eps)
+            correct["fgsm"] += int(attacks.accuracy(self.net, adv, labels))
+            adv = attacks.pgd(
+                self.net, images, labels, eps=spec.pgd.eps, alpha=spec.pgd.alpha,
+                steps=spec.pgd.steps, random_start=spec.pgd.random_start,
+                restarts=spec.pgd.restarts, generator=eval_rng,
+            )  # fmt: skip
+            correct["pgd"] += int(attacks.accuracy(self.net, adv, labels))
+            seen["robust"] += labels.shape[0]
+        result = {"clean": 100.0 * correct["clean"] / max(seen["clean"], 1)}
         if robust:
-            result["fgsm_acc"] = 100.0 * correct["fgsm"] / seen
-            result["pgd_acc"] = 100.0 * correct["pgd"] / seen
+            result["fgsm"] = 100.0 * correct["fgsm"] / max(seen["robust"], 1)
+            result["pgd"] = 100.0 * correct["pgd"] / max(seen["robust"], 1)
         return result
 
     def sparsity_metrics(self) -> dict[str, Any]:
+        """The model's sparsity as it is now (DESIGN.md definitions, counted on the weights)."""
         prune_linear = self.config.dnr.prune_linear
         metrics: dict[str, Any] = {
             "density": accounting.density(self.model, prune_linear=prune_linear),
@@ -298,87 +343,95 @@ class DNRRun:
             "channels_present": accounting.channels_present(self.model, prune_linear=prune_linear),
         }
         for name, value in accounting.layer_density(self.model, prune_linear=prune_linear).items():
-            metrics[f"layer_density/{name}"] = value
+            metrics[rc.LAYER_PREFIX + name] = value
         return metrics
 
     # ----------------------------------------------------------------------------------------
     # One epoch
 
-    def train_epoch(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Train, evaluate, select and rewire once; return the epoch's flat metrics."""
+    @property
+    def selection_split(self) -> str:
+        return self.config.train.select_on
+
+    def _selection_figures(self, robust: bool) -> dict[str, float]:
+        """This epoch's accuracies on the selection split, by their contract names."""
+        loader = self.val_loader if self.selection_split == "val" else self.test_loader
+        names = dict(zip(rc.ACCURACY_KINDS, rc.selection_metrics(self.selection_split), strict=True))
+        figures = self.evaluate(loader, robust=robust, limit=self.config.train.eval_subset)
+        return {names[kind]: figures.get(kind, math.nan) for kind in rc.ACCURACY_KINDS}
+
+    def train_epoch(self, progress: Callable[[int, int], None] | None = None) -> EpochReport:
+        """Train, evaluate, select and rewire once; return this epoch's and the selected figures."""
         if self.finished:
             raise RuntimeError(f"the run already completed its {self.config.train.epochs} epochs")
         config = self.config
         start = time.perf_counter()
-        metrics: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        metrics: dict[str, Any] = {"lr": self.optimizer.param_groups[0]["lr"]}
         metrics.update(self._train_one_epoch(progress))
         self.scheduler.step()
         train_time = time.perf_counter() - start
 
-        last = self.epoch + 1 == config.train.epochs
-        robust = last or (self.epoch + 1) % config.train.eval_every == 0
-        select_loader = self.val_loader if config.train.select_on == "val" else self.test_loader
-        clean = self.evaluate(select_loader, robust=False)
-        metrics["val_clean_acc"] = clean["clean_acc"]
-        if robust:
-            attacked = self.evaluate(select_loader, robust=True, limit=config.train.eval_subset)
-            metrics["val_fgsm_acc"] = attacked["fgsm_acc"]
-            metrics["val_pgd_acc"] = attacked["pgd_acc"]
-        else:
-            metrics["val_fgsm_acc"] = math.nan
-            metrics["val_pgd_acc"] = math.nan
-        metrics.update(self.sparsity_metrics())
+        epoch = self.epoch + 1
+        last = epoch == config.train.epochs
+        select_metric = config.train.resolved_select_metric
+        robust = last or epoch % config.train.eval_every == 0 or not select_metric.endswith("_clean_acc")
+        figures = self._selection_figures(robust)
+        sparsity = self.sparsity_metrics()
+        metrics.update(figures)
+        metrics.update(sparsity)
 
-        if self.best is None or clean["clean_acc"] > self.best["clean_acc"]:
-            self.best = {
-                "selected_epoch": self.epoch + 1,
-                "clean_acc": clean["clean_acc"],
-                "fgsm_acc": metrics["val_fgsm_acc"],
-                "pgd_acc": metrics["val_pgd_acc"],
-                **{k: metrics[k] for k in ("density", "compression", "channels_present")},
-            }
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.selection.better(figures[select_metric]):
+            if not robust:  # the selected epoch's robust figures are always measured
+                figures = self._selection_figures(robust=True)
+                metrics.update(figures)
+            self.selection.take(epoch, figures[select_metric], {**figures, **sparsity})
+            self.selected_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
         stats = None
         if not last:
             stats = self.masking.rewire(self.epoch)
             self.l2.snapshot()
         metrics["prune_rate"] = stats.prune_rate if stats is not None else 0.0
-        self.epoch += 1
-        metrics["epoch_time_s"] = time.perf_counter() - start
+        self.epoch = epoch
         metrics["train_time_s"] = train_time
+        metrics["epoch_time_s"] = time.perf_counter() - start
+        return EpochReport(epoch, metrics, self.selected(), final=last)
 
-        # the per-epoch sparsity figures stay this epoch's own; only the selection keys are merged
-        selection_keys = ("selected_epoch", "clean_acc", "fgsm_acc", "pgd_acc")
-        metrics.update({k: self.best[k] for k in selection_keys})
-        metrics["final"] = False
-        if last:
-            final = self.finish()
-            metrics.update({k: final[k] for k in selection_keys})
-            metrics["final"] = True
-        self.last_metrics = dict(metrics)
-        return metrics
+    def selected(self) -> dict[str, Any]:
+        """The selected epoch's figures so far: selection-split accuracies, sparsity, bookkeeping."""
+        if self.selection.epoch is None:
+            raise RuntimeError("no epoch has completed yet")
+        return {
+            "selected_epoch": self.selection.epoch,
+            "selected_on": self.selection_split,
+            "select_metric": self.config.train.resolved_select_metric,
+            **self.selection.figures,
+        }
 
-    def finish(self) -> dict[str, Any]:
-        """Evaluate the selected epoch's weights on the full test split (the run's result)."""
-        if self.final is not None:
-            return self.final
-        assert self.best_state is not None and self.best is not None
-        current = copy.deepcopy(self.model.state_dict())
-        self.model.load_state_dict(self.best_state)
-        final = self.evaluate(self.test_loader, robust=True)
-        final.update({k: self.best[k] for k in ("density", "compression", "channels_present")})
-        final["selected_epoch"] = self.best["selected_epoch"]
-        final["final"] = True
-        self.model.load_state_dict(current)
-        self.final = final
-        return final
+    def final_metrics(self) -> dict[str, Any]:
+        """The run's result: the selected figures plus the selected weights' full test-split accuracy.
+
+        The test split is evaluated here, once per run, on the selected weights (never to choose).
+        """
+        if not self.finished:
+            raise RuntimeError(f"the run has {self.config.train.epochs - self.epoch} epochs left")
+        if self.final is None:
+            current = copy.deepcopy(self.model.state_dict())
+            self.model.load_state_dict(self.selected_state_dict())
+            test = self.evaluate(self.test_loader, robust=True)
+            self.model.load_state_dict(current)
+            self.final = {
+                **self.selected(),
+                **dict(zip(rc.TEST_METRICS, (test[kind] for kind in rc.ACCURACY_KINDS), strict=True)),
+                "epochs": self.epoch,
+            }
+        return dict(self.final)
 
     def selected_state_dict(self) -> dict[str, Tensor]:
         """The selected epoch's weights (masks applied), for ``model.pt``."""
-        if self.best_state is None:
+        if self.selected_state is None:
             raise RuntimeError("no epoch has completed yet")
-        return {k: v.detach().cpu().clone() for k, v in self.best_state.items()}
+        return {k: v.detach().cpu().clone() for k, v in self.selected_state.items()}
 
     # ----------------------------------------------------------------------------------------
     # State
@@ -394,10 +447,9 @@ class DNRRun:
             "scheduler": {"last_epoch": self.scheduler.last_epoch, "last_lr": self.scheduler.get_last_lr()},
             "masking": self.masking.state_dict(),
             "l2": self.l2.state_dict(),
-            "best": dict(self.best) if self.best is not None else None,
-            "best_state": self.best_state,
+            "selection": self.selection.state_dict(),
+            "selected_state": self.selected_state,
             "final": dict(self.final) if self.final is not None else None,
-            "last_metrics": dict(self.last_metrics) if self.last_metrics is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
@@ -414,10 +466,9 @@ class DNRRun:
         self.scheduler._last_lr = list(state["scheduler"]["last_lr"])
         self.masking.load_state_dict(state["masking"])
         self.l2.load_state_dict(state["l2"])
-        self.best = state["best"]
-        self.best_state = state["best_state"]
+        self.selection.load_state_dict(state["selection"])
+        self.selected_state = state["selected_state"]
         self.final = state["final"]
-        self.last_metrics = state.get("last_metrics")
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and self.device.type == "cuda":

@@ -7,7 +7,8 @@
   (``model.pt2`` + ``model.json``), adding ``params_physical``, ``macs`` and ``speedup_cpu``
   (measured CPU speedup at batch 128 over the masked model).
 
-Used by ``dnr-sweep train`` and by the Ray trainable, so both give the same columns.
+Called by the finish step (:mod:`dnr_sweep.finish`) on the folder that holds the selected
+``model.pt``; metric names come from :mod:`dnr_sweep.run_contract`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from dnr_sweep import run_contract as rc
 from dnr_sweep.engine import DNRRun
-
-EXPORT_FILE = "model.pt2"
 
 
 def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
@@ -40,19 +40,19 @@ def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
             batch_size=config.train.eval_batch_size or 256,
         )  # fmt: skip
         results = {name: evaluator.run(name) for name in spec.attacks}
-        extra.update({f"{name}_acc": value for name, value in results.items()})
+        extra.update({rc.attack_metric(name, spec.split): value for name, value in results.items()})
         if spec.curves:
             eps_values = spec.curve_eps if spec.curve_eps is not None else evaluation.CURVE_EPS
             evaluation.write_strength_curves(evaluator.strength_curves(eps_values=eps_values), folder)
         if spec.checks:
             checks = evaluator.checks()
-            extra["masking_checks_passed"] = evaluation.all_passed(checks)
+            extra[rc.MASKING_CHECKS_PASSED] = evaluation.all_passed(checks)
             evaluation.write_evaluation({**results, "checks": checks}, folder)
     if config.export and config.dnr.pruning == "channel":
         from dnr_sweep.export import export_model
 
-        summary = export_model(folder, folder / EXPORT_FILE, threads=config.train.num_threads)
-        extra["params_physical"] = summary["params_after"]
-        extra["macs"] = summary["macs_after"]
-        extra["speedup_cpu"] = summary["speedup"]["128"]
+        summary = export_model(folder, folder / rc.EXPORT_FILE, threads=config.train.num_threads)
+        extra[rc.PARAMS_PHYSICAL] = summary["params_after"]
+        extra[rc.MACS] = summary["macs_after"]
+        extra[rc.SPEEDUP_CPU] = summary["speedup"]["128"]
     return extra

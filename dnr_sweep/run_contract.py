@@ -35,9 +35,8 @@ values, describing the same ``model.pt``.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -116,10 +115,12 @@ def register_post_training(name: str, description: str) -> str:
     return name
 
 
-register_post_training("params_physical", "parameters of the physically shrunk model (export: true)")
-register_post_training("macs", "multiply-accumulates per image of the shrunk model (export: true)")
-register_post_training("speedup_cpu", "measured CPU speedup, batch 128, shrunk over masked model (export: true)")
-register_post_training("masking_checks_passed", "every gradient-masking check passed (evaluate: checks)")
+PARAMS_PHYSICAL: Final = register_post_training("params_physical", "parameters of the shrunk model (export: true)")
+MACS: Final = register_post_training("macs", "multiply-accumulates per image of the shrunk model (export: true)")
+SPEEDUP_CPU: Final = register_post_training("speedup_cpu", "measured CPU speedup at batch 128 (export: true)")
+MASKING_CHECKS_PASSED: Final = register_post_training(
+    "masking_checks_passed", "every gradient-masking check passed (evaluate: checks)"
+)
 
 # Attack names of the evaluate: block (torch-free grammar, shared with config.py and evaluation.py)
 ATTACK_NAME_RE: Final = re.compile(r"clean|fgsm|pgd|pgd[1-9][0-9]*|pgd[1-9][0-9]*x[1-9][0-9]*|autoattack")
@@ -251,14 +252,13 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def finite_or_none(value: Any) -> Any:
-    """NaN/inf floats as ``None`` (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def ordered(names: Iterable[str], order: Iterable[str]) -> list[str]:
-    """``names`` sorted by their position in ``order`` (unknown names last, by name)."""
-    rank = {name: i for i, name in enumerate(order)}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+def tune_result(
+    epoch: int, metrics: Mapping[str, Any], selected: Mapping[str, Any], final: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """One Ray Tune result: ``epoch``, this epoch's metrics under :data:`EPOCH_PREFIX`, the selected
+    figures at the top level, and on the last epoch the run's result (``final`` true)."""
+    result: dict[str, Any] = {EPOCH_KEY: epoch, **{epoch_key(k): v for k, v in metrics.items()}, **selected}
+    if final is not None:
+        result.update(final)
+    result[FINAL_FLAG] = final is not None
+    return result

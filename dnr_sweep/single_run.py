@@ -1,15 +1,16 @@
 """One DNR run without Ray, written to a folder: the work behind ``dnr-sweep train``.
 
-Files in ``out``::
+Files in ``out`` (names from :mod:`dnr_sweep.run_contract`)::
 
     config.yaml      the resolved run config
     checkpoint.pt    everything to continue (model, masks, z, optimizer, LR schedule, epoch, RNG,
-                     best weights, the epoch rows); rewritten atomically after every epoch
-    epochs.csv       one row per epoch
+                     selected weights, the epoch rows); rewritten atomically after every epoch
+    epochs.csv       one row per epoch (this epoch's own figures)
     model.pt         plain state_dict of the selected epoch's model (masks applied)
-    metrics.json     the final metrics (test split, selected epoch) plus ``selected_epoch``
+    metrics.json     the run's result: the selected epoch's figures and the test figures of model.pt
 
 ``resume=True`` continues from ``checkpoint.pt``; the config must be the one the run started with.
+The end of the run is the finish step every sweep trial shares (:func:`dnr_sweep.finish.finish_run`).
 """
 
 from __future__ import annotations
@@ -21,28 +22,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dnr_sweep import checkpoint
+from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig, to_yaml_dict
-from dnr_sweep.engine import DNRRun
-from dnr_sweep.post_training import after_training
-
-SUMMARY_KEYS = ("epoch", "phase", "loss", "train_acc", "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "density",
-                "compression", "epoch_time_s")  # fmt: skip
+from dnr_sweep.engine import DNRRun, EpochReport
+from dnr_sweep.finish import finish_run, write_config
 
 
-def epoch_line(metrics: dict[str, Any], total: int) -> str:
-    """One human line per epoch."""
+def epoch_line(report: EpochReport, total: int) -> str:
+    """One human line per epoch: this epoch's figures on the selection split."""
+    metrics = report.metrics
+    clean, fgsm, pgd = (metrics[name] for name in rc.selection_metrics(report.selected["selected_on"]))
 
     def fmt(value: Any) -> str:
         return "  -  " if value != value else f"{value:5.1f}"
 
     return (
-        f"epoch {metrics['epoch']:>3}/{total} [{metrics['phase']:>6}] loss {metrics['loss']:.4f}  "
-        f"acc clean {fmt(metrics['val_clean_acc'])} fgsm {fmt(metrics['val_fgsm_acc'])} "
-        f"pgd {fmt(metrics['val_pgd_acc'])}  density {metrics['density']:.4f} "
-        f"({metrics['compression']:.2f}x)  {metrics['epoch_time_s']:.1f}s"
+        f"epoch {report.epoch:>3}/{total} [{metrics['phase']:>6}] loss {metrics['loss']:.4f}  "
+        f"{report.selected['selected_on']} clean {fmt(clean)} fgsm {fmt(fgsm)} pgd {fmt(pgd)}  "
+        f"density {metrics['density']:.4f} ({metrics['compression']:.2f}x)  {metrics['epoch_time_s']:.1f}s"
+        f"  [selected: epoch {report.selected['selected_epoch']}]"
     )
 
 
@@ -74,9 +73,9 @@ def _progress_bar(stream) -> Callable[[int, int], None] | None:
 
 def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
                  log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-    """Run every remaining epoch of ``config``, writing the files above; return the final metrics."""
+    """Run every remaining epoch of ``config``, writing the files above; return the run's result."""
     out = Path(out)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / rc.CHECKPOINT_FILE
     resolved = to_yaml_dict(config)
     run = DNRRun(config)
     rows: list[dict[str, Any]] = []
@@ -93,26 +92,15 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
         rows = list(state["rows"])
         log(f"resuming {out} after epoch {run.epoch}")
     elif ckpt_path.exists():
-        raise FileExistsError(f"{out}: already holds a run (checkpoint.pt); pass --resume or choose another --out")
+        raise FileExistsError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.atomic_write_bytes(out / "config.yaml", lambda h: h.write(yaml.safe_dump(resolved, sort_keys=False).encode()))
+    write_config(config, out)
 
     progress = _progress_bar(sys.stderr)
     while not run.finished:
-        metrics = run.train_epoch(progress)
-        rows.append(metrics)
-        log(epoch_line(metrics, config.train.epochs))
+        report = run.train_epoch(progress)
+        rows.append({rc.EPOCH_KEY: report.epoch, **report.metrics})
+        log(epoch_line(report, config.train.epochs))
         checkpoint.save({"config": resolved, "run": run.state_dict(), "rows": rows}, ckpt_path)
-        write_csv(rows, out / "epochs.csv")
-
-    final = run.finish()
-    checkpoint.save(run.selected_state_dict(), out / "model.pt")
-    summary = {key: final[key] for key in ("clean_acc", "fgsm_acc", "pgd_acc", "compression", "density",
-                                           "channels_present", "selected_epoch")}  # fmt: skip
-    summary.update(after_training(run, out))  # evaluate: / export: results, when configured
-    summary["mask_density"] = rows[-1]["mask_density"]
-    summary["epochs"] = run.epoch
-    summary["layer_density"] = {k.split("/", 1)[1]: v for k, v in rows[summary["selected_epoch"] - 1].items()
-                                if k.startswith("layer_density/")}  # fmt: skip
-    checkpoint.write_json(summary, out / "metrics.json")
-    return summary
+        write_csv(rows, out / rc.EPOCHS_CSV)
+    return finish_run(run, out)

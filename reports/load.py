@@ -2,30 +2,30 @@
 
 A run directory (Ray Tune's experiment folder) holds ``results.parquet`` (one row per trial at its
 selected epoch) and ``epochs.parquet`` (one row per trial-epoch). When they are missing, both are
-rebuilt from the per-trial ``<trial_dir>/result.json`` files (JSON lines, one per reported epoch).
+rebuilt from the per-trial ``<trial_dir>/result.json`` files (JSON lines, one Tune result per
+epoch, in the format of :func:`dnr_sweep.run_contract.tune_result`). Every file and metric name
+comes from :mod:`dnr_sweep.run_contract` (standard library only: this package never imports torch).
 
 Both sources pass through the same normalisation, so a rebuilt table equals the Parquet one:
 
 * rows sorted by ``trial_id`` (and ``epoch``), index ``0..n-1``;
-* columns in a canonical order (:data:`RESULTS_HEAD`, parameters, metrics, other columns, then the
-  ``layer_density/<layer>`` columns in network order, i.e. their order of appearance);
+* columns in a canonical order (:data:`RESULTS_HEAD`, parameters, metrics in the contract's order,
+  other columns, then the ``layer_density/<layer>`` columns in network order);
 * dtypes: ``trial_id``/``status`` strings, ``early_stopped`` bool, ``epochs_completed`` and ``epoch``
-  int64, ``selected_epoch`` nullable ``Int64`` (missing for trials that did not finish).
+  int64, ``selected_epoch`` nullable ``Int64``, numeric metrics float64.
 
 Rebuilding rules (result.json -> tables):
 
-* a line's per-epoch metrics are its top-level keys minus Tune's bookkeeping keys and the final-only
-  keys (``final``, ``selected_epoch`` and test accuracies ``*_acc`` not prefixed ``val_``/``train_``);
-  the epoch is ``epoch`` when reported, else Tune's ``training_iteration``; a restored trial's repeated
-  epochs keep their last line;
+* an epoch row is a line's ``this_epoch/`` metrics (prefix dropped) and its ``epoch``; a restored
+  trial's repeated epochs keep their last line;
+* a results row is the last line's top-level run metrics (:func:`run_contract.is_run_metric`: the
+  selected epoch's figures, and on a finished trial its test figures and post-training metrics);
 * parameters come from the line's ``config`` (flattened to dotted names), restricted to the
   ``search:`` keys of ``config.yaml`` when it has them, plus ``model.arch`` and ``data.dataset``
   (taken from ``config.yaml`` when the trial config lacks them);
-* a trial whose last line has ``final: true`` is ``TERMINATED``: its final metrics come from that line,
-  its ``layer_density/*``, ``density``, ``compression`` and ``channels_present`` from its selected
-  epoch's line (the final line if that epoch is missing);
-* any other trial is ``INCOMPLETE`` with ``early_stopped=True`` (kept out of every Pareto set) and
-  NaN final metrics.
+* a trial whose last line has ``final: true`` is ``TERMINATED``; any other is ``INCOMPLETE`` with
+  ``early_stopped=True`` (kept out of every Pareto set): its row holds the selected figures so far
+  and no test figures.
 """
 
 from __future__ import annotations
@@ -38,64 +38,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
-RESULTS_FILE = "results.parquet"
-EPOCHS_FILE = "epochs.parquet"
-CONFIG_FILE = "config.yaml"
-TRIAL_RESULT_FILE = "result.json"
-ATTACK_STRENGTH_FILE = "attack_strength.json"
+from dnr_sweep import run_contract as rc
+from dnr_sweep.run_contract import (
+    ATTACK_STRENGTH_FILE,
+    CONFIG_FILE,
+    EPOCHS_FILE,
+    LAYER_PREFIX,
+    RESULTS_FILE,
+)
+from dnr_sweep.run_contract import TUNE_RESULT_FILE as TRIAL_RESULT_FILE
 
-LAYER_PREFIX = "layer_density/"
+__all__ = [
+    "EPOCHS_FILE", "RESULTS_FILE", "LAYER_PREFIX", "Run", "extra_attack_columns", "flatten", "layer_columns",
+    "load", "load_attack_strength", "load_epochs", "load_run", "rebuild_tables", "write_parquet_atomic",
+]  # fmt: skip
+
 ALWAYS_PARAMS = ("model.arch", "data.dataset")
 RESULTS_HEAD = ("trial_id", "status", "early_stopped", "epochs_completed", "selected_epoch")
-FINAL_METRICS = ("clean_acc", "fgsm_acc", "pgd_acc")
-FINAL_SPARSITY = ("compression", "density", "channels_present")
-#: Final-line-only keys from the post-training actions (``export: true``, ``evaluate: {checks: true}``).
-FINAL_EXTRA = ("params_physical", "macs", "speedup_cpu", "masking_checks_passed")
-EPOCH_METRICS = (
-    "loss",
-    "loss_clean",
-    "loss_adv",
-    "loss_l2",
-    "train_acc",
-    "val_clean_acc",
-    "val_fgsm_acc",
-    "val_pgd_acc",
-    "density",
-    "compression",
-    "channels_present",
-    "lr",
-    "epoch_time_s",
-)
-#: Keys Ray Tune adds to every reported result; never metrics.
-TUNE_KEYS = frozenset(
-    {
-        "trial_id",
-        "training_iteration",
-        "done",
-        "config",
-        "timestamp",
-        "time_this_iter_s",
-        "time_total_s",
-        "pid",
-        "hostname",
-        "node_ip",
-        "date",
-        "time_since_restore",
-        "iterations_since_restore",
-        "timesteps_total",
-        "timesteps_since_restore",
-        "episodes_total",
-        "experiment_id",
-        "experiment_tag",
-        "checkpoint_dir_name",
-        "should_checkpoint",
-        "trial_resources",
-    }
-)
+#: results.parquet metric columns in their canonical order (attack metrics are placed by name)
+RESULT_METRICS = (
+    *rc.TEST_METRICS, *rc.VAL_METRICS, *rc.TEST_SELECTION_METRICS, *rc.SPARSITY_METRICS,
+    "selected_on", "select_metric", "epochs", *rc.POST_TRAINING_METRICS,
+)  # fmt: skip
+_TEXT_COLUMNS = ("selected_on", "select_metric", "phase")
 STATUS_FINISHED = "TERMINATED"
 STATUS_INCOMPLETE = "INCOMPLETE"
 
@@ -106,23 +74,18 @@ def is_param(column: str) -> bool:
 
 
 def is_test_accuracy(column: str) -> bool:
-    """Test-split accuracies (``clean_acc``, ``pgd50x10_acc``), not ``val_*``/``train_*`` ones."""
-    return (
-        column.endswith("_acc")
-        and not column.startswith(("val_", "train_"))
-        and not is_param(column)
-        and not column.startswith(LAYER_PREFIX)
-    )
+    """Test-split accuracies of the selected weights (``clean_acc``, ``pgd50x10_acc``)."""
+    return column in rc.TEST_METRICS or (rc.is_attack_metric(column) and not column.startswith("val_"))
 
 
 def extra_attack_columns(columns: Iterable[str]) -> list[str]:
-    """Test accuracies beyond clean/FGSM/PGD (e.g. ``autoattack_acc``), sorted by name."""
-    return sorted(c for c in columns if is_test_accuracy(c) and c not in FINAL_METRICS)
+    """Post-training attack accuracies (e.g. ``autoattack_acc``, ``val_pgd20_acc``), sorted by name."""
+    return sorted(c for c in columns if rc.is_attack_metric(c))
 
 
 def layer_columns(columns: Iterable[str]) -> list[str]:
     """The ``layer_density/<layer>`` columns, in the given (network) order."""
-    return [c for c in columns if c.startswith(LAYER_PREFIX)]
+    return [c for c in columns if rc.is_layer_metric(c)]
 
 
 def _ordered_params(columns: Iterable[str]) -> list[str]:
@@ -131,16 +94,22 @@ def _ordered_params(columns: Iterable[str]) -> list[str]:
     return head + sorted(p for p in params if p not in ALWAYS_PARAMS)
 
 
+def _numeric(out: pd.DataFrame, columns: Iterable[str]) -> None:
+    for c in columns:
+        if c not in _TEXT_COLUMNS:
+            out[c] = pd.to_numeric(out[c]).astype("float64")
+
+
 def normalise_results(df: pd.DataFrame) -> pd.DataFrame:
     """Canonical column order, dtypes and row order of a results table (see the module docstring)."""
     cols = list(df.columns)
-    missing = [c for c in ("trial_id",) if c not in cols]
-    if missing:
-        raise ValueError(f"results table lacks column(s) {missing}; it has {cols}")
+    if "trial_id" not in cols:
+        raise ValueError(f"results table lacks column 'trial_id'; it has {cols}")
     head = [c for c in RESULTS_HEAD if c in cols]
     params = _ordered_params(cols)
-    metrics = [c for c in FINAL_METRICS if c in cols] + extra_attack_columns(cols)
-    metrics += [c for c in FINAL_SPARSITY if c in cols]
+    attacks = extra_attack_columns(cols)
+    metrics = [c for c in RESULT_METRICS[:3] if c in cols] + [c for c in attacks if not c.startswith("val_")]
+    metrics += [c for c in RESULT_METRICS[3:] if c in cols] + [c for c in attacks if c.startswith("val_")]
     layers = layer_columns(cols)
     placed = set(head) | set(params) | set(metrics) | set(layers)
     rest = [c for c in cols if c not in placed]
@@ -154,8 +123,7 @@ def normalise_results(df: pd.DataFrame) -> pd.DataFrame:
         out["epochs_completed"] = out["epochs_completed"].astype("int64")
     if "selected_epoch" in out:
         out["selected_epoch"] = pd.to_numeric(out["selected_epoch"]).astype("Int64")
-    for c in metrics + layers:
-        out[c] = pd.to_numeric(out[c]).astype("float64")
+    _numeric(out, [c for c in metrics + layers if c != rc.MASKING_CHECKS_PASSED])
     return out.sort_values("trial_id", kind="mergesort").reset_index(drop=True)
 
 
@@ -165,7 +133,7 @@ def normalise_epochs(df: pd.DataFrame) -> pd.DataFrame:
     for needed in ("trial_id", "epoch"):
         if needed not in cols:
             raise ValueError(f"epochs table lacks column {needed!r}; it has {cols}")
-    known = [c for c in EPOCH_METRICS if c in cols]
+    known = [c for c in rc.EPOCH_METRICS if c in cols]
     params = _ordered_params(cols)
     layers = layer_columns(cols)
     placed = {"trial_id", "epoch"} | set(known) | set(params) | set(layers)
@@ -173,8 +141,7 @@ def normalise_epochs(df: pd.DataFrame) -> pd.DataFrame:
     out = df[["trial_id", "epoch"] + known + rest + layers + params].copy()
     out["trial_id"] = out["trial_id"].astype(str)
     out["epoch"] = out["epoch"].astype("int64")
-    for c in known + layers:
-        out[c] = pd.to_numeric(out[c]).astype("float64")
+    _numeric(out, known + layers)
     return out.sort_values(["trial_id", "epoch"], kind="mergesort").reset_index(drop=True)
 
 
@@ -220,11 +187,6 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def _is_epoch_metric(key: str) -> bool:
-    return (key not in TUNE_KEYS and key not in ("final", "selected_epoch") and key not in FINAL_EXTRA
-            and not is_test_accuracy(key))
-
-
 def _trial_tables(
     path: Path, search_keys: list[str] | None, defaults: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -244,37 +206,24 @@ def _trial_tables(
 
     by_epoch: dict[int, dict[str, Any]] = {}
     for line in lines:
-        epoch = int(line.get("epoch", line.get("training_iteration", len(by_epoch) + 1)))
+        epoch = int(line.get(rc.EPOCH_KEY, line.get("training_iteration", len(by_epoch) + 1)))
         by_epoch[epoch] = line  # a restored trial repeats epochs: the last line wins
     epoch_rows = []
     for epoch in sorted(by_epoch):
-        line = by_epoch[epoch]
-        row: dict[str, Any] = {"trial_id": trial_id, "epoch": epoch}
-        row.update({k: v for k, v in line.items() if _is_epoch_metric(k) and k != "epoch"})
-        row.update(params)
-        epoch_rows.append(row)
+        metrics, _ = rc.split_epoch_result(by_epoch[epoch])
+        epoch_rows.append({"trial_id": trial_id, "epoch": epoch, **metrics, **params})
 
-    finished = bool(last.get("final", False))
+    finished = bool(last.get(rc.FINAL_FLAG, False))
     result: dict[str, Any] = {
         "trial_id": trial_id,
         "status": STATUS_FINISHED if finished else STATUS_INCOMPLETE,
         "early_stopped": not finished,
         "epochs_completed": max(by_epoch),
-        "selected_epoch": last.get("selected_epoch") if finished else None,
+        "selected_epoch": last.get("selected_epoch"),
+        **params,
     }
-    result.update(params)
-    final_keys = [k for k in last if is_test_accuracy(k)]
-    selected = by_epoch.get(result["selected_epoch"], last) if finished else last
-    for key in list(FINAL_METRICS) + final_keys:
-        result[key] = last.get(key, np.nan) if finished else np.nan
-    for key in FINAL_EXTRA:
-        if key in last:
-            result[key] = last[key] if finished else np.nan
-    for key in FINAL_SPARSITY:  # the selected epoch's own sparsity, like its layer densities
-        result[key] = selected.get(key, last.get(key, np.nan)) if finished else np.nan
-    layer_source = selected if any(k.startswith(LAYER_PREFIX) for k in selected) else last
-    for key in layer_columns(layer_source):
-        result[key] = layer_source[key] if finished else np.nan
+    _, top = rc.split_epoch_result(last)
+    result.update({k: v for k, v in top.items() if rc.is_run_metric(k) and k != "selected_epoch"})
     return result, epoch_rows
 
 

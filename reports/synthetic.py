@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dnr_sweep import run_contract as rc
+
 LAYERS = ("conv1", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "layer2.0.conv2", "layer3.0.conv1")
 DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02)
 PRUNINGS = ("irregular", "channel")
@@ -82,14 +84,14 @@ def synthetic_tables(seed: int = 0, incomplete: bool = True) -> tuple[pd.DataFra
             row.update({"model.arch": "resnet18", "data.dataset": "cifar10"})
             epochs.append(row)
         trial_epochs = [r for r in epochs if r["trial_id"] == trial_id]
-        selected = max(trial_epochs, key=lambda r: r["val_clean_acc"])["epoch"] if finished else None
+        chosen = max(trial_epochs, key=lambda r: r["val_clean_acc"])  # the first best, like the engine
         noise = rng.normal(0, 0.4, 4)
         result = {
             "trial_id": trial_id,
             "status": "TERMINATED" if finished else "INCOMPLETE",
             "early_stopped": not finished,
             "epochs_completed": n_epochs,
-            "selected_epoch": selected,
+            "selected_epoch": chosen["epoch"],
             **params,
             "model.arch": "resnet18",
             "data.dataset": "cifar10",
@@ -97,13 +99,17 @@ def synthetic_tables(seed: int = 0, incomplete: bool = True) -> tuple[pd.DataFra
             "fgsm_acc": round(55 - drop / 1.5 + noise[1], 2) if finished else np.nan,
             "pgd_acc": round(47 - drop / 1.4 + noise[2], 2) if finished else np.nan,
             "autoattack_acc": round(43 - drop / 1.3 + noise[3], 2) if finished else np.nan,
+            **{k: chosen[k] for k in ("val_clean_acc", "val_fgsm_acc", "val_pgd_acc")},
+            "selected_on": "val",
+            "select_metric": "val_clean_acc",
+            **({"epochs": n_epochs} if finished else {}),
         }
-        result.update({k: (v if finished else np.nan) for k, v in base.items()})
+        result.update(base)
         results.append(result)
     return pd.DataFrame(results), pd.DataFrame(epochs)
 
 
-_FINAL_KEYS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc", "selected_epoch")
+_FINAL_KEYS = ("clean_acc", "fgsm_acc", "pgd_acc", "autoattack_acc")
 
 
 def write_synthetic_run(run_dir: str | os.PathLike[str], *, parquet: bool = True, seed: int = 0) -> Path:
@@ -126,14 +132,24 @@ def write_synthetic_run(run_dir: str | os.PathLike[str], *, parquet: bool = True
         folder.mkdir(exist_ok=True)
         rows = epochs[epochs["trial_id"] == trial_id]
         lines = []
+        best: dict | None = None
         for n, (_, row) in enumerate(rows.iterrows(), start=1):
-            line = {k: v for k, v in row.items() if "." not in k or k.startswith("layer_density/")}
-            line.pop("epoch")
+            metrics = {k: v for k, v in row.items() if k not in ("trial_id", "epoch") and "." not in k}
+            metrics.update({k: v for k, v in row.items() if k.startswith(rc.LAYER_PREFIX)})
+            if best is None or row["val_clean_acc"] > best["val_clean_acc"]:
+                best = dict(row)
+            selected = {"selected_epoch": int(best["epoch"]), "selected_on": "val", "select_metric": "val_clean_acc"}
+            selected.update({k: best[k] for k in (*rc.VAL_METRICS, "density", "compression", "channels_present")})
+            selected.update({k: v for k, v in best.items() if k.startswith(rc.LAYER_PREFIX)})
+            final = None
+            if n == len(rows) and result["status"] == "TERMINATED":
+                final = {k: result[k] for k in _FINAL_KEYS} | {"epochs": int(result["epochs"])}
+            line = rc.tune_result(int(row["epoch"]), metrics, selected, final)
             line.update(
                 {
-                    "epoch": int(row["epoch"]),
+                    "trial_id": trial_id,
                     "training_iteration": int(row["epoch"]),
-                    "done": False,
+                    "done": final is not None,
                     "timestamp": 1_700_000_000 + n,
                     "time_this_iter_s": row["epoch_time_s"],
                     "pid": 4242,
@@ -142,10 +158,6 @@ def write_synthetic_run(run_dir: str | os.PathLike[str], *, parquet: bool = True
                     "config": config,
                 }
             )
-            if n == len(rows) and result["status"] == "TERMINATED":
-                line.update({k: result[k] for k in _FINAL_KEYS})
-                line["selected_epoch"] = int(result["selected_epoch"])
-                line.update({"final": True, "done": True})
             lines.append(json.dumps(_plain(line)))
         (folder / "result.json").write_text("\n".join(lines) + "\n")
         if result["status"] == "TERMINATED" and result["dnr.density"] in (0.05, 0.5):

@@ -54,7 +54,7 @@ def test_density_target_and_zeros_hold_every_epoch(pruning):
     target = round(0.2 * total)
     slack = 0 if pruning == "irregular" else max(w[:, 0].numel() for w in prunable_weights(run.model))
     while not run.finished:
-        metrics = run.train_epoch()
+        metrics = run.train_epoch().metrics
         assert abs(masked_fraction(run) * total - target) <= slack
         for name, module in run.model.named_modules():
             if name in run.masking.masks:
@@ -68,7 +68,7 @@ def test_density_target_and_zeros_hold_every_epoch(pruning):
         assert metrics["density"] >= margin * metrics["mask_density"]
     nonzero = sum(int((w != 0).sum()) for w in prunable_weights(run.model))
     assert margin * (target - slack) <= nonzero <= target + slack  # no rewiring after the last epoch
-    assert run.final is not None and run.final["selected_epoch"] >= 1
+    assert run.final_metrics()["selected_epoch"] >= 1
 
 
 def test_a_real_digits_run_learns():
@@ -77,8 +77,8 @@ def test_a_real_digits_run_learns():
                            attack__eval__pgd={"eps": 0.1, "alpha": 0.025, "steps": 7})
     run = DNRRun(config)
     while not run.finished:
-        metrics = run.train_epoch()
-    final = run.final
+        metrics = run.train_epoch().metrics
+    final = run.final_metrics()
     # measured 2026-11-25 on 2 CPU cores: about 93% clean, 70% FGSM and PGD at eps 0.1 (10% is chance)
     assert final["clean_acc"] >= 80.0
     assert final["pgd_acc"] >= 40.0
@@ -108,7 +108,9 @@ def test_resume_after_epoch_k_is_bit_identical(tmp_path, gpu_resident):
         assert torch.equal(value, second.model.state_dict()[name]), name
     for name, mask in straight.masking.masks.items():
         assert torch.equal(mask, second.masking.masks[name]), name
-    for a, b in zip(rows_straight, rows, strict=True):
+    for report_a, report_b in zip(rows_straight, rows, strict=True):
+        a = {**report_a.metrics, **report_a.selected}
+        b = {**report_b.metrics, **report_b.selected}
         for key in a:
             if key.endswith("time_s"):
                 continue
@@ -143,8 +145,10 @@ def test_train_command_writes_its_files(tmp_path, capsys):
     for name in ("model.pt", "checkpoint.pt", "metrics.json", "epochs.csv", "config.yaml"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("clean_acc", "fgsm_acc", "pgd_acc", "compression", "density", "channels_present", "selected_epoch"):
-        assert key in metrics
+    for key in ("clean_acc", "fgsm_acc", "pgd_acc", "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "compression",
+                "density", "channels_present", "selected_epoch", "selected_on", "select_metric", "layer_density"):
+        assert key in metrics, key
+    assert metrics["selected_on"] == "val" and metrics["select_metric"] == "val_clean_acc"
     assert metrics["mask_density"] == pytest.approx(0.2, abs=1e-3)
     state = torch.load(out / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -160,7 +164,7 @@ def test_train_to_dir_resume_continues(tmp_path):
     # interrupt after epoch 2 by training a 2-epoch prefix is not the same run (LR schedule, decay),
     # so cut the checkpoint instead: run fully, then rewind to the epoch-2 state and resume
     run = DNRRun(config)
-    rows = [run.train_epoch() for _ in range(2)]
+    rows = [{"epoch": r.epoch, **r.metrics} for r in (run.train_epoch() for _ in range(2))]
     resolved = config.model_dump(mode="json")
     out.mkdir()
     checkpoint.save({"config": resolved, "run": run.state_dict(), "rows": rows}, out / "checkpoint.pt")
@@ -175,6 +179,108 @@ def test_compiled_forward_matches_eager():
     for compile_ in (False, True):
         run = DNRRun(digits_config(train__epochs=2, train__warmup_epochs=0, train__compile=compile_))
         assert (run.net is not run.model) == compile_
-        losses[compile_] = run.train_epoch()["loss"]
+        losses[compile_] = run.train_epoch().metrics["loss"]
     # same weights, masks and data order: only floating-point reassociation may differ
     assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------
+# The choices themselves: each rule checked directly, so a mutant of it fails here
+
+
+def scripted_selection(run: DNRRun, monkeypatch, figures: list[dict[str, float]]) -> list[dict[str, torch.Tensor]]:
+    """Make the selection split's figures follow ``figures`` (one dict per epoch); return the weights
+    the model had when each epoch was evaluated (after training, before rewiring)."""
+    weights: list[dict[str, torch.Tensor]] = []
+
+    def fake(robust: bool) -> dict[str, float]:
+        epoch = run.epoch  # 0-based while epoch run.epoch + 1 is evaluated
+        if len(weights) == epoch:
+            weights.append({k: v.detach().clone() for k, v in run.model.state_dict().items()})
+        full = figures[epoch]
+        return {k: (v if robust or k.endswith("clean_acc") else math.nan) for k, v in full.items()}
+
+    monkeypatch.setattr(run, "_selection_figures", fake)
+    return weights
+
+
+@pytest.mark.parametrize(
+    ("select_metric", "expected_epoch"),
+    [("val_clean_acc", 2), ("val_pgd_acc", 3), ("val_fgsm_acc", 1)],
+)
+def test_the_selected_epoch_is_the_first_best_on_the_validation_figure(monkeypatch, select_metric, expected_epoch):
+    clean = [50.0, 70.0, 70.0, 60.0]  # ties keep the earlier epoch
+    fgsm = [40.0, 30.0, 35.0, 40.0]
+    pgd = [30.0, 20.0, 45.0, 44.0]
+    figures = [{"val_clean_acc": c, "val_fgsm_acc": f, "val_pgd_acc": p} for c, f, p in zip(clean, fgsm, pgd, strict=True)]
+    config = digits_config(train__epochs=4, train__eval_every=3, train__select_metric=select_metric)
+    run = DNRRun(config)
+    weights = scripted_selection(run, monkeypatch, figures)
+    reports = [run.train_epoch() for _ in range(4)]
+    assert [r.selected["selected_epoch"] for r in reports][-1] == expected_epoch
+    chosen = figures[expected_epoch - 1]
+    final = run.final_metrics()
+    assert final["selected_epoch"] == expected_epoch and final["select_metric"] == select_metric
+    # the selected epoch's robust figures are measured even when eval_every skips that epoch
+    assert {k: final[k] for k in chosen} == chosen
+    for name, value in run.selected_state_dict().items():
+        assert torch.equal(value, weights[expected_epoch - 1][name]), name
+    # the test figures belong to the selected weights: clean accuracy counted by hand
+    model = run.model
+    model.load_state_dict(run.selected_state_dict())
+    model.eval()
+    images = torch.stack([run.data.test[i][0] for i in range(len(run.data.test))])
+    labels = torch.tensor([run.data.test[i][1] for i in range(len(run.data.test))])
+    with torch.no_grad():
+        by_hand = 100.0 * float((model(images).argmax(1) == labels).sum()) / len(labels)
+    assert final["clean_acc"] == pytest.approx(by_hand)
+
+
+def test_select_on_test_is_named_as_the_test_split(monkeypatch):
+    config = digits_config(train__epochs=2, train__select_on="test", data__val_size=0)
+    run = DNRRun(config)
+    reports = [run.train_epoch() for _ in range(2)]
+    assert reports[-1].selected["selected_on"] == "test" and "test_clean_acc" in reports[-1].selected
+    assert not any(k.startswith("val_") for k in reports[-1].selected)
+    assert "test_pgd_acc" in reports[-1].metrics
+
+
+def test_z_is_the_masked_weights_at_the_start_of_every_epoch():
+    config = digits_config(train__epochs=4, train__warmup_epochs=0, dnr__rho=1e-2)
+    run = DNRRun(config)
+    seen_penalty = []
+    original = run.l2.penalty
+
+    def spy():
+        value = original()
+        seen_penalty.append(float(value.detach()))
+        return value
+
+    run.l2.penalty = spy
+    for _ in range(3):
+        seen_penalty.clear()
+        run.train_epoch()
+        assert seen_penalty[0] == 0.0  # the first step of every epoch starts at z (the step before is z's snapshot)
+        for name, weight in zip(run.masking.layer_names, run.masking._weights, strict=True):
+            assert torch.equal(run.l2.z[name], weight.detach() * run.masking.masks[name]), name
+
+
+def test_the_loss_follows_its_phase():
+    """Warm-up: clean loss only. Hybrid: beta * (clean + L2) + (1 - beta) * adversarial (Eq. 6)."""
+    config = digits_config(train__epochs=3, train__warmup_epochs=1, dnr__beta=0.25, dnr__rho=1e-1)
+    run = DNRRun(config)
+    warm = run.train_epoch().metrics
+    assert warm["phase"] == "warmup"
+    assert warm["loss_adv"] == 0.0 and warm["loss_l2"] == 0.0 and warm["loss"] == pytest.approx(warm["loss_clean"])
+    for _ in range(2):
+        hybrid = run.train_epoch().metrics
+        assert hybrid["phase"] == "hybrid" and hybrid["loss_adv"] > 0.0 and hybrid["loss_l2"] > 0.0
+        expected = 0.25 * (hybrid["loss_clean"] + hybrid["loss_l2"]) + 0.75 * hybrid["loss_adv"]
+        assert hybrid["loss"] == pytest.approx(expected, rel=1e-5)
+        assert hybrid["loss_adv"] > hybrid["loss_clean"]  # adversarial inputs are harder than clean ones
+
+
+def test_evaluation_never_runs_under_autocast(monkeypatch):
+    run = DNRRun(digits_config(train__epochs=1))
+    monkeypatch.setattr(run, "_autocast", lambda: pytest.fail("evaluation entered autocast"))
+    assert set(run.evaluate(run.val_loader, limit=32)) == {"clean", "fgsm", "pgd"}

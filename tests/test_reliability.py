@@ -21,7 +21,7 @@ from dnr_sweep.config import validate_sweep
 from dnr_sweep.engine import DNRRun
 from tests.test_config import BAD_CONFIGS
 from tests.test_sweep import BASE, write_config
-from trainables.trainable import KILL_AT_EPOCH_ENV
+from trainables import trainable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,11 +30,33 @@ REPO = Path(__file__).resolve().parents[1]
 # Faults
 
 
+def killing_trainable(kill_at_epoch: int) -> type:
+    """A test-only DNRTrainable that SIGKILLs its own worker in the middle of epoch ``kill_at_epoch``
+    the first time it gets there (a ``.killed`` marker in the trial folder remembers it).
+
+    Defined in a function, so cloudpickle ships the class by value to Ray's workers."""
+
+    class KillingTrainable(trainable.DNRTrainable):
+        def epoch_progress(self):
+            marker = self.trial_dir / ".killed"
+            if self.run.epoch + 1 != kill_at_epoch or marker.exists():
+                return None
+
+            def progress(done: int, total: int) -> None:
+                if done == max(1, total // 2):
+                    marker.touch()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            return progress
+
+    return KillingTrainable
+
+
 @pytest.mark.slow
 def test_killed_trial_restarts_from_its_checkpoint_and_ends_identical(ray_session, tmp_path, monkeypatch, capsys):
     train = {**BASE["train"], "epochs": 3, "num_threads": 1, "lr_milestones": [2]}
     config_path = write_config(tmp_path, train=train, tune={**BASE["tune"], "max_failures": 2})
-    monkeypatch.setenv(KILL_AT_EPOCH_ENV, "2")
+    monkeypatch.setattr(trainable, "DNRTrainable", killing_trainable(kill_at_epoch=2))
     code = cli.main(["run", str(config_path), "--storage", str(tmp_path), "--name", "kill", "--no-dashboard",
                      "--no-report"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -53,8 +75,9 @@ def test_killed_trial_restarts_from_its_checkpoint_and_ends_identical(ray_sessio
     restored = torch.load(trial_dirs[0] / "model.pt", weights_only=True)
     for name, value in reference.selected_state_dict().items():
         assert torch.equal(value, restored[name]), name
-    assert results["clean_acc"].iloc[0] == reference.final["clean_acc"]
-    assert results["pgd_acc"].iloc[0] == reference.final["pgd_acc"]
+    final = reference.final_metrics()
+    for key in ("clean_acc", "pgd_acc", "val_clean_acc", "val_pgd_acc", "compression"):
+        assert results[key].iloc[0] == final[key], key
 
 
 @pytest.mark.slow

@@ -61,7 +61,10 @@ def test_canonical_columns(run_dir):
     assert df["trial_id"].is_monotonic_increasing
     assert df["selected_epoch"].dtype == "Int64"
     epochs = reports.load_epochs(run_dir)
-    assert list(epochs.columns[:4]) == ["trial_id", "epoch", "loss", "loss_clean"]
+    from dnr_sweep.run_contract import EPOCH_METRICS
+
+    known = [c for c in EPOCH_METRICS if c in epochs.columns]
+    assert list(epochs.columns[: 2 + len(known)]) == ["trial_id", "epoch", *known]  # the contract's order
     assert {"dnr.density", "dnr.pruning", "model.arch"} <= set(epochs.columns)
     assert not {"pid", "hostname", "config", "training_iteration", "clean_acc", "final"} & set(epochs.columns)
 
@@ -72,7 +75,8 @@ def test_unfinished_trial_is_incomplete_and_early_stopped(run_dir):
     assert row["status"] == "INCOMPLETE"
     assert bool(row["early_stopped"]) is True
     assert row["epochs_completed"] == 2
-    assert pd.isna(row["selected_epoch"]) and np.isnan(row["clean_acc"])
+    # an unfinished trial keeps its selected figures so far, and has no test figures
+    assert row["selected_epoch"] >= 1 and not np.isnan(row["val_clean_acc"]) and np.isnan(row["clean_acc"])
     assert (df.loc[df["trial_id"] != "t012", "status"] == "TERMINATED").all()
 
 
@@ -90,13 +94,13 @@ def test_restored_trial_keeps_last_line_per_epoch_and_nested_config(tmp_path):
     folder = tmp_path / "exp" / "trial_a"
     folder.mkdir(parents=True)
     lines = [
-        {"trial_id": "a", "training_iteration": 1, "loss": 2.0, "config": {"dnr": {"density": 0.1}}},
-        {"trial_id": "a", "training_iteration": 2, "loss": 1.5, "config": {"dnr": {"density": 0.1}}},
+        {"trial_id": "a", "training_iteration": 1, "this_epoch/loss": 2.0, "config": {"dnr": {"density": 0.1}}},
+        {"trial_id": "a", "training_iteration": 2, "this_epoch/loss": 1.5, "config": {"dnr": {"density": 0.1}}},
         # restored from the epoch-1 checkpoint: epoch 2 is reported again
         {
             "trial_id": "a",
             "training_iteration": 2,
-            "loss": 1.4,
+            "this_epoch/loss": 1.4,
             "config": {"dnr": {"density": 0.1}},
             "final": True,
             "done": True,

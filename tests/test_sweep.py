@@ -120,13 +120,21 @@ def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
     second.stop()
 
 
-def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_session, tmp_path, capsys):
+def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_session, tmp_path, capsys,
+                                                                          monkeypatch):
+    """Also a spy on what the searcher and the scheduler receive: validation figures, never test ones."""
+    from trainables import sweep
+
+    seen: dict[str, object] = {}
+    build_search_alg, build_scheduler = sweep.build_search_alg, sweep.build_scheduler
+    monkeypatch.setattr(sweep, "build_search_alg", lambda c: seen.setdefault("searcher", build_search_alg(c)))
+    monkeypatch.setattr(sweep, "build_scheduler", lambda c: seen.setdefault("scheduler", build_scheduler(c)))
     config = write_config(
         tmp_path,
         train={**BASE["train"], "epochs": 3},
         search={"dnr.density": {"choice": [0.1, 0.3, 0.6]}, "dnr.beta": {"uniform": [0.3, 0.9]}},
         tune={**BASE["tune"], "num_samples": 4, "max_concurrent_trials": 2,
-              "search_alg": {"optuna": {"sampler": "nsga2", "objectives": {"pgd_acc": "max", "compression": "max"},
+              "search_alg": {"optuna": {"sampler": "nsga2", "objectives": {"val_pgd_acc": "max", "compression": "max"},
                                         "seed": 0}},
               "scheduler": {"asha": {"metric": "val_clean_acc", "mode": "max", "grace_period": 1,
                                      "reduction_factor": 2}}},
@@ -140,9 +148,21 @@ def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_
     assert len(stopped) >= 1
     assert (stopped["status"] == "EARLY_STOPPED").all()
     assert (stopped["epochs_completed"] < 3).all()
-    front = pareto_front(results, {"pgd_acc": "max", "compression": "max"})
+    front = pareto_front(results, {"val_pgd_acc": "max", "compression": "max"})
     assert not set(front.rows["trial_id"]) & set(stopped["trial_id"])
     assert len(front.rows) >= 1
+
+    # Optuna was told each trial's selected validation figures (what results.parquet holds), not test ones
+    searcher, scheduler = seen["searcher"], seen["scheduler"]
+    assert searcher._metric == ["val_pgd_acc", "compression"] and scheduler._metric == "val_clean_acc"
+    told = {trial_id: trial for trial_id, trial in searcher._ot_trials.items()}
+    assert set(told) == set(results["trial_id"])
+    study_values = {t.number: t.values for t in searcher._ot_study.trials}
+    for _, row in results.iterrows():
+        values = study_values[told[row["trial_id"]].number]
+        assert values == [row["val_pgd_acc"], row["compression"]], row["trial_id"]
+    finished = results[~results["early_stopped"]]
+    assert (finished["pgd_acc"] != finished["val_pgd_acc"]).any()  # the spy can tell the splits apart
 
 
 def test_resources_mapping_packs_fractional_gpus():
@@ -231,8 +251,8 @@ def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):
                              "tune": {"search_alg": {"optuna": {"sampler": sampler, "seed": 1}}}})  # fmt: skip
     alg = build_search_alg(single)
     assert type(alg._sampler).__name__ == expected
-    assert alg.metric == "clean_acc" and alg.mode == "max"
+    assert alg.metric == "val_clean_acc" and alg.mode == "max"
     multi = validate_sweep({**BASE, "search": {"dnr.density": {"choice": [0.1, 0.5]}}, "tune": {"search_alg": {
-        "optuna": {"sampler": sampler, "objectives": {"pgd_acc": "max", "compression": "max"}}}}})  # fmt: skip
+        "optuna": {"sampler": sampler, "objectives": {"val_pgd_acc": "max", "compression": "max"}}}}})  # fmt: skip
     alg = build_search_alg(multi)
-    assert alg.metric == ["pgd_acc", "compression"] and alg.mode == ["max", "max"]
+    assert alg.metric == ["val_pgd_acc", "compression"] and alg.mode == ["max", "max"]

@@ -49,11 +49,22 @@ def assemble_tables(outcome: Any) -> tuple[Any, Any]:
     return results, epochs
 
 
+def summary_objectives(config: SweepConfig) -> dict[str, str]:
+    """What the printed Pareto set is chosen on: the searcher's objectives, else the selection split's
+    PGD accuracy and the compression. Never a test figure, unless the run selects on test."""
+    from trainables.sweep import objectives
+
+    goals = objectives(config)
+    if len(goals) > 1:
+        return goals
+    pgd = rc.selection_metrics(config.train.select_on)[2]
+    return {pgd: "max", "compression": "max"}
+
+
 def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
     """Write the run's tables (atomically), summarise them and draw the report when asked."""
     from reports.load import write_parquet_atomic
     from reports.pareto import pareto_front
-    from trainables.sweep import objectives
 
     run_dir = outcome.run_dir
     results, epochs = assemble_tables(outcome)
@@ -63,16 +74,21 @@ def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSum
 
     summary = SweepSummary([f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"])
     finished = results[results["status"] == "TERMINATED"]
-    columns = [c for c in config.search if c in results.columns]
-    columns += [c for c in rc.TEST_METRICS + ("compression",) if c in results.columns]
+    split = config.train.select_on
+    chosen = "validation" if split == "val" else "test (the paper's protocol)"
     if len(finished):
         metric, mode = config.tune.metric, config.tune.mode
-        if metric in finished.columns:
+        if metric is not None and metric in finished.columns:
             best = finished.sort_values(metric, ascending=mode == "min").iloc[0]
             summary.lines.append(f"best trial by {metric} ({mode}): {best['trial_id']}")
-        goals = objectives(config) if len(objectives(config)) > 1 else {"pgd_acc": "max", "compression": "max"}
+        goals = summary_objectives(config)
         front = pareto_front(finished, goals).rows
-        summary.lines.append(f"Pareto set over {', '.join(f'{k} ({v})' for k, v in goals.items())}:")
+        columns = [c for c in config.search if c in results.columns]
+        columns += [c for c in (*goals, *rc.TEST_METRICS) if c in results.columns and c not in columns]
+        summary.lines.append(
+            f"Pareto set over {', '.join(f'{k} ({v})' for k, v in goals.items())}, chosen on {chosen}; "
+            "test accuracy shown (clean_acc, fgsm_acc, pgd_acc):"
+        )
         summary.lines.append(front[["trial_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if report and len(finished):
         from reports.build import build_report

@@ -38,12 +38,13 @@ from dnr_sweep.config import (
 from dnr_sweep.errors import UserError
 from dnr_sweep.run_contract import CONFIG_FILE, SWEEP_FILE
 
+#: the trial table Tune prints: the epoch and the selected epoch's validation figures so far
 PROGRESS_COLUMNS = {
     "epoch": "epoch",
+    "selected_epoch": "sel",
     "density": "density",
-    "val_clean_acc": "clean%",
-    "val_fgsm_acc": "fgsm%",
-    "val_pgd_acc": "pgd%",
+    "val_clean_acc": "val clean%",
+    "val_pgd_acc": "val pgd%",
 }
 
 
@@ -95,7 +96,7 @@ def objectives(config: SweepConfig) -> dict[str, str]:
     alg = config.tune.search_alg
     if alg is not None and alg.optuna.objectives:
         return dict(alg.optuna.objectives)
-    return {config.tune.metric: config.tune.mode}
+    return {config.tune.metric: config.tune.mode} if config.tune.metric is not None else {}
 
 
 def build_search_alg(config: SweepConfig) -> Any:
@@ -145,11 +146,10 @@ def make_trainable(config: SweepConfig) -> Any:
     """DNRTrainable with the sweep's base config and the trial resources attached."""
     from ray import tune
 
-    from trainables.trainable import KILL_AT_EPOCH_ENV, DNRTrainable
+    from trainables import trainable
 
-    kill_at = os.environ.get(KILL_AT_EPOCH_ENV)  # test-only fault injection, off unless set
-    params = {"base": to_yaml_dict(config.base_run()), "kill_at_epoch": int(kill_at) if kill_at else None}
-    return tune.with_resources(tune.with_parameters(DNRTrainable, **params), trial_resources(config))
+    params = {"base": to_yaml_dict(config.base_run())}
+    return tune.with_resources(tune.with_parameters(trainable.DNRTrainable, **params), trial_resources(config))
 
 
 def build_tuner(config: SweepConfig, run_dir: Path) -> Any:

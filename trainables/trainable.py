@@ -2,59 +2,45 @@
 
 - ``setup`` turns the trial's sampled values (dotted keys, e.g. ``{"dnr.density": 0.1}``) and the
   sweep's base config into a typed :class:`~dnr_sweep.config.RunConfig` and builds the run;
-- ``step`` trains one epoch and returns the engine's flat metrics, with ``done`` on the last epoch;
+- ``step`` trains one epoch and returns one Tune result (:func:`dnr_sweep.run_contract.tune_result`:
+  this epoch's figures under ``this_epoch/``, the selected epoch's figures at the top level, which
+  searchers and schedulers read); on the last epoch the trial runs the finish step
+  (:func:`dnr_sweep.finish.finish_run`: ``model.pt``, ``config.yaml``, ``metrics.json`` in the
+  trial folder) and its result joins the final Tune result, with ``done``;
 - ``save_checkpoint``/``load_checkpoint`` carry the complete training state (model, masks, z,
-  optimizer, LR schedule, epoch, RNG states, best weights), so a restored trial continues exactly;
+  optimizer, LR schedule, epoch, RNG states, selected weights), so a restored trial continues exactly;
 - ``reset_config`` rebuilds the run in place, so Tune can reuse the actor.
-
-At the end of a trial the selected model is written to the trial folder as ``model.pt`` (a plain
-``state_dict``) with ``metrics.json`` beside it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from ray import tune
 from ray.tune.result import DONE
 
 from dnr_sweep import checkpoint
-from dnr_sweep.config import RunConfig, run_config_from_flat, to_yaml_dict
+from dnr_sweep import run_contract as rc
+from dnr_sweep.config import RunConfig, run_config_from_flat
 from dnr_sweep.engine import DNRRun
-from dnr_sweep.post_training import after_training
-
-STATE_FILE = "state.pt"
-FINAL_KEYS = ("compression", "density", "channels_present", "selected_epoch", "params_physical", "macs",
-              "speedup_cpu", "masking_checks_passed")  # fmt: skip
-# Written beside model.pt when a trial ends: if the driver dies before Tune's experiment snapshot
-# records the end, a resume restores an older checkpoint; this file lets the trial report its
-# result again instead of training its last epochs twice.
-FINAL_STATE_FILE = "final_state.pt"
-# Test-only fault injection: with this set in the driver's environment, each trial SIGKILLs its
-# own worker process in the middle of this epoch (1-based) the first time it gets there, so tests
-# can prove that Ray restores it exactly from its last checkpoint.
-KILL_AT_EPOCH_ENV = "DNR_SWEEP_TEST_KILL_AT_EPOCH"
+from dnr_sweep.finish import finish_run
 
 
 class DNRTrainable(tune.Trainable):
     """One DNR training run; one Tune iteration is one epoch."""
 
-    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None,
-              kill_at_epoch: int | None = None) -> None:
+    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
         if base is None:
             raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
         # one "Checkpoint successfully created" line per epoch per trial floods the driver's terminal
         for name in ("ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self._base = RunConfig.model_validate(base)
-        self._kill_at_epoch = kill_at_epoch
         self._build(config)
 
     def _build(self, config: dict[str, Any]) -> None:
@@ -65,46 +51,36 @@ class DNRTrainable(tune.Trainable):
             run_config.train.num_threads = max(1, int(math.floor(cpus)))
         self.run_config = run_config
         self.run = DNRRun(run_config)
+        self.last_result: dict[str, Any] | None = None
         self._load_final_state()
 
     def _load_final_state(self) -> bool:
-        final = self.trial_dir / FINAL_STATE_FILE
-        if final.is_file():
-            self.run.load_state_dict(checkpoint.load(final))
-            return True
-        return False
+        """A trial that already finished (its final state is beside its model.pt) trains nothing again."""
+        path = self.trial_dir / rc.FINAL_STATE_FILE
+        if not path.is_file():
+            return False
+        state = checkpoint.load(path)
+        self.run.load_state_dict(state["run"])
+        self.last_result = state["result"]
+        return True
+
+    def epoch_progress(self) -> Callable[[int, int], None] | None:
+        """A per-batch callback ``(done, total)`` for the epoch about to run; none by default."""
+        return None
 
     def step(self) -> dict[str, Any]:
-        if self.run.finished and self.run.last_metrics is not None:
-            # restored from the final checkpoint by an experiment snapshot older than the trial's
-            # end (e.g. after the driver was killed): report the result again, train nothing
-            return {**self.run.last_metrics, DONE: True}
-        progress = None
-        if self._kill_at_epoch == self.run.epoch + 1 and not (self.trial_dir / ".killed").exists():
-            marker = self.trial_dir / ".killed"
-
-            def progress(done: int, total: int) -> None:  # noqa: F811 - the hook only when asked for
-                if done == max(1, total // 2):
-                    marker.touch()
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-        metrics = self.run.train_epoch(progress)
-        if self.run.finished:
-            self._write_outputs(metrics)  # model.pt, config.yaml, metrics.json, final_state.pt
-        metrics[DONE] = self.run.finished
-        return metrics
-
-    def _write_outputs(self, metrics: dict[str, Any]) -> None:
-        out = self.trial_dir
-        checkpoint.save(self.run.selected_state_dict(), out / "model.pt")
-        text = yaml.safe_dump(to_yaml_dict(self.run_config), sort_keys=False)
-        checkpoint.atomic_write_bytes(out / "config.yaml", lambda handle: handle.write(text.encode()))
-        metrics.update(after_training(self.run, out))  # evaluate: / export: columns, when configured
-        self.run.last_metrics = dict(metrics)
-        test_accuracies = [k for k in metrics if k.endswith("_acc") and not k.startswith(("val_", "train_"))]
-        final = {k: v for k, v in metrics.items() if k in FINAL_KEYS or k in test_accuracies}
-        checkpoint.write_json(final, out / "metrics.json")
-        checkpoint.save(self.run.state_dict(), out / FINAL_STATE_FILE)
+        if self.run.finished and self.last_result is not None:
+            # restored from a checkpoint older than the trial's end (e.g. after the driver was
+            # killed between the trial's end and Tune's next experiment snapshot): report it again
+            return {**self.last_result, DONE: True}
+        report = self.run.train_epoch(self.epoch_progress())
+        final = finish_run(self.run, self.trial_dir) if report.final else None
+        result = rc.tune_result(report.epoch, report.metrics, report.selected, final)
+        if final is not None:
+            self.last_result = result
+            checkpoint.save({"run": self.run.state_dict(), "result": result}, self.trial_dir / rc.FINAL_STATE_FILE)
+        result[DONE] = report.final
+        return result
 
     @property
     def trial_dir(self) -> Path:
@@ -116,11 +92,11 @@ class DNRTrainable(tune.Trainable):
         return Path(self.logdir)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        checkpoint.save(self.run.state_dict(), Path(checkpoint_dir) / STATE_FILE)
+        checkpoint.save(self.run.state_dict(), Path(checkpoint_dir) / rc.TRIAL_STATE_FILE)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         if not self._load_final_state():  # a finished trial never trains again
-            self.run.load_state_dict(checkpoint.load(Path(checkpoint_dir) / STATE_FILE))
+            self.run.load_state_dict(checkpoint.load(Path(checkpoint_dir) / rc.TRIAL_STATE_FILE))
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self._build(new_config)
