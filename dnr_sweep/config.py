@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from dnr_sweep.attack_names import parse_attack
 from dnr_sweep.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
@@ -212,16 +213,9 @@ def _check_name(value: str) -> str:
 RunName = Annotated[str, AfterValidator(_check_name)]
 
 
-ATTACK_NAME_RE = re.compile(r"^(clean|fgsm|pgd|pgd[1-9][0-9]*|pgd[1-9][0-9]*x[1-9][0-9]*|autoattack)$")
-
-
 def _attack_name(value: str) -> str:
-    if not ATTACK_NAME_RE.match(value):
-        raise ValueError(
-            f"unknown attack {value!r}; valid forms: clean, fgsm, pgd (the eval PGD), pgdK (K steps), "
-            "pgdKxR (K steps, R random restarts), autoattack"
-        )
-    return value
+    """The canonical spelling of an attack name (``' PGD20'`` -> ``'pgd20'``); the grammar's error otherwise."""
+    return parse_attack(value).name
 
 
 class EvaluateConfig(Strict):

@@ -6,7 +6,8 @@ obfuscation. This module makes those arguments measurable for any trained model:
 
 * :func:`evaluate_model` - accuracy (%) under named attacks: ``clean``, ``fgsm``, ``pgd`` (the config's
   eval PGD), ``pgdK`` (K steps), ``pgdKxR`` (K steps, R random restarts) and ``autoattack`` (Croce &
-  Hein 2020, standard version, through the optional ``pyautoattack`` package).
+  Hein 2020, standard version, through the optional ``pyautoattack`` package). The names' grammar
+  lives in :mod:`dnr_sweep.attack_names`.
 * :func:`strength_curves` - Fig. 4: PGD accuracy vs steps (at the configured eps) and vs eps (at the
   configured steps), saved as ``attack_strength.json`` by :func:`write_strength_curves`.
 * :func:`gradient_masking_checks` - the sanity checks of Athalye, Carlini & Wagner (ICML 2018, Sec. 3.1)
@@ -25,7 +26,6 @@ large-eps ball (fixed alpha 0.01 x 7 steps travels only 0.07 < 64/255).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dnr_sweep import checkpoint
+from dnr_sweep.attack_names import AttackSpec, parse_attack, parse_attacks
 from dnr_sweep.attacks import accuracy, attack_mode, fgsm, pgd
 
 STRENGTH_FILE = "attack_strength.json"  # read by reports.load.load_attack_strength
@@ -52,54 +53,6 @@ TOLERANCE_EXAMPLES = 2  # ... but never less than this many examples of the eval
 
 EVAL_EXTRA_HINT = "pip install 'dnr-sweep[eval]'"
 AutoAttackVersion = Literal["standard", "custom"]
-
-# --------------------------------------------------------------------------------------------------
-# Attack names: a registry of regular expressions
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """A parsed attack name. ``steps``/``restarts`` are set for ``pgdK``/``pgdKxR`` only."""
-
-    name: str
-    kind: Literal["clean", "fgsm", "pgd", "autoattack"]
-    steps: int | None = None
-    restarts: int | None = None
-    random_start: bool | None = None  # None: as configured
-
-
-_FORMS: tuple[tuple[re.Pattern[str], str, Callable[[re.Match[str]], AttackSpec]], ...] = (
-    (re.compile(r"clean"), "clean", lambda m: AttackSpec("clean", "clean")),
-    (re.compile(r"fgsm"), "fgsm", lambda m: AttackSpec("fgsm", "fgsm")),
-    (re.compile(r"pgd"), "pgd (the config's eval PGD)", lambda m: AttackSpec("pgd", "pgd")),
-    (re.compile(r"pgd([1-9][0-9]*)"), "pgdK (K steps, e.g. pgd20)",
-     lambda m: AttackSpec(m[0], "pgd", steps=int(m[1]), restarts=1)),
-    (re.compile(r"pgd([1-9][0-9]*)x([1-9][0-9]*)"), "pgdKxR (K steps, R random restarts, e.g. pgd50x10)",
-     lambda m: AttackSpec(m[0], "pgd", steps=int(m[1]), restarts=int(m[2]), random_start=True)),
-    (re.compile(r"autoattack"), "autoattack (standard AutoAttack, needs the [eval] extra)",
-     lambda m: AttackSpec("autoattack", "autoattack")),
-)  # fmt: skip
-ATTACK_FORMS: tuple[str, ...] = tuple(form for _, form, _ in _FORMS)
-
-
-def parse_attack(name: str) -> AttackSpec:
-    """Parse one attack name; raises ``ValueError`` naming it and listing the valid forms."""
-    text = name.strip().lower()
-    for pattern, _, build in _FORMS:
-        match = pattern.fullmatch(text)
-        if match:
-            return build(match)
-    raise ValueError(f"unknown attack {name!r}; valid forms: {', '.join(ATTACK_FORMS)}")
-
-
-def parse_attacks(names: str | Sequence[str]) -> list[AttackSpec]:
-    """Parse a comma-separated string or a list of names; duplicates are dropped, order kept."""
-    items = names.split(",") if isinstance(names, str) else list(names)
-    specs = [parse_attack(item) for item in items if item.strip()]
-    if not specs:
-        raise ValueError(f"no attack given; valid forms: {', '.join(ATTACK_FORMS)}")
-    return list({spec.name: spec for spec in specs}.values())
-
 
 # --------------------------------------------------------------------------------------------------
 # The optional AutoAttack dependency
@@ -316,7 +269,7 @@ class Evaluator:
     # -- named attacks ---------------------------------------------------------------------------
 
     def run(self, spec: AttackSpec | str) -> float:
-        """Accuracy (%) under one named attack (see :data:`ATTACK_FORMS`)."""
+        """Accuracy (%) under one named attack (see :data:`~dnr_sweep.attack_names.ATTACK_FORMS`)."""
         spec = parse_attack(spec) if isinstance(spec, str) else spec
         if spec.kind == "clean":
             return self.clean()
@@ -473,7 +426,7 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Top-1 accuracy (%) of ``model`` on ``dataset`` under each named attack, keyed by the name.
 
-    ``attacks``: names of the forms in :data:`ATTACK_FORMS` (a list or a comma-separated string), e.g.
+    ``attacks``: names of the forms in :data:`~dnr_sweep.attack_names.ATTACK_FORMS` (a list or a comma-separated string), e.g.
     ``["clean", "fgsm", "pgd", "pgd20", "pgd50x10", "autoattack"]``. See :class:`Evaluator` for the
     other arguments.
 

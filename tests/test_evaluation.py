@@ -22,13 +22,10 @@ from dnr_sweep.attacks import pgd
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import build_datasets
 from dnr_sweep.evaluation import (
-    ATTACK_FORMS,
     CURVE_EPS,
     CURVE_STEPS,
-    AttackSpec,
     Evaluator,
     evaluate_model,
-    parse_attack,
     strength_curves,
     write_strength_curves,
 )
@@ -91,29 +88,7 @@ def make_evaluator(model: nn.Module, dataset, **changes) -> Evaluator:
 
 
 # ------------------------------------------------------------------------------------- attack names
-
-
-@pytest.mark.parametrize(
-    ("name", "spec"),
-    [
-        ("clean", AttackSpec("clean", "clean")),
-        ("FGSM", AttackSpec("fgsm", "fgsm")),
-        ("pgd", AttackSpec("pgd", "pgd")),
-        ("pgd20", AttackSpec("pgd20", "pgd", steps=20, restarts=1)),
-        ("pgd50x10", AttackSpec("pgd50x10", "pgd", steps=50, restarts=10, random_start=True)),
-        (" autoattack ", AttackSpec("autoattack", "autoattack")),
-    ],
-)
-def test_parse_attack_forms(name, spec):
-    assert parse_attack(name) == spec
-
-
-@pytest.mark.parametrize("name", ["pgd0", "pgd7x0", "pgd-7", "cw", "pgdx5", "pgd7x", "apgd", ""])
-def test_unknown_attack_lists_valid_forms(name):
-    with pytest.raises(ValueError, match="valid forms") as info:
-        parse_attack(name)
-    for form in ATTACK_FORMS:
-        assert form.split(" ")[0] in str(info.value)
+# (the grammar itself: tests/test_attack_names.py)
 
 
 def test_unknown_attack_fails_before_any_attack_runs(splits):
