@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from dnr_sweep import dataset_specs
 from dnr_sweep.attack_names import parse_attack
 from dnr_sweep.errors import ConfigError
 
@@ -100,12 +101,15 @@ class Strict(BaseModel):
 # One run
 
 
-DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "synthetic")
-ARCHS = ("smallcnn", "vgg16", "resnet18")
+def _dataset_name(value: str) -> str:
+    """A name of the dataset registry; its error (naming the value, listing the valid names) otherwise."""
+    return dataset_specs.get(value).name
 
 
 class DataConfig(Strict):
-    dataset: Literal["digits", "cifar10", "cifar100", "tinyimagenet", "synthetic"] = "digits"
+    dataset: Annotated[str, AfterValidator(_dataset_name)] = Field(
+        "digits", description=f"one of {', '.join(dataset_specs.DATASET_NAMES)} (dnr_sweep/dataset_specs.py)"
+    )
     root: str = Field("~/.cache/dnr-sweep/data", description="where the data set lives (or is downloaded to)")
     download: bool = Field(False, description="download CIFAR through torchvision if missing")
     val_size: NonNegInt = Field(5000, description="images held out of the training set for model selection")
