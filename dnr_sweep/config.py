@@ -424,13 +424,6 @@ def leaf_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str
     return paths
 
 
-def get_path(data: Mapping[str, Any] | BaseModel, path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        node = getattr(node, part) if isinstance(node, BaseModel) else node[part]
-    return node
-
-
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """Set ``data[a][b][c] = value`` for ``path = 'a.b.c'``, creating missing mappings."""
     parts = path.split(".")
@@ -538,7 +531,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _validate_search(config: SweepConfig, raw: dict[str, Any], source: str) -> list[str]:
+def _validate_search(config: SweepConfig, source: str) -> list[str]:
     """Check each search path against the schema and each value against the field's type and range."""
     errors = []
     valid_paths = leaf_paths(RunConfig)
@@ -608,7 +601,7 @@ def validate_sweep(raw: dict[str, Any], source: str = "<config>") -> SweepConfig
         config = SweepConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_messages(SweepConfig, exc, source)) from None
-    errors = _validate_search(config, raw, source) + _validate_tune(config, source)
+    errors = _validate_search(config, source) + _validate_tune(config, source)
     if errors:
         raise ConfigError(errors)
     return config

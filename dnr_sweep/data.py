@@ -44,6 +44,7 @@ __all__ = [
     "DatasetNotFoundError",
     "TinyImageNetFolder",
     "build_datasets",
+    "check_available",
     "make_loaders",
 ]
 

@@ -40,9 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from dnr_sweep import checkpoint
 from dnr_sweep.attack_names import AttackSpec, parse_attack, parse_attacks
 from dnr_sweep.attacks import accuracy, attack_mode, fgsm, pgd
-
-STRENGTH_FILE = "attack_strength.json"  # read by reports.load.load_attack_strength
-EVALUATION_FILE = "evaluation.json"
+from dnr_sweep.run_contract import ATTACK_STRENGTH_FILE, EVALUATION_FILE
 
 CURVE_STEPS: tuple[int, ...] = (1, 2, 5, 7, 10, 20, 50)  # Fig. 4 (a), (c)
 CURVE_EPS: tuple[float, ...] = tuple(k / 255 for k in (1, 2, 4, 8, 12, 16))  # Fig. 4 (b), (d)
@@ -69,14 +67,6 @@ def require_autoattack() -> type:
             f"extra: {EVAL_EXTRA_HINT}"
         ) from None
     return AutoAttack
-
-
-def autoattack_available() -> bool:
-    try:
-        require_autoattack()
-    except ImportError:
-        return False
-    return True
 
 
 class _Collect(logging.Handler):
@@ -566,12 +556,12 @@ def write_strength_curves(curves: dict[str, dict[str, float]], folder: str | Pat
     unknown = set(curves) - {"steps", "eps"}
     if unknown:
         raise ValueError(f"attack-strength curves have unknown key(s) {sorted(unknown)}; valid: eps, steps")
-    return checkpoint.write_json(curves, Path(folder) / STRENGTH_FILE)
+    return checkpoint.write_json(curves, Path(folder) / ATTACK_STRENGTH_FILE)
 
 
 def all_passed(checks: Sequence[CheckResult | dict[str, str]]) -> bool:
     """Every check passed (``masking_checks_passed``); takes results or their ``evaluation.json`` dicts."""
-    return all((c.status if isinstance(c, CheckResult) else c["status"]) == "pass" for c in checks)
+    return all(c.passed if isinstance(c, CheckResult) else c["status"] == "pass" for c in checks)
 
 
 def write_evaluation(result: dict, folder: str | Path) -> Path:
