@@ -37,7 +37,9 @@ from pydantic import (
     model_validator,
 )
 
+from dnr_sweep import dataset_specs
 from dnr_sweep import run_contract as rc
+from dnr_sweep.attack_names import parse_attack
 from dnr_sweep.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
@@ -100,12 +102,15 @@ class Strict(BaseModel):
 # One run
 
 
-DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "synthetic")
-ARCHS = ("smallcnn", "vgg16", "resnet18")
+def _dataset_name(value: str) -> str:
+    """A name of the dataset registry; its error (naming the value, listing the valid names) otherwise."""
+    return dataset_specs.get(value).name
 
 
 class DataConfig(Strict):
-    dataset: Literal["digits", "cifar10", "cifar100", "tinyimagenet", "synthetic"] = "digits"
+    dataset: Annotated[str, AfterValidator(_dataset_name)] = Field(
+        "digits", description=f"one of {', '.join(dataset_specs.DATASET_NAMES)} (dnr_sweep/dataset_specs.py)"
+    )
     root: str = Field("~/.cache/dnr-sweep/data", description="where the data set lives (or is downloaded to)")
     download: bool = Field(False, description="download CIFAR through torchvision if missing")
     val_size: NonNegInt = Field(5000, description="images held out of the training set for model selection")
@@ -236,16 +241,9 @@ def _check_name(value: str) -> str:
 RunName = Annotated[str, AfterValidator(_check_name)]
 
 
-ATTACK_NAME_RE = re.compile(r"^(clean|fgsm|pgd|pgd[1-9][0-9]*|pgd[1-9][0-9]*x[1-9][0-9]*|autoattack)$")
-
-
 def _attack_name(value: str) -> str:
-    if not ATTACK_NAME_RE.match(value):
-        raise ValueError(
-            f"unknown attack {value!r}; valid forms: clean, fgsm, pgd (the eval PGD), pgdK (K steps), "
-            "pgdKxR (K steps, R random restarts), autoattack"
-        )
-    return value
+    """The canonical spelling of an attack name (``' PGD20'`` -> ``'pgd20'``); the grammar's error otherwise."""
+    return parse_attack(value).name
 
 
 class EvaluateConfig(Strict):
@@ -457,13 +455,6 @@ def leaf_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str
     return paths
 
 
-def get_path(data: Mapping[str, Any] | BaseModel, path: str) -> Any:
-    node: Any = data
-    for part in path.split("."):
-        node = getattr(node, part) if isinstance(node, BaseModel) else node[part]
-    return node
-
-
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """Set ``data[a][b][c] = value`` for ``path = 'a.b.c'``, creating missing mappings."""
     parts = path.split(".")
@@ -571,7 +562,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _validate_search(config: SweepConfig, raw: dict[str, Any], source: str) -> list[str]:
+def _validate_search(config: SweepConfig, source: str) -> list[str]:
     """Check each search path against the schema and each value against the field's type and range."""
     errors = []
     valid_paths = leaf_paths(RunConfig)
@@ -656,7 +647,7 @@ def validate_sweep(raw: dict[str, Any], source: str = "<config>") -> SweepConfig
         config = SweepConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_messages(SweepConfig, exc, source)) from None
-    errors = _validate_search(config, raw, source) + _validate_tune(config, source)
+    errors = _validate_search(config, source) + _validate_tune(config, source)
     if errors:
         raise ConfigError(errors)
     return config

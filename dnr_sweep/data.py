@@ -4,7 +4,7 @@ Every item is ``(image, label)``: a float tensor (C, H, W) with values in [0, 1]
 Normalisation is *not* applied here; the per-channel ``mean``/``std`` of :class:`DataSplits` are handed to
 the model (:func:`dnr_sweep.models.get_model`), which normalises internally so attacks work in pixel space.
 
-Datasets (:data:`DATASET_NAMES`):
+Datasets (their facts: :mod:`dnr_sweep.dataset_specs`; their builders: :data:`BUILDERS`, same names):
 
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, offline). A fixed stratified
   20 % test split (360 images, seed 0 whatever ``seed`` is) leaves 1,437 for train + val. ``image_size``
@@ -34,32 +34,24 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
+from dnr_sweep import dataset_specs
+from dnr_sweep.dataset_specs import DatasetSpec
 from dnr_sweep.errors import UserError
 
 __all__ = [
-    "DATASET_NAMES",
+    "BUILDERS",
     "DataSplits",
     "DatasetNotFoundError",
     "TinyImageNetFolder",
     "build_datasets",
+    "check_available",
     "make_loaders",
 ]
-
-DATASET_NAMES: tuple[str, ...] = ("digits", "cifar10", "cifar100", "tinyimagenet", "synthetic")
-
-# Per-channel statistics of the training sets in [0, 1] pixel units.
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-TINYIMAGENET_MEAN = (0.4802, 0.4481, 0.3975)
-TINYIMAGENET_STD = (0.2302, 0.2265, 0.2262)
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # the digits test split never moves with `seed`
 SYNTHETIC_SEED = 0  # the synthetic images never move with `seed` either; only the val split does
 SYNTHETIC_SIZES = (256, 64)  # train, test
-SYNTHETIC_CLASSES = 10
 
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
@@ -176,7 +168,8 @@ class TinyImageNetFolder(Dataset):
 
 # --------------------------------------------------------------------------------------------------
 # Per-dataset builders: each returns a _Source (untransformed train and test data, the plain and the
-# augmented transform, and the input description). The train/val split is done once, generically.
+# augmented transform, and the input description) from the dataset's spec and the data.* options.
+# The train/val split is done once, generically.
 
 @dataclass(frozen=True)
 class _Source:
@@ -217,10 +210,15 @@ def _check_image_size(image_size: int | None) -> None:
         raise ValueError(f"data.image_size must be a positive int or null, got {image_size!r}")
 
 
-def _check_cifar_files(dataset: str, root: Path, download: bool) -> None:
+def _torchvision_cifar(spec: DatasetSpec) -> type:
     from torchvision import datasets  # deferred: only the CIFAR paths need it
 
-    cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
+    return {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[spec.name]
+
+
+def _check_cifar_files(spec: DatasetSpec, root: Path, download: bool) -> None:
+    dataset = spec.name
+    cls = _torchvision_cifar(spec)
     folder = root / cls.base_folder
     needed = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     missing = [name for name in needed if not (folder / name).is_file()]
@@ -231,7 +229,7 @@ def _check_cifar_files(dataset: str, root: Path, download: bool) -> None:
             f"or put {cls.base_folder} under {root} (unpacked from {cls.url})")
 
 
-def _check_tinyimagenet_files(root: Path, download: bool) -> None:
+def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> None:
     folder = root / "tiny-imagenet-200"
     needed = [folder / "wnids.txt", folder / "train", folder / "val" / "images",
               folder / "val" / "val_annotations.txt"]
@@ -251,21 +249,19 @@ def check_available(dataset: str, *, root: str | Path, download: bool = False) -
     Raises:
         DatasetNotFoundError: the files are not under ``root`` (the message says how to fix it).
     """
-    root = Path(root).expanduser()
-    if dataset in ("cifar10", "cifar100"):
-        _check_cifar_files(dataset, root, download)
-    elif dataset == "tinyimagenet":
-        _check_tinyimagenet_files(root, download)
+    spec = dataset_specs.get(dataset)
+    check_files = BUILDERS[spec.name].check_files
+    if check_files is not None:
+        check_files(spec, Path(root).expanduser(), download)
 
 
-def _cifar(dataset: str, root: Path, download: bool, image_size: int | None,
+def _cifar(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
            channels: int | None) -> _Source:
-    from torchvision import datasets  # deferred: only the CIFAR paths need it
-
-    cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
+    dataset = spec.name
+    cls = _torchvision_cifar(spec)
     _rgb_only(dataset, channels)
     folder = root / cls.base_folder
-    _check_cifar_files(dataset, root, download)
+    _check_cifar_files(spec, root, download)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=False)
@@ -273,20 +269,26 @@ def _cifar(dataset: str, root: Path, download: bool, image_size: int | None,
         raise DatasetNotFoundError(
             f"{dataset} files under {folder} are corrupted or incomplete ({err}). Fix: delete {folder} "
             f"and set data.download: true") from err
-    plain, augmented, size = _pil_transforms(32, image_size)
-    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
-    return _Source(train, test, plain, augmented, len(train.classes), 3, size, mean, std)
+    plain, augmented, size = _pil_transforms(spec.image_size, image_size)
+    return _Source(train, test, plain, augmented, len(train.classes), spec.in_channels, size, *_stats(spec))
 
 
-def _tinyimagenet(root: Path, download: bool, image_size: int | None, channels: int | None) -> _Source:
-    _rgb_only("tinyimagenet", channels)
+def _tinyimagenet(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
+                  channels: int | None) -> _Source:
+    _rgb_only(spec.name, channels)
     folder = root / "tiny-imagenet-200"
-    _check_tinyimagenet_files(root, download)
+    _check_tinyimagenet_files(spec, root, download)
     train = TinyImageNetFolder(folder, "train")
     test = TinyImageNetFolder(folder, "val")
-    plain, augmented, size = _pil_transforms(64, image_size)
-    return _Source(train, test, plain, augmented, len(train.classes), 3, size,
-                   TINYIMAGENET_MEAN, TINYIMAGENET_STD)
+    plain, augmented, size = _pil_transforms(spec.image_size, image_size)
+    return _Source(train, test, plain, augmented, len(train.classes), spec.in_channels, size, *_stats(spec))
+
+
+def _stats(spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The spec's fixed per-channel mean and std (datasets whose statistics are known in advance)."""
+    if spec.mean is None or spec.std is None:
+        raise ValueError(f"dataset {spec.name!r} has no fixed statistics; compute them from its images")
+    return spec.mean, spec.std
 
 
 def _tensor_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -308,7 +310,8 @@ def _shape_tensor_images(images: torch.Tensor, image_size: int, channels: int, d
     return images
 
 
-def _digits(image_size: int | None, channels: int | None) -> _Source:
+def _digits(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
+            channels: int | None) -> _Source:
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
     from sklearn.model_selection import train_test_split
 
@@ -321,23 +324,24 @@ def _digits(image_size: int | None, channels: int | None) -> _Source:
     pool_idx, test_idx = train_test_split(
         list(range(len(labels))), test_size=DIGITS_TEST_FRACTION, stratify=bunch.target,
         random_state=DIGITS_SPLIT_SEED)
-    size, ch = image_size or 8, channels or 1
-    images = _shape_tensor_images(images, size, ch, "digits")
+    size, ch = image_size or spec.image_size, channels or spec.in_channels
+    images = _shape_tensor_images(images, size, ch, spec.name)
     pool_idx, test_idx = sorted(pool_idx), sorted(test_idx)
     pool = _TensorImages(images[pool_idx], labels[pool_idx])
     test = _TensorImages(images[test_idx], labels[test_idx])
     mean, std = _tensor_stats(pool.images)
-    return _Source(pool, test, None, None, 10, ch, size, mean, std)
+    return _Source(pool, test, None, None, spec.num_classes, ch, size, mean, std)
 
 
-def _synthetic(image_size: int | None, channels: int | None) -> _Source:
-    size, ch = image_size or 32, channels or 3
+def _synthetic(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
+               channels: int | None) -> _Source:
+    size, ch = image_size or spec.image_size, channels or spec.in_channels
     if ch < 1:
         raise ValueError(f"data.channels must be >= 1, got {ch}")
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
     n_train, n_test = SYNTHETIC_SIZES
     images = torch.rand(n_train + n_test, ch, size, size, generator=gen)
-    projection = torch.randn(ch * size * size, SYNTHETIC_CLASSES, generator=gen)
+    projection = torch.randn(ch * size * size, spec.num_classes, generator=gen)
     labels = ((images - 0.5).flatten(1) @ projection).argmax(dim=1)
     train = _TensorImages(images[:n_train], labels[:n_train])
     test = _TensorImages(images[n_train:], labels[n_train:])
@@ -347,7 +351,26 @@ def _synthetic(image_size: int | None, channels: int | None) -> _Source:
         transforms.RandomHorizontalFlip(),
     ])
     mean, std = _tensor_stats(train.images)
-    return _Source(train, test, None, augmented, SYNTHETIC_CLASSES, ch, size, mean, std)
+    return _Source(train, test, None, augmented, spec.num_classes, ch, size, mean, std)
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How to build one dataset: ``build(spec, root, download, image_size, channels)`` and, for data
+    sets read from files, ``check_files(spec, root, download)`` (fails fast when they are missing)."""
+
+    build: Callable[[DatasetSpec, Path, bool, int | None, int | None], _Source]
+    check_files: Callable[[DatasetSpec, Path, bool], None] | None = None
+
+
+#: the builder of every dataset of :data:`dnr_sweep.dataset_specs.DATASETS`, by the same name
+BUILDERS: dict[str, Builder] = {
+    "digits": Builder(_digits),
+    "cifar10": Builder(_cifar, _check_cifar_files),
+    "cifar100": Builder(_cifar, _check_cifar_files),
+    "tinyimagenet": Builder(_tinyimagenet, _check_tinyimagenet_files),
+    "synthetic": Builder(_synthetic),
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,7 +389,7 @@ def _split_indices(n: int, val_size: int, seed: int, dataset: str) -> tuple[list
 def build_datasets(dataset: str, *, root: str | Path, download: bool = False, val_size: int = 5000,
                    seed: int = 0, image_size: int | None = None, channels: int | None = None,
                    augment: bool = True) -> DataSplits:
-    """Build the train / val / test splits of ``dataset`` (one of :data:`DATASET_NAMES`).
+    """Build the train / val / test splits of ``dataset`` (a name of :mod:`dnr_sweep.dataset_specs`).
 
     Args:
         dataset: dataset name.
@@ -374,36 +397,26 @@ def build_datasets(dataset: str, *, root: str | Path, download: bool = False, va
         download: let torchvision download CIFAR files that are missing (CIFAR only).
         val_size: number of training images held out (un-augmented) as the validation split; 0 for none.
         seed: seeds the validation permutation (the test split never depends on it).
-        image_size: resize images to this square size (digits default 8, synthetic 32, CIFAR 32,
-            Tiny-ImageNet 64).
+        image_size: resize images to this square size (default: the spec's native size; digits 8,
+            synthetic 32, CIFAR 32, Tiny-ImageNet 64).
         channels: digits: 1 or 3 (grey replicated); synthetic: any; RGB datasets: only 3.
-        augment: apply the dataset's training augmentation to the train split.
+        augment: apply the dataset's training augmentation to the train split (when its spec has one).
 
     Raises:
         ValueError: unknown dataset, bad ``val_size``/``image_size``/``channels``.
         DatasetNotFoundError: the dataset's files are not under ``root`` (the message says how to fix it).
     """
-    if dataset not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_NAMES)}")
+    spec = dataset_specs.get(dataset)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
         raise ValueError(f"data.val_size must be an int >= 0, got {val_size!r}")
     _check_image_size(image_size)
     root = Path(root).expanduser()
 
-    if dataset in ("cifar10", "cifar100"):
-        source = _cifar(dataset, root, download, image_size, channels)
-    elif dataset == "tinyimagenet":
-        source = _tinyimagenet(root, download, image_size, channels)
-    elif dataset == "digits":
-        source = _digits(image_size, channels)
-    elif dataset == "synthetic":
-        source = _synthetic(image_size, channels)
-    else:  # pragma: no cover - DATASET_NAMES and this chain must agree
-        raise ValueError(f"dataset {dataset!r} is listed but has no builder")
+    source = BUILDERS[spec.name].build(spec, root, download, image_size, channels)
 
     train_idx, val_idx = _split_indices(len(source.train), val_size, seed, dataset)  # type: ignore[arg-type]
     plain_view = _View(source.train, source.plain)
-    train_view = _View(source.train, source.augmented) if augment else plain_view
+    train_view = _View(source.train, source.augmented) if augment and spec.augmented else plain_view
     return DataSplits(
         train=Subset(train_view, train_idx),
         val=Subset(plain_view, val_idx),

@@ -44,15 +44,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from dnr_sweep import attacks, gpu_data
+from dnr_sweep import attacks, dataset_specs, gpu_data
 from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import DataSplits, build_datasets, make_loaders
 from dnr_sweep.models import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
-
-#: data sets whose training split is cropped and flipped (digits are not flip-invariant)
-AUGMENTED_DATASETS = ("cifar10", "cifar100", "tinyimagenet", "synthetic")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -167,7 +164,7 @@ class DNRRun:
             # the whole training set on the device; crop + flip per batch there (digits: no augmentation)
             self.train_loader = gpu_data.from_dataset(
                 self.data.train, self.device, config.train.batch_size,
-                augment=config.data.dataset in AUGMENTED_DATASETS,
+                augment=dataset_specs.get(config.data.dataset).augmented,
                 generator=torch.Generator(device=self.device).manual_seed(config.train.seed),
             )  # fmt: skip
         if config.train.select_on == "val" and len(self.data.val) == 0:

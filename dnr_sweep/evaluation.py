@@ -6,11 +6,13 @@ obfuscation. This module makes those arguments measurable for any trained model:
 
 * :func:`evaluate_model` - accuracy (%) under named attacks: ``clean``, ``fgsm``, ``pgd`` (the config's
   eval PGD), ``pgdK`` (K steps), ``pgdKxR`` (K steps, R random restarts) and ``autoattack`` (Croce &
-  Hein 2020, standard version, through the optional ``pyautoattack`` package).
+  Hein 2020, standard version, through the optional ``pyautoattack`` package). The names' grammar
+  lives in :mod:`dnr_sweep.attack_names`.
 * :func:`strength_curves` - Fig. 4: PGD accuracy vs steps (at the configured eps) and vs eps (at the
   configured steps), saved as ``attack_strength.json`` by :func:`write_strength_curves`.
 * :func:`gradient_masking_checks` - the sanity checks of Athalye, Carlini & Wagner (ICML 2018, Sec. 3.1)
-  and AutoAttack's flags, each ``{"name", "status": "pass" | "warn", "detail"}``.
+  and AutoAttack's flags, one function each (``steps_restarts_check``, ``eps_growth_check``, ...), each
+  returning a :class:`CheckResult` (``evaluation.json``: ``{"name", "status": "pass" | "warn", "detail"}``).
 
 All attacks are L-inf in [0, 1] pixel space, run with the model in eval mode (its modes are restored),
 on the first ``limit`` examples of the split in order. Every PGD variant draws its random start from a
@@ -25,7 +27,6 @@ large-eps ball (fixed alpha 0.01 x 7 steps travels only 0.07 < 64/255).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dnr_sweep import checkpoint
+from dnr_sweep.attack_names import AttackSpec, parse_attack, parse_attacks
 from dnr_sweep.attacks import accuracy, attack_mode, fgsm, pgd
-
-STRENGTH_FILE = "attack_strength.json"  # read by reports.load.load_attack_strength
-EVALUATION_FILE = "evaluation.json"
+from dnr_sweep.run_contract import ATTACK_STRENGTH_FILE, EVALUATION_FILE
 
 CURVE_STEPS: tuple[int, ...] = (1, 2, 5, 7, 10, 20, 50)  # Fig. 4 (a), (c)
 CURVE_EPS: tuple[float, ...] = tuple(k / 255 for k in (1, 2, 4, 8, 12, 16))  # Fig. 4 (b), (d)
@@ -52,54 +52,6 @@ TOLERANCE_EXAMPLES = 2  # ... but never less than this many examples of the eval
 
 EVAL_EXTRA_HINT = "pip install 'dnr-sweep[eval]'"
 AutoAttackVersion = Literal["standard", "custom"]
-
-# --------------------------------------------------------------------------------------------------
-# Attack names: a registry of regular expressions
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """A parsed attack name. ``steps``/``restarts`` are set for ``pgdK``/``pgdKxR`` only."""
-
-    name: str
-    kind: Literal["clean", "fgsm", "pgd", "autoattack"]
-    steps: int | None = None
-    restarts: int | None = None
-    random_start: bool | None = None  # None: as configured
-
-
-_FORMS: tuple[tuple[re.Pattern[str], str, Callable[[re.Match[str]], AttackSpec]], ...] = (
-    (re.compile(r"clean"), "clean", lambda m: AttackSpec("clean", "clean")),
-    (re.compile(r"fgsm"), "fgsm", lambda m: AttackSpec("fgsm", "fgsm")),
-    (re.compile(r"pgd"), "pgd (the config's eval PGD)", lambda m: AttackSpec("pgd", "pgd")),
-    (re.compile(r"pgd([1-9][0-9]*)"), "pgdK (K steps, e.g. pgd20)",
-     lambda m: AttackSpec(m[0], "pgd", steps=int(m[1]), restarts=1)),
-    (re.compile(r"pgd([1-9][0-9]*)x([1-9][0-9]*)"), "pgdKxR (K steps, R random restarts, e.g. pgd50x10)",
-     lambda m: AttackSpec(m[0], "pgd", steps=int(m[1]), restarts=int(m[2]), random_start=True)),
-    (re.compile(r"autoattack"), "autoattack (standard AutoAttack, needs the [eval] extra)",
-     lambda m: AttackSpec("autoattack", "autoattack")),
-)  # fmt: skip
-ATTACK_FORMS: tuple[str, ...] = tuple(form for _, form, _ in _FORMS)
-
-
-def parse_attack(name: str) -> AttackSpec:
-    """Parse one attack name; raises ``ValueError`` naming it and listing the valid forms."""
-    text = name.strip().lower()
-    for pattern, _, build in _FORMS:
-        match = pattern.fullmatch(text)
-        if match:
-            return build(match)
-    raise ValueError(f"unknown attack {name!r}; valid forms: {', '.join(ATTACK_FORMS)}")
-
-
-def parse_attacks(names: str | Sequence[str]) -> list[AttackSpec]:
-    """Parse a comma-separated string or a list of names; duplicates are dropped, order kept."""
-    items = names.split(",") if isinstance(names, str) else list(names)
-    specs = [parse_attack(item) for item in items if item.strip()]
-    if not specs:
-        raise ValueError(f"no attack given; valid forms: {', '.join(ATTACK_FORMS)}")
-    return list({spec.name: spec for spec in specs}.values())
-
 
 # --------------------------------------------------------------------------------------------------
 # The optional AutoAttack dependency
@@ -115,14 +67,6 @@ def require_autoattack() -> type:
             f"extra: {EVAL_EXTRA_HINT}"
         ) from None
     return AutoAttack
-
-
-def autoattack_available() -> bool:
-    try:
-        require_autoattack()
-    except ImportError:
-        return False
-    return True
 
 
 class _Collect(logging.Handler):
@@ -316,7 +260,7 @@ class Evaluator:
     # -- named attacks ---------------------------------------------------------------------------
 
     def run(self, spec: AttackSpec | str) -> float:
-        """Accuracy (%) under one named attack (see :data:`ATTACK_FORMS`)."""
+        """Accuracy (%) under one named attack (see :data:`~dnr_sweep.attack_names.ATTACK_FORMS`)."""
         spec = parse_attack(spec) if isinstance(spec, str) else spec
         if spec.kind == "clean":
             return self.clean()
@@ -331,8 +275,8 @@ class Evaluator:
     def evaluate(self, attacks: str | Sequence[str]) -> dict[str, float]:
         return {spec.name: self.run(spec) for spec in parse_attacks(attacks)}
 
-    def _pgd_points(self) -> list[tuple[str, int, int, float]]:
-        """Cached PGD results at the configured eps and alpha: (label, steps, restarts, accuracy %)."""
+    def pgd_points(self) -> list[tuple[str, int, int, float]]:
+        """PGD results run so far at the configured eps and alpha: (label, steps, restarts, accuracy %)."""
         points = []
         for key, value in self._cache.items():
             if isinstance(key, _PGDKey) and key.eps == self.eps and key.alpha == self.alpha:
@@ -340,6 +284,19 @@ class Evaluator:
                 label += "" if key.random_start else " (no random start)"
                 points.append((label, key.steps, key.restarts, value))
         return sorted(points, key=lambda p: (p[1], p[2]))
+
+    def pgd_radii(self) -> set[float]:
+        """Radii > 0 run so far with the configured steps and random start, one restart (an eps curve)."""
+        return {
+            key.eps for key in self._cache
+            if isinstance(key, _PGDKey) and key.eps > 0 and key.steps == self.steps and key.restarts == 1
+            and key.random_start == self.random_start
+        }  # fmt: skip
+
+    @property
+    def autoattack_accuracy(self) -> float | None:
+        """AutoAttack accuracy (%) if :meth:`autoattack` has run, else None (it is never run implicitly)."""
+        return self._cache.get("autoattack")
 
     # -- Fig. 4 ----------------------------------------------------------------------------------
 
@@ -354,99 +311,169 @@ class Evaluator:
     # -- Athalye et al. / AutoAttack checks ------------------------------------------------------
 
     def checks(self) -> list[dict[str, str]]:
-        """Gradient-masking checks, running the attacks each needs that have not run yet.
-
-        1. ``steps_restarts``: PGD accuracy must not rise with more steps or restarts. Compared: every
-           pair of PGD runs at the configured eps where one has >= steps and >= restarts of the other;
-           when none has more steps (restarts) than ``pgd``, ``pgd{max(20, 2K)}`` (``pgd{K}x5``) runs.
-        2. ``eps_growth``: accuracy must not rise with eps (PGD at eps x 1, 2, 4, the large radius and
-           any eps already run, e.g. the Fig. 4 curve; alpha scaled with eps), and must be <= 5% at the large radius ``max(64/255, min(1, 8 eps))``
-           (64/255 = 8 x the paper's 8/255; 8 x eps keeps the test meaningful for digits' eps 0.1-0.2).
-        3. ``fgsm_vs_pgd``: FGSM accuracy >= PGD accuracy, both at the PGD eps.
-        4. ``autoattack_vs_pgd``: AutoAttack accuracy <= PGD accuracy (only when AutoAttack ran).
-        5. ``zero_gradients``: no example has an all-zero input gradient (AutoAttack's flag).
-        6. ``autoattack_flags``: AutoAttack raised none of its own warnings (only when it ran).
-
-        Every comparison allows :attr:`tolerance` percentage points of sampling noise.
-        """
-        tol = self.tolerance
-        note = f"tolerance {tol:.2f} pp"
-        out = []
-
-        # 1. more steps / restarts
-        base = self.pgd()
-        points = self._pgd_points()
-        if not any(steps > self.steps for _, steps, _, _ in points):
-            self.pgd(steps=max(20, 2 * self.steps), restarts=1)
-        if not any(restarts > 1 for _, _, restarts, _ in points):
-            self.pgd(steps=self.steps, restarts=5, random_start=True)
-        points = self._pgd_points()
-        worst: tuple[float, str] | None = None
-        for la, sa, ra, acc_a in points:
-            for lb, sb, rb, acc_b in points:
-                if (sb, rb) != (sa, ra) and sb >= sa and rb >= ra and acc_b - acc_a > tol:
-                    rise = acc_b - acc_a
-                    if worst is None or rise > worst[0]:
-                        worst = (rise, f"{lb} {acc_b:.2f}% > {la} {acc_a:.2f}%")
-        listing = ", ".join(f"{label} {acc:.2f}%" for label, _, _, acc in points)
-        out.append(_check(
-            "steps_restarts", worst is None,
-            f"PGD at eps {self.eps:.4g}: {listing}" + (f"; rises: {worst[1]}" if worst else "") + f" ({note})",
-        ))  # fmt: skip
-
-        # 2. growing eps
-        large = max(LARGE_EPS, min(1.0, 8 * self.eps))
-        radii = {e for e in (self.eps, 2 * self.eps, 4 * self.eps) if 0 < e < large} | {large}
-        radii |= {  # eps points already run at the configured steps (e.g. the Fig. 4 eps curve)
-            k.eps for k in self._cache
-            if isinstance(k, _PGDKey) and 0 < k.eps < large and k.steps == self.steps and k.restarts == 1
-            and k.random_start == self.random_start
-        }  # fmt: skip
-        radii = sorted(radii)
-        accs = [self.pgd(eps=e, restarts=1) for e in radii]
-        rises = [f"{accs[i + 1]:.2f}% at {radii[i + 1]:.4g} > {accs[i]:.2f}% at {radii[i]:.4g}"
-                 for i in range(len(radii) - 1) if accs[i + 1] - accs[i] > tol]  # fmt: skip
-        curve = ", ".join(f"eps {e:.4g}: {a:.2f}%" for e, a in zip(radii, accs, strict=True))
-        problems = rises + ([f"{accs[-1]:.2f}% > {LARGE_EPS_MAX_ACC:g}% at eps {large:.4g}"]
-                            if accs[-1] > LARGE_EPS_MAX_ACC else [])  # fmt: skip
-        out.append(_check(
-            "eps_growth", not problems,
-            f"PGD-{self.steps} (alpha/eps {self.alpha / self.eps if self.eps else float('nan'):.3g}): {curve}"
-            + (f"; {'; '.join(problems)}" if problems else "") + f" ({note})",
-        ))  # fmt: skip
-
-        # 3. single step vs iterative
-        fgsm_acc = self.fgsm(self.eps)
-        out.append(_check(
-            "fgsm_vs_pgd", fgsm_acc >= base - tol,
-            f"FGSM {fgsm_acc:.2f}% vs PGD {base:.2f}% at eps {self.eps:.4g} "
-            f"(FGSM should not be the stronger attack; {note})",
-        ))  # fmt: skip
-
-        # 4. AutoAttack vs PGD
-        if "autoattack" in self._cache:
-            auto = self._cache["autoattack"]
-            out.append(_check(
-                "autoattack_vs_pgd", auto <= base + tol,
-                f"AutoAttack ({self.autoattack_version}) {auto:.2f}% vs PGD {base:.2f}% at eps {self.eps:.4g} ({note})",
-            ))  # fmt: skip
-
-        # 5. zero gradients
-        zero = self.zero_gradient_count()
-        out.append(_check(
-            "zero_gradients", zero == 0,
-            f"{zero} of {self.n} examples have an all-zero cross-entropy input gradient at the clean point",
-        ))  # fmt: skip
-
-        # 6. AutoAttack's own flags
-        if "autoattack" in self._cache:
-            flags = self.autoattack_flags
-            out.append(_check("autoattack_flags", not flags, "; ".join(flags) or "AutoAttack raised no flag"))
-        return out
+        """:func:`gradient_masking_checks` as ``evaluation.json`` entries ``{"name", "status", "detail"}``."""
+        return [result.as_dict() for result in gradient_masking_checks(self)]
 
 
-def _check(name: str, ok: bool, detail: str) -> dict[str, str]:
-    return {"name": name, "status": "pass" if ok else "warn", "detail": detail}
+# --------------------------------------------------------------------------------------------------
+# Gradient-masking checks: one function each, composed by gradient_masking_checks
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one gradient-masking check; ``warn`` means "look closer", not "broken"."""
+
+    name: str
+    status: Literal["pass", "warn"]
+    detail: str  # the measured figures the verdict rests on
+
+    @classmethod
+    def of(cls, name: str, ok: bool, detail: str) -> CheckResult:
+        return cls(name, "pass" if ok else "warn", detail)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def as_dict(self) -> dict[str, str]:
+        """The ``evaluation.json`` entry."""
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+def _tolerance_note(evaluator: Evaluator) -> str:
+    return f"tolerance {evaluator.tolerance:.2f} pp"
+
+
+def steps_restarts_check(evaluator: Evaluator) -> CheckResult:
+    """``steps_restarts``: PGD accuracy must not rise with more steps or more restarts.
+
+    Athalye, Carlini & Wagner (ICML 2018), Sec. 3.1: an attack that gets *weaker* as it gets more
+    compute ("iterative attacks perform worse than one-step attacks") signals masked gradients.
+    Compared: every pair of PGD runs at the configured eps and alpha where one has >= steps and >=
+    restarts of the other. When no run has more steps (restarts) than the configured PGD-K,
+    ``pgd{max(20, 2K)}`` (``pgd{K}x5``, random start) runs first.
+    """
+    tol = evaluator.tolerance
+    evaluator.pgd()
+    points = evaluator.pgd_points()
+    if not any(steps > evaluator.steps for _, steps, _, _ in points):
+        evaluator.pgd(steps=max(20, 2 * evaluator.steps), restarts=1)
+    if not any(restarts > 1 for _, _, restarts, _ in points):
+        evaluator.pgd(steps=evaluator.steps, restarts=5, random_start=True)
+    points = evaluator.pgd_points()
+    worst: tuple[float, str] | None = None
+    for la, sa, ra, acc_a in points:
+        for lb, sb, rb, acc_b in points:
+            if (sb, rb) != (sa, ra) and sb >= sa and rb >= ra and acc_b - acc_a > tol:
+                rise = acc_b - acc_a
+                if worst is None or rise > worst[0]:
+                    worst = (rise, f"{lb} {acc_b:.2f}% > {la} {acc_a:.2f}%")
+    listing = ", ".join(f"{label} {acc:.2f}%" for label, _, _, acc in points)
+    rises = f"; rises: {worst[1]}" if worst else ""
+    return CheckResult.of(
+        "steps_restarts", worst is None,
+        f"PGD at eps {evaluator.eps:.4g}: {listing}{rises} ({_tolerance_note(evaluator)})",
+    )  # fmt: skip
+
+
+def eps_growth_check(evaluator: Evaluator) -> CheckResult:
+    """``eps_growth``: PGD accuracy must not rise with eps, and must be <= 5% at a large radius.
+
+    Athalye, Carlini & Wagner (ICML 2018), Sec. 3.1: "increasing the distortion bound does not increase
+    success" and "unbounded attacks do not reach 100% success" signal masked gradients. Radii: eps x 1,
+    2, 4, the large radius ``max(64/255, min(1, 8 eps))`` (64/255 = 8 x the paper's 8/255; 8 x eps keeps
+    the test meaningful for digits' eps 0.1-0.2) and every radius already run at the configured steps
+    (e.g. the Fig. 4 eps curve); alpha is scaled with eps.
+    """
+    tol = evaluator.tolerance
+    large = max(LARGE_EPS, min(1.0, 8 * evaluator.eps))
+    radii = {e for e in (evaluator.eps, 2 * evaluator.eps, 4 * evaluator.eps) if 0 < e < large} | {large}
+    radii = sorted(radii | {e for e in evaluator.pgd_radii() if e < large})
+    accs = [evaluator.pgd(eps=e, restarts=1) for e in radii]
+    rises = [f"{accs[i + 1]:.2f}% at {radii[i + 1]:.4g} > {accs[i]:.2f}% at {radii[i]:.4g}"
+             for i in range(len(radii) - 1) if accs[i + 1] - accs[i] > tol]  # fmt: skip
+    unbroken = [f"{accs[-1]:.2f}% > {LARGE_EPS_MAX_ACC:g}% at eps {large:.4g}"] if accs[-1] > LARGE_EPS_MAX_ACC else []
+    problems = rises + unbroken
+    curve = ", ".join(f"eps {e:.4g}: {a:.2f}%" for e, a in zip(radii, accs, strict=True))
+    ratio = evaluator.alpha / evaluator.eps if evaluator.eps else float("nan")
+    return CheckResult.of(
+        "eps_growth", not problems,
+        f"PGD-{evaluator.steps} (alpha/eps {ratio:.3g}): {curve}"
+        + (f"; {'; '.join(problems)}" if problems else "") + f" ({_tolerance_note(evaluator)})",
+    )  # fmt: skip
+
+
+def fgsm_vs_pgd_check(evaluator: Evaluator) -> CheckResult:
+    """``fgsm_vs_pgd``: FGSM accuracy must be >= PGD accuracy, both at the PGD eps.
+
+    Athalye, Carlini & Wagner (ICML 2018), Sec. 3.1: "one-step attacks perform better than iterative
+    attacks" signals masked gradients (or a PGD too weak for its radius).
+    """
+    base = evaluator.pgd()
+    fgsm_acc = evaluator.fgsm(evaluator.eps)
+    return CheckResult.of(
+        "fgsm_vs_pgd", fgsm_acc >= base - evaluator.tolerance,
+        f"FGSM {fgsm_acc:.2f}% vs PGD {base:.2f}% at eps {evaluator.eps:.4g} "
+        f"(FGSM should not be the stronger attack; {_tolerance_note(evaluator)})",
+    )  # fmt: skip
+
+
+def autoattack_vs_pgd_check(evaluator: Evaluator) -> CheckResult:
+    """``autoattack_vs_pgd``: AutoAttack accuracy must be <= PGD accuracy (runs AutoAttack if needed).
+
+    AutoAttack (Croce & Hein, ICML 2020) is an ensemble of stronger attacks (APGD-CE, APGD-T, FAB-T,
+    Square); doing worse than plain PGD means its attacks are misled, the signal Athalye, Carlini &
+    Wagner (ICML 2018, Sec. 3.1) look for when one attack beats another it should not.
+    """
+    base = evaluator.pgd()
+    auto = evaluator.autoattack()
+    return CheckResult.of(
+        "autoattack_vs_pgd", auto <= base + evaluator.tolerance,
+        f"AutoAttack ({evaluator.autoattack_version}) {auto:.2f}% vs PGD {base:.2f}% at eps {evaluator.eps:.4g} "
+        f"({_tolerance_note(evaluator)})",
+    )  # fmt: skip
+
+
+def zero_gradients_check(evaluator: Evaluator) -> CheckResult:
+    """``zero_gradients``: no example may have an all-zero cross-entropy input gradient.
+
+    AutoAttack's zero-gradient flag (Croce & Hein 2020, ``autoattack/checks.py``): a zero gradient
+    leaves every gradient attack without a direction (e.g. a model that rounds its input).
+    """
+    zero = evaluator.zero_gradient_count()
+    return CheckResult.of(
+        "zero_gradients", zero == 0,
+        f"{zero} of {evaluator.n} examples have an all-zero cross-entropy input gradient at the clean point",
+    )
+
+
+def autoattack_flags_check(evaluator: Evaluator) -> CheckResult:
+    """``autoattack_flags``: AutoAttack raised none of its own warnings (runs AutoAttack if needed).
+
+    AutoAttack (Croce & Hein 2020) checks for randomised defences, zero gradients, a Square attack that
+    beats the gradient attacks, ... and logs a warning for each; they are collected here.
+    """
+    evaluator.autoattack()
+    flags = evaluator.autoattack_flags
+    return CheckResult.of("autoattack_flags", not flags, "; ".join(flags) or "AutoAttack raised no flag")
+
+
+def gradient_masking_checks(evaluator: Evaluator) -> list[CheckResult]:
+    """Every gradient-masking check, running the attacks each needs that have not run yet.
+
+    In order: :func:`steps_restarts_check`, :func:`eps_growth_check`, :func:`fgsm_vs_pgd_check`,
+    :func:`autoattack_vs_pgd_check` (only when AutoAttack already ran), :func:`zero_gradients_check`,
+    :func:`autoattack_flags_check` (only when AutoAttack already ran). Every comparison allows
+    :attr:`Evaluator.tolerance` percentage points of sampling noise.
+    """
+    autoattack_ran = evaluator.autoattack_accuracy is not None
+    results = [steps_restarts_check(evaluator), eps_growth_check(evaluator), fgsm_vs_pgd_check(evaluator)]
+    if autoattack_ran:
+        results.append(autoattack_vs_pgd_check(evaluator))
+    results.append(zero_gradients_check(evaluator))
+    if autoattack_ran:
+        results.append(autoattack_flags_check(evaluator))
+    return results
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,7 +500,7 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Top-1 accuracy (%) of ``model`` on ``dataset`` under each named attack, keyed by the name.
 
-    ``attacks``: names of the forms in :data:`ATTACK_FORMS` (a list or a comma-separated string), e.g.
+    ``attacks``: names of the forms in :data:`~dnr_sweep.attack_names.ATTACK_FORMS` (a list or a comma-separated string), e.g.
     ``["clean", "fgsm", "pgd", "pgd20", "pgd50x10", "autoattack"]``. See :class:`Evaluator` for the
     other arguments.
 
@@ -529,16 +556,12 @@ def write_strength_curves(curves: dict[str, dict[str, float]], folder: str | Pat
     unknown = set(curves) - {"steps", "eps"}
     if unknown:
         raise ValueError(f"attack-strength curves have unknown key(s) {sorted(unknown)}; valid: eps, steps")
-    return checkpoint.write_json(curves, Path(folder) / STRENGTH_FILE)
+    return checkpoint.write_json(curves, Path(folder) / ATTACK_STRENGTH_FILE)
 
 
-def gradient_masking_checks(evaluator: Evaluator) -> list[dict[str, str]]:
-    """The checks of :meth:`Evaluator.checks` (reusing whatever ``evaluator`` has already run)."""
-    return evaluator.checks()
-
-
-def all_passed(checks: Sequence[dict[str, str]]) -> bool:
-    return all(check["status"] == "pass" for check in checks)
+def all_passed(checks: Sequence[CheckResult | dict[str, str]]) -> bool:
+    """Every check passed (``masking_checks_passed``); takes results or their ``evaluation.json`` dicts."""
+    return all(c.passed if isinstance(c, CheckResult) else c["status"] == "pass" for c in checks)
 
 
 def write_evaluation(result: dict, folder: str | Path) -> Path:

@@ -41,6 +41,8 @@ from torch import Tensor
 
 __all__ = ["DeviceLoader", "from_dataset", "reflect_index"]
 
+_STACK_CHUNK = 1024  # images stacked per copy while building a DeviceLoader from a data set
+
 
 def reflect_index(offsets: Tensor, size: int, pad: int) -> Tensor:
     """Source indices of a ``size``-long window starting at ``offsets`` in a reflect-padded axis.
@@ -184,9 +186,7 @@ def from_dataset(
     generator: torch.Generator | None = None,
     *,
     shuffle: bool = True,
-    drop_last: bool = False,
     pad: int = 4,
-    chunk: int = 1024,
 ) -> DeviceLoader:
     """Copy a data set of ``(CHW float tensor in [0, 1], label)`` items to ``device`` as a :class:`DeviceLoader`.
 
@@ -198,8 +198,7 @@ def from_dataset(
     Args:
         dataset: indexable with ``len``; item ``i`` is ``(image, label)``.
         device: where the data set and the batches live.
-        batch_size, augment, generator, shuffle, drop_last, pad: see :class:`DeviceLoader`.
-        chunk: images stacked per host-to-device copy while building.
+        batch_size, augment, generator, shuffle, pad: see :class:`DeviceLoader`.
     """
     device = torch.device(device)
     n = len(dataset)
@@ -207,8 +206,8 @@ def from_dataset(
         raise ValueError("dataset is empty")
     parts: list[Tensor] = []
     labels: list[int] = []
-    for start in range(0, n, chunk):
-        items = [dataset[i] for i in range(start, min(n, start + chunk))]
+    for start in range(0, n, _STACK_CHUNK):
+        items = [dataset[i] for i in range(start, min(n, start + _STACK_CHUNK))]
         for image, _ in items:
             if not isinstance(image, Tensor) or image.dim() != 3 or not image.is_floating_point():
                 raise TypeError(
@@ -229,6 +228,5 @@ def from_dataset(
         augment=augment,
         generator=generator,
         shuffle=shuffle,
-        drop_last=drop_last,
         pad=pad,
     )

@@ -40,6 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from dnr_sweep.attack_names import ATTACK_NAME_RE
+
 # ------------------------------------------------------------------------------------------------
 # File names
 
@@ -122,9 +124,8 @@ MASKING_CHECKS_PASSED: Final = register_post_training(
     "masking_checks_passed", "every gradient-masking check passed (evaluate: checks)"
 )
 
-# Attack names of the evaluate: block (torch-free grammar, shared with config.py and evaluation.py)
-ATTACK_NAME_RE: Final = re.compile(r"clean|fgsm|pgd|pgd[1-9][0-9]*|pgd[1-9][0-9]*x[1-9][0-9]*|autoattack")
-_ATTACK_METRIC_RE: Final = re.compile(rf"(val_)?({ATTACK_NAME_RE.pattern})_acc")
+# Metrics of the evaluate: block's attacks; the names' grammar lives in dnr_sweep/attack_names.py
+_ATTACK_METRIC_RE: Final = re.compile(rf"(?P<val>val_)?(?P<attack>{ATTACK_NAME_RE.pattern})_acc")
 
 
 def attack_metric(attack: str, split: Split = "test") -> str:
@@ -148,7 +149,7 @@ def is_layer_metric(name: str) -> bool:
 def is_attack_metric(name: str) -> bool:
     """``<attack>_acc`` / ``val_<attack>_acc`` for an attack of the evaluate: grammar (not clean/fgsm/pgd)."""
     match = _ATTACK_METRIC_RE.fullmatch(name)
-    return match is not None and match[2] not in ACCURACY_KINDS
+    return match is not None and match["attack"] not in ACCURACY_KINDS
 
 
 def is_run_metric(name: str) -> bool:

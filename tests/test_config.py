@@ -93,7 +93,7 @@ BAD_CONFIGS = {
     "negative eps": ("attack: {train: {eps: -0.1}}", ["attack.train.eps", "must be in [0, 1]"]),
     "eps not a number": ("attack: {train: {eps: lots}}", ["attack.train.eps", "fraction like '8/255'"]),
     "unknown arch": ("model: {arch: resnet19}", ["model.arch", "'resnet18'", "'resnet19'"]),
-    "unknown dataset": ("data: {dataset: mnist}", ["data.dataset", "'cifar10'", "'mnist'"]),
+    "unknown dataset": ("data: {dataset: mnist}", ["data.dataset", "unknown dataset 'mnist'", "valid: digits, cifar10"]),
     "unknown sampler": (
         "search: {dnr.beta: {uniform: [0.1, 0.9]}}\ntune: {search_alg: {optuna: {sampler: cmaes}}}",
         ["tune.search_alg.optuna.sampler", "'nsga2'"],

@@ -13,6 +13,8 @@ The Tiny-ImageNet tree is the official layout with real JPEGs written by PIL.
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +25,15 @@ import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 from torchvision.datasets.utils import check_integrity
 
+from dnr_sweep import dataset_specs
+from dnr_sweep.config import DataConfig
 from dnr_sweep.data import (
-    DATASET_NAMES,
+    BUILDERS,
     DatasetNotFoundError,
     build_datasets,
     make_loaders,
 )
+from dnr_sweep.dataset_specs import DATASET_NAMES
 
 CIFAR10_TRAIN_PER_BATCH = 6  # 5 batches -> 30 training images
 CIFAR_TEST = 8
@@ -340,6 +345,64 @@ def test_synthetic_shape_options_and_labels(tmp_path):
     assert image.shape == (1, 8, 8) and 0 <= image.min() and image.max() <= 1
     labels = {splits.train[i][1] for i in range(len(splits.train))}
     assert len(labels) >= 5 and labels <= set(range(10))
+
+
+# --------------------------------------------------------------------------------------------------
+# The dataset registry (dnr_sweep/dataset_specs.py) and the builders keyed by it
+
+def test_builders_and_specs_cover_the_same_names():
+    assert list(BUILDERS) == list(DATASET_NAMES) == list(dataset_specs.DATASETS)
+    assert all(dataset_specs.get(name).name == name for name in DATASET_NAMES)
+
+
+@pytest.mark.parametrize("name", ["mnist", "", "CIFAR10", None])
+def test_registry_get_names_the_unknown_key_and_lists_the_valid_ones(name):
+    with pytest.raises(ValueError) as info:
+        dataset_specs.get(name)
+    assert str(info.value) == f"unknown dataset {name!r}; valid: digits, cifar10, cifar100, tinyimagenet, synthetic"
+
+
+def test_config_validates_data_dataset_against_the_registry():
+    for name in DATASET_NAMES:
+        assert DataConfig(dataset=name).dataset == name
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'; valid: digits, cifar10"):
+        DataConfig(dataset="svhn")
+
+
+@pytest.mark.parametrize(("name", "augment"), [("digits", True), ("synthetic", True), ("synthetic", False)])
+def test_spec_facts_are_what_the_builder_delivers(tmp_path, name, augment):
+    """Class count, native channels and size; training augmented exactly when the spec says so."""
+    spec = dataset_specs.get(name)
+    splits = build_datasets(name, root=tmp_path, val_size=10, seed=0, augment=augment)
+    assert (splits.num_classes, splits.in_channels, splits.image_size) == (
+        spec.num_classes, spec.in_channels, spec.image_size)
+    assert splits.train[0][0].shape == (spec.in_channels, spec.image_size, spec.image_size)
+    plain_view = splits.val.dataset
+    torch.manual_seed(0)
+    changed = [not torch.equal(splits.train[i][0], plain_view[splits.train.indices[i]][0]) for i in range(16)]
+    assert any(changed) == (spec.augmented and augment)
+
+
+def test_fixed_statistics_come_from_the_spec(tmp_path, cifar_md5_relaxed):
+    write_cifar10(tmp_path)
+    write_cifar100(tmp_path)
+    write_tinyimagenet(tmp_path)
+    for name in ("cifar10", "cifar100", "tinyimagenet"):
+        spec = dataset_specs.get(name)
+        splits = build_datasets(name, root=tmp_path, val_size=2, seed=0)
+        assert (splits.mean, splits.std) == (spec.mean, spec.std)
+        assert (splits.in_channels, splits.image_size) == (spec.in_channels, spec.image_size)
+    assert spec.num_classes == 200  # the official count; the miniature folder's wnids.txt lists 3
+    assert splits.num_classes == 3
+
+
+def test_dataset_registry_and_config_load_no_torch():
+    code = (
+        "import sys, dnr_sweep.dataset_specs, dnr_sweep.config;"
+        "print(','.join(m for m in ('torch', 'torchvision', 'PIL', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
 
 
 def test_unknown_dataset_lists_valid_names(tmp_path):

@@ -7,6 +7,7 @@ attacks have something to find. About 5-10 s of training on 2 CPU cores, shared 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,21 +17,28 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from dnr_sweep import cli
 from dnr_sweep.attacks import pgd
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import build_datasets
 from dnr_sweep.evaluation import (
-    ATTACK_FORMS,
     CURVE_EPS,
     CURVE_STEPS,
-    AttackSpec,
+    CheckResult,
     Evaluator,
+    all_passed,
+    autoattack_flags_check,
+    autoattack_vs_pgd_check,
+    eps_growth_check,
     evaluate_model,
-    parse_attack,
+    fgsm_vs_pgd_check,
+    gradient_masking_checks,
+    steps_restarts_check,
     strength_curves,
     write_strength_curves,
+    zero_gradients_check,
 )
 from dnr_sweep.models import get_model
 
@@ -91,29 +99,7 @@ def make_evaluator(model: nn.Module, dataset, **changes) -> Evaluator:
 
 
 # ------------------------------------------------------------------------------------- attack names
-
-
-@pytest.mark.parametrize(
-    ("name", "spec"),
-    [
-        ("clean", AttackSpec("clean", "clean")),
-        ("FGSM", AttackSpec("fgsm", "fgsm")),
-        ("pgd", AttackSpec("pgd", "pgd")),
-        ("pgd20", AttackSpec("pgd20", "pgd", steps=20, restarts=1)),
-        ("pgd50x10", AttackSpec("pgd50x10", "pgd", steps=50, restarts=10, random_start=True)),
-        (" autoattack ", AttackSpec("autoattack", "autoattack")),
-    ],
-)
-def test_parse_attack_forms(name, spec):
-    assert parse_attack(name) == spec
-
-
-@pytest.mark.parametrize("name", ["pgd0", "pgd7x0", "pgd-7", "cw", "pgdx5", "pgd7x", "apgd", ""])
-def test_unknown_attack_lists_valid_forms(name):
-    with pytest.raises(ValueError, match="valid forms") as info:
-        parse_attack(name)
-    for form in ATTACK_FORMS:
-        assert form.split(" ")[0] in str(info.value)
+# (the grammar itself: tests/test_attack_names.py)
 
 
 def test_unknown_attack_fails_before_any_attack_runs(splits):
@@ -171,6 +157,142 @@ def test_checks_flag_a_gradient_masked_model(trained, splits):
     assert "zero_gradients" in warned  # AutoAttack's flag
     assert "eps_growth" in warned  # Athalye et al.: a huge eps must break (almost) every input
     assert "64 of 64" in checks["zero_gradients"]["detail"]
+
+
+# ------------------------------------------------------------ one gradient-masking check at a time
+# Hand-made situations on one-pixel images, each built so a check must pass or must warn:
+#   Threshold: a linear classifier "pixel > 0.5"; PGD and FGSM fool every image within eps of 0.5,
+#     so accuracy falls with eps, reaches 0% at the large radius, and more steps never help the model.
+#   Rounded: Threshold after rounding the input to 5 grey levels; the input gradient is exactly zero.
+#   Constant: ignores its input and answers class 0, the label of every image: no eps breaks it.
+#   Bump: class 1 wins only in a narrow band just past the image value 0.5; PGD without random start
+#     steps into the band, then the gradient points back out: odd step counts fool, even ones do not.
+#   Probabilities: Threshold returning softmax probabilities instead of logits (AutoAttack flags it).
+
+
+class Threshold(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.flatten(1).mean(1) - 0.5
+        return torch.stack([-2 * m, 2 * m], dim=1)
+
+
+class Constant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0 * x.flatten(1).sum(1, keepdim=True) + torch.tensor([[5.0, 0.0]])
+
+
+class Bump(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.flatten(1).mean(1)
+        class_1 = 10 * torch.exp(-(((m - 0.545) / 0.02) ** 2)) - 5  # > 0 only for m in ~(0.527, 0.563)
+        return torch.stack([torch.zeros_like(class_1), class_1], dim=1)
+
+
+class Probabilities(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Threshold()(x).softmax(dim=1)
+
+
+def spread_pixels() -> TensorDataset:
+    """50 one-pixel images from 0.02 to 0.98, labelled 'above 0.5'."""
+    x = torch.linspace(0.02, 0.98, 50)
+    return TensorDataset(x.view(-1, 1, 1, 1), (x > 0.5).long())
+
+
+def grey_pixels() -> TensorDataset:
+    """20 one-pixel images of value 0.5, labelled 0."""
+    return TensorDataset(torch.full((20, 1, 1, 1), 0.5), torch.zeros(20, dtype=torch.long))
+
+
+def pixel_evaluator(model: nn.Module, dataset, **changes) -> Evaluator:
+    settings = dict(eps=0.1, pgd_alpha=0.05, pgd_steps=7, seed=0) | changes
+    return Evaluator(model, dataset, **settings)
+
+
+def test_steps_restarts_check():
+    passed = steps_restarts_check(pixel_evaluator(Threshold(), spread_pixels()))
+    assert passed == CheckResult(
+        "steps_restarts", "pass", "PGD at eps 0.1: pgd7 80.00%, pgd7x5 80.00%, pgd20 80.00% (tolerance 4.00 pp)"
+    )
+    bump = pixel_evaluator(Bump(), grey_pixels(), eps=0.2, pgd_random_start=False)
+    assert bump.pgd() == 0.0  # 7 steps end in the band
+    warned = steps_restarts_check(bump)  # runs pgd20, which ends outside it
+    assert warned.status == "warn"
+    assert "rises: pgd20 (no random start) 100.00% > pgd7 (no random start) 0.00%" in warned.detail
+
+
+def test_eps_growth_check():
+    passed = eps_growth_check(pixel_evaluator(Threshold(), spread_pixels()))
+    assert passed.status == "pass"
+    # |x - 0.5| > eps keeps an image: 40 of 50 at eps 0.1, 30 at 0.2, 10 at 0.4, none at 0.8
+    assert "eps 0.1: 80.00%, eps 0.2: 60.00%, eps 0.4: 20.00%, eps 0.8: 0.00%" in passed.detail
+    warned = eps_growth_check(pixel_evaluator(Constant(), grey_pixels()))
+    assert warned.status == "warn"
+    assert "100.00% > 5% at eps 0.8" in warned.detail  # the large radius max(64/255, 8 x 0.1)
+    bump = eps_growth_check(pixel_evaluator(Bump(), grey_pixels(), eps=0.2, pgd_random_start=False))
+    assert bump.status == "warn" and "100.00% at 0.4 > 0.00% at 0.2" in bump.detail  # a rise with eps
+
+
+def test_fgsm_vs_pgd_check():
+    passed = fgsm_vs_pgd_check(pixel_evaluator(Threshold(), spread_pixels()))
+    assert passed.status == "pass" and passed.detail.startswith("FGSM 80.00% vs PGD 80.00% at eps 0.1")
+    # a PGD too weak for its radius (one step of 0.001): FGSM's single eps step is the stronger attack
+    weak = pixel_evaluator(Threshold(), spread_pixels(), pgd_steps=1, pgd_alpha=0.001, pgd_random_start=False)
+    warned = fgsm_vs_pgd_check(weak)
+    assert warned.status == "warn" and warned.detail.startswith("FGSM 80.00% vs PGD 100.00%")
+
+
+def test_zero_gradients_check():
+    passed = zero_gradients_check(pixel_evaluator(Threshold(), spread_pixels()))
+    assert passed == CheckResult(
+        "zero_gradients", "pass", "0 of 50 examples have an all-zero cross-entropy input gradient at the clean point"
+    )
+    warned = zero_gradients_check(pixel_evaluator(RoundedInput(Threshold()), spread_pixels()))
+    assert warned.status == "warn" and warned.detail.startswith("50 of 50 examples")
+
+
+class ScriptedAutoAttack(Evaluator):
+    """An evaluator whose AutoAttack 'measures' a given accuracy and flags (the situation is the numbers)."""
+
+    def __init__(self, *args, autoattack_acc: float, flags: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._scripted = autoattack_acc, flags
+
+    def autoattack(self) -> float:
+        self.autoattack_flags = self._scripted[1]
+        return self._scripted[0]
+
+
+def test_autoattack_vs_pgd_check():
+    pytest.importorskip("pyautoattack", reason="AutoAttack needs the [eval] extra: pip install 'dnr-sweep[eval]'")
+    real = pixel_evaluator(Threshold(), spread_pixels(), autoattack_version="custom", autoattack_attacks=["apgd-ce"])
+    passed = autoattack_vs_pgd_check(real)
+    assert passed.status == "pass" and passed.detail.startswith("AutoAttack (custom) 80.00% vs PGD 80.00%")
+    # AutoAttack 5 pp above PGD, beyond the 4 pp tolerance of 50 images: its attacks were misled
+    weaker = ScriptedAutoAttack(Threshold(), spread_pixels(), eps=0.1, pgd_alpha=0.05, pgd_steps=7,
+                                autoattack_acc=85.0, flags=[])  # fmt: skip
+    warned = autoattack_vs_pgd_check(weaker)
+    assert warned.status == "warn" and "85.00% vs PGD 80.00%" in warned.detail
+
+
+def test_autoattack_flags_check():
+    pytest.importorskip("pyautoattack", reason="AutoAttack needs the [eval] extra: pip install 'dnr-sweep[eval]'")
+    settings = dict(autoattack_version="custom", autoattack_attacks=["apgd-ce"])
+    passed = autoattack_flags_check(pixel_evaluator(Threshold(), spread_pixels(), **settings))
+    assert passed == CheckResult("autoattack_flags", "pass", "AutoAttack raised no flag")
+    warned = autoattack_flags_check(pixel_evaluator(Probabilities(), spread_pixels(), **settings))
+    assert warned.status == "warn" and "output is a probability distribution" in warned.detail
+
+
+def test_checks_compose_the_check_functions_in_order():
+    evaluator = pixel_evaluator(RoundedInput(Threshold()), spread_pixels())
+    results = gradient_masking_checks(evaluator)
+    assert [r.name for r in results] == ["steps_restarts", "eps_growth", "fgsm_vs_pgd", "zero_gradients"]
+    assert evaluator.checks() == [r.as_dict() for r in results]  # the evaluation.json entries
+    assert not all_passed(results) and not all_passed(evaluator.checks())
+    assert all_passed([r for r in results if r.passed]) and all_passed([])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        results[0].status = "pass"
 
 
 # --------------------------------------------------------------------------------- AutoAttack

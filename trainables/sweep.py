@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from dnr_sweep.config import (
-    ConfigError,
     SearchSpec,
     SweepConfig,
     _check_name,
@@ -271,10 +270,7 @@ def load_run_dir_config(run_dir: Path) -> SweepConfig:
         raise SweepError(f"{run_dir}: not a dnr-sweep run folder (no {CONFIG_FILE}); pass the folder "
                          "`dnr-sweep run` printed")  # fmt: skip
     overrides = json.loads((run_dir / SWEEP_FILE).read_text())["overrides"] if (run_dir / SWEEP_FILE).is_file() else []
-    try:
-        return load_sweep_config(run_dir / CONFIG_FILE, overrides)
-    except ConfigError:
-        raise
+    return load_sweep_config(run_dir / CONFIG_FILE, overrides)
 
 
 def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:

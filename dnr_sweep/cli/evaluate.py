@@ -11,9 +11,11 @@ import argparse
 import json
 from typing import Any
 
+from dnr_sweep.attack_names import ATTACK_FORMS, parse_attacks
 from dnr_sweep.errors import UserError
 
 DEFAULT_ATTACKS = "fgsm,pgd,pgd20,pgd50x10"
+_FORM_NAMES = ", ".join(form.split(" ")[0] for form in ATTACK_FORMS)  # clean, fgsm, pgd, pgdK, ...
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="a folder with config.yaml + model.pt, or a run folder")
     p.add_argument("--trial", default=None, metavar="ID", help="trial id (or a unique part) in a run folder")
     p.add_argument("--attacks", default=DEFAULT_ATTACKS,
-                   help=f"comma-separated: clean, fgsm, pgd, pgdK, pgdKxR, autoattack (default {DEFAULT_ATTACKS})")
+                   help=f"comma-separated: {_FORM_NAMES} (default {DEFAULT_ATTACKS})")
     p.add_argument("--eps", default=None, help="L-inf radius for every attack, e.g. 8/255 (default: the config's)")
     p.add_argument("--alpha", default=None, type=float, help="PGD step size (default: the config's eval alpha)")
     p.add_argument("--split", choices=("test", "val"), default="test")
@@ -61,7 +63,7 @@ def _parse_eps(text: str, option: str) -> float:
 def _run(args: argparse.Namespace) -> int:
     from dnr_sweep import evaluation as ev
 
-    specs = ev.parse_attacks(["clean", *args.attacks.split(",")])  # fail before loading anything
+    specs = parse_attacks(["clean", *args.attacks.split(",")])  # fail before loading anything
     if any(spec.kind == "autoattack" for spec in specs):
         ev.require_autoattack()
     eps_override = None if args.eps is None else _parse_eps(args.eps, "--eps")
