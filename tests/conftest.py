@@ -20,3 +20,21 @@ def ray_session():
              logging_level="WARNING")  # fmt: skip
     yield ray
     ray.shutdown()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "may_skip(reason): this test may skip (only for skips that lose no check, e.g. a GPU-only path)"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test checks nothing: an oracle test (torchattacks, Torch-Pruning, AutoAttack, ruff) that
+    skips because its reference is missing fails instead. ``make test`` installs every reference."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not item.get_closest_marker("may_skip") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} skipped ({reason}); a skipped check checks nothing: install the test extras (make test)"

@@ -6,11 +6,10 @@ import copy
 
 import pytest
 import torch
+import torchattacks  # the independent reference; `make test` installs it
 from torch import nn
 
 from dnr_sweep.attacks import accuracy, attack_mode, fgsm, pgd
-
-torchattacks = pytest.importorskip("torchattacks")
 
 N, C, H, W, K = 16, 3, 8, 8, 4
 
