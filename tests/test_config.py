@@ -118,6 +118,22 @@ BAD_CONFIGS = {
     "warmup longer than training": ("train: {epochs: 3, warmup_epochs: 5}", ["warmup_epochs", "exceeds train.epochs"]),
     "malformed yaml": ("dnr:\n  density: [0.1\nmodel: {}", ["line 3", "malformed YAML"]),
     "not a mapping": ("- a\n- b", ["top level must be a mapping"]),
+    # only validation chooses: test figures are refused wherever something is chosen, with the val twin
+    "test metric as tune.metric": ("tune: {metric: pgd_acc}", ["tune.metric", "only validation chooses", "'val_pgd_acc'"]),
+    "test metric as objective": (
+        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\n"
+        "tune: {search_alg: {optuna: {objectives: {pgd_acc: max, compression: max}}}}",
+        ["tune.search_alg.optuna.objectives.pgd_acc", "'val_pgd_acc'"],
+    ),
+    "test metric for ASHA": ("tune: {scheduler: {asha: {metric: clean_acc}}}",
+                             ["tune.scheduler.asha.metric", "'val_clean_acc'"]),
+    "select_metric of the test split": ("train: {select_metric: pgd_acc}",
+                                        ["train", "select_metric 'pgd_acc'", "valid: val_clean_acc"]),
+    "validation metric without validation figures": (
+        "data: {val_size: 0}\ntrain: {select_on: test}\ntune: {metric: val_clean_acc}",
+        ["tune.metric", "select_on is 'test'", "tune.metric: null"],
+    ),
+    "no validation split to select on": ("data: {val_size: 0}", ["val_size is 0", "select_on: test"]),
     "unknown evaluate attack": ("evaluate: {attacks: [pgd, cw]}", ["evaluate.attacks.1", "unknown attack 'cw'", "pgdKxR"]),
 }
 
