@@ -19,7 +19,7 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dnr_sweep.run_contract import selection_metrics
+from dnr_sweep.run_contract import TEST_SELECTION_METRICS, VAL_METRICS, selection_metrics
 
 from . import figure_data as data
 from . import figures as figs
@@ -114,6 +114,24 @@ def _with_config_columns(
     return df.assign(**extra) if extra else df
 
 
+def with_selected_figures(results: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Fill selection figures (``val_*_acc``/``test_*_acc``) a results table lacks from its epochs table.
+
+    Runs written before ``results.parquet`` carried the selected epoch's validation figures still
+    have them in ``epochs.parquet``: they are taken from each trial's row at its ``selected_epoch``.
+    Columns the results table already has are left alone.
+    """
+    wanted = [c for c in (*VAL_METRICS, *TEST_SELECTION_METRICS) if c in epochs.columns and c not in results.columns]
+    if not wanted or "selected_epoch" not in results.columns or not {"trial_id", "epoch"} <= set(epochs.columns):
+        return results
+    at = epochs[["trial_id", "epoch", *wanted]].drop_duplicates(["trial_id", "epoch"], keep="last")
+    keys = results[["trial_id", "selected_epoch"]].rename(columns={"selected_epoch": "epoch"})
+    keys["epoch"] = pd.to_numeric(keys["epoch"], errors="coerce").astype("float64")
+    at = at.assign(epoch=pd.to_numeric(at["epoch"], errors="coerce").astype("float64"))
+    filled = keys.merge(at, on=["trial_id", "epoch"], how="left")
+    return results.assign(**{c: filled[c].to_numpy() for c in wanted})
+
+
 def _save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     paths = []
     with mpl.rc_context(RC):
@@ -155,6 +173,7 @@ def build_report(
     results = _with_config_columns(run.results, run.config, [settings.group_by])
     epochs = _with_config_columns(run.epochs, run.config, [settings.group_by])
     group = settings.group_by if settings.group_by in results.columns else None
+    results = with_selected_figures(results, epochs)
     selection = select(results, x=settings.x, y=settings.y, objectives=settings.objectives, group_by=group)
     plans = _figure_plans(selection, results, epochs, run.path, group)  # every figure's data, computed first
 

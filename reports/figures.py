@@ -258,7 +258,7 @@ def _compression_legend(
     if ci:
         handles.append(_ci_handle())
     if handles:
-        ax.legend(handles=handles, loc="lower left", handlelength=2.2)
+        ax.legend(handles=handles, loc="best", handlelength=2.2)
 
 
 # ------------------------------------------------------------------------- Fig. 3(c): channels present

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .load import is_param
 
@@ -47,6 +46,8 @@ def t_quantile(n: int) -> float:
     """Student t quantile for a two-sided 95% interval from ``n`` values (``t(0.975, n-1)``)."""
     if n < 2:
         raise ValueError(f"a confidence interval needs at least 2 values, got {n}")
+    from scipy import stats  # 0.5 s to import: only when some configuration has seeds
+
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
 
 

@@ -322,6 +322,13 @@ def selection_objectives(
                 chosen.setdefault(column, "max")
             else:
                 shown_only.append(metric)
+        if len(shown_only) == len(y):
+            wanted = ", ".join(selection_column(m, split) for m in y)
+            raise ValueError(
+                f"the results have none of the {Protocol(split).split_name} figures ({wanted}) that choose the "
+                f"Pareto set for y = {', '.join(y)}; they come from a sweep that records them (selected_on, "
+                "val_*_acc columns). Choose explicitly with report.objectives / --objectives to report it anyway"
+            )
         return chosen, tuple(shown_only)
     if not objectives:
         raise ValueError("report objectives must name at least one column, e.g. {compression: max, pgd_acc: max}")

