@@ -239,7 +239,8 @@ def _figure_plans(
             channels = data.channels_present_data(selection)
             plans.append(FigurePlan(
                 "channels_present", "Channels present (Fig. 3c)",
-                f"% of input channels present for the Pareto set of Fig. 3(a/b). {chosen}{seeds}{paper}",
+                f"% of input channels present for the configurations of Fig. 3(a/b)'s Pareto sets (chosen on "
+                f"{protocol.split_name}).{seeds}{paper}",
                 lambda: figs.channels_present(channels),
             ))  # fmt: skip
     if layer_columns(results.columns) and selection.baseline_on and _has_pruned(selection):

@@ -168,6 +168,17 @@ def _draw_baseline(ax: Any, ref: Reference, color: str, gid: str, ci_gid: str, l
                    gid=ci_gid)  # fmt: skip
 
 
+def _legend_below(fig: Figure, handles: Sequence[Any], names: Sequence[str]) -> None:
+    """A legend under the panels with as many columns as fit the figure's width.
+
+    About 0.065 in per character at these font sizes, plus the line sample: long labels wrap into
+    rows instead of running off the page.
+    """
+    entry_in = 0.065 * max(len(n) for n in names) + 0.5
+    ncols = max(1, min(len(names), int(fig.get_size_inches()[0] // entry_in)))
+    fig.legend(handles, names, loc="outside lower center", ncols=ncols, handlelength=2.2)
+
+
 def _has_ci(lines: Sequence[Line], refs: Sequence[Reference | None]) -> bool:
     return any(line.has_ci for line in lines) or any(r is not None and r.ci is not None for r in refs)
 
@@ -229,13 +240,13 @@ def compression_accuracy(data: CompressionAccuracyData, *, combined: bool = Fals
                 ax.set_title(title)
             ax.grid(True, axis="y")
     has_baseline = any(p.baseline is not None for p in data.panels.values())
-    _compression_legend(axes[0, 0], data, styles, combined, has_baseline, ci_drawn)
+    _compression_legend(fig, data, styles, combined, has_baseline, ci_drawn)
     _label_protocol(fig, data.protocol)
     return fig
 
 
 def _compression_legend(
-    ax: Any,
+    fig: Figure,
     data: CompressionAccuracyData,
     styles: Mapping[str, tuple[str, str]],
     combined: bool,
@@ -257,8 +268,8 @@ def _compression_legend(
         handles.append(Line2D([], [], color=styles[DENSE][0], linestyle="--", linewidth=0.9, label="dense baseline"))
     if ci:
         handles.append(_ci_handle())
-    if handles:
-        ax.legend(handles=handles, loc="best", handlelength=2.2)
+    if handles:  # below the panels: a joint Pareto set's lines zig-zag, a legend inside would cover them
+        _legend_below(fig, handles, [str(h.get_label()) for h in handles])
 
 
 # ------------------------------------------------------------------------- Fig. 3(c): channels present
@@ -429,9 +440,5 @@ def attack_strength(data: AttackStrengthData) -> Figure:
             ax.set_xticklabels([f"{t:g}" for t in ticks])
             ax.xaxis.set_minor_locator(NullLocator())
     handles, names = axes[0].get_legend_handles_labels()
-    # as many columns as fit the figure's width (about 0.065 in per character at these font sizes,
-    # plus the line sample), so long labels wrap into rows instead of running off the page
-    entry_in = 0.065 * max(len(n) for n in names) + 0.5
-    ncols = max(1, min(len(names), int(PANEL_WIDTH_IN * len(panels) // entry_in)))
-    fig.legend(handles, names, loc="outside lower center", ncols=ncols)
+    _legend_below(fig, handles, names)
     return fig

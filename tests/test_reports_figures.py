@@ -187,7 +187,7 @@ def test_single_seed_draws_without_interval(table):
     fig = figures.compression_accuracy(data)
     render(fig)
     assert all_gids(fig, "ci:") == []
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert figures.CI_LABEL not in legend
 
 
@@ -297,7 +297,7 @@ def test_compression_accuracy_figure_draws_the_data(table):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1×", "2×", "5×", "10×"]
     assert ax.get_xlabel() == "Compression (×)"
     assert ax.get_ylabel() == "Test accuracy (%)"
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["irregular", "channel", "dense baseline", figures.CI_LABEL]
     assert fig.get_suptitle() == ""  # chosen on validation: no protocol label needed
     assert fig.get_size_inches()[0] == pytest.approx(3 * 3.4)
@@ -326,7 +326,7 @@ def test_compression_accuracy_combined_uses_one_axes(table):
     assert by_gid(fig, "front:pgd_acc:irregular").get_linestyle() == "--"
     # objectives now (compression, val clean, val PGD): i7 is dominated by i2 and drops out
     assert xy(by_gid(fig, "front:pgd_acc:irregular"))[1] == [40.0, 42.0, 35.0]
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["irregular", "channel", "Clean", "PGD", "dense baseline", figures.CI_LABEL]
 
 

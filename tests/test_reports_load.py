@@ -152,7 +152,8 @@ def test_attack_strength_curves(run_dir):
 
 def test_reports_imports_no_ray_or_torch():
     code = (
-        "import sys, reports, reports.build, reports.figures, reports.tables, reports.html;"
+        "import sys, reports, reports.build, reports.figures, reports.figure_data, reports.selection, reports.seeds, "
+        "reports.tables, reports.html;"
         "bad = {'ray', 'torch', 'trainables', 'matplotlib.pyplot'} & set(sys.modules);"
         "assert not bad, bad"
     )
