@@ -11,8 +11,9 @@ What it exercises:
   gives different fronts), ``selected_on``/``select_metric``, and with ``select_on="test"`` the paper
   protocol's ``test_*_acc`` selection figures instead of ``val_*_acc``;
 * three seeds (``train.seed``) for the configurations at :data:`SEEDED_DENSITIES`, one elsewhere;
-* robust accuracies evaluated on every epoch but the first (NaN there), an unfinished trial, a
-  post-training ``autoattack_acc`` (test only) and, for channel pruning, ``speedup_cpu``.
+* robust accuracies evaluated on every epoch but the first (NaN there), a post-training
+  ``autoattack_acc`` (test only) and, for channel pruning, ``speedup_cpu``;
+* an unfinished trial: its row holds the selected figures so far and no test figures.
 
 A ``result.json`` line (the run contract, :mod:`dnr_sweep.run_contract`): the epoch's own figures
 under ``this_epoch/``; at the top level the selected epoch's figures so far (``selected_epoch``,
@@ -137,28 +138,28 @@ def synthetic_tables(
             row.update(params)
             trial_epochs.append(row)
         epochs.extend(trial_epochs)
-        best = max(trial_epochs, key=lambda r: r[clean_name])  # the selection rule: best clean figure
+        best = max(trial_epochs, key=lambda r: r[clean_name])  # the selection rule: the first best clean figure
         noise = rng.normal(0, 0.4, 4)
         result: dict[str, Any] = {
             "trial_id": trial_id,
             "status": FINISHED if finished else INCOMPLETE,
             "early_stopped": not finished,
             "epochs_completed": n_epochs,
-            "selected_epoch": best["epoch"] if finished else None,
+            "selected_epoch": best["epoch"],  # so far, for an unfinished trial
             **params,
             "clean_acc": round(90 - drop + seed_shift + noise[0], 2) if finished else np.nan,
             "fgsm_acc": round(55 - drop / 1.5 + seed_shift + noise[1], 2) if finished else np.nan,
             "pgd_acc": round(47 - drop / 1.4 + seed_shift + noise[2], 2) if finished else np.nan,
             "autoattack_acc": round(43 - drop / 1.3 + seed_shift + noise[3], 2) if finished else np.nan,
-            clean_name: best[clean_name] if finished else np.nan,
-            fgsm_name: best[fgsm_name] if finished else np.nan,
-            pgd_name: best[pgd_name] if finished else np.nan,
-            **{k: (v if finished else np.nan) for k, v in sparsity.items()},
-            "selected_on": select_on if finished else None,
-            "select_metric": clean_name if finished else None,
+            clean_name: best[clean_name],
+            fgsm_name: best[fgsm_name],
+            pgd_name: best[pgd_name],
+            **sparsity,
+            "selected_on": select_on,
+            "select_metric": clean_name,
             "epochs": n_epochs if finished else np.nan,
             "speedup_cpu": round(1 / (0.15 + 0.85 * channels**2), 2) if finished and pruning == "channel" else np.nan,
-            **{k: (v if finished else np.nan) for k, v in layers.items()},
+            **layers,
         }
         results.append(result)
     return pd.DataFrame(results), pd.DataFrame(epochs)

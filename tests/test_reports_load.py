@@ -13,13 +13,16 @@ import pandas as pd
 import pytest
 
 import reports
+from dnr_sweep import run_contract
 from reports.load import load_attack_strength, load_run, rebuild_tables
 from reports.synthetic import synthetic_tables, write_synthetic_run
 
-#: the synthetic run writes the this_epoch/ result.json format; rebuilding it needs the lead's load.py
+#: Until this branch meets the reworked loader (the this_epoch/ result.json format, which the synthetic
+#: run writes), the rebuild tests must fail; once merged they run as plain tests.
 NEEDS_NEW_REBUILD = pytest.mark.xfail(
-    strict=True, reason="needs the lead's reports/load.py rebuild for the this_epoch/ result.json format (in progress)"
-)
+    not hasattr(run_contract, "tune_result"), strict=True,
+    reason="needs reports/load.py's rebuild of the this_epoch/ result.json format (main, not yet on this branch)",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +38,18 @@ def test_rebuild_from_result_json_equals_parquet(run_dir):
     pd.testing.assert_frame_equal(epochs_from_json, reports.load_epochs(run_dir))
 
 
+@NEEDS_NEW_REBUILD
 def test_rebuild_equals_the_ground_truth(run_dir):
     truth_results, truth_epochs = synthetic_tables()
     rebuilt, epochs = rebuild_tables(run_dir)
-    assert len(rebuilt) == len(truth_results) == 21  # 20 finished (12 configurations, 4 with 3 seeds) + 1 unfinished
+    assert len(rebuilt) == len(truth_results) == 21  # 20 finished (12 configurations, 4 with 3 seeds) + 1
     truth = truth_results.set_index("trial_id").loc[rebuilt["trial_id"]]
     for column in ("clean_acc", "pgd_acc", "autoattack_acc", "compression", "layer_density/conv1"):
         np.testing.assert_array_equal(rebuilt[column].to_numpy(), truth[column].to_numpy())
     assert len(epochs) == len(truth_epochs)
 
 
+@NEEDS_NEW_REBUILD
 def test_canonical_columns(run_dir):
     df = reports.load(run_dir)
     assert list(df.columns[:5]) == [
@@ -67,18 +72,23 @@ def test_canonical_columns(run_dir):
     assert df["trial_id"].is_monotonic_increasing
     assert df["selected_epoch"].dtype == "Int64"
     epochs = reports.load_epochs(run_dir)
-    assert list(epochs.columns[:4]) == ["trial_id", "epoch", "loss", "loss_clean"]
+    from dnr_sweep.run_contract import EPOCH_METRICS
+
+    known = [c for c in EPOCH_METRICS if c in epochs.columns]
+    assert list(epochs.columns[: 2 + len(known)]) == ["trial_id", "epoch", *known]  # the contract's order
     assert {"dnr.density", "dnr.pruning", "model.arch"} <= set(epochs.columns)
     assert not {"pid", "hostname", "config", "training_iteration", "clean_acc", "final"} & set(epochs.columns)
 
 
+@NEEDS_NEW_REBUILD
 def test_unfinished_trial_is_incomplete_and_early_stopped(run_dir):
     df, _ = rebuild_tables(run_dir)
     row = df[df["trial_id"] == "t020"].iloc[0]
     assert row["status"] == "INCOMPLETE"
     assert bool(row["early_stopped"]) is True
     assert row["epochs_completed"] == 2
-    assert pd.isna(row["selected_epoch"]) and np.isnan(row["clean_acc"])
+    # an unfinished trial keeps its selected figures so far, and has no test figures
+    assert row["selected_epoch"] >= 1 and not np.isnan(row["val_clean_acc"]) and np.isnan(row["clean_acc"])
     assert (df.loc[df["trial_id"] != "t020", "status"] == "TERMINATED").all()
 
 
@@ -93,17 +103,18 @@ def test_missing_parquet_rebuilds(tmp_path, run_dir):
     assert run.config["model"]["arch"] == "resnet18"
 
 
+@NEEDS_NEW_REBUILD
 def test_restored_trial_keeps_last_line_per_epoch_and_nested_config(tmp_path):
     folder = tmp_path / "exp" / "trial_a"
     folder.mkdir(parents=True)
     lines = [
-        {"trial_id": "a", "training_iteration": 1, "loss": 2.0, "config": {"dnr": {"density": 0.1}}},
-        {"trial_id": "a", "training_iteration": 2, "loss": 1.5, "config": {"dnr": {"density": 0.1}}},
+        {"trial_id": "a", "training_iteration": 1, "this_epoch/loss": 2.0, "config": {"dnr": {"density": 0.1}}},
+        {"trial_id": "a", "training_iteration": 2, "this_epoch/loss": 1.5, "config": {"dnr": {"density": 0.1}}},
         # restored from the epoch-1 checkpoint: epoch 2 is reported again
         {
             "trial_id": "a",
             "training_iteration": 2,
-            "loss": 1.4,
+            "this_epoch/loss": 1.4,
             "config": {"dnr": {"density": 0.1}},
             "final": True,
             "done": True,
