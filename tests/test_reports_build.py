@@ -263,14 +263,18 @@ def test_dense_baseline_uses_the_target_density_when_swept(table):
     assert sel.baselines[""]["configuration"] == "d"
 
 
-def test_tables_never_import_matplotlib_or_torch(tmp_path):
+def test_tables_and_figure_data_never_import_matplotlib_or_torch(tmp_path):
     code = f"""
 import sys
 import pandas as pd
+from reports import figure_data
+from reports.selection import select
 from reports.tables import pareto_table, write_tables
 from reports.synthetic import synthetic_tables
 results, _ = synthetic_tables()
 write_tables(pareto_table(results), {str(tmp_path)!r})
+figure_data.compression_accuracy_data(select(results))  # the figures' data, computed without drawing
+figure_data.channels_present_data(select(results))
 bad = {{'matplotlib', 'torch'}} & {{m.split('.')[0] for m in sys.modules}}
 assert not bad, bad
 """
