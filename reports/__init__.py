@@ -1,13 +1,17 @@
-"""Sweep results -> Parquet -> Pareto fronts -> figures and tables. Reads files only; needs no Ray.
+"""Sweep results -> Parquet -> Pareto sets -> figures and tables. Reads files only; needs no Ray.
 
 >>> import reports
 >>> df = reports.load("runs/cifar10_vgg16")                       # doctest: +SKIP
->>> front = reports.pareto_front(df, {"compression": "max", "pgd_acc": "max"})  # doctest: +SKIP
+>>> choice = reports.select(df)      # joint Pareto sets and dense baseline, chosen on validation  # doctest: +SKIP
+>>> choice.fronts[("", "irregular")]                              # doctest: +SKIP
 >>> reports.build_report("runs/cifar10_vgg16")                    # doctest: +SKIP
 
-``reports.load`` and ``reports.load_epochs`` are functions (the module is ``reports.load`` only in
-``from reports.load import ...``). Plotting modules (matplotlib) are imported on first use, so
-``import reports`` stays light.
+Compute first, draw second: :mod:`reports.selection`, :mod:`reports.seeds`,
+:mod:`reports.figure_data` and :mod:`reports.tables` never import matplotlib; only
+:mod:`reports.figures` (drawing) and :mod:`reports.build` do. ``reports.load`` and
+``reports.load_epochs`` are functions (the module is ``reports.load`` only in
+``from reports.load import ...``). ``build_report`` is imported on first use, so ``import reports``
+stays light.
 """
 
 from __future__ import annotations
@@ -16,18 +20,21 @@ from typing import TYPE_CHECKING, Any
 
 from .load import load, load_epochs, load_run, rebuild_tables
 from .pareto import ParetoFront, pareto_front
+from .selection import Selection, select
 
 if TYPE_CHECKING:
     from .build import build_report
 
 __all__ = [
     "ParetoFront",
+    "Selection",
     "build_report",
     "load",
     "load_epochs",
     "load_run",
     "pareto_front",
     "rebuild_tables",
+    "select",
 ]
 
 

@@ -20,11 +20,20 @@ class FigureEntry:
     png: str
 
 
+@dataclass(frozen=True)
+class TableEntry:
+    """A table on the page: title, a sentence above it (e.g. which split chose) and the table."""
+
+    title: str
+    table: pd.DataFrame
+    note: str = ""
+
+
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 2em; }
-.meta { color: #666; font-size: 0.9em; }
+.meta { color: #666; font-size: 0.9em; } .note { font-size: 0.9em; color: #333; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
@@ -36,7 +45,7 @@ th { border-bottom: 2px solid #444; } td:nth-child(-n+4), th:nth-child(-n+4) { t
 def render_index(
     title: str,
     figures: Sequence[FigureEntry],
-    tables: Sequence[tuple[str, pd.DataFrame]],
+    tables: Sequence[TableEntry],
     *,
     meta: str = "",
     links: Sequence[tuple[str, str]] = (),
@@ -56,9 +65,11 @@ def render_index(
             f'<h2>{esc(fig.title)}</h2><figure><img src="{esc(fig.png)}" alt="{esc(fig.title)}">'
             f"<figcaption>{esc(fig.caption)}</figcaption></figure>"
         )
-    for name, table in tables:
-        parts.append(f"<h2>{esc(name)}</h2>")
-        parts.append(table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0))
+    for entry in tables:
+        parts.append(f"<h2>{esc(entry.title)}</h2>")
+        if entry.note:
+            parts.append(f'<p class="note">{esc(entry.note)}</p>')
+        parts.append(entry.table.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.2f}", border=0))
     if links:
         parts.append("<h2>Files</h2><ul>")
         parts += [f'<li><a href="{esc(href)}">{esc(text)}</a></li>' for text, href in links]
@@ -71,7 +82,7 @@ def write_index(
     out_dir: str | os.PathLike[str],
     title: str,
     figures: Sequence[FigureEntry],
-    tables: Sequence[tuple[str, pd.DataFrame]],
+    tables: Sequence[TableEntry],
     *,
     meta: str = "",
     links: Sequence[tuple[str, str]] = (),

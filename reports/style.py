@@ -93,8 +93,10 @@ def group_styles(groups: Iterable[str]) -> dict[str, tuple[str, str]]:
 
 
 def group_order(groups: Iterable[str]) -> list[str]:
-    """Groups in display order: irregular, channel, others sorted, dense last."""
+    """Groups in display order: irregular, channel, other channel modes, others sorted, dense last."""
     unique = set(groups)
     fixed = [g for g in ("irregular", "channel") if g in unique]
-    others = sorted(g for g in unique if g not in ("irregular", "channel", DENSE))
-    return fixed + others + ([DENSE] if DENSE in unique else [])
+    rest = sorted(g for g in unique if g not in ("irregular", "channel", DENSE))
+    channel_modes = [g for g in rest if g.startswith("channel")]
+    others = [g for g in rest if not g.startswith("channel")]
+    return fixed + channel_modes + others + ([DENSE] if DENSE in unique else [])

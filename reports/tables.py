@@ -1,80 +1,111 @@
-"""Pareto-optimal trials in the shape of the paper's Tables 1-2, as a DataFrame, CSV and LaTeX.
+"""The report's Pareto sets in the shape of the paper's Tables 1-2, as a DataFrame, CSV and LaTeX.
 
-One row per dense baseline (per model and dataset) followed by the Pareto-optimal trials of each
-pruning type: model, dataset, pruning type, compression (x), channels present (%), clean / FGSM /
-PGD accuracy (%) and any extra test-attack columns (``autoattack_acc``, ``pgd50x10_acc``, ...).
+One row per dense baseline (per model and dataset) followed by the Pareto-optimal configurations of
+each pruning type, exactly the ones the figures draw (:func:`reports.selection.select`: chosen on
+validation figures, test figures shown): model, dataset, pruning type, number of seeds, compression
+(x), channels present (%), clean / FGSM / PGD accuracy (%) and any extra test-attack column
+(``autoattack_acc``, ``pgd50x10_acc``, ...), each a mean with its 95% CI half-width over seeds.
+
+Imports no plotting library: tables are written without matplotlib.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .figures import DEFAULT_GROUP_BY, DEFAULT_Y, dense_baseline, group_labels
-from .load import extra_attack_columns
-from .pareto import Direction, pareto_front
-from .style import DENSE, group_order, metric_label
+from dnr_sweep.run_contract import is_attack_metric
 
-ACCURACY_HEADER = "Accuracy (%)"
+from .seeds import N_SEEDS, TRIAL_IDS, ci_column
+from .selection import Protocol, Selection, select
+from .style import DENSE, metric_label
+
 TRIAL = "Trial"
+SEEDS = "Seeds"
+CHOSEN_ON = "Chosen on"
+SHOWN = "Shown"
+CI_SUFFIX = " ±95% CI"
+LEAD_COLUMNS = ("Model", "Dataset", "Pruning type", SEEDS, "Compression (×)", "Channels present (%)")
 
 
-def default_objectives(x: str, y: Sequence[str]) -> dict[str, Direction]:
-    """``{x: "max", y_1: "max", ...}``: every accuracy and the compression."""
-    return {x: "max", **{metric: "max" for metric in y}}
+def ci_label(metric_column: str) -> str:
+    """The column holding a table column's 95% CI half-width: ``"Clean ±95% CI"``."""
+    return metric_column + CI_SUFFIX
 
 
-def pareto_table(
-    df: pd.DataFrame,
-    *,
-    y: Sequence[str] = DEFAULT_Y,
-    objectives: Mapping[str, Direction] | None = None,
-    group_by: str | None = DEFAULT_GROUP_BY,
-    x: str = "compression",
-) -> pd.DataFrame:
-    """The dense baseline and the Pareto-optimal trials per model, dataset and pruning type.
+def chosen_on(protocol: Protocol) -> str:
+    """The table's ``Chosen on`` value: ``"validation"`` or ``"test (paper protocol)"``."""
+    return "test (paper protocol)" if protocol.paper else "validation"
 
-    Columns: ``Trial``, ``Model``, ``Dataset``, ``Pruning type``, ``Compression (×)``,
-    ``Channels present (%)``, then one accuracy column per ``y`` and extra attack column, named by
-    :func:`reports.style.metric_label` (``Clean``, ``FGSM``, ``PGD``, ...), values rounded to 2 places.
-    Rows: per model/dataset, the dense baseline first, then each pruning type's front by compression.
+
+def table_metrics(selection: Selection) -> list[str]:
+    """The accuracies a table shows: the report's ``y``, then extra test-attack columns by name."""
+    extra = sorted(
+        c for c in selection.configurations.columns if is_attack_metric(str(c)) and not str(c).startswith("val_")
+    )
+    metrics = list(dict.fromkeys([*selection.metrics, *extra]))
+    return [m for m in metrics if m in selection.configurations.columns]
+
+
+def pareto_table(selection: Selection | pd.DataFrame, **select_args: Any) -> pd.DataFrame:
+    """The dense baseline and the Pareto-optimal configurations per model, dataset and pruning type.
+
+    Args:
+        selection: the report's :class:`~reports.selection.Selection`, or a results table to pass to
+            :func:`~reports.selection.select` with ``select_args`` (``x``, ``y``, ``objectives``,
+            ``group_by``).
+
+    Columns: ``Trial`` (the configuration's trial ids), ``Model``, ``Dataset``, ``Pruning type``,
+    ``Seeds``, ``Compression (×)``, ``Channels present (%)``, then per accuracy its mean (named by
+    :func:`reports.style.metric_label`: ``Clean``, ``FGSM``, ``PGD``, ...) and ``<name> ±95% CI``
+    (NaN for one seed), values rounded to 2 places; then ``Chosen on`` (``validation`` or ``test
+    (paper protocol)``) and ``Shown`` (``test``). Rows: per scope, the dense baseline first, then
+    each pruning type's Pareto set by ``x``.
     """
-    objectives = dict(objectives or default_objectives(x, y))
-    metrics = list(dict.fromkeys([*y, *extra_attack_columns(df.columns)]))
-    metrics = [m for m in metrics if m in df.columns]
-    groups = group_labels(df, group_by)
-    keys = [c for c in ("model.arch", "data.dataset") if c in df.columns]
-    parts = [df] if not keys else [part for _, part in df.groupby(keys, sort=True, dropna=False)]
+    if isinstance(selection, pd.DataFrame):
+        selection = select(selection, **select_args)
+    elif select_args:
+        raise TypeError(f"pareto_table got a Selection and select arguments {sorted(select_args)}")
+    metrics = table_metrics(selection)
     picked: list[tuple[pd.Series, str]] = []
-    for part in parts:
-        part_groups = groups[part.index]
-        best = dense_baseline(part, y[0]) if y and y[0] in part.columns else None
-        if best is not None:
-            picked.append((best, DENSE))
-        for group in group_order(part_groups.unique()):
-            if group == DENSE:
-                continue
-            front = pareto_front(part[part_groups == group], objectives).rows
-            front = front.sort_values(x, kind="mergesort") if x in front.columns else front
-            picked.extend((row, group) for _, row in front.iterrows())
+    for scope in selection.scopes:
+        if scope in selection.baselines:
+            picked.append((selection.baselines[scope], DENSE))
+        for group in selection.groups:
+            if (scope, group) in selection.fronts:
+                picked.extend((row, group) for _, row in selection.fronts[(scope, group)].iterrows())
     records = []
     for row, group in picked:
-        record = {
-            TRIAL: str(row.get("trial_id", row.name)),
+        record: dict[str, Any] = {
+            TRIAL: " ".join(row[TRIAL_IDS]),
             "Model": row.get("model.arch", ""),
             "Dataset": row.get("data.dataset", ""),
             "Pruning type": "unpruned baseline" if group == DENSE else group,
+            SEEDS: int(row[N_SEEDS]),
             "Compression (×)": _num(row.get("compression"), 2),
             "Channels present (%)": _num(row.get("channels_present"), 2, scale=100.0),
         }
-        record.update({metric_label(m): _num(row.get(m), 2) for m in metrics})
+        for m in metrics:
+            record[metric_label(m)] = _num(row.get(m), 2)
+            record[ci_label(metric_label(m))] = _num(row.get(ci_column(m)), 2)
+        record[CHOSEN_ON] = chosen_on(selection.protocol)
+        record[SHOWN] = "test"
         records.append(record)
-    columns = [TRIAL, "Model", "Dataset", "Pruning type", "Compression (×)", "Channels present (%)"]
-    return pd.DataFrame(records, columns=columns + [metric_label(m) for m in metrics])
+    columns = [TRIAL, *LEAD_COLUMNS]
+    for m in metrics:
+        columns += [metric_label(m), ci_label(metric_label(m))]
+    return pd.DataFrame(records, columns=[*columns, CHOSEN_ON, SHOWN])
+
+
+def selection_sentence(table: pd.DataFrame) -> str:
+    """``"Pareto set chosen on validation accuracy; test accuracy shown."`` from a table's ``Chosen on``."""
+    values = set(table[CHOSEN_ON]) if CHOSEN_ON in table.columns and len(table) else {"validation"}
+    protocol = Protocol("test" if any(v.startswith("test") for v in values) else "val")
+    return protocol.chosen() + "."
 
 
 def _num(value: object, places: int, scale: float = 1.0) -> float:
@@ -104,20 +135,47 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+def accuracy_columns(table: pd.DataFrame) -> list[str]:
+    """The accuracy (mean) columns of a :func:`pareto_table`, in order."""
+    fixed = {TRIAL, *LEAD_COLUMNS, CHOSEN_ON, SHOWN}
+    return [c for c in table.columns if c not in fixed and not c.endswith(CI_SUFFIX)]
+
+
+def _mean_ci(mean: Any, ci: Any, pm: str) -> str | None:
+    if pd.isna(mean):
+        return None
+    return f"{mean:.2f}" if pd.isna(ci) else f"{mean:.2f}{pm}{ci:.2f}"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`pareto_table` for reading: ``"86.74 ± 0.31"`` cells, without ``Chosen on``/``Shown``."""
+    out = table.drop(columns=[c for c in table.columns if c.endswith(CI_SUFFIX) or c in (CHOSEN_ON, SHOWN)])
+    for column in accuracy_columns(table):
+        ci = table[ci_label(column)] if ci_label(column) in table.columns else pd.Series(np.nan, index=table.index)
+        out[column] = [_mean_ci(m, c, " ± ") for m, c in zip(table[column], ci, strict=True)]
+    return out
+
+
 def to_latex(table: pd.DataFrame, *, caption: str | None = None, label: str | None = None) -> str:
     """A booktabs ``table`` of :func:`pareto_table`'s output in the paper's layout (no Trial column).
 
-    The accuracy columns sit under one spanning ``Accuracy (%)`` header, compression is written
-    ``20.63$\\times$``, missing values as ``--``. Needs ``\\usepackage{booktabs}``.
+    The accuracy columns sit under one spanning ``Accuracy (%)`` header, each cell the mean and, for
+    several seeds, ``$\\pm$`` its 95% CI half-width; a ``Seeds`` column appears when some row has
+    more than one. Compression is written ``20.63$\\times$``, missing values as ``--``. The caption
+    ends with which split chose and which is shown. Needs ``\\usepackage{booktabs}``.
     """
     lead = ["Model", "Dataset", "Pruning type", "Compression (×)", "Channels present (%)"]
     lead = [c for c in lead if c in table.columns]
-    accs = [c for c in table.columns if c not in lead and c != TRIAL]
+    several_seeds = SEEDS in table.columns and bool((pd.to_numeric(table[SEEDS]) > 1).any())
+    if several_seeds:
+        lead.insert(lead.index("Pruning type") + 1 if "Pruning type" in lead else 0, SEEDS)
+    accs = accuracy_columns(table)
     header_lead = [
         {
             "Model": "Model",
             "Dataset": "Dataset",
             "Pruning type": "Pruning type",
+            SEEDS: "Seeds",
             "Compression (×)": "Compression",
             "Channels present (%)": r"Channels (\%)",
         }[c]
@@ -125,15 +183,16 @@ def to_latex(table: pd.DataFrame, *, caption: str | None = None, label: str | No
     ]
     spec = "l" * sum(c in ("Model", "Dataset", "Pruning type") for c in lead)
     spec += "r" * (len(lead) - len(spec)) + "r" * len(accs)
+    note = selection_sentence(table) + (" Mean $\\pm$ 95\\% CI over seeds." if several_seeds else "")
     lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    text = f"{latex_escape(caption)} {note}" if caption else note
+    lines.append(rf"\caption{{{text}}}")
     if label:
         lines.append(rf"\label{{{label}}}")
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
     if accs:
         first = len(lead) + 1
-        lines.append(" & " * len(lead) + rf"\multicolumn{{{len(accs)}}}{{c}}{{Accuracy (\%)}} \\")
+        lines.append(" & " * len(lead) + rf"\multicolumn{{{len(accs)}}}{{c}}{{Test accuracy (\%)}} \\")
         lines.append(rf"\cmidrule(lr){{{first}-{first + len(accs) - 1}}}")
     lines.append(" & ".join(header_lead + [latex_escape(a) for a in accs]) + r" \\")
     lines.append(r"\midrule")
@@ -150,8 +209,12 @@ def to_latex(table: pd.DataFrame, *, caption: str | None = None, label: str | No
                 cells.append(latex_escape(value))
             elif pd.isna(value):
                 cells.append("--")
+            elif c == SEEDS:
+                cells.append(f"{int(value)}")
             elif c == "Compression (×)":
                 cells.append(f"{value:.2f}$\\times$")
+            elif c in accs:
+                cells.append(_mean_ci(value, row.get(ci_label(c)), " $\\pm$ ") or "--")
             else:
                 cells.append(f"{value:.2f}")
         lines.append(" & ".join(cells) + r" \\")

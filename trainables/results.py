@@ -93,8 +93,13 @@ def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSum
     if report and len(finished):
         from reports.build import build_report
 
-        written = build_report(run_dir)
-        figure = next((p for p in written if p.suffix == ".png"), None)
-        index = run_dir / rc.REPORT_DIR / "index.html"
-        summary.lines.append(f"report: {index}" + (f" (figure: {figure})" if figure else ""))
+        try:
+            written = build_report(run_dir)
+        except ValueError as exc:  # the results are safe; only the drawing failed
+            summary.lines.append(f"report: not drawn ({exc}); the results are complete: fix the report settings "
+                                 f"and draw it with `dnr-sweep report {run_dir}`")  # fmt: skip
+        else:
+            figure = next((p for p in written if p.suffix == ".png"), None)
+            index = run_dir / rc.REPORT_DIR / "index.html"
+            summary.lines.append(f"report: {index}" + (f" (figure: {figure})" if figure else ""))
     return summary
