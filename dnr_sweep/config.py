@@ -417,6 +417,10 @@ class ReportConfig(Strict):
     group_by: str = "dnr.pruning"
     objectives: dict[str, Direction] | None = None
     formats: list[Literal["pdf", "png", "svg"]] = Field(default_factory=lambda: ["pdf", "png"])
+    live_every_s: NonNegFloat = Field(
+        60.0, description="refresh the live report at most this often (and after each finished trial)"
+    )
+    live: bool = Field(True, description="refresh results and report while the sweep runs")
 
 
 class SweepConfig(RunConfig):

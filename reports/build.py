@@ -23,7 +23,7 @@ from dnr_sweep.run_contract import TEST_SELECTION_METRICS, VAL_METRICS, selectio
 
 from . import figure_data as data
 from . import figures as figs
-from .html import FigureEntry, TableEntry, write_index
+from .html import FINAL, FigureEntry, PageStatus, TableEntry, replace_atomically, write_index
 from .load import (
     EPOCHS_FILE,
     RESULTS_FILE,
@@ -41,7 +41,7 @@ from .style import DENSE, RC
 from .tables import display_table, pareto_table, write_tables
 
 FORMATS = ("pdf", "png", "svg")
-REPORT_KEYS = ("x", "y", "group_by", "objectives", "formats")
+REPORT_KEYS = ("x", "y", "group_by", "objectives", "formats", "live", "live_every_s")  # the last two: the sweep
 DEFAULT_FORMATS = ("pdf", "png")
 
 
@@ -136,10 +136,25 @@ def _save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str]) -> list
     paths = []
     with mpl.rc_context(RC):
         for fmt in formats:
-            path = out_dir / f"{stem}.{fmt}"
-            fig.savefig(path, format=fmt, dpi=200 if fmt == "png" else None)
-            paths.append(path)
+            save = lambda handle, fmt=fmt: fig.savefig(handle, format=fmt, dpi=200 if fmt == "png" else None)  # noqa: E731
+            paths.append(replace_atomically(out_dir / f"{stem}.{fmt}", save))
     return paths
+
+
+#: columns of the page's "Trials" table (those present), after the swept parameters
+TRIAL_COLUMNS = ("trial_id", "status", "epochs_completed", "selected_epoch")
+
+
+def trials_table(results: pd.DataFrame, total_epochs: int | None) -> pd.DataFrame:
+    """Every trial so far: status (running ones marked), epochs done, and its selected figures."""
+    params = [c for c in results.columns if "." in c and not c.startswith("layer_density/")
+              and results[c].nunique(dropna=False) > 1]  # fmt: skip
+    figures = [c for c in (*VAL_METRICS, *TEST_SELECTION_METRICS, "compression", "clean_acc", "pgd_acc")
+               if c in results.columns]  # fmt: skip
+    table = results[[c for c in TRIAL_COLUMNS if c in results.columns] + params + figures].copy()
+    if total_epochs and "epochs_completed" in table:
+        table["epochs_completed"] = [f"{int(e)}/{total_epochs}" for e in table["epochs_completed"]]
+    return table
 
 
 def build_report(
@@ -151,13 +166,15 @@ def build_report(
     y: Sequence[str] | None = None,
     objectives: Mapping[str, str] | None = None,
     group_by: str | None = None,
+    status: PageStatus = FINAL,
 ) -> list[Path]:
     """Load ``run_dir``, (re)write its Parquet tables when rebuilt, draw every figure that has data,
     write the Pareto table (CSV, LaTeX) and ``index.html`` into ``out_dir`` (default
     ``run_dir/report``). Returns every file written, in writing order.
 
     ``formats`` defaults to ``("pdf", "png")`` (or ``report.formats``); PNG is always written too,
-    because ``index.html`` shows it.
+    because ``index.html`` shows it. ``status`` marks a live page (the sweep still runs; the page
+    reloads itself) or the final one. Every file is replaced atomically.
 
     Raises:
         FileNotFoundError: ``run_dir`` does not exist or holds neither Parquet tables nor result.json.
@@ -192,14 +209,20 @@ def build_report(
     table = pareto_table(selection)
     written.extend(write_tables(table, out))
     links = [(p.name, p.name) for p in written if p.parent == out and p.suffix != ".png"]
+    epochs_total = (run.config.get("train") or {}).get("epochs") if isinstance(run.config.get("train"), Mapping) else None
+    trials_note = "Selected figures so far; test accuracy only for finished trials (measured once, at the end)."
     written.append(
         write_index(
             out,
             f"DNR sweep report: {run.path.name}",
             entries,
-            [TableEntry("Pareto-optimal models", display_table(table), _table_note(selection))],
+            [
+                TableEntry("Pareto-optimal models", display_table(table), _table_note(selection)),
+                TableEntry("Trials", trials_table(results, epochs_total), trials_note),
+            ],
             meta=_meta(run.path.name, results, selection),
             links=links,
+            status=status,
         )
     )
     return written

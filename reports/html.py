@@ -1,12 +1,18 @@
-"""``report/index.html``: one static page with every figure (PNG by relative path) and the tables."""
+"""``report/index.html``: one static page with every figure (PNG by relative path) and the tables.
+
+While a sweep runs the page is *live*: it says so ("live, 3 of 10 trials finished, updated 14:05"),
+and the browser reloads it every ``refresh_s`` seconds; the final page says "final". Files are
+replaced atomically (:func:`replace_atomically`), so a reader never sees half a page or figure.
+"""
 
 from __future__ import annotations
 
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -39,7 +45,39 @@ figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
 th, td { padding: 0.25em 0.7em; text-align: right; border-bottom: 1px solid #ddd; }
 th { border-bottom: 2px solid #444; } td:nth-child(-n+4), th:nth-child(-n+4) { text-align: left; }
+.status { display: inline-block; padding: 0.15em 0.6em; border-radius: 0.3em; font-size: 0.9em; }
+.live { background: #fff3cd; color: #664d03; } .final { background: #d1e7dd; color: #0f5132; }
 """
+
+
+@dataclass(frozen=True)
+class PageStatus:
+    """Whether the page is live (the sweep still runs) and what to say about it."""
+
+    text: str  # e.g. "live, 3 of 10 trials finished, updated 14:05" or "final"
+    refresh_s: int | None = None  # the browser reloads the page this often (live pages only)
+
+    @property
+    def live(self) -> bool:
+        return self.refresh_s is not None
+
+
+FINAL = PageStatus("final")
+
+
+def replace_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Write ``path`` through a temporary file beside it and ``os.replace``: readers see the old or the
+    new file, never a half one. The file gets the process umask's mode, like any other new file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def render_index(
@@ -49,14 +87,17 @@ def render_index(
     *,
     meta: str = "",
     links: Sequence[tuple[str, str]] = (),
+    status: PageStatus = FINAL,
 ) -> str:
     """The page's HTML text: a header, the figures in order, the tables, links to downloads."""
     esc = html.escape
+    refresh = f'<meta http-equiv="refresh" content="{int(status.refresh_s)}">' if status.live else ""
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{refresh}',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
+        f'<p><span class="status {"live" if status.live else "final"}">{esc(status.text)}</span></p>',
     ]
     if meta:
         parts.append(f'<p class="meta">{esc(meta)}</p>')
@@ -86,8 +127,8 @@ def write_index(
     *,
     meta: str = "",
     links: Sequence[tuple[str, str]] = (),
+    status: PageStatus = FINAL,
 ) -> Path:
-    """Write ``<out_dir>/index.html`` and return its path."""
-    path = Path(out_dir) / "index.html"
-    path.write_text(render_index(title, figures, tables, meta=meta, links=links), encoding="utf-8")
-    return path
+    """Write ``<out_dir>/index.html`` (atomically) and return its path."""
+    text = render_index(title, figures, tables, meta=meta, links=links, status=status).encode("utf-8")
+    return replace_atomically(Path(out_dir) / "index.html", lambda handle: handle.write(text))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from dnr_sweep.run_contract import is_attack_metric
 
+from .html import replace_atomically
 from .seeds import N_SEEDS, TRIAL_IDS, ci_column
 from .selection import Protocol, Selection, select
 from .style import DENSE, metric_label
@@ -225,9 +226,9 @@ def to_latex(table: pd.DataFrame, *, caption: str | None = None, label: str | No
 def write_tables(table: pd.DataFrame, out_dir: str | os.PathLike[str], stem: str = "pareto") -> list[Path]:
     """Write ``<stem>.csv`` and ``<stem>.tex`` into ``out_dir``; return both paths."""
     out_dir = Path(out_dir)
-    csv_path, tex_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.tex"
-    table.to_csv(csv_path, index=False, float_format="%.2f")
-    tex_path.write_text(
-        to_latex(table, caption="Pareto-optimal DNR models (compression and accuracy).", label=f"tab:{stem}")
-    )
-    return [csv_path, tex_path]
+    csv_text = table.to_csv(index=False, float_format="%.2f").encode()
+    tex_text = to_latex(table, caption="Pareto-optimal DNR models (compression and accuracy).", label=f"tab:{stem}")
+    return [
+        replace_atomically(out_dir / f"{stem}.csv", lambda handle: handle.write(csv_text)),
+        replace_atomically(out_dir / f"{stem}.tex", lambda handle: handle.write(tex_text.encode())),
+    ]

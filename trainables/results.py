@@ -22,7 +22,10 @@ class SweepSummary:
 
 
 def assemble_tables(outcome: Any) -> tuple[Any, Any]:
-    """``(results, epochs)`` of a finished ``fit``: one results row per trial, statuses from Tune."""
+    """``(results, epochs)`` of a sweep: one results row per trial the experiment knows, with Tune's
+    status (``RUNNING``/``PENDING`` while it runs; ``ERROR``; ``EARLY_STOPPED`` for trials a
+    scheduler stopped) and each failure's error line. ``outcome`` is a :class:`SweepOutcome` (or any
+    object with ``run_dir``, ``statuses``, ``configs`` and ``errors``)."""
     import pandas as pd
 
     from reports.load import rebuild_tables
@@ -31,7 +34,7 @@ def assemble_tables(outcome: Any) -> tuple[Any, Any]:
         results, epochs = rebuild_tables(outcome.run_dir)
     except FileNotFoundError:  # no trial reported a single epoch
         results, epochs = pd.DataFrame(columns=["trial_id", "status", "early_stopped"]), pd.DataFrame()
-    # a trial that failed before its first epoch left no result.json: it still gets its row
+    # a trial that failed (or waits) before its first epoch left no result.json: it still gets its row
     missing = [t for t in outcome.statuses if t not in set(results["trial_id"])]
     if missing:
         rows = [{"trial_id": t, "status": outcome.statuses[t], "early_stopped": True, "epochs_completed": 0,
@@ -42,10 +45,10 @@ def assemble_tables(outcome: Any) -> tuple[Any, Any]:
         results["error"] = results["trial_id"].map(outcome.errors)
     for trial_id, status in outcome.statuses.items():
         rows = results["trial_id"] == trial_id
-        if status == "ERROR":
-            results.loc[rows, "status"] = "ERROR"
-        elif status == "TERMINATED":
+        if status == "TERMINATED":
             results.loc[rows & results["early_stopped"], "status"] = "EARLY_STOPPED"
+        else:  # ERROR, and while the sweep runs: RUNNING, PENDING, PAUSED
+            results.loc[rows, "status"] = status
     return results, epochs
 
 

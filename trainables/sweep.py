@@ -187,8 +187,19 @@ def _run_config(config: SweepConfig, run_dir: Path) -> Any:
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_frequency=1, checkpoint_at_end=True),
         failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
         progress_reporter=reporter,
+        callbacks=_callbacks(config, run_dir),
         verbose=1,
     )
+
+
+def _callbacks(config: SweepConfig, run_dir: Path) -> list[Any]:
+    """Tune's JSON logger first (so a trial's result.json holds a result before anyone reads it),
+    then the live report (``report.live``)."""
+    from ray.tune.logger import JsonLoggerCallback
+
+    from trainables.live import LiveReport
+
+    return [JsonLoggerCallback(), *([LiveReport(config, run_dir)] if config.report.live else [])]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,8 +285,13 @@ def load_run_dir_config(run_dir: Path) -> SweepConfig:
 
 
 def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
-    outcome = SweepOutcome(run_dir=run_dir)
     trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
+    return outcome_from_trials(trials, run_dir)
+
+
+def outcome_from_trials(trials: Any, run_dir: Path) -> SweepOutcome:
+    """Statuses, sampled configs and error lines of Tune's trials (during or after ``fit``)."""
+    outcome = SweepOutcome(run_dir=run_dir)
     for trial in trials:
         outcome.statuses[trial.trial_id] = trial.status
         outcome.configs[trial.trial_id] = dict(trial.config)
@@ -284,8 +300,8 @@ def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
             if trial.error_file and Path(trial.error_file).is_file():
                 text = Path(trial.error_file).read_text().strip().splitlines()[-1]
             outcome.errors[trial.trial_id] = text or "failed (see its error.txt)"
-        elif trial.status not in ("TERMINATED",):
-            outcome.interrupted = True
+        elif trial.status != "TERMINATED":
+            outcome.interrupted = True  # after fit; while it runs, such trials are simply not done yet
     return outcome
 
 
