@@ -341,3 +341,54 @@ def test_tensorboard_event_files_hold_every_epoch_metric(real_runs):
             compared += 1
         assert any(tag.endswith("val_clean_acc") for tag in tags) and any(tag.endswith("loss") for tag in tags)
         assert compared >= 15  # every per-epoch figure of this run, not a handful
+
+
+# ------------------------------------------------------------------------------------------------
+# Dashboard metrics: Ray gauges per epoch, tagged by run and trial (no cluster needed)
+
+
+def test_dashboard_gauges_hold_this_epochs_figures_tagged_by_run_and_trial(monkeypatch):
+    import numpy as np
+    from ray.util import metrics
+
+    from trainables import dashboard_metrics as dm
+
+    created: list[tuple[str, tuple[str, ...]]] = []
+    recorded: list[tuple[str, float, dict[str, str]]] = []
+    original_init = metrics.Gauge.__init__
+
+    def spy_init(self, name, description="", tag_keys=None):
+        created.append((name, tag_keys))
+        original_init(self, name, description, tag_keys)
+
+    monkeypatch.setattr(metrics.Gauge, "__init__", spy_init)
+    monkeypatch.setattr(metrics.Gauge, "set", lambda self, value, tags=None: recorded.append((self._name, value, tags)))
+    monkeypatch.setattr(dm, "_gauges", None)
+    tags = {"run": "digits_quick_20260101-120000", "trial_id": "3f2a1_00004"}
+    epoch_3 = {
+        "epoch": 3, "final": False, "training_iteration": 3,
+        "this_epoch/val_clean_acc": np.float32(91.5), "this_epoch/val_pgd_acc": 40.25, "this_epoch/density": 0.1,
+        "this_epoch/epoch_time_s": 1.75, "this_epoch/loss": 0.4,
+        # the selected epoch's figures (top level) are not this epoch's: the gauges must not show them
+        "selected_epoch": 2, "val_clean_acc": 93.0, "val_pgd_acc": 42.0, "density": 0.12,
+    }  # fmt: skip
+    dm.report_epoch(epoch_3, run=tags["run"], trial_id=tags["trial_id"])
+    assert sorted(recorded) == sorted([
+        ("dnr_sweep_epoch", 3.0, tags), ("dnr_sweep_val_clean_acc", 91.5, tags),
+        ("dnr_sweep_val_pgd_acc", 40.25, tags), ("dnr_sweep_density", 0.1, tags),
+        ("dnr_sweep_epoch_time_s", 1.75, tags),
+    ])  # fmt: skip
+    assert all(type(value) is float for _, value, _ in recorded)
+    # the next epoch was not robust-evaluated: its PGD gauge keeps the last measured value
+    recorded.clear()
+    epoch_4 = {**epoch_3, "epoch": 4, "this_epoch/val_pgd_acc": float("nan"), "this_epoch/val_clean_acc": 92.0}
+    dm.report_epoch(epoch_4, run=tags["run"], trial_id=tags["trial_id"])
+    assert {name: value for name, value, _ in recorded} == {
+        "dnr_sweep_epoch": 4.0, "dnr_sweep_val_clean_acc": 92.0, "dnr_sweep_density": 0.1,
+        "dnr_sweep_epoch_time_s": 1.75,
+    }  # fmt: skip
+    # created once per process, each with the run and trial tag keys
+    assert created == [(name, ("run", "trial_id")) for name in dm.GAUGES]
+    # a result without these figures sets nothing and never fails the trial
+    recorded.clear()
+    assert dm.report_epoch({"done": True}, run="r", trial_id="t") == {} and recorded == []
