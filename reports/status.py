@@ -242,9 +242,15 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
     run_dir = Path(run_dir).expanduser()
     now = time.time() if now is None else now
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such folder; pass the run folder `dnr-sweep run` printed "
+        what = "not a folder" if run_dir.exists() else "no such folder"
+        raise UserError(f"{run_dir}: {what}; pass the run folder `dnr-sweep run` printed "
                         "(storage/name, e.g. runs/digits_quick_20260101-120000)")  # fmt: skip
+    if (run_dir / rc.TUNE_RESULT_FILE).is_file() or (run_dir / rc.TUNE_PARAMS_FILE).is_file():
+        raise UserError(f"{run_dir}: one trial's folder; pass the run folder it is in: {run_dir.parent}")
     state_path = _newest_state(run_dir)
+    if state_path is None and ((run_dir / rc.CHECKPOINT_FILE).is_file() or (run_dir / rc.EPOCHS_CSV).is_file()):
+        raise UserError(f"{run_dir}: a `dnr-sweep train` folder (one run, no sweep); its result is in "
+                        f"{rc.METRICS_FILE} and {rc.EPOCHS_CSV}")  # fmt: skip
     if not (run_dir / rc.CONFIG_FILE).is_file():
         what = "a Ray Tune experiment, but not one `dnr-sweep run` started" if state_path else "not a run folder"
         raise UserError(f"{run_dir}: {what} (no {rc.CONFIG_FILE}); pass the run folder `dnr-sweep run` printed "
@@ -368,9 +374,9 @@ def _trial_status(trial: _TuneTrial, lines: list[dict[str, Any]], run_dir: Path,
         state = "finished"
     elif trial.status == "TERMINATED":
         state = "early_stopped"
-    elif trial.status in ("PENDING", "PAUSED") or (not trial.status and not lines):
+    elif not lines and trial.status != "RUNNING":
         state = "pending"
-    else:  # RUNNING, or a folder Tune's snapshot does not list yet
+    else:  # RUNNING, or it reported epochs since Tune's last snapshot (which still says PENDING)
         state = "running" if live else "interrupted"
 
     times = [_finite(line.get(rc.epoch_key("epoch_time_s"))) for line in lines[-RECENT_EPOCHS:]]

@@ -207,6 +207,20 @@ def test_status_of_a_running_run(real_runs, capsys):
     text = capsys.readouterr().out
     assert "running, last update" in text and "epoch 1/2" in text and "ETA" in text and "resume" not in text
 
+    # the trial failed once and Tune restarted it from its checkpoint: still running, and says so
+    error = next(real_runs["errored"].glob(f"*/{rc.TUNE_ERROR_FILE}"))
+    shutil.copyfile(error, path.parent / rc.TUNE_ERROR_FILE)
+    state = json.loads(state_file(run_dir).read_text())
+    for entry in state["trial_data"]:
+        meta = json.loads(entry[1])
+        if json.loads(entry[0])["trial_id"] == running["trial_id"]:
+            entry[1] = json.dumps({**meta, "num_failures": 1, "error_filename": rc.TUNE_ERROR_FILE})
+    state_file(run_dir).write_text(json.dumps(state))
+    assert cli.main(["status", str(run_dir)]) == 0
+    text = capsys.readouterr().out
+    assert f"{running['trial_id']}  failed 1 time(s), restarted from its last checkpoint (now running)" in text
+    assert "1 running, 0 finished, 0 early-stopped, 0 errored" in text
+
 
 @pytest.mark.slow
 def test_status_of_an_interrupted_run(real_runs, capsys):
@@ -263,6 +277,20 @@ def test_status_refuses_folders_that_are_not_runs(tmp_path, capsys):
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
     with pytest.raises(UserError, match="Ray Tune experiment, but not one `dnr-sweep run` started"):
         st.sweep_status(tmp_path)
+    assert cli.main(["status", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt: not a folder" in capsys.readouterr().err
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / rc.CONFIG_FILE).write_text(yaml.safe_dump(BASE))
+    (trial / rc.TUNE_RESULT_FILE).write_text("")
+    with pytest.raises(UserError, match=f"one trial's folder; pass the run folder it is in: {tmp_path}"):
+        st.sweep_status(trial)
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / rc.CONFIG_FILE).write_text(yaml.safe_dump(BASE))
+    (single / rc.EPOCHS_CSV).write_text("epoch\n1\n")
+    with pytest.raises(UserError, match="a `dnr-sweep train` folder"):
+        st.sweep_status(single)
 
 
 def test_status_of_a_sweep_tune_has_not_snapshotted_yet(tmp_path):
