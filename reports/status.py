@@ -47,7 +47,6 @@ STALE_AFTER_S = 300.0
 RECENT_EPOCHS = 3
 
 TRIAL_STATES = ("running", "finished", "early_stopped", "errored", "interrupted", "pending")
-_TUNE_TERMINAL = ("TERMINATED", "ERROR")
 
 
 @dataclass
@@ -238,9 +237,73 @@ def _run_config(run_dir: Path) -> SweepConfig:
 
 
 def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s: float = STALE_AFTER_S) -> SweepStatus:
-    """The status of the sweep in ``run_dir``; raises :class:`UserError` if it is not a run folder."""
+    """The status of the sweep in ``run_dir``; raises :class:`UserError` if it is not a run folder.
+
+    ``now`` and ``stale_after_s`` (silence after which the driver counts as gone) are for tests.
+    """
     run_dir = Path(run_dir).expanduser()
     now = time.time() if now is None else now
+    state_path = _check_run_folder(run_dir)
+    config = _run_config(run_dir)
+    notes: list[str] = []
+
+    tune_trials: list[_TuneTrial] = []
+    session_start = None
+    if state_path is not None:
+        tune_trials, session_start, state_notes = read_tune_state(state_path)
+        notes += state_notes
+    tune_trials += _unlisted_trials(run_dir, tune_trials)
+    results_path = run_dir / rc.RESULTS_FILE
+    # the driver writes results.parquet after Tune's last snapshot; a resumed sweep snapshots again
+    results_written = _mtime(results_path)
+    driver_done = results_written is not None and results_written >= (_mtime(state_path) or -math.inf)
+    results_rows: dict[str, dict[str, Any]] = {}
+    if driver_done:
+        try:
+            results_rows = {str(r["trial_id"]): r for r in _read_results_table(results_path)}
+        except Exception as exc:  # noqa: BLE001 - a damaged table must not hide the rest
+            notes.append(f"{results_path}: unreadable ({type(exc).__name__}); statuses come from Tune's files")
+
+    changed = [_mtime(state_path), _mtime(run_dir / rc.CONFIG_FILE)]
+    trial_lines: dict[str, list[dict[str, Any]]] = {}
+    for trial in tune_trials:
+        result_file = run_dir / trial.folder / rc.TUNE_RESULT_FILE if trial.folder else None
+        if result_file is not None and result_file.is_file():
+            changed.append(_mtime(result_file))
+            trial_lines[trial.trial_id], line_notes = read_result_lines(result_file)
+            notes += line_notes
+    last_update = max((t for t in changed if t is not None), default=None)
+    live = not driver_done and last_update is not None and now - last_update <= stale_after_s
+
+    trials = [_trial_status(t, trial_lines.get(t.trial_id, []), run_dir, config, live, results_rows.get(t.trial_id))
+              for t in tune_trials]  # fmt: skip
+    known = {t.trial_id for t in trials}
+    trials += [_table_only_trial(trial_id, row, config) for trial_id, row in results_rows.items() if trial_id not in known]
+    trials.sort(key=lambda t: t.trial_id)
+
+    counts = {state: sum(t.state == state for t in trials) for state in TRIAL_STATES}
+    total = config.grid_size()
+    counts["not_started"] = max(0, total - len(trials))
+    phase, phase_notes = _phase(counts, live=live, snapshotted=state_path is not None or bool(trials),
+                                silence=now - (last_update if last_update is not None else now))  # fmt: skip
+    notes += phase_notes
+
+    # `dnr-sweep run` copies config.yaml into the folder just before Tune starts
+    starts = [session_start, *(t.start_time for t in tune_trials), _mtime(run_dir / rc.CONFIG_FILE)]
+    started = min((s for s in starts if s is not None), default=None)
+    end = now if live else (results_written if driver_done else last_update)
+    elapsed = None if started is None or end is None else max(0.0, end - started)
+    eta_s, eta = _eta(trials, counts["not_started"], config, live)
+    return SweepStatus(
+        run_dir=str(run_dir), name=config.name, phase=phase, live=live, started=started, last_update=last_update,
+        elapsed_s=elapsed, trials_total=max(total, len(trials)), counts=counts, trials=trials,
+        best=best_so_far(trials), eta_s=eta_s, eta=eta, notes=notes,
+        resume_command=f"dnr-sweep resume {run_dir}" if phase == "interrupted" else None, now=now,
+    )  # fmt: skip
+
+
+def _check_run_folder(run_dir: Path) -> Path | None:
+    """Refuse anything but a run folder (naming what was passed instead); Tune's newest state file."""
     if not run_dir.is_dir():
         what = "not a folder" if run_dir.exists() else "no such folder"
         raise UserError(f"{run_dir}: {what}; pass the run folder `dnr-sweep run` printed "
@@ -255,86 +318,50 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
         what = "a Ray Tune experiment, but not one `dnr-sweep run` started" if state_path else "not a run folder"
         raise UserError(f"{run_dir}: {what} (no {rc.CONFIG_FILE}); pass the run folder `dnr-sweep run` printed "
                         "(storage/name), not a trial folder or the storage folder")  # fmt: skip
-    config = _run_config(run_dir)
-    notes: list[str] = []
+    return state_path
 
-    tune_trials: list[_TuneTrial] = []
-    session_start = None
-    if state_path is not None:
-        tune_trials, session_start, state_notes = read_tune_state(state_path)
-        notes += state_notes
-    results_path = run_dir / rc.RESULTS_FILE
-    activity = [p.stat().st_mtime for p in (state_path, run_dir / rc.CONFIG_FILE) if p is not None]
-    driver_done = results_path.is_file() and (state_path is None or results_path.stat().st_mtime >= state_path.stat().st_mtime)
 
-    # trial folders Tune's last snapshot does not know yet (created in the last few seconds)
-    known = {t.folder for t in tune_trials if t.folder}
+def _unlisted_trials(run_dir: Path, listed: list[_TuneTrial]) -> list[_TuneTrial]:
+    """Trial folders Tune's last snapshot does not list yet (created in the last few seconds)."""
+    known = {t.folder for t in listed if t.folder}
+    found = []
     for folder in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name not in known):
         if (folder / rc.TUNE_RESULT_FILE).is_file() and (folder / rc.TUNE_PARAMS_FILE).is_file():
-            tune_trials.append(_TuneTrial(_folder_trial_id(folder), "", folder.name, _params(folder), 0, None))
+            found.append(_TuneTrial(_folder_trial_id(folder), "", folder.name, _params(folder), 0, None))
+    return found
 
-    results_rows = {}
-    if driver_done:
-        try:
-            results_rows = {str(r["trial_id"]): r for r in _read_results_table(results_path)}
-        except Exception as exc:  # noqa: BLE001 - a damaged table must not hide the rest
-            notes.append(f"{results_path}: unreadable ({type(exc).__name__}); statuses come from Tune's files")
 
-    last_activity = max(activity) if activity else None
-    trial_lines: dict[str, list[dict[str, Any]]] = {}
-    for trial in tune_trials:
-        folder = run_dir / trial.folder if trial.folder else None
-        if folder is not None and (folder / rc.TUNE_RESULT_FILE).is_file():
-            result_file = folder / rc.TUNE_RESULT_FILE
-            last_activity = max(last_activity or 0.0, result_file.stat().st_mtime)
-            lines, line_notes = read_result_lines(result_file)
-            trial_lines[trial.trial_id] = lines
-            notes += line_notes
-    live = not driver_done and last_activity is not None and now - last_activity <= stale_after_s
+def _table_only_trial(trial_id: str, row: Mapping[str, Any], config: SweepConfig) -> TrialStatus:
+    """A trial results.parquet has but Tune's state does not (its state file was lost)."""
+    state = {"TERMINATED": "finished", "EARLY_STOPPED": "early_stopped", "ERROR": "errored"}.get(
+        str(row.get("status")), "interrupted")
+    return TrialStatus(trial_id, state, {}, config.dnr.pruning, int(row.get("epochs_completed") or 0),
+                       config.train.epochs, error=_text(row.get("error")))  # fmt: skip
 
-    trials = [
-        _trial_status(t, trial_lines.get(t.trial_id, []), run_dir, config, live, results_rows.get(t.trial_id))
-        for t in tune_trials
-    ]
-    for trial_id, row in results_rows.items():  # in the table but not in Tune's state (state lost)
-        if trial_id not in {t.trial_id for t in trials}:
-            state = {"TERMINATED": "finished", "EARLY_STOPPED": "early_stopped", "ERROR": "errored"}.get(
-                str(row.get("status")), "interrupted")
-            trials.append(TrialStatus(trial_id, state, {}, config.dnr.pruning, int(row.get("epochs_completed") or 0),
-                                      config.train.epochs, error=_text(row.get("error"))))  # fmt: skip
-    trials.sort(key=lambda t: t.trial_id)
 
-    counts = {state: sum(t.state == state for t in trials) for state in TRIAL_STATES}
-    total = config.grid_size()
-    counts["not_started"] = max(0, total - len(trials))
-    unfinished = counts["running"] + counts["interrupted"] + counts["pending"] + counts["not_started"]
-    if state_path is None and not trials:
-        phase = "starting" if live or now - (last_activity or 0) <= stale_after_s else "interrupted"
-        notes.append("Tune has saved no experiment state yet" + ("" if phase == "starting" else
-                     " and the folder has not changed for a while: the sweep did not get going"))  # fmt: skip
-    elif live:
-        phase = "running"
-    elif unfinished:
-        phase = "interrupted"
-    else:
-        phase = "finished"
-    if phase == "interrupted" and state_path is not None:
-        notes.append(f"nothing in the run folder changed for {_duration(now - (last_activity or now))}: the "
-                     "driver is not running (interrupted, killed, or its machine went away)")  # fmt: skip
+def _phase(counts: Mapping[str, int], *, live: bool, snapshotted: bool, silence: float) -> tuple[str, list[str]]:
+    """``starting``, ``running``, ``finished`` or ``interrupted``, and a note saying why when it is not plain."""
+    if not snapshotted:
+        if live:
+            return "starting", ["Tune has saved no experiment state yet"]
+        return "interrupted", ["Tune never saved its experiment state and the folder has not changed for "
+                               f"{_duration(silence)}: the sweep did not get going"]  # fmt: skip
+    if live:
+        return "running", []
+    if any(counts[state] for state in ("running", "interrupted", "pending", "not_started")):
+        return "interrupted", [f"nothing in the run folder changed for {_duration(silence)}: the driver is not "
+                               "running (interrupted, killed, or its machine went away)"]  # fmt: skip
+    return "finished", []
 
-    # `dnr-sweep run` copies config.yaml into the folder just before Tune starts
-    starts = [session_start, *(t.start_time for t in tune_trials), (run_dir / rc.CONFIG_FILE).stat().st_mtime]
-    started = min(s for s in starts if s is not None)
-    end = now if live else (results_path.stat().st_mtime if driver_done else last_activity)
-    elapsed = None if started is None or end is None else max(0.0, end - started)
 
-    eta_s, eta = _eta(trials, counts["not_started"], config, live)
-    resume = f"dnr-sweep resume {run_dir}" if phase == "interrupted" else None
-    return SweepStatus(
-        run_dir=str(run_dir), name=config.name, phase=phase, live=live, started=started,
-        last_update=last_activity, elapsed_s=elapsed, trials_total=max(total, len(trials)), counts=counts,
-        trials=trials, best=best_so_far(trials), eta_s=eta_s, eta=eta, notes=notes, resume_command=resume, now=now,
-    )  # fmt: skip
+def _mtime(path: Path | None) -> float | None:
+    """Modification time, or None for no file (Tune replaces some files while a reader looks)."""
+    if path is None:
+        return None
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _folder_trial_id(folder: Path) -> str:
