@@ -68,6 +68,11 @@ REPORT_DIR: Final = "report"  # figures, tables, index.html
 #: either kind of folder: held by the one process writing into it
 LOCK_FILE: Final = ".dnr-sweep.lock"
 
+#: Ray Tune's own files, read (as JSON or text only, never unpickled) by ``dnr-sweep status``
+TUNE_STATE_GLOB: Final = "experiment_state-*.json"  # run folder: Tune's snapshot of every trial (~every 10 s)
+TUNE_ERROR_FILE: Final = "error.txt"  # trial folder: a failed trial's traceback, one block per failure
+TUNE_PARAMS_FILE: Final = "params.json"  # trial folder: the trial's sampled values (dotted keys)
+
 # ------------------------------------------------------------------------------------------------
 # Metric names
 

@@ -252,10 +252,15 @@ def check_resources_feasible(config: SweepConfig) -> None:
 # Running and resuming
 
 
+def default_run_name(config: SweepConfig) -> str:
+    """The config's name and the local time: ``digits_quick_20260101-120000``."""
+    return f"{config.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> Path:
     """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run."""
     if name is None:
-        name = f"{config.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+        name = default_run_name(config)
     try:
         _check_name(name)
     except ValueError as exc:

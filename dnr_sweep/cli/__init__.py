@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dnr_sweep.cli import evaluate, export, report, resume, run, train, validate
+from dnr_sweep.cli import evaluate, export, report, resume, run, status, submit, train, validate
 from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 #: command name -> module, in the order `dnr-sweep --help` lists them
@@ -22,6 +22,8 @@ COMMANDS = {
     "train": train,
     "run": run,
     "resume": resume,
+    "submit": submit,
+    "status": status,
     "report": report,
     "evaluate": evaluate,
     "export": export,
