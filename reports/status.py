@@ -546,4 +546,4 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    return rc.finite_or_none(value)
+    return None if isinstance(value, float) and not math.isfinite(value) else value  # JSON has no NaN

@@ -3,11 +3,8 @@
 The status fixtures are real sweeps (digits, smallcnn width 0.5, 2 trials x 2 epochs) run on Ray
 Tune, then copied and trimmed into a running, an interrupted, a finished and an errored run folder.
 
-Result format: the reader is written against the Tune result format of the lead's engine rework
-(per-epoch figures under ``this_epoch/``, the selected epoch's at the top level; see
-:mod:`dnr_sweep.run_contract`). Until that lands the trainable still reports the older flat
-format, so :func:`to_new_format` converts the real runs' ``result.json`` lines first. Drop the
-conversion when the real runs report the new format.
+Result format: :mod:`dnr_sweep.run_contract` (per-epoch figures under ``this_epoch/``, the selected
+epoch's at the top level), as the real runs write it.
 """
 
 from __future__ import annotations
@@ -46,35 +43,6 @@ BASE = {
 
 # ------------------------------------------------------------------------------------------------
 # Fixtures: real sweeps, converted to the new result format, trimmed into the four situations
-
-
-def to_new_format(old_lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pre-rework Tune result lines (every figure flat at the top level) -> the new format.
-
-    - this epoch's measurements (``run_contract.EPOCH_METRICS`` and ``layer_density/*``) move under
-      ``this_epoch/``;
-    - the top level gets the selected epoch's figures (``SELECTED_METRICS`` and layer densities of
-      the line whose ``epoch`` is the old line's ``selected_epoch``), ``selected_on: val`` and
-      ``select_metric: val_clean_acc``;
-    - ``final`` on every line; test accuracies and ``epochs`` on the final line only;
-    - Tune's bookkeeping keys (``trial_id``, ``training_iteration``, ``config``, ...) stay as they are.
-    """
-    by_epoch: dict[int, dict[str, Any]] = {}
-    new_lines = []
-    for old in old_lines:
-        by_epoch[old["epoch"]] = old
-        measured = {k for k in old if k in rc.EPOCH_METRICS or rc.is_layer_metric(k)}
-        dropped = measured | set(rc.TEST_METRICS) | {"selected_epoch", rc.FINAL_FLAG}
-        new = {k: v for k, v in old.items() if k not in dropped}
-        new.update({rc.epoch_key(k): old[k] for k in measured})
-        selected = by_epoch[old["selected_epoch"]]
-        new.update(selected_epoch=old["selected_epoch"], selected_on="val", select_metric="val_clean_acc")
-        new.update({k: v for k, v in selected.items() if k in rc.SELECTED_METRICS or rc.is_layer_metric(k)})
-        new[rc.FINAL_FLAG] = bool(old.get(rc.FINAL_FLAG))
-        if new[rc.FINAL_FLAG]:
-            new.update({k: old[k] for k in rc.TEST_METRICS}, epochs=old["epoch"])
-        new_lines.append(new)
-    return new_lines
 
 
 def result_files(run_dir: Path) -> list[Path]:
@@ -124,12 +92,10 @@ def real_runs(ray_session, tmp_path_factory) -> dict[str, Path]:
     runs = {"raw": raw}
     for name, source in (("finished", raw), ("errored", raw_errored)):
         runs[name] = shutil.copytree(source, root / name)
-        for path in result_files(runs[name]):
-            write_lines(path, to_new_format(read_lines(path)))
 
     # running: trial 0 has trained epoch 1 of 2 and is writing epoch 2's line; trial 1 waits for a CPU
     running = runs["running"] = shutil.copytree(runs["finished"], root / "running")
-    first, second = sorted(p for p in running.iterdir() if p.is_dir())
+    first, second = sorted(p.parent for p in result_files(running))
     (running / rc.RESULTS_FILE).unlink()
     (running / rc.EPOCHS_FILE).unlink()
     for name in (rc.MODEL_FILE, rc.METRICS_FILE, rc.FINAL_STATE_FILE):

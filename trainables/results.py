@@ -45,8 +45,9 @@ def assemble_tables(outcome: Any) -> tuple[Any, Any]:
         results["error"] = results["trial_id"].map(outcome.errors)
     for trial_id, status in outcome.statuses.items():
         rows = results["trial_id"] == trial_id
-        if status == "TERMINATED":
-            results.loc[rows & results["early_stopped"], "status"] = "EARLY_STOPPED"
+        if status == "TERMINATED":  # Tune also marks the trials a Ctrl-C stopped TERMINATED
+            stopped = "INTERRUPTED" if getattr(outcome, "interrupted", False) else "EARLY_STOPPED"
+            results.loc[rows & results["early_stopped"], "status"] = stopped
         else:  # ERROR, and while the sweep runs: RUNNING, PENDING, PAUSED
             results.loc[rows, "status"] = status
     return results, epochs

@@ -29,6 +29,7 @@ from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig, run_config_from_flat
 from dnr_sweep.engine import DNRRun
 from dnr_sweep.finish import finish_run
+from trainables import dashboard_metrics
 
 
 class DNRTrainable(tune.Trainable):
@@ -80,6 +81,7 @@ class DNRTrainable(tune.Trainable):
             self.last_result = result
             checkpoint.save({"run": self.run.state_dict(), "result": result}, self.trial_dir / rc.FINAL_STATE_FILE)
         result[DONE] = report.final
+        dashboard_metrics.report_epoch(result, run=self.trial_dir.parent.name, trial_id=self.trial_id)
         return result
 
     @property
