@@ -2,7 +2,8 @@
 
 Public API:
 
-- :class:`Masking` (``masks.py``): masks of the prunable weights, ``step()``, ``rewire(epoch)``.
+- :class:`Masking` (``masks.py``): masks of the prunable weights, ``step()``, ``rewire(epoch)``;
+  :func:`minimum_density`, the smallest target a pruning mode can meet on a model.
 - :class:`RewireStats` and the pure allocation helpers (``rewiring.py``).
 - :class:`DynamicL2` (``dynamic_l2.py``): paper Eq. 4.
 - ``prunable_layers``, ``density``, ``compression``, ``channels_present``, ``layer_density``
@@ -17,7 +18,7 @@ from dnr_sweep.sparsity.accounting import (
     prunable_layers,
 )
 from dnr_sweep.sparsity.dynamic_l2 import DynamicL2
-from dnr_sweep.sparsity.masks import PRUNING_KINDS, Masking
+from dnr_sweep.sparsity.masks import PRUNING_KINDS, Masking, minimum_density
 from dnr_sweep.sparsity.rewiring import (
     RewireStats,
     largest_remainder,
@@ -37,6 +38,7 @@ __all__ = [
     "density",
     "largest_remainder",
     "layer_density",
+    "minimum_density",
     "prunable_layers",
     "rewire_channel",
     "rewire_irregular",

@@ -18,13 +18,16 @@ Initial masks (random positions drawn with the caller's ``generator``):
 - **channel** (paper Section 3.3): the unit is the input-channel slice ``W[:, c]``. The **first
   prunable layer** (the stem, whose input is the image) is kept dense and never rewired, since
   pruning one of its input channels would discard a colour channel of the image; its weights count
-  as active. The target is ``T = round(density * all prunable weights)``; the stem's weights are
-  subtracted and the rest is spread over the other layers at one uniform density, rounded to whole
-  channels (floor, then one more channel for the layers with the largest fractional remainder while
-  the total stays within half a slice of ``T``), at least one channel per layer. Hence the minimum
-  density in channel mode is ``stem weights / all prunable weights``; below it ``ValueError`` says so.
-  After every rewiring ``|active - T|`` is at most half the largest slice of a rewired layer (plus,
-  only while the one-channel-per-layer floor from initialisation still holds, that floor's excess).
+  as active. Every other layer keeps at least one input channel (a layer without any would cut the
+  network). The target is ``T = round(density * all prunable weights)``; the stem's weights are
+  subtracted and the rest is spread over the other layers at one uniform density, except that a
+  layer whose uniform share is below one channel gets exactly one (and the others share what is
+  left, again uniformly), then rounded to whole channels (floor, then one more channel for the
+  layers with the largest fractional remainder while the total stays within half a slice of ``T``).
+  Hence the minimum density in channel mode is ``(stem weights + one slice of every other layer) /
+  all prunable weights`` (:func:`minimum_density`); a target below it is refused with a
+  ``ValueError`` naming the minimum, never exceeded silently. After every rewiring ``|active - T|``
+  is at most half the largest slice of a rewired layer.
 
 ``density == 1.0`` means all-ones masks, and rewiring is then a no-op.
 
@@ -52,7 +55,7 @@ from dnr_sweep.sparsity.rewiring import (
     round_to_slices,
 )
 
-__all__ = ["Masking", "PRUNING_KINDS"]
+__all__ = ["Masking", "PRUNING_KINDS", "minimum_density"]
 
 PRUNING_KINDS: tuple[str, ...] = ("irregular", "channel")
 _MOMENTUM_KEYS = ("momentum_buffer", "exp_avg")
@@ -74,10 +77,63 @@ def _check_prune_rate(prune_rate: float) -> float:
     return float(prune_rate)
 
 
+def _ceil_to(value: float, digits: int = 4) -> str:
+    """``value`` rounded *up* to ``digits`` significant digits, as text (a density that is enough)."""
+    if value <= 0:
+        return "0"
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return f"{math.ceil(value * scale) / scale:.{digits}g}"
+
+
+def _channel_floor(weights: list[Tensor]) -> int:
+    """Channel mode's smallest active count: the dense stem plus one input channel per other layer."""
+    return weights[0].numel() + sum(w.numel() // w.shape[1] for w in weights[1:])
+
+
+def minimum_density(model: nn.Module, pruning: str, prune_linear: bool = False) -> float:
+    """The smallest ``density`` that ``Masking`` accepts for ``model`` in ``pruning`` mode.
+
+    - irregular: every prunable layer keeps at least one weight: ``layers / prunable weights``
+      (a smaller target is met within one weight per layer, as DESIGN.md allows).
+    - channel: the dense stem plus one input channel of every other prunable layer; a smaller
+      target is refused at ``Masking`` construction.
+
+    Pure: reads only the shapes of the prunable weights (no masks, no optimizer). For the config
+    dry run (``dnr-sweep validate``) and the error message of ``Masking``.
+    """
+    _check_pruning(pruning)
+    weights = [m.weight for _, m in prunable_layers(model, bool(prune_linear))]
+    if not weights:
+        kinds = "Conv2d or Linear" if prune_linear else "Conv2d"
+        raise ValueError(f"model has no prunable ({kinds}) layer")
+    total = sum(w.numel() for w in weights)
+    if pruning == "irregular":
+        return len(weights) / total
+    return _channel_floor(weights) / total
+
+
 def _check_pruning(pruning: str) -> str:
     if pruning not in PRUNING_KINDS:
         raise ValueError(f"pruning must be one of {list(PRUNING_KINDS)}, got {pruning!r}")
     return pruning
+
+
+def _uniform_with_floor(budget: int, channels: list[int], slice_sizes: list[int]) -> list[Fraction]:
+    """Real channel counts ``max(1, lam * channels_l)`` whose weights sum to ``budget`` exactly.
+
+    One uniform density ``lam`` for every layer whose share is at least one channel; the others get
+    exactly one. Requires ``sum(slice_sizes) <= budget <= sum(channels_l * slice_sizes_l)``.
+    """
+    floored: set[int] = set()
+    while True:
+        free = [i for i in range(len(channels)) if i not in floored]
+        rest = budget - sum(slice_sizes[i] for i in floored)
+        room = sum(channels[i] * slice_sizes[i] for i in free)
+        lam = Fraction(rest, room) if room else Fraction(0)
+        low = {i for i in free if lam * channels[i] < 1}
+        if not low:
+            return [Fraction(1) if i in floored else lam * channels[i] for i in range(len(channels))]
+        floored |= low
 
 
 class Masking:
@@ -151,20 +207,20 @@ class Masking:
             for name, w in others:
                 self.masks[name] = torch.ones_like(w)
             return
-        if self.density * self.num_prunable < stem_w.numel():
+        floor = _channel_floor(self._weights)
+        if self.target_active < floor:
             raise ValueError(
-                f"density={self.density} is below the minimum for channel pruning of this model: the "
-                f"first layer {self._names[0]!r} is kept dense ({stem_w.numel()} of {self.num_prunable} "
-                f"prunable weights), so density must be >= {stem_w.numel() / self.num_prunable:.6g} "
-                "(or use pruning='irregular')"
+                f"density={self.density} is below the minimum for channel pruning of this model "
+                f"({floor / self.num_prunable:.4g}): the first layer {self._names[0]!r} is kept dense "
+                f"({stem_w.numel()} weights) and every other prunable layer keeps at least one input "
+                f"channel ({floor - stem_w.numel()} weights), {floor} of {self.num_prunable} prunable "
+                f"weights; set density >= {_ceil_to(floor / self.num_prunable)} (or use pruning='irregular')"
             )
         budget = self.target_active - stem_w.numel()
-        rest = sum(w.numel() for _, w in others)
-        uniform = Fraction(budget, rest) if rest else Fraction(0)
         slice_sizes = [w.numel() // w.shape[1] for _, w in others]
-        counts = round_to_slices([uniform * w.shape[1] for _, w in others], slice_sizes, budget)
+        ideal = _uniform_with_floor(budget, [w.shape[1] for _, w in others], slice_sizes)
+        counts = round_to_slices(ideal, slice_sizes, budget)
         for (name, w), c in zip(others, counts, strict=True):
-            c = max(1, c)
             ch = torch.zeros(w.shape[1], dtype=w.dtype)
             ch[torch.randperm(w.shape[1], generator=generator)[:c]] = 1.0
             self.masks[name] = channel_mask_to_full(ch, w).to(w.device)
