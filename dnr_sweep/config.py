@@ -156,7 +156,7 @@ class TrainConfig(Strict):
 
 
 class DNRConfig(Strict):
-    pruning: Literal["irregular", "channel"] = "irregular"
+    pruning: Literal["irregular", "channel", "channel_group"] = "irregular"
     density: Density = Field(0.05, description="target fraction of prunable weights kept (1.0 = dense)")
     beta: Fraction = Field(0.5, description="hybrid loss weight of the clean part (1.0 = DNR-C, no PGD)")
     rho: NonNegFloat = Field(1.0e-4, description="dynamic L2 penalty factor")

@@ -142,7 +142,7 @@ def test_prune_rate_schedule_linear_decay():
         ({"density": -0.1}, "density"),
         ({"prune_rate": 1.5}, "prune_rate"),
         ({"prune_rate": -0.1}, "prune_rate"),
-        ({"pruning": "structured"}, r"pruning must be one of \['irregular', 'channel'\], got 'structured'"),
+        ({"pruning": "structured"}, r"pruning must be one of \['irregular', 'channel', 'channel_group'\], got 'structured'"),
         ({"total_epochs": 0}, "total_epochs"),
     ],
 )
