@@ -265,12 +265,14 @@ def test_hand_example_prune_regrow_reinit_and_exact_count():
     # Pruning. Group norms^2, stem space: c0 9+1+1 = 11, c1 1+4 = 5, c2 4+4+4 = 12 -> drop round(1.5) = 2:
     # c1, c0. conv2 space (rows + fc columns): o0 1+4+4+1 = 10, o1 1+4 = 5 -> drop round(1.0) = 1: o1.
     assert stats.pruned_channels == {"stem": 2, "conv2": 1}
-    # Importance (mean |momentum| over active group weights, before pruning): stem 9 x 0.1 -> 0.1;
-    # conv2 6 x 0.1 + 4 x 0.4 = 2.2 over 10 -> 0.22; normalised 0.3125, 0.6875.
-    assert stats.importance == pytest.approx({"stem": 0.3125, "conv2": 0.6875})
+    # Importance (mean |momentum| over active group weights, before pruning, per MAC): stem 9 x 0.1
+    # -> 0.1; conv2 6 x 0.1 + 4 x 0.4 = 2.2 over 10 -> 0.22. MACs per weight on 4x4 inputs: a stem group
+    # is 1 stem weight + 4 conv2 weights at 16 positions -> 16; a conv2 group is 4 conv2 weights at 16
+    # positions + 2 fc weights at 1 -> 66 / 6 = 11. Per MAC 0.1/16 and 0.22/11: normalised 5/21, 16/21.
+    assert stats.importance == pytest.approx({"stem": 5 / 21, "conv2": 16 / 21})
     # After pruning n = (1, 1): count 2, budget 8. Marginals: stem 1 + n2 = 2, conv2 n1 = 1. Capacities
-    # 3 x 2 = 6 and 3 x 1 = 3; water filling 8 by (0.3125, 0.6875): conv2 capped at 3, stem 5 -> wanted
-    # groups 2.5 and 3. Momentum order (norm^2): stem c3 0.9, c0 0.07, c1 0.03; conv2 o1 0.35, o3 0.24,
+    # 3 x 2 = 6 and 3 x 1 = 3; water filling 8 by importance x size (5/21 x 20, 16/21 x 24): conv2's
+    # ideal 6.35 is capped at 3, stem takes 5 -> wanted groups 2.5 and 3. Momentum order (norm^2): stem c3 0.9, c0 0.07, c1 0.03; conv2 o1 0.35, o3 0.24,
     # o2 0. Reviving (most wanted first, only while it brings the count closer to 10):
     # conv2 o1 (count 3), stem c3 (+3: 6), conv2 o3 (+2: 8), stem would add 4 (12, not closer),
     # conv2 o2 (+2: 10), stem would add 5 -> stop at exactly 10.
@@ -501,6 +503,15 @@ def test_minimum_density_is_one_group_per_space_and_is_refused_below():
     with pytest.raises(ValueError, match=r"minimum for channel_group pruning of this model \(0\.05623\).*density >= 0\.05624"):
         make(model, 0.05)
     make(Chain(), 0.05624)
+
+
+def test_macs_per_weight_by_hand():
+    """Chain on 8x8: c1, c2 at 64 positions, c3 at 16 (after the pool), the head at 1."""
+    _, mk = make(Chain(), 0.5)
+    # c1's space: c1 filters (27 weights) and c2 slices (72) at 64 positions; c2's space: c2 filters (54)
+    # at 64 and c3 slices (8) at 16; c3's space: c3 filters (8) at 16 and head slices (5) at 1
+    assert mk.groups.macs_per_weight == pytest.approx([64.0, (54 * 64 + 8 * 16) / 62, (8 * 16 + 5) / 13])
+    assert mk.groups.space_size == [99 * 6, 62 * 8, 13 * 8]
 
 
 def test_dense_channel_group_is_a_no_op():

@@ -16,8 +16,8 @@ BatchNorm channel) is exact. A channel some consumer still reads stays, even if 
 ignore it: a zero input to BatchNorm yields its bias, not zero, so "zero weights" alone is never
 enough. At least one channel of each space is kept.
 
-Used by :mod:`dnr_sweep.export.shrinking` (physical removal); meant to be shared with channel-group DNR
-(issue #18), whose unit of pruning is one channel of a space.
+Used by :mod:`dnr_sweep.export.shrinking` (physical removal) and by channel-group DNR
+(:mod:`dnr_sweep.sparsity.channel_groups`), whose unit of pruning is one channel of a space.
 
 Why own code and not Torch-Pruning: the rule above is consumer-side ("all readers are zero"), which
 Torch-Pruning's producer-side groups do not decide for us; with it we would still walk every group

@@ -82,7 +82,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RewireStats:
-    """What one rewiring did. Counts are in weights; ``*_channels`` only in channel mode."""
+    """What one rewiring did. Counts are in weights; ``*_channels`` only in the channel modes.
+
+    Keys are layer names, except in channel_group mode: channel-space keys (the space's first
+    producer), ``*_channels`` counting groups and ``pruned``/``regrown`` the change of the active
+    count as each space pruned and each group was revived."""
 
     epoch: int
     prune_rate: float
