@@ -93,11 +93,12 @@ def test_a_real_digits_run_learns():
     assert masked_fraction(run) == pytest.approx(0.1, abs=1e-3)
 
 
-@pytest.mark.parametrize("gpu_resident", [False, True])
-def test_resume_after_epoch_k_is_bit_identical(tmp_path, gpu_resident):
-    """Also through the device-resident loader (run on the CPU here), on augmented synthetic data."""
+@pytest.mark.parametrize("gpu_resident,pruning", [(False, "irregular"), (True, "irregular"), (False, "channel_group")])
+def test_resume_after_epoch_k_is_bit_identical(tmp_path, gpu_resident, pruning):
+    """Also through the device-resident loader (run on the CPU here), on augmented synthetic data, and
+    with channel_group masks (group masks and the generator of regrown filters in the checkpoint)."""
     data = {"dataset": "synthetic", "val_size": 64, "gpu_resident": True} if gpu_resident else None
-    config = digits_config(train__epochs=4, **({"data": data} if data else {}))
+    config = digits_config(train__epochs=4, dnr__pruning=pruning, **({"data": data} if data else {}))
     straight = DNRRun(config)
     assert isinstance(straight.train_loader, gpu_data.DeviceLoader) == gpu_resident
     rows_straight = [straight.train_epoch() for _ in range(4)]

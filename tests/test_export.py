@@ -237,8 +237,8 @@ def test_irregular_mask_removes_nothing() -> None:
 
 
 def test_spaces_match_torch_pruning_groups() -> None:
-    """Oracle against Torch-Pruning's DependencyGraph (skipped when it is not installed)."""
-    tp = pytest.importorskip("torch_pruning")
+    """Oracle against Torch-Pruning's DependencyGraph (a test dependency: never skipped)."""
+    import torch_pruning as tp
     model = get_model("resnet18", num_classes=10, width=0.25).eval()
     x = torch.rand(2, 3, 32, 32)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=x)
