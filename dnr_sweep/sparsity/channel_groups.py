@@ -362,8 +362,10 @@ class ChannelGroups:
             self.group_masks[k] = mask.to(self.group_masks[k].device)
 
     def _fill(self, counts: list[int], wanted: list[float], target: int, dead: list[int],
-              revive: Callable[[int], None] | None = None) -> list[int]:  # fmt: skip
-        """Add groups one at a time (see the module docstring, step 4); returns the new counts."""
+              revive: Callable[[int, list[int]], None] | None = None) -> list[int]:  # fmt: skip
+        """Add groups one at a time (see the module docstring, step 4); returns the new counts.
+
+        ``revive(k, counts)`` is told each group added to space ``k``, with the counts before it."""
         counts = list(counts)
         gained = [0] * len(counts)
         dead = list(dead)
@@ -380,12 +382,12 @@ class ChannelGroups:
                     best, best_need = k, need
             if best is None:
                 return counts
+            if revive is not None:
+                revive(best, counts)
             total += self.marginal(best, counts)
             counts[best] += 1
             gained[best] += 1
             dead[best] -= 1
-            if revive is not None:
-                revive(best)
 
     # ------------------------------------------------------------------ rewiring
     @torch.no_grad()
@@ -399,7 +401,7 @@ class ChannelGroups:
         """
         weights = {layer.name: layer.module.weight.detach() for layer in self.layers}
         before = [m.clone() for m in self.group_masks]
-        # 1. importance: mean |momentum| over the active weights of each space's groups
+        # 1. importance: mean |momentum| over the active weights of each space's groups, per MAC
         abs_sum = self.group_sums(momenta, torch.abs, active_only=True)
         active_n = self.active_entries()
         importance_raw = []
@@ -440,14 +442,11 @@ class ChannelGroups:
                   for k in range(len(self.spaces))]  # fmt: skip
         regrown = {s.key: 0 for s in self.spaces}
         regrown_w = {s.key: 0 for s in self.spaces}
-        state = {"counts": list(counts)}
 
-        def revive(k: int) -> None:
-            c = queues[k].pop(0)
-            regrown_w[self.spaces[k].key] += self.marginal(k, state["counts"])
-            state["counts"][k] += 1
-            self.group_masks[k][c] = True
+        def revive(k: int, counts_now: list[int]) -> None:
+            self.group_masks[k][queues[k].pop(0)] = True
             regrown[self.spaces[k].key] += 1
+            regrown_w[self.spaces[k].key] += self.marginal(k, counts_now)
 
         if budget > 0:
             self._fill(counts, wanted, target, dead, revive)
