@@ -185,7 +185,7 @@ class TrainConfig(Strict):
 
 
 class DNRConfig(Strict):
-    pruning: Literal["irregular", "channel"] = "irregular"
+    pruning: Literal["irregular", "channel", "channel_group"] = "irregular"
     density: Density = Field(0.05, description="target fraction of prunable weights kept (1.0 = dense)")
     beta: Fraction = Field(0.5, description="hybrid loss weight of the clean part (1.0 = DNR-C, no PGD)")
     rho: NonNegFloat = Field(1.0e-4, description="dynamic L2 penalty factor")
@@ -269,7 +269,9 @@ class RunConfig(Strict):
     dnr: DNRConfig = Field(default_factory=DNRConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     evaluate: EvaluateConfig | None = Field(None, description="extra attacks on the selected model at the end")
-    export: bool = Field(False, description="channel pruning: physically shrink and export the selected model")
+    export: bool = Field(
+        False, description="channel modes: physically shrink the selected model, export it, time its speedup"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

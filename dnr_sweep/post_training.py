@@ -3,7 +3,8 @@
 - ``evaluate:`` stronger attacks (``pgd50x10``, ``autoattack``, ...) on the selected model; each
   becomes a metric ``<attack>_acc``; optionally the Fig. 4 curves (``attack_strength.json``) and the
   gradient-masking checks (``evaluation.json``, ``masking_checks_passed``).
-- ``export: true`` on a channel-pruned run: the model is physically shrunk and exported
+- ``export: true`` on a channel-pruned run (``channel`` or ``channel_group``): the model is
+  physically shrunk and exported
   (``model.pt2`` + ``model.json``), adding ``params_physical``, ``macs`` and ``speedup_cpu``
   (measured CPU speedup at batch 128 over the masked model).
 
@@ -19,6 +20,9 @@ from typing import Any
 
 from dnr_sweep import run_contract as rc
 from dnr_sweep.engine import DNRRun
+
+#: pruning modes whose zeros are whole channels, so ``export: true`` shrinks and times them
+CHANNEL_MODES = ("channel", "channel_group")
 
 
 def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
@@ -48,7 +52,7 @@ def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
             checks = evaluator.checks()
             extra[rc.MASKING_CHECKS_PASSED] = evaluation.all_passed(checks)
             evaluation.write_evaluation({**results, "checks": checks}, folder)
-    if config.export and config.dnr.pruning == "channel":
+    if config.export and config.dnr.pruning in CHANNEL_MODES:
         from dnr_sweep.export import export_model
 
         summary = export_model(folder, folder / rc.EXPORT_FILE, threads=config.train.num_threads)

@@ -21,8 +21,11 @@ OKABE_ITO = {
     "reddish_purple": "#CC79A7",
 }
 DENSE = "dense"
-GROUP_COLORS = {"irregular": OKABE_ITO["blue"], "channel": OKABE_ITO["vermillion"], DENSE: "#555555"}
-GROUP_MARKERS = {"irregular": "o", "channel": "s", DENSE: "D"}
+GROUP_COLORS = {
+    "irregular": OKABE_ITO["blue"], "channel": OKABE_ITO["vermillion"], "channel_group": OKABE_ITO["bluish_green"],
+    DENSE: "#555555",
+}  # fmt: skip
+GROUP_MARKERS = {"irregular": "o", "channel": "s", "channel_group": "^", DENSE: "D"}
 _SPARE_COLORS = [OKABE_ITO[k] for k in ("bluish_green", "orange", "reddish_purple", "sky_blue", "yellow")]
 _SPARE_MARKERS = ["^", "v", "P", "X", "h"]
 
@@ -75,7 +78,7 @@ def metric_label(column: str) -> str:
 
 
 def group_styles(groups: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``group -> (colour, marker)``: fixed ones for irregular/channel/dense, spare ones in order."""
+    """``group -> (colour, marker)``: fixed ones for the pruning modes and dense, spare ones in order."""
     styles: dict[str, tuple[str, str]] = {}
     spare = 0
     for group in groups:

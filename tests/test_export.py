@@ -237,8 +237,8 @@ def test_irregular_mask_removes_nothing() -> None:
 
 
 def test_spaces_match_torch_pruning_groups() -> None:
-    """Oracle against Torch-Pruning's DependencyGraph (skipped when it is not installed)."""
-    tp = pytest.importorskip("torch_pruning")
+    """Oracle against Torch-Pruning's DependencyGraph (a test dependency: never skipped)."""
+    import torch_pruning as tp
     model = get_model("resnet18", num_classes=10, width=0.25).eval()
     x = torch.rand(2, 3, 32, 32)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=x)
@@ -358,3 +358,64 @@ def test_cli_prints_json_and_reports_errors(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         cli(["export", str(folder), "--out", str(out), "--input-size", "3,x"])
     assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# channel_group models: every pruned channel is removable (issue 18)
+
+
+def test_export_of_a_channel_group_model_removes_exactly_its_pruned_groups(tmp_path) -> None:
+    from dnr_sweep.sparsity import Masking
+
+    torch.manual_seed(11)
+    model = randomize_bn(get_model("resnet18", num_classes=10, width=0.25)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    masking = Masking(model, opt, density=0.25, pruning="channel_group", prune_rate=0.5, total_epochs=4,
+                      generator=torch.Generator().manual_seed(0))  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x, t = torch.rand(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), t).backward()
+        masking.step()
+        if step == 1:
+            masking.rewire(0)  # revives some groups; the next step trains their readers
+    active = sum(int(m.sum()) for m in masking.masks.values())  # brute force: mask entries
+    dead = sum(int((~m).sum()) for m in masking.groups.group_masks)
+    config = RunConfig.model_validate({"data": {"dataset": "cifar10"}, "model": {"arch": "resnet18", "width": 0.25},
+                                       "dnr": {"pruning": "channel_group", "density": 0.25}})  # fmt: skip
+    write_model_folder(tmp_path / "run", model.eval(), config)
+    out = tmp_path / "cg.pt2"
+    assert cli(["export", str(tmp_path / "run"), "--out", str(out), "--repeats", "1", "--threads", "1"]) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["pruning"] == "channel_group" and summary["channels_removed"] == dead > 0
+    assert summary["max_abs_diff"] <= TOLERANCE and summary["max_abs_diff_exported"] <= TOLERANCE
+    exported = torch.export.load(out).module()
+    params = dict(exported.named_parameters())
+    conv_weights = sum(p.numel() for n, p in params.items() if p.dim() == 4)
+    assert conv_weights == active  # the physical convs hold exactly the mask's active weights
+    assert summary["params_after"] == active + sum(p.numel() for p in params.values() if p.dim() != 4)
+
+
+def test_export_true_runs_for_channel_group(tmp_path) -> None:
+    """post_training exports channel_group runs too (params_physical, macs, speedup_cpu in metrics.json)."""
+    from dnr_sweep.engine import DNRRun
+    from dnr_sweep.post_training import after_training
+
+    config = RunConfig.model_validate({
+        "data": {"dataset": "digits", "val_size": 100}, "model": {"arch": "smallcnn"},
+        "train": {"epochs": 1, "warmup_epochs": 0, "lr_milestones": [], "device": "cpu", "batch_size": 64,
+                  "lr": 0.05, "num_threads": 1},
+        "dnr": {"pruning": "channel_group", "density": 0.3, "beta": 1.0}, "export": True,
+    })  # fmt: skip
+    run = DNRRun(config)
+    run.train_epoch()  # the only epoch: no rewiring after it, so the selected masks are the final ones
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(to_yaml_dict(config), sort_keys=False))
+    checkpoint.save(run.selected_state_dict(), folder / "model.pt")
+    extra = after_training(run, folder)
+    assert set(extra) == {"params_physical", "macs", "speedup_cpu"} and extra["speedup_cpu"] > 0
+    summary = json.loads((folder / "model.json").read_text())
+    assert summary["channels_removed"] == sum(int((~m).sum()) for m in run.masking.groups.group_masks)
+    assert extra["params_physical"] == summary["params_after"] < summary["params_before"]

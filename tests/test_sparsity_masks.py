@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnr_sweep.sparsity import Masking
+from dnr_sweep.models import get_model
+from dnr_sweep.sparsity import Masking, minimum_density
 
 
 class TinyNet(nn.Module):
@@ -93,7 +94,8 @@ def test_bias_bn_and_unpruned_linear_never_masked():
 
 @pytest.mark.parametrize("pruning", ["irregular", "channel"])
 def test_pruned_weights_exactly_zero_after_every_step(pruning):
-    model, optimizer, masking = _make(density=0.3, pruning=pruning)
+    # channel mode's floor on TinyNet is 0.41 (the dense stem and one channel per layer)
+    model, optimizer, masking = _make(density=0.3 if pruning == "irregular" else 0.5, pruning=pruning)
     g = torch.Generator().manual_seed(5)
     for _ in range(6):
         x = torch.rand(4, 3, 6, 6, generator=g)
@@ -140,7 +142,7 @@ def test_prune_rate_schedule_linear_decay():
         ({"density": -0.1}, "density"),
         ({"prune_rate": 1.5}, "prune_rate"),
         ({"prune_rate": -0.1}, "prune_rate"),
-        ({"pruning": "structured"}, r"pruning must be one of \['irregular', 'channel'\], got 'structured'"),
+        ({"pruning": "structured"}, r"pruning must be one of \['irregular', 'channel', 'channel_group'\], got 'structured'"),
         ({"total_epochs": 0}, "total_epochs"),
     ],
 )
@@ -153,10 +155,29 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 
 
 def test_channel_mode_below_minimum_density_raises():
-    model = TinyNet()  # stem 108 of 108 + 288 + 64 = 460 weights
+    model = TinyNet()  # stem 108 + one channel of conv (72) and of conv2 (8) = 188 of 460 weights
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match=r"density must be >= 0\.234783"):
-        Masking(model, opt, density=0.2, pruning="channel", prune_rate=0.5, total_epochs=10)
+    assert minimum_density(model, "channel") == 188 / 460
+    with pytest.raises(ValueError, match=r"\(0\.4087\).*set density >= 0\.4087 \(or use pruning='irregular'\)"):
+        Masking(model, opt, density=0.3, pruning="channel", prune_rate=0.5, total_epochs=10)
+    Masking(model, opt, density=0.4087, pruning="channel", prune_rate=0.5, total_epochs=10)  # the printed fix works
+
+
+def test_channel_floor_on_smallcnn_is_refused_never_exceeded():
+    """Issue 14c: asked 0.02 on smallcnn width 0.5 (digits), the masks used to hold density 0.086."""
+    model = get_model("smallcnn", num_classes=10, in_channels=1, width=0.5)  # convs 1->8->16->32, 3x3
+    stem, slices = 1 * 8 * 9, [16 * 9, 32 * 9]  # the dense stem; one input channel of each other conv
+    total = 72 + 16 * 8 * 9 + 32 * 16 * 9
+    assert minimum_density(model, "channel") == (stem + sum(slices)) / total == 504 / 5832
+    assert minimum_density(model, "irregular") == 3 / total
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"0\.08642"):
+        Masking(model, opt, density=0.02, pruning="channel", prune_rate=0.5, total_epochs=10)
+    for d in (504 / 5832, 0.09, 0.1, 0.15, 0.3, 0.7):
+        mk = Masking(model, opt, density=d, pruning="channel", prune_rate=0.5, total_epochs=10)
+        active = sum(int(m.sum()) for m in mk.masks.values())
+        assert abs(active - round(d * total)) <= max(slices) / 2, d
+        assert all(int(m.sum()) > 0 for m in mk.masks.values())
 
 
 def test_no_prunable_layer_raises():

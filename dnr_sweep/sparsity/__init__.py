@@ -2,8 +2,11 @@
 
 Public API:
 
-- :class:`Masking` (``masks.py``): masks of the prunable weights, ``step()``, ``rewire(epoch)``.
+- :class:`Masking` (``masks.py``): masks of the prunable weights, ``step()``, ``rewire(epoch)``;
+  :func:`minimum_density`, the smallest target a pruning mode can meet on a model.
 - :class:`RewireStats` and the pure allocation helpers (``rewiring.py``).
+- :class:`ChannelGroups` (``channel_groups.py``): the unit of ``channel_group`` pruning, a channel
+  with everything coupled to it, and its rewiring.
 - :class:`DynamicL2` (``dynamic_l2.py``): paper Eq. 4.
 - ``prunable_layers``, ``density``, ``compression``, ``channels_present``, ``layer_density``
   (``accounting.py``): the DESIGN.md definitions, counted on the weights themselves.
@@ -16,8 +19,9 @@ from dnr_sweep.sparsity.accounting import (
     layer_density,
     prunable_layers,
 )
+from dnr_sweep.sparsity.channel_groups import ChannelGroups
 from dnr_sweep.sparsity.dynamic_l2 import DynamicL2
-from dnr_sweep.sparsity.masks import PRUNING_KINDS, Masking
+from dnr_sweep.sparsity.masks import PRUNING_KINDS, Masking, minimum_density
 from dnr_sweep.sparsity.rewiring import (
     RewireStats,
     largest_remainder,
@@ -29,6 +33,7 @@ from dnr_sweep.sparsity.rewiring import (
 
 __all__ = [
     "PRUNING_KINDS",
+    "ChannelGroups",
     "DynamicL2",
     "Masking",
     "RewireStats",
@@ -37,6 +42,7 @@ __all__ = [
     "density",
     "largest_remainder",
     "layer_density",
+    "minimum_density",
     "prunable_layers",
     "rewire_channel",
     "rewire_irregular",

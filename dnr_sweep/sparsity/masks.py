@@ -18,13 +18,26 @@ Initial masks (random positions drawn with the caller's ``generator``):
 - **channel** (paper Section 3.3): the unit is the input-channel slice ``W[:, c]``. The **first
   prunable layer** (the stem, whose input is the image) is kept dense and never rewired, since
   pruning one of its input channels would discard a colour channel of the image; its weights count
-  as active. The target is ``T = round(density * all prunable weights)``; the stem's weights are
-  subtracted and the rest is spread over the other layers at one uniform density, rounded to whole
-  channels (floor, then one more channel for the layers with the largest fractional remainder while
-  the total stays within half a slice of ``T``), at least one channel per layer. Hence the minimum
-  density in channel mode is ``stem weights / all prunable weights``; below it ``ValueError`` says so.
-  After every rewiring ``|active - T|`` is at most half the largest slice of a rewired layer (plus,
-  only while the one-channel-per-layer floor from initialisation still holds, that floor's excess).
+  as active. Every other layer keeps at least one input channel (a layer without any would cut the
+  network). The target is ``T = round(density * all prunable weights)``; the stem's weights are
+  subtracted and the rest is spread over the other layers at one uniform density, except that a
+  layer whose uniform share is below one channel gets exactly one (and the others share what is
+  left, again uniformly), then rounded to whole channels (floor, then one more channel for the
+  layers with the largest fractional remainder while the total stays within half a slice of ``T``).
+  Hence the minimum density in channel mode is ``(stem weights + one slice of every other layer) /
+  all prunable weights`` (:func:`minimum_density`); a target below it is refused with a
+  ``ValueError`` naming the minimum, never exceeded silently. After every rewiring ``|active - T|``
+  is at most half the largest slice of a rewired layer.
+- **channel_group** (ours, beyond the paper; :mod:`dnr_sweep.sparsity.channel_groups`): the unit is
+  one channel of a feature map together with everything coupled to it (producer filters and biases,
+  BatchNorm channel, every reader's input slice; residual streams as one). Every prunable channel
+  space keeps at least one group; the initial masks keep one uniform fraction of every space's
+  channels (random, seeded), filled group by group to within half a group of ``T``. Besides the
+  prunable weights, the producers' biases, the BatchNorm affine parameters and the input slices of
+  unprunable readers (the linear head) are masked too, so a pruned channel is exactly zero and
+  physically removable (``dnr-sweep export`` removes exactly the pruned groups). The minimum
+  density is the count with one group per space (:func:`minimum_density`); below it ``ValueError``.
+  The model is traced once with ``torch.fx`` on ``example_input`` (default: a 32x32 zero batch).
 
 ``density == 1.0`` means all-ones masks, and rewiring is then a no-op.
 
@@ -44,6 +57,7 @@ import torch
 from torch import Tensor, nn
 
 from dnr_sweep.sparsity.accounting import prunable_layers
+from dnr_sweep.sparsity.channel_groups import ChannelGroups
 from dnr_sweep.sparsity.rewiring import (
     RewireStats,
     channel_mask_to_full,
@@ -52,9 +66,9 @@ from dnr_sweep.sparsity.rewiring import (
     round_to_slices,
 )
 
-__all__ = ["Masking", "PRUNING_KINDS"]
+__all__ = ["Masking", "PRUNING_KINDS", "minimum_density"]
 
-PRUNING_KINDS: tuple[str, ...] = ("irregular", "channel")
+PRUNING_KINDS: tuple[str, ...] = ("irregular", "channel", "channel_group")
 _MOMENTUM_KEYS = ("momentum_buffer", "exp_avg")
 
 
@@ -74,10 +88,71 @@ def _check_prune_rate(prune_rate: float) -> float:
     return float(prune_rate)
 
 
+def _ceil_to(value: float, digits: int = 4) -> str:
+    """``value`` rounded *up* to ``digits`` significant digits, as text (a density that is enough)."""
+    if value <= 0:
+        return "0"
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return f"{math.ceil(value * scale) / scale:.{digits}g}"
+
+
+def _channel_floor(weights: list[Tensor]) -> int:
+    """Channel mode's smallest active count: the dense stem plus one input channel per other layer."""
+    return weights[0].numel() + sum(w.numel() // w.shape[1] for w in weights[1:])
+
+
+def minimum_density(
+    model: nn.Module, pruning: str, prune_linear: bool = False, example_input: Tensor | None = None
+) -> float:
+    """The smallest ``density`` that ``Masking`` accepts for ``model`` in ``pruning`` mode.
+
+    - irregular: every prunable layer keeps at least one weight: ``layers / prunable weights``
+      (a smaller target is met within one weight per layer, as DESIGN.md allows).
+    - channel: the dense stem plus one input channel of every other prunable layer; a smaller
+      target is refused at ``Masking`` construction.
+    - channel_group: one channel in every prunable channel space (the model is traced with
+      ``torch.fx`` on ``example_input``, default a 32x32 zero batch); a smaller target is refused.
+
+    Pure: reads only the shapes of the prunable weights (no masks, no optimizer; channel_group
+    traces the model once, in eval mode, and restores its mode). For the config dry run
+    (``dnr-sweep validate``) and the error message of ``Masking``.
+    """
+    _check_pruning(pruning)
+    weights = [m.weight for _, m in prunable_layers(model, bool(prune_linear))]
+    if not weights:
+        kinds = "Conv2d or Linear" if prune_linear else "Conv2d"
+        raise ValueError(f"model has no prunable ({kinds}) layer")
+    total = sum(w.numel() for w in weights)
+    if pruning == "irregular":
+        return len(weights) / total
+    if pruning == "channel_group":
+        groups = ChannelGroups(model, prune_linear=bool(prune_linear), example_input=example_input)
+        return groups.minimum_active() / total
+    return _channel_floor(weights) / total
+
+
 def _check_pruning(pruning: str) -> str:
     if pruning not in PRUNING_KINDS:
         raise ValueError(f"pruning must be one of {list(PRUNING_KINDS)}, got {pruning!r}")
     return pruning
+
+
+def _uniform_with_floor(budget: int, channels: list[int], slice_sizes: list[int]) -> list[Fraction]:
+    """Real channel counts ``max(1, lam * channels_l)`` whose weights sum to ``budget`` exactly.
+
+    One uniform density ``lam`` for every layer whose share is at least one channel; the others get
+    exactly one. Requires ``sum(slice_sizes) <= budget <= sum(channels_l * slice_sizes_l)``.
+    """
+    floored: set[int] = set()
+    while True:
+        free = [i for i in range(len(channels)) if i not in floored]
+        rest = budget - sum(slice_sizes[i] for i in floored)
+        room = sum(channels[i] * slice_sizes[i] for i in free)
+        lam = Fraction(rest, room) if room else Fraction(0)
+        low = {i for i in free if lam * channels[i] < 1}
+        if not low:
+            return [Fraction(1) if i in floored else lam * channels[i] for i in range(len(channels))]
+        floored |= low
 
 
 class Masking:
@@ -99,11 +174,12 @@ class Masking:
         optimizer: torch.optim.Optimizer,
         *,
         density: float,
-        pruning: Literal["irregular", "channel"],
+        pruning: Literal["irregular", "channel", "channel_group"],
         prune_rate: float,
         total_epochs: int,
         prune_linear: bool = False,
         generator: torch.Generator | None = None,
+        example_input: Tensor | None = None,
     ) -> None:
         self.density = _check_density(density)
         self.pruning = _check_pruning(pruning)
@@ -126,12 +202,20 @@ class Masking:
         self.stem: str | None = self._names[0] if self.pruning == "channel" else None
 
         self.masks: dict[str, Tensor] = {}
+        #: channel_group only: the groups and the extra (parameter, mask) pairs masked with them
+        self.groups: ChannelGroups | None = None
+        self._extra: list[tuple[Tensor, Tensor]] = []
+        #: channel_group only: draws the fresh filters of regrown groups (seeded from `generator`)
+        self._rng: torch.Generator | None = None
         if self.pruning == "irregular":
             self._init_irregular(generator)
             self.target_active: int = self._count_active()
-        else:
+        elif self.pruning == "channel":
             self.target_active = round(self.density * self.num_prunable)
             self._init_channel(generator)
+        else:
+            self.target_active = round(self.density * self.num_prunable)
+            self._init_channel_group(generator, example_input)
         self.apply_masks()
 
     # ------------------------------------------------------------------ initialisation
@@ -151,23 +235,74 @@ class Masking:
             for name, w in others:
                 self.masks[name] = torch.ones_like(w)
             return
-        if self.density * self.num_prunable < stem_w.numel():
+        floor = _channel_floor(self._weights)
+        if self.target_active < floor:
             raise ValueError(
-                f"density={self.density} is below the minimum for channel pruning of this model: the "
-                f"first layer {self._names[0]!r} is kept dense ({stem_w.numel()} of {self.num_prunable} "
-                f"prunable weights), so density must be >= {stem_w.numel() / self.num_prunable:.6g} "
-                "(or use pruning='irregular')"
+                f"density={self.density} is below the minimum for channel pruning of this model "
+                f"({floor / self.num_prunable:.4g}): the first layer {self._names[0]!r} is kept dense "
+                f"({stem_w.numel()} weights) and every other prunable layer keeps at least one input "
+                f"channel ({floor - stem_w.numel()} weights), {floor} of {self.num_prunable} prunable "
+                f"weights; set density >= {_ceil_to(floor / self.num_prunable)} (or use pruning='irregular')"
             )
         budget = self.target_active - stem_w.numel()
-        rest = sum(w.numel() for _, w in others)
-        uniform = Fraction(budget, rest) if rest else Fraction(0)
         slice_sizes = [w.numel() // w.shape[1] for _, w in others]
-        counts = round_to_slices([uniform * w.shape[1] for _, w in others], slice_sizes, budget)
+        ideal = _uniform_with_floor(budget, [w.shape[1] for _, w in others], slice_sizes)
+        counts = round_to_slices(ideal, slice_sizes, budget)
         for (name, w), c in zip(others, counts, strict=True):
-            c = max(1, c)
             ch = torch.zeros(w.shape[1], dtype=w.dtype)
             ch[torch.randperm(w.shape[1], generator=generator)[:c]] = 1.0
             self.masks[name] = channel_mask_to_full(ch, w).to(w.device)
+
+    def _init_channel_group(self, generator: torch.Generator | None, example_input: Tensor | None) -> None:
+        self.groups = ChannelGroups(self.model, prune_linear=self.prune_linear, example_input=example_input)
+        floor = self.groups.minimum_active()
+        if self.density < 1.0 and self.target_active < floor:
+            raise ValueError(
+                f"density={self.density} is below the minimum for channel_group pruning of this model "
+                f"({floor / self.num_prunable:.4g}): every prunable channel space keeps at least one channel "
+                f"({len(self.groups.spaces)} spaces, {floor} of {self.num_prunable} prunable weights); set "
+                f"density >= {_ceil_to(floor / self.num_prunable)} (or use pruning='irregular')"
+            )
+        if self.density < 1.0:
+            self.groups.init_masks(self.target_active, generator)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        self._rng = torch.Generator().manual_seed(seed)
+        self._refresh_group_masks()
+
+    def _refresh_group_masks(self) -> None:
+        """Layer masks and extra masks from the group masks (channel_group)."""
+        assert self.groups is not None
+        derived = self.groups.masks()
+        for name in self._names:
+            self.masks[name] = derived[name]
+        self._extra = self.groups.extra_masks()
+
+    @torch.no_grad()
+    def _reinit_groups(self, space: int, channels: Tensor) -> None:
+        """Fresh producer filters (PyTorch's default conv init), bias 0, BatchNorm (1, 0; 0, 1) for
+        groups revived from zero; their readers' slices stay 0 (see channel_groups)."""
+        assert self.groups is not None and self._rng is not None
+        modules = dict(self.model.named_modules())
+        spec = self.groups.spaces[space]
+        idx = channels.to(torch.long)
+        for name in spec.producers:
+            conv = modules[name]
+            w = conv.weight
+            fan_in = w.numel() // w.shape[0]
+            bound = 1.0 / math.sqrt(fan_in)
+            fresh = torch.empty((len(idx), *w.shape[1:]), dtype=w.dtype).uniform_(-bound, bound, generator=self._rng)
+            w[idx.to(w.device)] = fresh.to(w.device)
+            if conv.bias is not None:
+                conv.bias[idx.to(conv.bias.device)] = 0.0
+        for name in spec.norms:
+            bn = modules[name]
+            at = idx.to(bn.running_mean.device) if bn.running_mean is not None else idx
+            if bn.weight is not None:
+                bn.weight[idx.to(bn.weight.device)] = 1.0
+                bn.bias[idx.to(bn.bias.device)] = 0.0
+            if bn.running_mean is not None:
+                bn.running_mean[at] = 0.0
+                bn.running_var[at] = 1.0
 
     # ------------------------------------------------------------------ masks
     @property
@@ -177,8 +312,10 @@ class Masking:
 
     @torch.no_grad()
     def apply_masks(self) -> None:
-        """``weight *= mask`` for every prunable layer, in one ``torch._foreach_mul_`` call."""
-        torch._foreach_mul_(self._weights, [self.masks[n] for n in self._names])
+        """``weight *= mask`` for every prunable layer (channel_group: and the extra masked parameters),
+        in one ``torch._foreach_mul_`` call."""
+        params = list(self._weights) + [p for p, _ in self._extra]
+        torch._foreach_mul_(params, [self.masks[n] for n in self._names] + [m for _, m in self._extra])
 
     def step(self) -> None:
         """``optimizer.step()``, then re-apply the masks so pruned weights stay exactly zero."""
@@ -186,6 +323,8 @@ class Masking:
         self.apply_masks()
 
     def _count_active(self) -> int:
+        if self.groups is not None:
+            return self.groups.active()  # exact from the group counts (the masks are their products)
         return sum(int((m != 0).sum().item()) for m in self.masks.values())
 
     def mask_density(self) -> float:
@@ -214,6 +353,8 @@ class Masking:
     def rewire(self, epoch: int) -> RewireStats:
         """Prune and regrow at the end of epoch ``epoch`` (0-based) with ``p = prune_rate_at(epoch)``."""
         p = self.prune_rate_at(epoch)
+        if self.pruning == "channel_group":
+            return self._rewire_groups(epoch, p)
         names = self._names if self.pruning == "irregular" else self._names[1:]
         zeros = {n: 0 for n in names}
         if self.density >= 1.0 or p == 0.0 or not names:
@@ -249,10 +390,32 @@ class Masking:
         self.apply_masks()
         return dataclasses.replace(stats, active=self._count_active())
 
+    def _rewire_groups(self, epoch: int, p: float) -> RewireStats:
+        assert self.groups is not None
+        keys = self.groups.keys
+        if self.density >= 1.0 or p == 0.0 or not keys:
+            zeros = {k: 0 for k in keys}
+            return RewireStats(epoch, p, dict(zeros), dict(zeros), {k: 0.0 for k in keys}, self._count_active(),
+                               pruned_channels=dict(zeros), regrown_channels=dict(zeros))  # fmt: skip
+        momenta = {layer.name: self._momentum(layer.module.weight) for layer in self.groups.layers}
+        result = self.groups.rewire(momenta, p, self.target_active, self._reinit_groups)
+        self._refresh_group_masks()
+        self.apply_masks()
+        return RewireStats(
+            epoch, p, result.pruned_weights, result.regrown_weights, result.importance, self._count_active(),
+            pruned_channels=result.pruned, regrown_channels=result.regrown,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
-        """Masks and settings; tensors and plain types only, so ``torch.load(weights_only=True)`` works."""
-        return {
+        """Masks and settings; tensors and plain types only, so ``torch.load(weights_only=True)`` works.
+
+        channel_group adds ``group_masks`` (by space key) and ``rng`` (the regrowth generator's state)."""
+        extra: dict[str, Any] = {}
+        if self.groups is not None and self._rng is not None:
+            extra["group_masks"] = {k: m.detach().clone() for k, m in zip(self.groups.keys, self.groups.group_masks, strict=True)}
+            extra["rng"] = self._rng.get_state()
+        return extra | {
             "masks": {n: self.masks[n].detach().clone() for n in self._names},
             "density": self.density,
             "pruning": self.pruning,
@@ -281,6 +444,21 @@ class Masking:
             n: masks[n].detach().to(device=w.device, dtype=w.dtype).clone()
             for n, w in zip(self._names, self._weights, strict=True)
         }
+        if self.groups is not None and self._rng is not None:
+            saved = state.get("group_masks")
+            if not isinstance(saved, dict) or list(saved) != self.groups.keys:
+                got = list(saved) if isinstance(saved, dict) else None
+                raise ValueError(f"checkpoint group masks cover spaces {got}, this model has {self.groups.keys}")
+            for k, key in enumerate(self.groups.keys):
+                if tuple(saved[key].shape) != tuple(self.groups.group_masks[k].shape):
+                    raise ValueError(f"group mask {key!r} has shape {tuple(saved[key].shape)}, "
+                                     f"expected {tuple(self.groups.group_masks[k].shape)}")  # fmt: skip
+                self.groups.group_masks[k] = saved[key].detach().to(self.groups.group_masks[k].device, torch.bool).clone()
+            derived = self.groups.masks()
+            if any(not torch.equal(derived[n], self.masks[n]) for n in self._names):
+                raise ValueError("checkpoint masks disagree with its group masks; the checkpoint is damaged")
+            self._refresh_group_masks()
+            self._rng.set_state(state["rng"])
         self.prune_rate = _check_prune_rate(state.get("prune_rate", self.prune_rate))
         self.total_epochs = int(state.get("total_epochs", self.total_epochs))
         self.target_active = int(state["target_active"])

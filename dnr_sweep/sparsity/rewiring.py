@@ -27,7 +27,8 @@ Choices where the paper is silent (decided, and tested):
   step yet, or SGD without momentum) the shares fall back to proportional to layer size (numel).
 - Shares are computed exactly (``fractions.Fraction``) by *water filling*: the ideal real share of
   layer ``l`` is ``min(capacity_l, lam * importance_l)`` with ``lam`` chosen so the shares sum to the
-  budget; capacity is the layer's number of inactive units after pruning. Overflow of a capped layer
+  budget; capacity is the layer's number of *live* inactive units after pruning (see "Regrowth only
+  where learning can happen" below). Overflow of a capped layer
   thus goes to the uncapped ones in proportion to their importance, repeatedly until all fits (if
   every layer with positive importance is full, the rest falls back to layer size among the others).
   Irregular shares are then rounded by largest remainder (ties: earlier layer), so they sum to ``K``
@@ -36,14 +37,32 @@ Choices where the paper is silent (decided, and tested):
   stays within half that layer's slice of the budget: the result lies within half the largest slice
   of the budget.
 - Ties in magnitude or momentum are broken by the lower flat index (stable sort).
-- Regrown weights start at exactly 0; optimizer momentum is never touched. A unit pruned this round
-  may be regrown in the same round (it is a zero position after pruning).
+- A unit pruned this round may be regrown in the same round (it is a zero position after pruning),
+  and then it **keeps its value**: like Algorithm 1 (Prune, Regrow, then applyMask) and the
+  reference code of [13] (TimDettmers/sparse_learning), only what the *final* mask removes is
+  zeroed. A unit regrown from an earlier round's zero starts at exactly 0. Optimizer momentum is
+  never touched.
+
+Regrowth only where learning can happen (a choice of ours). A regrown weight starts at 0, so it
+becomes nonzero only through its gradient. A position whose momentum is exactly 0 has had no
+gradient for as long as the momentum remembers (with SGD's 0.9, underflow to 0 takes ~1,000 steps
+of zero gradient): typically it reads a dead channel (a ReLU map that is 0 everywhere) or writes one
+nobody reads. Regrown there it stays exactly 0 while the mask counts it active, so the network ends
+below its density (measured: nonzero density 0.098 at target 0.1 on digits). Among zero-momentum
+candidates the momentum ranking says nothing at all, so we prefer the candidates that can receive
+gradient: a layer's regrowth capacity is first its zero positions (channels) with **nonzero
+momentum** (its live candidates), and the budget is water-filled over those; only if the live
+candidates of all layers together are fewer than the budget is the rest water-filled, by the same
+importances, over the zero-momentum positions (lowest index first), so the budget is always spent.
+Before any optimizer step (all momenta 0) this is the plain rule. In channel mode a live channel
+can still hold rows that receive no gradient (a slice ``W[:, c]`` spans every filter, including
+filters whose output channel no consumer reads); that is the paper's unit, kept as defined.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -63,7 +82,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RewireStats:
-    """What one rewiring did. Counts are in weights; ``*_channels`` only in channel mode."""
+    """What one rewiring did. Counts are in weights; ``*_channels`` only in the channel modes.
+
+    Keys are layer names, except in channel_group mode: channel-space keys (the space's first
+    producer), ``*_channels`` counting groups and ``pruned``/``regrown`` the change of the active
+    count as each space pruned and each group was revived."""
 
     epoch: int
     prune_rate: float
@@ -193,6 +216,35 @@ def _normalised(values: Sequence[float]) -> list[float]:
     return [v / s if s > 0 else 0.0 for v in values]
 
 
+def _live_first_shares(
+    budget: int,
+    importance: Sequence[float],
+    live: Sequence[int],
+    capacity: Sequence[int],
+    sizes: Sequence[float],
+    rounding: Callable[[Sequence[Fraction], int], list[int]] | None,
+) -> list:
+    """Split ``budget`` by importance, first over the ``live`` (nonzero-momentum) candidates only.
+
+    Stage 1 water-fills ``min(budget, sum(live))`` with each layer capped at its live candidates;
+    what is left (only when the live candidates run out) is water-filled over the remaining
+    zero-momentum capacity ``capacity - live``. With ``rounding`` (e.g. :func:`largest_remainder`)
+    each stage is rounded to integers that sum to its budget exactly; without it the real shares are
+    returned (summed per layer).
+    """
+    first = min(budget, sum(live))
+    dead = [c - v for c, v in zip(capacity, live, strict=True)]
+    stages = [(first, live), (budget - first, dead)]
+    total: list = [0] * len(capacity)
+    for amount, caps in stages:
+        if amount <= 0:
+            continue
+        shares = water_fill(amount, importance, caps, sizes)
+        part = rounding(shares, amount) if rounding is not None else shares
+        total = [a + b for a, b in zip(total, part, strict=True)]
+    return total
+
+
 def channel_view(t: Tensor) -> Tensor:
     """View ``t`` (``(M, N, ...)``) as ``(N, M * prod(...))``: row ``c`` is the slice ``t[:, c]``."""
     return t.transpose(0, 1).reshape(t.shape[1], -1)
@@ -233,17 +285,19 @@ def rewire_irregular(
         kept[drop] = False
         keep.append(kept)
         pruned.append(int(drop.numel()))
+    live = [int(((~kept) & (mo.reshape(-1) != 0)).sum().item()) for kept, mo in zip(keep, momenta, strict=True)]
     capacity = [int((~kept).sum().item()) for kept in keep]
     budget = sum(pruned)
     sizes = [float(w.numel()) for w in weights]
-    regrown = largest_remainder(water_fill(budget, importance, capacity, sizes), budget)
+    regrown = _live_first_shares(budget, importance, live, capacity, sizes, largest_remainder)
     for i in range(n):
         kept = keep[i]
         grow = _largest(momenta[i].reshape(-1).abs(), ~kept, regrown[i])
         new = kept.clone()
         new[grow] = True
-        # Weights outside `kept` (pruned now or before) become 0, so regrown weights start at 0.
-        weights[i].mul_(kept.reshape(weights[i].shape).to(weights[i].dtype))
+        # Only what the final mask removes becomes 0 (Algorithm 1: Prune, Regrow, then applyMask):
+        # a weight pruned and regrown in the same round keeps its value, one regrown from 0 starts at 0.
+        weights[i].mul_(new.reshape(weights[i].shape).to(weights[i].dtype))
         masks[i].copy_(new.reshape(masks[i].shape).to(masks[i].dtype))
     return pruned, regrown, importance
 
@@ -278,20 +332,24 @@ def rewire_channel(
         keep.append(kept)
         pruned_ch.append(int(drop.numel()))
     active_after_prune = sum(int(k.sum().item()) * s for k, s in zip(keep, slice_sizes, strict=True))
+    mom_norms = [torch.linalg.vector_norm(channel_view(mo), dim=1) for mo in momenta]
     zero_ch = [int((~k).sum().item()) for k in keep]
+    live_ch = [int(((~k) & (mn != 0)).sum().item()) for k, mn in zip(keep, mom_norms, strict=True)]
     budget = max(0, target_active - active_after_prune)
     sizes = [float(w.numel()) for w in weights]
-    shares = water_fill(budget, importance, [z * s for z, s in zip(zero_ch, slice_sizes, strict=True)], sizes)
+    shares = _live_first_shares(
+        budget, importance, [c * s for c, s in zip(live_ch, slice_sizes, strict=True)],
+        [z * s for z, s in zip(zero_ch, slice_sizes, strict=True)], sizes, None,
+    )  # fmt: skip
     regrown_ch = round_to_slices(
         [sh / s for sh, s in zip(shares, slice_sizes, strict=True)], slice_sizes, budget
     )
     for i in range(n):
         kept = keep[i]
-        mom_norm = torch.linalg.vector_norm(channel_view(momenta[i]), dim=1)
-        grow = _largest(mom_norm, ~kept, regrown_ch[i])
+        grow = _largest(mom_norms[i], ~kept, regrown_ch[i])
         new = kept.clone()
         new[grow] = True
-        weights[i].mul_(channel_mask_to_full(kept, weights[i]))
+        weights[i].mul_(channel_mask_to_full(new, weights[i]))  # see rewire_irregular
         masks[i].copy_(channel_mask_to_full(new, masks[i]))
     pruned_w = [c * s for c, s in zip(pruned_ch, slice_sizes, strict=True)]
     regrown_w = [c * s for c, s in zip(regrown_ch, slice_sizes, strict=True)]

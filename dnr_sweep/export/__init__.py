@@ -1,0 +1,44 @@
+"""Physically shrinking a channel-pruned model, counting its cost, and exporting it with ``torch.export``.
+
+One module per concern:
+
+- :mod:`~dnr_sweep.export.spaces`: channel-space analysis (``torch.fx`` tracing,
+  :class:`ChannelSpace`, :func:`find_channel_spaces`); shared with channel-group DNR.
+- :mod:`~dnr_sweep.export.shrinking`: :func:`shrink` and its :class:`ShrinkReport`.
+- :mod:`~dnr_sweep.export.cost`: :func:`count_params`, :func:`count_macs`, :func:`measure_latency`.
+- :mod:`~dnr_sweep.export.pipeline`: :func:`export_model` (a trained folder -> ``.pt2`` + JSON),
+  input sizes, ``torch.export``.
+
+Every public name is importable from ``dnr_sweep.export`` directly.
+"""
+
+from dnr_sweep.export.cost import count_macs, count_params, measure_latency
+from dnr_sweep.export.pipeline import (
+    MAX_EXPORT_BATCH,
+    TOLERANCE,
+    default_input_size,
+    export_model,
+    export_program,
+    parse_input_size,
+    summary_text,
+)
+from dnr_sweep.export.shrinking import ShrinkReport, shrink
+from dnr_sweep.export.spaces import ChannelSpace, ExportError, find_channel_spaces
+
+__all__ = [
+    "MAX_EXPORT_BATCH",
+    "TOLERANCE",
+    "ChannelSpace",
+    "ExportError",
+    "ShrinkReport",
+    "count_macs",
+    "count_params",
+    "default_input_size",
+    "export_model",
+    "export_program",
+    "find_channel_spaces",
+    "measure_latency",
+    "parse_input_size",
+    "shrink",
+    "summary_text",
+]

@@ -1,0 +1,161 @@
+"""The export pipeline: a trained model folder -> shrunk, checked, ``torch.export``-ed program + summary.
+
+:func:`export_model` ties the pieces together for a trained model folder: shrink
+(:func:`dnr_sweep.export.shrinking.shrink`), check the outputs against the loaded masked model
+(:data:`TOLERANCE`), write a ``torch.export`` program (dynamic batch dimension) and a JSON summary
+with parameter and MAC counts and measured CPU latency before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dnr_sweep.export.cost import measure_latency
+from dnr_sweep.export.shrinking import shrink as _shrink_fn  # export_model's `shrink` flag shadows the name
+from dnr_sweep.export.spaces import ExportError
+
+__all__ = [
+    "MAX_EXPORT_BATCH",
+    "TOLERANCE",
+    "default_input_size",
+    "export_model",
+    "export_program",
+    "parse_input_size",
+    "summary_text",
+]
+
+#: largest allowed max |shrunk - masked| output difference (eval mode, float32)
+TOLERANCE = 1e-5
+#: largest batch the exported program accepts (its dynamic batch dimension's upper bound)
+MAX_EXPORT_BATCH = 65536
+
+
+_DEFAULT_SIZES = {"digits": 8, "synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
+
+
+def default_input_size(config: Any, model: nn.Module) -> tuple[int, int, int]:
+    """(C, H, W) of the run's images: digits 8 (or ``data.image_size``), CIFAR 32, Tiny-ImageNet 64;
+    channels from the model's normalisation stem (or its first conv)."""
+    side = config.data.image_size or _DEFAULT_SIZES[config.data.dataset]
+    stem = getattr(model, "normalize", None)
+    if stem is not None and hasattr(stem, "mean"):
+        channels = int(stem.mean.shape[1])
+    else:
+        channels = next(m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+    return channels, int(side), int(side)
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """``"C,H,W"`` -> (C, H, W), all positive ints; ``ExportError`` naming the value otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise ExportError(f"--input-size must be three positive integers C,H,W (e.g. 3,32,32), got {text!r}")
+    return size  # type: ignore[return-value]
+
+
+def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    with torch.inference_mode():
+        return float((a(x) - b(x)).abs().max())
+
+
+def export_program(model: nn.Module, input_size: Sequence[int]) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` in eval mode for inputs (N, *input_size), N dynamic in [1, 65536]."""
+    model.eval()
+    batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
+    return torch.export.export(model, (torch.rand(2, *input_size),), dynamic_shapes=({0: batch},))
+
+
+def export_model(path: str | Path, out_file: str | Path, *, trial: str | None = None, shrink: bool = True,
+                 input_size: Sequence[int] | None = None, batch_sizes: Sequence[int] = (1, 128),
+                 repeats: int = 10, threads: int | None = None, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Export the trained model at ``path`` (a train folder, a trial folder, or a run folder + ``trial``).
+
+    Shrinks it (unless ``shrink=False``), checks that its outputs equal the loaded model's within
+    :data:`TOLERANCE` on random inputs, writes ``out_file`` with ``torch.export.save`` (load it with
+    ``torch.export.load(out_file).module()``; the batch dimension is dynamic) and
+    ``out_file.with_suffix(".json")`` with the summary, which it also returns. Latency is the median
+    of ``repeats`` CPU forward passes per batch size with ``threads`` threads (default torch's); with
+    ``shrink=False`` the "after" figures are the "before" ones (the same model).
+
+    Raises:
+        FileNotFoundError: no model at ``path``.
+        ExportError: a bad ``input_size`` or a model that cannot be traced or exported.
+        RuntimeError: the shrunk model's outputs differ (a bug, never expected).
+    """
+    from dnr_sweep import checkpoint
+    from dnr_sweep.artifacts import load_trained
+
+    try:
+        trained = load_trained(path, trial, load_data=False)
+    except RuntimeError as exc:  # load_state_dict: shapes or keys that do not fit the config's model
+        raise ExportError(f"{path}: model.pt does not fit the model its config.yaml describes: {exc}") from exc
+    masked = trained.model.eval()
+    size = tuple(int(v) for v in input_size) if input_size is not None else default_input_size(trained.config, masked)
+    if len(size) != 3 or min(size) < 1:
+        raise ExportError(f"input_size must be (C, H, W) positive ints, got {input_size!r}")
+    generator = torch.Generator().manual_seed(seed)
+    try:
+        report = _shrink_fn(masked, torch.rand(2, *size, generator=generator))
+    except RuntimeError as exc:  # shape errors from a wrong input size
+        raise ExportError(f"the model does not accept inputs of size {list(size)} ({exc}); "
+                          "fix --input-size C,H,W") from exc  # fmt: skip
+    final = report.model.eval() if shrink else masked
+    probe = torch.rand(16, *size, generator=generator)
+    diff = _max_diff(final, masked, probe)
+    if not diff <= TOLERANCE:
+        raise RuntimeError(f"shrunk model differs from the masked one by {diff:.3g} > {TOLERANCE}")
+
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        program = export_program(final, size)
+    except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds
+        raise ExportError(f"torch.export failed for {trained.config.model.arch}: {exc}") from exc
+    torch.export.save(program, out_file)
+    loaded = torch.export.load(out_file).module()
+    diff_exported = _max_diff(loaded, masked, probe)
+
+    before = measure_latency(masked, size, batch_sizes, repeats=repeats, threads=threads)
+    after = measure_latency(final, size, batch_sizes, repeats=repeats, threads=threads) if shrink else before
+    removable = sum(len(s.removable) for s in report.spaces)
+    summary: dict[str, Any] = {
+        "model": str(trained.folder), "file": str(out_file), "arch": trained.config.model.arch,
+        "dataset": trained.config.data.dataset, "pruning": trained.config.dnr.pruning,
+        "density": trained.config.dnr.density, "input_size": list(size), "shrunk": shrink,
+        "dynamic_batch": [1, MAX_EXPORT_BATCH],
+        "params_before": report.params_before, "params_after": report.params_after if shrink else report.params_before,
+        "macs_before": report.macs_before, "macs_after": report.macs_after if shrink else report.macs_before,
+        "channels_removable": removable, "channels_removed": removable if shrink else 0,
+        "max_abs_diff": diff, "max_abs_diff_exported": diff_exported, "tolerance": TOLERANCE,
+        "latency_ms": {"before": {str(b): v["latency_ms"] for b, v in before.items()},
+                       "after": {str(b): v["latency_ms"] for b, v in after.items()}},
+        "throughput_per_s": {"before": {str(b): v["throughput_per_s"] for b, v in before.items()},
+                             "after": {str(b): v["throughput_per_s"] for b, v in after.items()}},
+        "speedup": {str(b): before[b]["latency_ms"] / after[b]["latency_ms"] for b in before},
+        "timing": {"device": "cpu", "threads": threads or torch.get_num_threads(), "repeats": repeats, "statistic": "median",
+                   "torch": torch.__version__},
+        "input_channels_removed": ({n: v["in"][0] - v["in"][1] for n, v in report.layers.items()} if shrink
+                                   else {n: 0 for n in report.layers}),
+        "layers": report.layers if shrink else {n: {"in": [v["in"][0]] * 2, "out": [v["out"][0]] * 2}
+                                                for n, v in report.layers.items()},
+    }  # fmt: skip
+    if removable == 0:
+        summary["note"] = ("no channel is zero in all its consumers (irregular pruning zeroes single weights, "
+                           "not whole input channels), so no channels were removable")  # fmt: skip
+    checkpoint.write_json(summary, out_file.with_suffix(".json"))
+    return summary
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary as indented JSON (what ``dnr-sweep export`` prints)."""
+    return json.dumps(summary, indent=2)
