@@ -51,7 +51,6 @@ __all__ = [
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # the digits test split never moves with `seed`
 SYNTHETIC_SEED = 0  # the synthetic images never move with `seed` either; only the val split does
-SYNTHETIC_SIZES = (256, 64)  # train, test
 
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
@@ -339,7 +338,7 @@ def _synthetic(spec: DatasetSpec, root: Path, download: bool, image_size: int | 
     if ch < 1:
         raise ValueError(f"data.channels must be >= 1, got {ch}")
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
-    n_train, n_test = SYNTHETIC_SIZES
+    n_train, n_test = spec.train_size, spec.test_size
     images = torch.rand(n_train + n_test, ch, size, size, generator=gen)
     projection = torch.randn(ch * size * size, spec.num_classes, generator=gen)
     labels = ((images - 0.5).flatten(1) @ projection).argmax(dim=1)
