@@ -44,7 +44,8 @@ def resolve_model_dir(path: str | Path, trial: str | None = None) -> Path:
     if path.is_file():
         raise PathError(f"{path}: a file, not a folder; pass the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
     if not path.is_dir():
-        raise PathError(f"{path}: no such folder; pass a `dnr-sweep train --out` folder, a trial folder or a run folder")
+        raise PathError(f"{path}: no such folder, so no {MODEL_FILE}; pass a `dnr-sweep train --out` folder, a trial "
+                        "folder or a run folder")  # fmt: skip
     if (path / MODEL_FILE).is_file() and trial is None:
         return path
     candidates = trial_folders(path)
@@ -68,8 +69,14 @@ def load_run_config(folder: Path) -> RunConfig:
     if not config_path.is_file():
         raise InputFileError(config_path, "no such file", expected=f"the run's resolved config beside {MODEL_FILE}",
                              fix=_RETRAIN)  # fmt: skip
+    raw = read_yaml(config_path)
+    missing = [key for key in RunConfig.model_fields if key not in raw]
+    if missing:  # dnr-sweep writes the resolved config: every section is there
+        problem = "is empty" if not raw else f"lacks {', '.join(missing)} (cut short?)"
+        raise InputFileError(config_path, problem, expected="the resolved run config dnr-sweep wrote (every section)",
+                             fix=_RETRAIN)  # fmt: skip
     try:
-        return RunConfig.model_validate(read_yaml(config_path))
+        return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([*validation_messages(RunConfig, exc, str(config_path)),
                            f"{config_path}: not the run config dnr-sweep wrote there. {_RETRAIN}"]) from None  # fmt: skip

@@ -33,7 +33,7 @@ from dnr_sweep.files import atomic_write_handle
 #: truncated, bit-flipped, random and foreign files: ten builtin kinds; the call parses only the file)
 _UNREADABLE = (
     pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, KeyError, TypeError, IndexError,
-    AttributeError, struct.error, zipfile.BadZipFile,
+    AttributeError, struct.error, zipfile.BadZipFile, RecursionError,
 )  # fmt: skip
 
 CHECKPOINT_KIND = "a checkpoint written by dnr-sweep (torch.save of tensors and plain data)"

@@ -25,6 +25,8 @@ probe that failed and the fix. Nothing here imports Ray or touches the disk.
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,24 +50,32 @@ class Probe:
     config: RunConfig
 
 
+#: up to this many combinations of the search dimensions' probe values are all prepared
+MAX_COMBINATIONS = 256
+
+
 def probes(config: SweepConfig) -> list[Probe]:
-    """The base config, each search dimension's probe values (others at the base), and the two corners."""
+    """The base config and each search dimension's probe values (others at the base); then every
+    combination of the probe values when there are at most :data:`MAX_COMBINATIONS` (a grid runs
+    them all), else the two corners (every dimension at its first, then at its last value)."""
     base = config.base_run()
     found = [Probe("base config", base)]
     dims = {path: spec.probe_values() for path, spec in config.search.items()}
     for path, values in dims.items():
         for value in values:
             found.append(Probe(f"search.{path}={value!r}", run_config_from_flat(base, {path: value})))
-    if len(dims) > 1:
-        for name, pick in (("first", 0), ("last", -1)):
-            flat = {path: values[pick] for path, values in dims.items()}
-            try:
-                corner = run_config_from_flat(base, flat)
-            except ConfigError as exc:  # each value is valid alone; together they are not
-                text = ", ".join(f"{k}={v!r}" for k, v in flat.items())
-                raise ConfigError([f"search ({name} values together: {text}): {m.split(': ', 1)[-1]}"
-                                   for m in exc.messages]) from None  # fmt: skip
-            found.append(Probe(f"search at every dimension's {name} value", corner))
+    if len(dims) < 2:
+        return found
+    if math.prod(len(values) for values in dims.values()) <= MAX_COMBINATIONS:
+        combinations = [dict(zip(dims, values, strict=True)) for values in itertools.product(*dims.values())]
+    else:
+        combinations = [{path: values[pick] for path, values in dims.items()} for pick in (0, -1)]
+    for flat in combinations:
+        text = ", ".join(f"search.{k}={v!r}" for k, v in flat.items())
+        try:
+            found.append(Probe(text, run_config_from_flat(base, flat)))
+        except ConfigError as exc:  # each value is valid alone; together they are not
+            raise ConfigError([f"{m.split(': ', 1)[-1]} [at {text}]" for m in exc.messages]) from None
     return found
 
 

@@ -78,12 +78,12 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     ckpt_path = out / rc.CHECKPOINT_FILE
     resolved = to_yaml_dict(config)
-    run = DNRRun(config)
     rows: list[dict[str, Any]] = []
-    if resume:
+    state: dict[str, Any] | None = None
+    fix = "Train into a new --out folder (this one's model.pt and metrics.json, if any, stay as they are)"
+    if resume:  # the checkpoint is read (and refused) before the data and the model are built
         if not ckpt_path.is_file():
             raise PathError(f"{ckpt_path}: nothing to resume (run without --resume to start)")
-        fix = "Train into a new --out folder (this one's model.pt and metrics.json, if any, stay as they are)"
         state = checkpoint.load_mapping(ckpt_path, keys=("config", "run", "rows"), fix=fix,
                                         what="the checkpoint `dnr-sweep train` writes (config, run, rows)")  # fmt: skip
         if state["config"] != resolved:
@@ -91,6 +91,8 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
                 f"{ckpt_path}: the run was started with a different config; resume with the same CONFIG "
                 "and --set values, or train into a new --out folder"
             )
+    run = DNRRun(config)
+    if state is not None:
         try:
             run.load_state_dict(state["run"])
             rows = list(state["rows"])

@@ -216,7 +216,7 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             line = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply to be a result
             line = None
         if isinstance(line, dict):
             lines.append(line)
@@ -332,9 +332,14 @@ _UNREADABLE_TABLE = (OSError, ValueError, TypeError, KeyError, pa.ArrowException
 
 
 def _read_table(path: Path, normalise) -> pd.DataFrame | None:
-    """``normalise(read_parquet(path))``, or ``None`` (with a warning) when it cannot be read."""
+    """``normalise(read_parquet(path))``, or ``None`` (with a warning) when it cannot be read or is
+    another table (a results table has ``trial_id`` and ``status``, an epochs one ``trial_id`` and ``epoch``)."""
+    required = {"trial_id", "status"} if normalise is normalise_results else {"trial_id", "epoch"}
     try:
-        return normalise(pd.read_parquet(path))
+        table = pd.read_parquet(path)
+        if not required <= set(table.columns):
+            raise ValueError(f"not this kind of table: no {', '.join(sorted(required - set(table.columns)))} column")
+        return normalise(table)
     except _UNREADABLE_TABLE as exc:
         _warn(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
               f"rebuilding it from the trials' {TRIAL_RESULT_FILE}")  # fmt: skip
@@ -441,6 +446,6 @@ def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str,
             curves[label] = {
                 kind: {float(k): float(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("steps", "eps")
             }
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:
-            _warn(f"{path}: unreadable ({exc}); its attack-strength curve is left out")
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            _warn(f"{path}: unreadable ({type(exc).__name__}); its attack-strength curve is left out")
     return curves

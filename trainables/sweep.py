@@ -18,6 +18,7 @@ given) and ``sweep.json`` (the ``--set`` overrides), which is all :func:`resume_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -334,7 +335,8 @@ def check_local_resources(config: SweepConfig) -> None:
     """Before an embedded local Ray starts: can this machine host one trial at all?"""
     import ray
 
-    if ray.is_initialized():  # a cluster is already there: check_resources_feasible asks it
+    if ray.is_initialized():  # a cluster is already there: ask it
+        check_resources_feasible(config)
         return
     import torch
 
@@ -398,7 +400,8 @@ def prepare_run_dir(run_dir: Path, *, config_path: Path, overrides: list[str]) -
     run_dir.mkdir(parents=True, exist_ok=True)
     text = Path(config_path).read_bytes()
     files.atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_bytes(text))
-    state = json.dumps({"overrides": list(overrides), "config_source": str(config_path)})
+    state = json.dumps({"overrides": list(overrides), "config_source": str(config_path),
+                        "config_sha256": hashlib.sha256(text).hexdigest()})  # fmt: skip
     files.atomic_write(run_dir / SWEEP_FILE, lambda tmp: tmp.write_text(state))
     return run_dir
 
@@ -419,12 +422,18 @@ def load_run_dir_config(run_dir: Path) -> SweepConfig:
                "used, as a list)")  # fmt: skip
         try:
             saved = json.loads(sweep_file.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise InputFileError(sweep_file, "is not readable JSON (corrupt or truncated)", expected=expected,
                                  fix=fix) from None  # fmt: skip
         overrides = saved.get("overrides") if isinstance(saved, dict) else None  # type: ignore[assignment]
         if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
             raise InputFileError(sweep_file, "has no list of strings under 'overrides'", expected=expected, fix=fix)
+        digest = saved.get("config_sha256")
+        if isinstance(digest, str) and hashlib.sha256((run_dir / CONFIG_FILE).read_bytes()).hexdigest() != digest:
+            raise InputFileError(run_dir / CONFIG_FILE, "changed since the sweep started (its SHA-256 differs from "
+                                 f"the one {SWEEP_FILE} recorded)", expected="the config the sweep started with",
+                                 fix="Restore it (the trials were sampled from it); to change the sweep, start a "
+                                     "new one with `dnr-sweep run`")  # fmt: skip
     return load_sweep_config(run_dir / CONFIG_FILE, overrides)
 
 
@@ -445,6 +454,8 @@ def _pickle_problem(data: bytes) -> str | None:
     attack would use), or ``None``. Reads the opcodes only; nothing is unpickled."""
     if not data:
         return "is empty"
+    if data[:1] != b"\x80":  # PROTO: every pickle protocol >= 2 (Tune writes 5) starts with it
+        return "is not a pickle (no protocol header)"
     strings: list[str] = []
     try:
         for opcode, arg, _ in pickletools.genops(data):
@@ -459,8 +470,8 @@ def _pickle_problem(data: bytes) -> str | None:
             root = module.split(".")[0]
             if root in _HOSTILE_MODULES or (root == "builtins" and name in _HOSTILE_BUILTINS):
                 return f"refers to {module}.{name}, which Tune's state never does (a hostile file?)"
-    except (ValueError, IndexError) as exc:
-        return f"is not a complete pickle ({exc})"
+    except (ValueError, IndexError, RecursionError) as exc:
+        return f"is not a complete pickle ({type(exc).__name__}: {exc})"
     return None
 
 
@@ -493,7 +504,7 @@ def check_restorable(run_dir: Path) -> None:
         state = json.loads(newest.read_bytes().decode("utf-8"))
         ok = isinstance(state, dict) and {"runner_data", "trial_data"} <= set(state)
         problem = None if ok else "is JSON without Tune's runner_data and trial_data"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         problem = "is not readable JSON (corrupt or truncated)"
     if problem:
         raise InputFileError(newest, problem, expected="Ray Tune's experiment state (JSON Tune wrote)", fix=fix)

@@ -50,15 +50,13 @@ def run(args: argparse.Namespace) -> int:
     out = files.output_folder(args.out, "--out")
     config = load_run_config(args.config, args.overrides)
     check_run(config, args.config)
-    if not args.resume:
-        check_out_contents(out, resume=False)  # once more under the lock below; this one fails before any work
     from dnr_sweep import folder_lock
     from dnr_sweep.data import check_available
     from dnr_sweep.single_run import train_to_dir
 
-    check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
-    with folder_lock.hold(out, purpose="train"):
+    with folder_lock.hold(out, purpose="train"):  # nothing was written before: a refusal here loses nothing
         check_out_contents(out, resume=args.resume)
+        check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
         print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
               f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
         try:
