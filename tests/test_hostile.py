@@ -499,6 +499,39 @@ def test_corrupt_file_is_refused_by_name_and_left_as_it_was(tmp_path, kind, corr
     assert after == before  # nothing written over, nothing added
 
 
+class Eval:
+    def __reduce__(self):
+        return (eval, ("1",))
+
+
+class Call:
+    def __reduce__(self):
+        return (subprocess.call, (["true"],))
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_tune_state_screen_spots_hostile_pickles_in_every_protocol(tmp_path, protocol):
+    import ray.cloudpickle
+
+    from trainables.sweep import _pickle_problem
+
+    for hostile in (Hostile(tmp_path / "PWNED"), Eval(), Call(), {"nested": [Hostile(tmp_path / "PWNED")]}):
+        assert "imports" in _pickle_problem(pickle.dumps(hostile, protocol=protocol))
+    assert "imports" in _pickle_problem(ray.cloudpickle.dumps({"x": Hostile(tmp_path / "PWNED")}))
+    assert _pickle_problem(pickle.dumps({"os": ["system", "eval"]}, protocol=protocol)) is None  # names as data
+
+
+def test_hostile_pickle_embedded_in_tune_json_state_is_refused(tmp_path, no_ray):
+    run_dir = _run_folder(tmp_path / "run")
+    blob = {"_type": "CLOUDPICKLE_FALLBACK", "value": pickle.dumps(Hostile(tmp_path / "PWNED")).hex()}
+    state = {"runner_data": {}, "trial_data": [[json.dumps({"config": blob}), "{}"]]}
+    path = next(run_dir.glob("experiment_state-*.json"))
+    path.write_text(json.dumps(state))
+    code, err = call(["resume", str(run_dir)])
+    assert code == 2 and path.name in err and "embedded pickle that imports posix.mkdir" in err
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_checkpoint_load_refuses_every_corruption_without_torchs_advice(tmp_path):
     good = _torch_bytes({"run": {"w": torch.ones(3)}})
     for name, bad in _corruptions(good, wrong_kind=b"{}", hostile=pickle.dumps(Hostile(tmp_path / "PWNED"))).items():

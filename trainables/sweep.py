@@ -18,6 +18,8 @@ given) and ``sweep.json`` (the ``--set`` overrides), which is all :func:`resume_
 
 from __future__ import annotations
 
+import _compat_pickle
+import contextlib
 import hashlib
 import json
 import logging
@@ -449,27 +451,49 @@ _HOSTILE_MODULES = frozenset({
 _HOSTILE_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "open", "breakpoint", "input"})
 
 
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+                         "STRING"})  # fmt: skip
+
+
 def _pickle_problem(data: bytes) -> str | None:
-    """Why ``data`` is not a plausible Tune pickle (empty, truncated, garbage, or naming a module an
-    attack would use), or ``None``. Reads the opcodes only; nothing is unpickled."""
+    """Why ``data`` is not a plausible Tune pickle (empty, truncated, garbage, or importing from a
+    module an attack would use), or ``None``. Reads the opcodes only; nothing is unpickled.
+
+    ``STACK_GLOBAL`` takes its module and name from the two values pushed before it; they are
+    tracked through the memo (``MEMOIZE``/``BINPUT``, ``BINGET``), as cloudpickle reuses them.
+    """
     if not data:
         return "is empty"
     if data[:1] != b"\x80":  # PROTO: every pickle protocol >= 2 (Tune writes 5) starts with it
         return "is not a pickle (no protocol header)"
-    strings: list[str] = []
+    memo: dict[int, object] = {}
+    pushed: list[object] = []  # the values the opcodes pushed, strings where known, else None
     try:
         for opcode, arg, _ in pickletools.genops(data):
-            if isinstance(arg, str):
-                strings.append(arg)
-            if opcode.name == "STACK_GLOBAL":  # module and name were pushed just before
-                module, name = (strings[-2], strings[-1]) if len(strings) >= 2 else ("", "")
-            elif opcode.name in ("GLOBAL", "INST"):
-                module, _, name = str(arg).partition(" ")
+            name = opcode.name
+            module = qualname = None
+            if name in _STRING_OPS:
+                pushed.append(arg)
+            elif name == "MEMOIZE":
+                memo[len(memo)] = pushed[-1] if pushed else None
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = pushed[-1] if pushed else None
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                pushed.append(memo.get(int(arg)))
+            elif name == "STACK_GLOBAL":
+                if len(pushed) >= 2 and isinstance(pushed[-2], str) and isinstance(pushed[-1], str):
+                    module, qualname = pushed[-2], pushed[-1]
+                pushed.append(None)
+            elif name in ("GLOBAL", "INST"):
+                module, _, qualname = str(arg).partition(" ")
+                pushed.append(None)
             else:
-                continue
-            root = module.split(".")[0]
-            if root in _HOSTILE_MODULES or (root == "builtins" and name in _HOSTILE_BUILTINS):
-                return f"refers to {module}.{name}, which Tune's state never does (a hostile file?)"
+                pushed.append(None)
+            if module is not None:
+                module = _compat_pickle.IMPORT_MAPPING.get(module, module)  # protocol 2 spells Python 2 names
+                root = module.split(".")[0]
+                if root in _HOSTILE_MODULES or (root == "builtins" and qualname in _HOSTILE_BUILTINS):
+                    return f"imports {module}.{qualname}, which Tune's state never does (a hostile file?)"
     except (ValueError, IndexError, RecursionError) as exc:
         return f"is not a complete pickle ({type(exc).__name__}: {exc})"
     return None
@@ -503,11 +527,37 @@ def check_restorable(run_dir: Path) -> None:
     try:
         state = json.loads(newest.read_bytes().decode("utf-8"))
         ok = isinstance(state, dict) and {"runner_data", "trial_data"} <= set(state)
-        problem = None if ok else "is JSON without Tune's runner_data and trial_data"
+        problem = _embedded_pickle_problem(state) if ok else "is JSON without Tune's runner_data and trial_data"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         problem = "is not readable JSON (corrupt or truncated)"
     if problem:
         raise InputFileError(newest, problem, expected="Ray Tune's experiment state (JSON Tune wrote)", fix=fix)
+
+
+_CLOUDPICKLE_IN_JSON = "CLOUDPICKLE_FALLBACK"  # Tune's marker of a pickle embedded (as hex) in its JSON state
+
+
+def _embedded_pickle_problem(state: Any) -> str | None:
+    """Screen the pickles Tune embeds in its JSON state (also inside JSON-encoded strings) like tuner.pkl."""
+    stack = [state]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("_type") == _CLOUDPICKLE_IN_JSON:
+                try:
+                    problem = _pickle_problem(bytes.fromhex(str(node.get("value"))))
+                except ValueError:
+                    problem = "is not hex"
+                if problem:
+                    return f"holds an embedded pickle that {problem}"
+            else:
+                stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and node[:1] in ("{", "["):  # Tune stores each trial as a JSON string
+            with contextlib.suppress(json.JSONDecodeError):
+                stack.append(json.loads(node))
+    return None
 
 
 def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
