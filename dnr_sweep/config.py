@@ -713,6 +713,12 @@ def _validate_tune(config: SweepConfig, source: str) -> list[str]:
         if not config.search:
             errors.append(f"{source}: tune.search_alg: Optuna needs at least one search dimension")
     asha = tune.scheduler.asha if tune.scheduler is not None else None
+    if asha is not None and asha.grace_period > (asha.max_t or config.train.epochs):
+        errors.append(
+            f"{source}: tune.scheduler.asha.grace_period: {asha.grace_period} is above max_t "
+            f"({asha.max_t or config.train.epochs}{'' if asha.max_t else ', train.epochs'}): no trial could be "
+            "stopped early; lower grace_period or raise max_t"
+        )
     single_objective = tune.search_alg is not None and not tune.search_alg.optuna.objectives
     if tune.metric is None and (single_objective or (asha is not None and asha.metric is None)):
         errors.append(f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc")

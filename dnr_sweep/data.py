@@ -226,6 +226,10 @@ def _check_cifar_files(spec: DatasetSpec, root: Path, download: bool) -> None:
         raise DatasetNotFoundError(
             f"{dataset} not found: {folder} {what}. Fix: set data.download: true, "
             f"or put {cls.base_folder} under {root} (unpacked from {cls.url})")
+    if missing:  # to be downloaded: data.root must be a folder this process can write into
+        from dnr_sweep.files import output_folder
+
+        output_folder(root, "data.root")
 
 
 def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> None:
@@ -243,10 +247,12 @@ def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> 
 
 
 def check_available(dataset: str, *, root: str | Path, download: bool = False) -> None:
-    """Fail fast (before any expensive work) when a data set's files are missing and won't be fetched.
+    """Fail fast (before any expensive work) when a data set's files are missing and won't be fetched,
+    or would be downloaded into a ``data.root`` that is a file or cannot be written.
 
     Raises:
         DatasetNotFoundError: the files are not under ``root`` (the message says how to fix it).
+        PathError: they are missing, to be downloaded, and ``data.root`` cannot hold them.
     """
     spec = dataset_specs.get(dataset)
     check_files = BUILDERS[spec.name].check_files

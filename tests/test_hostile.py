@@ -108,6 +108,8 @@ DRY_RUN_BAD = {
     "infinite learning rate": ({"train": {**BASE["train"], "lr": float("inf")}}, ["train.lr", "got inf"]),
     "a width that would fill the memory": ({"model": {"arch": "smallcnn", "width": 1000}}, ["model.width", "(0, 4]"]),
     "a million trials": ({"tune": {**BASE["tune"], "num_samples": 10**6}}, ["tune.num_samples", "100000"]),
+    "ASHA grace period past the last epoch": ({"tune": {**BASE["tune"], "scheduler": {"asha": {"grace_period": 5}}}},
+                                              ["tune.scheduler.asha.grace_period", "above max_t (2"]),
 }  # fmt: skip
 
 
@@ -651,6 +653,12 @@ def test_refusals_that_used_to_start_ray_happen_before_it(tmp_path, no_ray, monk
     assert code == 2 and "64 CPU" in err and "2 CPU" in err
     code, err = call(["run", str(config), "--storage", str(tmp_path / "r"), "--set", "tune.resources_per_trial.gpu=8"])
     assert code == 2 and "8 GPU" in err
+    code, err = call(["run", str(config), "--storage", str(tmp_path / "r"), "--dashboard-host", "every interface"])
+    assert code == 2 and "--dashboard-host" in err
+    download = ["--set", "data.dataset=cifar10", "--set", "data.download=true", "--set", "data.val_size=5000",
+                "--set", f"data.root={tmp_path / 'storage_file'}"]  # fmt: skip
+    code, err = call(["run", str(config), "--storage", str(tmp_path / "r"), *download])
+    assert code == 2 and "data.root" in err and "is a file" in err
     train_folder = tmp_path / "train_out"
     train_folder.mkdir()
     write_yaml(train_folder / rc.CONFIG_FILE, BASE)  # a `train --out` folder has a config.yaml, no Tune state

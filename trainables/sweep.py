@@ -21,6 +21,7 @@ from __future__ import annotations
 import _compat_pickle
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -331,6 +332,16 @@ def _local_cpus() -> float:
         return float(get_num_cpus())
     except (ImportError, AttributeError):
         return float(os.cpu_count() or 1)
+
+
+def check_dashboard_host(host: str) -> None:
+    """``--dashboard-host`` must be an IP address (or localhost) for Ray's dashboard to bind to."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ClusterError(f"--dashboard-host {host!r}: not an IP address to listen on; use 127.0.0.1 (default, "
+                               "this machine only) or an address of this machine") from None  # fmt: skip
 
 
 def check_local_resources(config: SweepConfig) -> None:

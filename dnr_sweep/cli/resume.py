@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir).expanduser().resolve()
     config = sweep.load_run_dir_config(run_dir)
     sweep.check_restorable(run_dir)
+    sweep.check_dashboard_host(args.dashboard_host)
     if args.address is None:
         sweep.check_local_resources(config)
     else:

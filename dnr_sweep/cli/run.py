@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
     check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
     sweep.param_space(config)
+    sweep.check_dashboard_host(args.dashboard_host)
     if args.address is None:
         sweep.check_local_resources(config)
     else:
