@@ -253,7 +253,12 @@ class AttackConfig(Strict):
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+MAX_NAME = 100  # a folder name; file systems stop at 255 bytes, Tune adds to it
+
+
 def _check_name(value: str) -> str:
+    if len(value) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters (a folder name), got {len(value)}")
     if not NAME_RE.match(value) or ".." in value:
         raise ValueError(
             f"must be a plain folder name (letters, digits, '_', '-', '.'; no '/' or '..'), got {value!r}"
@@ -541,6 +546,8 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        except RecursionError:
+            raise ConfigError([f"--set {key}=...: nested too deeply to be a config value"]) from None
         if key.startswith("search.") and len(key) > len("search."):
             _set_search(data, item, key[len("search.") :], value)
         else:

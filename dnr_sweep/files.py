@@ -92,10 +92,14 @@ def output_folder(text: str | os.PathLike[str], flag: str) -> Path:
     path = Path(raw).expanduser().absolute()
     if path == Path(path.anchor):
         raise PathError(f"{flag} {raw}: the filesystem root is not a folder for results; name a sub-folder")
-    existing = _nearest_existing(path)
-    if existing == path and not path.is_dir():
+    try:
+        existing = _nearest_existing(path)
+        is_dir = existing.is_dir()
+    except OSError as exc:  # a name too long, a folder on the way this process may not enter
+        raise PathError(f"{flag} {raw}: cannot be used ({exc.strerror}); name another folder") from None
+    if existing == path and not is_dir:
         raise PathError(f"{flag} {raw}: {path} is a file, not a folder; name a folder (new or empty)")
-    if existing != path and not existing.is_dir():
+    if existing != path and not is_dir:
         raise PathError(f"{flag} {raw}: {existing} is a file, so {path} cannot be created; name another folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PathError(
@@ -111,7 +115,7 @@ def output_file(text: str | os.PathLike[str], flag: str) -> Path:
     if not raw.strip() or "\0" in raw:
         raise PathError(f"{flag} {raw!r}: name a file, e.g. {flag} exports/model.pt2")
     path = Path(raw).expanduser().absolute()
-    if path.is_dir():
+    if os.path.isdir(path):  # never raises, unlike Path.is_dir on a name too long
         raise PathError(f"{flag} {raw}: {path} is a folder; name a file inside it, e.g. {path / 'model.pt2'}")
     output_folder(path.parent, flag)
     return path
