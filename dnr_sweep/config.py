@@ -99,6 +99,7 @@ MAX_IMAGE_SIZE = 512
 MAX_WORKERS = 64
 MAX_THREADS = 1024
 MAX_TRIALS = 100_000
+
 Density = Annotated[float, _NUMBER, _range(0.0, 1.0, lo_open=True)]
 Fraction = Annotated[float, _NUMBER, _range(0.0, 1.0)]
 NonNegFloat = Annotated[float, _NUMBER, _range(0.0, None)]

@@ -7,13 +7,13 @@ Ray, downloads data, and then fails in every trial, or after all the training. :
 without Ray, data or training:
 
 - the base config, each search dimension's probe values (every grid/choice value; the ends of a
-  range and a value inside it) with the rest at the base, and the two corners (every dimension at
-  its first, then at its last probe value);
+  range and a value inside it) with the rest at the base, and the combinations of the dimensions'
+  probe values (all of them up to :data:`MAX_COMBINATIONS`, else every dimension at its first, then
+  at its last value);
 - for each: the data split sizes from :mod:`dnr_sweep.dataset_specs` against ``data.val_size``,
   ``train.batch_size`` and ``data.channels``/``data.image_size``; ``train.lr_milestones`` against
-  ``train.epochs``; the model built on the CPU and run on two blank images of the configured size,
-  and on one in training mode when an epoch's last batch holds one;
-  the channel-pruning masks built (:class:`~dnr_sweep.sparsity.Masking` refuses densities below the
+  ``train.epochs``; the model built on the CPU and run on a blank image of the configured size (in
+  training mode too when an epoch's last batch holds a single image); the channel-pruning masks built (:class:`~dnr_sweep.sparsity.Masking` refuses densities below the
   dense first layer's share); the ``evaluate:`` block's split and optional packages; the device and
   precision against where the run trains (a sweep trial without ``resources_per_trial.gpu`` sees no GPU);
 - once per sweep: the ``report:`` settings against the columns the run will write.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,24 +194,18 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
     problems: list[str] = []
 
     shape_key = ("shapes", key, single_last)
-    if shape_key not in cache.outcomes:
-        found = cache.outcomes[shape_key] = []
-        try:
-            with torch.no_grad():
-                model.eval()(torch.zeros(1, channels, size, size))
-        except (RuntimeError, ValueError) as exc:
-            found.append(f"model.arch: {arch} cannot take {channels}x{size}x{size} images ({_first_line(exc)}); use "
-                         "a larger data.image_size (e.g. 32) or a model made for small images (smallcnn)")  # fmt: skip
+    if shape_key not in cache.outcomes:  # [why the images do not fit] or [] ; then whether one image trains
+        cache.outcomes[shape_key] = _shape_problems(model, channels, size, single_last)
+    for problem in cache.outcomes[shape_key]:
+        if problem == _SINGLE_IMAGE:
+            problems.append(
+                f"train.batch_size: {config.train.batch_size} leaves a last batch of a single image in every epoch "
+                f"({n_train} training images), which BatchNorm cannot train on; change train.batch_size or "
+                "data.val_size by one"
+            )
         else:
-            if single_last:
-                try:
-                    with torch.no_grad():
-                        model.train()(torch.zeros(1, channels, size, size))
-                except (RuntimeError, ValueError):
-                    found.append("train.batch_size: {batch} leaves a last batch of a single image in every epoch, "
-                                 "which BatchNorm cannot train on; change train.batch_size or data.val_size by one")
-    problems += [p.replace("{batch}", f"{config.train.batch_size} ({n_train} training images)")
-                 for p in cache.outcomes[shape_key]]  # fmt: skip
+            problems.append(f"model.arch: {arch} cannot take {channels}x{size}x{size} images ({problem}); use a "
+                            "larger data.image_size (e.g. 32) or a model made for small images (smallcnn)")  # fmt: skip
 
     dnr = config.dnr
     if dnr.pruning == "channel":
@@ -227,6 +221,27 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
                 found.append(f"dnr.density: {exc}")
         problems += cache.outcomes[mask_key]
     return problems
+
+
+_SINGLE_IMAGE = "a single image cannot train"
+
+
+def _shape_problems(model: Any, channels: int, size: int, single_last: bool) -> list[str]:
+    """Run a blank image through ``model`` (and, when an epoch ends on one image, in training mode)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, channels, size, size))
+    except (RuntimeError, ValueError) as exc:  # torch's shape errors: the images are too small
+        return [_first_line(exc)]
+    if single_last:
+        try:
+            with torch.no_grad():
+                model.train()(torch.zeros(1, channels, size, size))
+        except (RuntimeError, ValueError):  # BatchNorm: "Expected more than 1 value per channel"
+            return [_SINGLE_IMAGE]
+    return []
 
 
 def _first_line(exc: BaseException) -> str:
@@ -301,7 +316,7 @@ def _raise(source: str, found: Iterable[tuple[str, str]]) -> None:
         raise ConfigError(lines)
 
 
-def check_sweep(config: SweepConfig, source: str, *, log: Callable[[str], None] | None = None) -> None:
+def check_sweep(config: SweepConfig, source: str) -> None:
     """Dry-prepare every probe of a sweep (see the module docstring); :class:`ConfigError` if any fails."""
     cache = _Cache()
     gpus = config.tune.resources_per_trial.gpu

@@ -333,12 +333,11 @@ _UNREADABLE_TABLE = (OSError, ValueError, TypeError, KeyError, pa.ArrowException
 
 def _read_table(path: Path, normalise) -> pd.DataFrame | None:
     """``normalise(read_parquet(path))``, or ``None`` (with a warning) when it cannot be read or is
-    another table (a results table has ``trial_id`` and ``status``, an epochs one ``trial_id`` and ``epoch``)."""
-    required = {"trial_id", "status"} if normalise is normalise_results else {"trial_id", "epoch"}
+    the other table (an epochs table has an ``epoch`` column, a results table never does)."""
     try:
         table = pd.read_parquet(path)
-        if not required <= set(table.columns):
-            raise ValueError(f"not this kind of table: no {', '.join(sorted(required - set(table.columns)))} column")
+        if normalise is normalise_results and rc.EPOCH_KEY in table.columns:
+            raise ValueError(f"an epochs table (it has an {rc.EPOCH_KEY!r} column), not the results")
         return normalise(table)
     except _UNREADABLE_TABLE as exc:
         _warn(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
