@@ -53,6 +53,7 @@ def hold(folder: str | os.PathLike[str], *, purpose: str) -> Iterator[Path]:
     folder = Path(folder)
     path = folder / rc.LOCK_FILE
     created = not folder.exists()
+    lock_created = created or not path.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
@@ -74,8 +75,7 @@ def hold(folder: str | os.PathLike[str], *, purpose: str) -> Iterator[Path]:
         try:
             yield folder
         except BaseException:
-            if created:
-                _remove_if_unused(folder)
+            _remove_own_traces(folder, created=created, lock_created=lock_created)
             raise
         finally:
             os.ftruncate(fd, 0)
@@ -84,10 +84,13 @@ def hold(folder: str | os.PathLike[str], *, purpose: str) -> Iterator[Path]:
         os.close(fd)
 
 
-def _remove_if_unused(folder: Path) -> None:
-    """A folder this lock created and nothing else wrote into: removed (while still locked), so a
-    command refused after taking the lock leaves no empty folder behind."""
+def _remove_own_traces(folder: Path, *, created: bool, lock_created: bool) -> None:
+    """After a failure: a folder this lock created and nothing else wrote into is removed, and a lock
+    file it added to someone's folder goes again (both while still locked), so a command refused
+    after taking the lock leaves nothing behind."""
     with contextlib.suppress(OSError):  # best effort: the failure being raised matters more
-        if [p.name for p in folder.iterdir()] == [rc.LOCK_FILE]:
+        if created and [p.name for p in folder.iterdir()] == [rc.LOCK_FILE]:
             (folder / rc.LOCK_FILE).unlink()
             folder.rmdir()
+        elif lock_created:
+            (folder / rc.LOCK_FILE).unlink()

@@ -491,14 +491,14 @@ def test_corrupt_file_is_refused_by_name_and_left_as_it_was(tmp_path, kind, corr
     if kind == "config.yaml (CONFIG)" and corruption == "truncated":
         bad = good[:-5]  # inside the closing flow mappings: never a shorter valid config
     path.write_bytes(bad)
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != rc.LOCK_FILE}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     code, err = call(argv)
     assert code == 2, err
     assert path.name in err, err
     assert "Traceback" not in err and "weights_only" not in err, err
     assert not (tmp_path / "PWNED").exists()  # the hostile file never ran
-    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != rc.LOCK_FILE}
-    assert after == before  # nothing written over, nothing added
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing written over, nothing added (not even a lock file)
 
 
 class Eval:
@@ -629,6 +629,7 @@ def test_degenerate_out_paths_are_refused(tmp_path):
     for out, fragment in cases.items():
         code, err = call(["train", str(config), "--out", out])
         assert code == 2 and fragment in err, (out, err)
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]  # refused: nothing added
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine" and (tmp_path / "a_file").read_text() == "x"
 
 
