@@ -27,14 +27,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.run_dir.strip():
         raise PathError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
+    sweep.check_dashboard_host(args.dashboard_host)
+    if args.address is not None:
+        sweep.check_cluster_address(args.address)
     run_dir = Path(args.run_dir).expanduser().resolve()
     config = sweep.load_run_dir_config(run_dir)
     sweep.check_restorable(run_dir)
-    sweep.check_dashboard_host(args.dashboard_host)
     if args.address is None:
         sweep.check_local_resources(config)
-    else:
-        sweep.check_cluster_address(args.address)
     with folder_lock.hold(run_dir, purpose="resume"):
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
