@@ -351,10 +351,12 @@ def check_local_resources(config: SweepConfig) -> None:
     if ray.is_initialized():  # a cluster is already there: ask it
         check_resources_feasible(config)
         return
-    import torch
-
     need = trial_resources(config)
-    have = {"cpu": _local_cpus(), "gpu": float(torch.cuda.device_count())}
+    have = {"cpu": _local_cpus(), "gpu": 0.0}
+    if need["gpu"] > 0:  # torch only when it matters: importing it takes seconds
+        import torch
+
+        have["gpu"] = float(torch.cuda.device_count())
     if need["cpu"] > have["cpu"] or need["gpu"] > have["gpu"]:
         raise ClusterError(
             f"tune.resources_per_trial asks for {need['cpu']:g} CPU and {need['gpu']:g} GPU per trial, but this "

@@ -37,15 +37,15 @@ def run(args: argparse.Namespace) -> int:
     if args.address is not None:
         sweep.check_cluster_address(args.address)  # seconds, so first: ray.init would wait without end
     config = load_sweep_config(args.config, args.overrides)  # fails fast, before Ray starts
-    check_sweep(config, args.config)
+    run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
+    if args.address is None:
+        sweep.check_local_resources(config)
+    check_sweep(config, args.config)  # imports torch: after the checks that need little
     from dnr_sweep import folder_lock
     from dnr_sweep.data import check_available
 
-    run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
     check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
     sweep.param_space(config)
-    if args.address is None:
-        sweep.check_local_resources(config)
     with folder_lock.hold(run_dir, purpose="run the sweep"):
         sweep.check_run_dir_unused(run_dir)  # again, now that no other run can start here
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
