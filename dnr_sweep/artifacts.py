@@ -10,16 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from pydantic import ValidationError
 from torch import nn
 
 from dnr_sweep import checkpoint
-from dnr_sweep.config import RunConfig
+from dnr_sweep.config import RunConfig, read_yaml, validation_messages
 from dnr_sweep.data import DataSplits, build_datasets
+from dnr_sweep.errors import ConfigError, InputFileError, PathError
 from dnr_sweep.models import get_model
+from dnr_sweep.run_contract import CONFIG_FILE, MODEL_FILE
 
-MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.yaml"
+#: what to do about a trained model's files that cannot be used
+_RETRAIN = "Train it again (or restore the folder from a backup); files in a trained folder are written by dnr-sweep"
 
 
 @dataclass
@@ -37,28 +39,47 @@ def trial_folders(run_dir: Path) -> list[Path]:
 def resolve_model_dir(path: str | Path, trial: str | None = None) -> Path:
     """The folder holding model.pt: ``path`` itself, or the trial of run folder ``path`` named ``trial``."""
     path = Path(path)
+    if not str(path).strip():
+        raise PathError("MODEL '': an empty path; pass a `dnr-sweep train --out` folder, a trial folder or a run folder")
+    if path.is_file():
+        raise PathError(f"{path}: a file, not a folder; pass the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
+    if not path.is_dir():
+        raise PathError(f"{path}: no such folder, so no {MODEL_FILE}; pass a `dnr-sweep train --out` folder, a trial "
+                        "folder or a run folder")  # fmt: skip
     if (path / MODEL_FILE).is_file() and trial is None:
         return path
     candidates = trial_folders(path)
     if not candidates:
-        raise FileNotFoundError(
+        raise PathError(
             f"{path}: no {MODEL_FILE} here nor in any trial folder; pass a `dnr-sweep train --out` folder, "
             "a trial folder, or a run folder with --trial"
         )
     if trial is None:
         names = ", ".join(p.name for p in candidates[:5])
-        raise FileNotFoundError(f"{path}: a run folder with {len(candidates)} trials; choose one with --trial ({names}, ...)")
-    matches = [p for p in candidates if trial in p.name]
+        raise PathError(f"{path}: a run folder with {len(candidates)} trials; choose one with --trial ({names}, ...)")
+    matches = [p for p in candidates if trial and trial in p.name]
     if len(matches) != 1:
-        raise FileNotFoundError(f"{path}: --trial {trial!r} matches {len(matches)} trial folders; give more of its id")
+        raise PathError(f"{path}: --trial {trial!r} matches {len(matches)} trial folders; give more of its id")
     return matches[0]
 
 
 def load_run_config(folder: Path) -> RunConfig:
+    """The resolved run config a trained folder holds (``config.yaml``, written by dnr-sweep)."""
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} beside {MODEL_FILE}")
-    return RunConfig.model_validate(yaml.safe_load(config_path.read_text()))
+        raise InputFileError(config_path, "no such file", expected=f"the run's resolved config beside {MODEL_FILE}",
+                             fix=_RETRAIN)  # fmt: skip
+    raw = read_yaml(config_path)
+    missing = [key for key in RunConfig.model_fields if key not in raw]
+    if missing:  # dnr-sweep writes the resolved config: every section is there
+        problem = "is empty" if not raw else f"lacks {', '.join(missing)} (cut short?)"
+        raise InputFileError(config_path, problem, expected="the resolved run config dnr-sweep wrote (every section)",
+                             fix=_RETRAIN)  # fmt: skip
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([*validation_messages(RunConfig, exc, str(config_path)),
+                           f"{config_path}: not the run config dnr-sweep wrote there. {_RETRAIN}"]) from None  # fmt: skip
 
 
 def load_trained(path: str | Path, trial: str | None = None, *, load_data: bool = True) -> TrainedModel:
@@ -70,10 +91,19 @@ def load_trained(path: str | Path, trial: str | None = None, *, load_data: bool 
         val_size=config.data.val_size, seed=config.train.seed, image_size=config.data.image_size,
         channels=config.data.channels,
     ) if load_data else None  # fmt: skip
-    state = checkpoint.load(folder / MODEL_FILE)
-    num_classes = state[next(k for k in reversed(state) if k.endswith("weight"))].shape[0]
-    in_channels = state["normalize.mean"].shape[1] if "normalize.mean" in state else 3
-    model = get_model(config.model.arch, num_classes=num_classes, in_channels=in_channels, width=config.model.width)
-    model.load_state_dict(state)
+    model_path = folder / MODEL_FILE
+    state = checkpoint.load_state_dict(model_path, fix=_RETRAIN)
+    try:
+        num_classes = state[next(k for k in reversed(state) if k.endswith("weight"))].shape[0]
+        mean = state.get("normalize.mean")
+        in_channels = mean.shape[1] if mean is not None and mean.dim() > 1 else 3
+        model = get_model(config.model.arch, num_classes=num_classes, in_channels=in_channels,
+                          width=config.model.width)  # fmt: skip
+        model.load_state_dict(state)
+    except (StopIteration, IndexError, RuntimeError, ValueError) as exc:  # shapes/keys of another model
+        problem = f"does not fit the {config.model.arch} (width {config.model.width:g}) its {CONFIG_FILE} describes"
+        detail = str(exc).splitlines()[0][:200]
+        raise InputFileError(model_path, f"{problem} ({detail})", expected="that model's state_dict",
+                             fix=_RETRAIN) from None  # fmt: skip
     model.eval()
     return TrainedModel(folder=folder, config=config, model=model, data=data)  # type: ignore[arg-type]

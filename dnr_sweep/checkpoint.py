@@ -1,56 +1,117 @@
-"""Saving and loading training state: atomic writes, ``weights_only`` loads.
+"""Saving and loading training state: atomic writes, ``weights_only`` loads, clear refusals.
 
 A checkpoint is a plain dict of tensors and Python scalars/containers (no pickled classes), so it
 loads with ``torch.load(..., weights_only=True)``: opening a checkpoint never runs code from it.
-Writes go to a temporary file in the same folder and are moved into place with ``os.replace``,
-so a crash while writing leaves the previous checkpoint intact, never a truncated one.
+Writes go through :func:`dnr_sweep.files.atomic_write` (a temporary file in the same folder moved
+into place, with the mode the umask gives), so a crash while writing leaves the previous checkpoint
+intact, never a truncated one.
+
+A file that cannot be loaded (missing, empty, truncated, random bytes, another kind of file, or a
+pickle holding objects other than tensors and plain data) raises
+:class:`~dnr_sweep.errors.InputFileError` naming the file, what it should be and what to do. torch's
+own message is never passed on: for a refused pickle it advises ``weights_only=False``, which would
+run whatever code the file holds.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import pickle
+import struct
+import warnings
+import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dnr_sweep.errors import InputFileError
+from dnr_sweep.files import atomic_write_handle
+
+#: what ``torch.load(weights_only=True)`` raises on a corrupt or hostile file (measured on empty,
+#: truncated, bit-flipped, random and foreign files: ten builtin kinds; the call parses only the file)
+_UNREADABLE = (
+    pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, KeyError, TypeError, IndexError,
+    AttributeError, struct.error, zipfile.BadZipFile, RecursionError,
+)  # fmt: skip
+
+CHECKPOINT_KIND = "a checkpoint written by dnr-sweep (torch.save of tensors and plain data)"
+
 
 def atomic_write_bytes(path: str | Path, write) -> Path:
     """Call ``write(file_object)`` on a temp file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_handle(path, write)
 
 
 def save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` atomically."""
-    return atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
+    return atomic_write_handle(path, lambda handle: torch.save(obj, handle))
 
 
-def load(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True`` (never unpickles arbitrary objects)."""
+def load(path: str | Path, *, map_location: str | torch.device = "cpu", fix: str | None = None) -> Any:
+    """``torch.load`` with ``weights_only=True`` (never unpickles arbitrary objects).
+
+    Args:
+        fix: what the user should do when the file cannot be loaded (default: re-create it by
+            re-running what wrote it, and never load it from an untrusted source).
+
+    Raises:
+        InputFileError: the file is missing, unreadable, corrupt or not a dnr-sweep checkpoint.
+    """
     path = Path(path)
+    fix = fix or "Re-run what wrote it (e.g. delete the folder and train again), or restore it from a backup"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint there")
-    return torch.load(path, map_location=map_location, weights_only=True)
+        problem = "is a folder" if path.is_dir() else "no such file"
+        raise InputFileError(path, problem, expected=CHECKPOINT_KIND, fix=fix)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; torch reads from it
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read ({exc.strerror})", expected=CHECKPOINT_KIND,
+                             fix="Check its permissions") from None  # fmt: skip
+    with handle, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
+        try:
+            return torch.load(handle, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            problem = (
+                "refused: it is not a checkpoint dnr-sweep wrote (it is corrupt, or a pickle that holds "
+                "objects other than tensors and plain data, as a file from an untrusted source may)"
+            )
+        except _UNREADABLE:
+            problem = "is corrupt or truncated (or not a torch checkpoint at all)"
+    raise InputFileError(path, problem, expected=CHECKPOINT_KIND, fix=f"{fix}; never load it from an untrusted source")
+
+
+def load_mapping(path: str | Path, *, keys: Iterable[str] = (), what: str, fix: str | None = None) -> dict[str, Any]:
+    """:func:`load` a dict that must hold ``keys``; ``what`` says what the file should be."""
+    state = load(path, fix=fix)
+    missing = [key for key in keys if not isinstance(state, Mapping) or key not in state]
+    if not isinstance(state, Mapping) or missing:
+        found = f"a dict without {', '.join(map(repr, missing))}" if isinstance(state, Mapping) else type(state).__name__
+        raise InputFileError(path, f"holds {found}", expected=what,
+                             fix=fix or "Re-run what wrote it, or restore it from a backup")  # fmt: skip
+    return dict(state)
+
+
+def load_state_dict(path: str | Path, *, fix: str | None = None) -> dict[str, torch.Tensor]:
+    """A plain ``state_dict`` file (``model.pt``): a dict of parameter names to tensors."""
+    state = load(path, fix=fix)
+    if not isinstance(state, Mapping) or not state or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        kind = "an empty dict" if isinstance(state, Mapping) and not state else (
+            "a dict that is not names -> tensors" if isinstance(state, Mapping) else type(state).__name__
+        )  # fmt: skip
+        raise InputFileError(path, f"holds {kind}", expected="a model state_dict (parameter names -> tensors)",
+                             fix=fix or "Re-create it by training again, or restore it from a backup")  # fmt: skip
+    return dict(state)
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
     """Write JSON atomically (NaN is written as null: JSON has no NaN)."""
     text = json.dumps(_nan_to_none(obj), indent=2, sort_keys=False) + "\n"
-    return atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+    return atomic_write_handle(path, lambda handle: handle.write(text.encode()))
 
 
 def _nan_to_none(obj: Any) -> Any:

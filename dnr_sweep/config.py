@@ -53,7 +53,7 @@ def _range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open
 
     def check(value: float) -> float:
         bad = (
-            (isinstance(value, float) and math.isnan(value))
+            (isinstance(value, float) and not math.isfinite(value))
             or (lo is not None and (value <= lo if lo_open else value < lo))
             or (hi is not None and (value >= hi if hi_open else value > hi))
         )
@@ -83,13 +83,31 @@ def parse_eps(value: Any) -> Any:
     return value
 
 
-Density = Annotated[float, _range(0.0, 1.0, lo_open=True)]
-Fraction = Annotated[float, _range(0.0, 1.0)]
-NonNegFloat = Annotated[float, _range(0.0, None)]
-PosFloat = Annotated[float, _range(0.0, None, lo_open=True)]
-PosInt = Annotated[int, _range(1, None)]
-NonNegInt = Annotated[int, _range(0, None)]
-Eps = Annotated[float, BeforeValidator(parse_eps), _range(0.0, 1.0)]
+def _not_bool(value: Any) -> Any:
+    """``true``/``false`` where a number is expected is a mistake (pydantic would read it as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+_NUMBER = BeforeValidator(_not_bool)
+
+# Upper bounds that keep a config from exhausting the machine before it trains (a width of 100
+# builds a model of ~10^11 weights; 10^6 workers or trials fork or allocate without end)
+MAX_WIDTH = 4.0
+MAX_IMAGE_SIZE = 512
+MAX_WORKERS = 64
+MAX_THREADS = 1024
+MAX_TRIALS = 100_000
+
+Density = Annotated[float, _NUMBER, _range(0.0, 1.0, lo_open=True)]
+Fraction = Annotated[float, _NUMBER, _range(0.0, 1.0)]
+NonNegFloat = Annotated[float, _NUMBER, _range(0.0, None)]
+PosFloat = Annotated[float, _NUMBER, _range(0.0, None, lo_open=True)]
+PosInt = Annotated[int, _NUMBER, _range(1, None)]
+NonNegInt = Annotated[int, _NUMBER, _range(0, None)]
+Int = Annotated[int, _NUMBER]
+Eps = Annotated[float, _NUMBER, BeforeValidator(parse_eps), _range(0.0, 1.0)]
 
 
 class Strict(BaseModel):
@@ -114,9 +132,11 @@ class DataConfig(Strict):
     root: str = Field("~/.cache/dnr-sweep/data", description="where the data set lives (or is downloaded to)")
     download: bool = Field(False, description="download CIFAR through torchvision if missing")
     val_size: NonNegInt = Field(5000, description="images held out of the training set for model selection")
-    image_size: PosInt | None = Field(None, description="resize images to this size (digits only)")
+    image_size: Annotated[int, _NUMBER, _range(1, MAX_IMAGE_SIZE)] | None = Field(
+        None, description="resize images to this square size (default: the data set's own)"
+    )
     channels: Literal[1, 3] | None = Field(None, description="replicate grey digits to 3 channels")
-    num_workers: NonNegInt = Field(0, description="DataLoader worker processes")
+    num_workers: Annotated[int, _NUMBER, _range(0, MAX_WORKERS)] = Field(0, description="DataLoader worker processes")
     gpu_resident: bool | None = Field(
         None, description="keep the training set on the device, crop+flip there; None = on when training on CUDA"
     )
@@ -128,7 +148,9 @@ class DataConfig(Strict):
 
 class ModelConfig(Strict):
     arch: Literal["smallcnn", "vgg16", "resnet18"] = "smallcnn"
-    width: PosFloat = Field(1.0, description="multiplier on every hidden channel count")
+    width: Annotated[float, _NUMBER, _range(0.0, MAX_WIDTH, lo_open=True)] = Field(
+        1.0, description=f"multiplier on every hidden channel count (at most {MAX_WIDTH:g}: memory grows with its square)"
+    )
 
 
 class TrainConfig(Strict):
@@ -136,10 +158,10 @@ class TrainConfig(Strict):
     batch_size: PosInt = 128
     eval_batch_size: PosInt | None = None
     lr: PosFloat = 0.1
-    momentum: Annotated[float, _range(0.0, 1.0, hi_open=True)] = 0.9
+    momentum: Annotated[float, _NUMBER, _range(0.0, 1.0, hi_open=True)] = 0.9
     weight_decay: NonNegFloat = 5.0e-4
     lr_milestones: list[PosInt] = Field(default_factory=lambda: [80, 120, 160])
-    lr_gamma: Annotated[float, _range(0.0, 1.0, lo_open=True)] = 0.2
+    lr_gamma: Annotated[float, _NUMBER, _range(0.0, 1.0, lo_open=True)] = 0.2
     warmup_epochs: NonNegInt = Field(5, description="clean-only sparse epochs before the hybrid loss")
     select_on: Literal["val", "test"] = Field(
         "val", description="split that chooses the epoch; 'test' is the paper's protocol (labelled wherever shown)"
@@ -149,13 +171,15 @@ class TrainConfig(Strict):
     )
     eval_every: PosInt = Field(1, description="robust accuracy of every Nth epoch (always: last, selected)")
     eval_subset: PosInt | None = Field(None, description="images used for per-epoch robust evaluation")
-    seed: int = 0
+    seed: Int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast on CUDA; auto = bf16 where supported, fp32 on CPU"
     )
     channels_last: bool | None = Field(None, description="NHWC memory format; None = on for CUDA")
-    num_threads: PosInt | None = Field(None, description="torch CPU threads (a trial sets its CPU share)")
+    num_threads: Annotated[int, _NUMBER, _range(1, MAX_THREADS)] | None = Field(
+        None, description="torch CPU threads (a trial sets its CPU share)"
+    )
     compile: bool = Field(False, description="run forward passes through torch.compile (masks, state unchanged)")
 
     @field_validator("lr_milestones")
@@ -230,7 +254,12 @@ class AttackConfig(Strict):
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+MAX_NAME = 100  # a folder name; file systems stop at 255 bytes, Tune adds to it
+
+
 def _check_name(value: str) -> str:
+    if len(value) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters (a folder name), got {len(value)}")
     if not NAME_RE.match(value) or ".." in value:
         raise ValueError(
             f"must be a plain folder name (letters, digits, '_', '-', '.'; no '/' or '..'), got {value!r}"
@@ -345,12 +374,20 @@ class SearchSpec(Strict):
         kind, value = self.rule
         if kind in ("grid", "choice") and not value:
             raise ValueError(f"{kind}: must list at least one value")
+        if kind in ("uniform", "loguniform", "quniform") and not all(math.isfinite(v) for v in value):
+            raise ValueError(f"{kind}: bounds must be finite numbers, got {list(value)}")
         if kind in ("uniform", "loguniform", "randint", "quniform") and not value[0] < value[1]:
             raise ValueError(f"{kind}: lower bound must be below upper bound, got {list(value)}")
         if kind == "loguniform" and value[0] <= 0:
             raise ValueError(f"loguniform: bounds must be > 0, got {list(value)}")
-        if kind == "quniform" and value[2] <= 0:
-            raise ValueError(f"quniform: step q must be > 0, got {value[2]}")
+        if kind == "quniform":
+            low, high, q = value
+            if q <= 0:
+                raise ValueError(f"quniform: step q must be > 0, got {q}")
+            for name, bound in (("lower", low), ("upper", high)):  # Ray Tune's own rule, refused before Ray starts
+                if not math.isclose(bound / q, round(bound / q)):
+                    raise ValueError(f"quniform: the {name} bound {bound:g} is not a multiple of the step q={q:g}; "
+                                     "choose bounds that are")  # fmt: skip
         return self
 
     @property
@@ -362,18 +399,28 @@ class SearchSpec(Strict):
         raise AssertionError("unreachable: validated to have one rule")
 
     def probe_values(self) -> list[Any]:
-        """Values that must each be valid for the target field (all of a list, the ends of a range)."""
+        """Values that must each be valid for the target field: all of a list; the ends of a range
+        and, for the float rules, a value inside it that is not a whole number (what the sampler
+        draws, so a float rule on an integer field is caught)."""
         kind, value = self.rule
         if kind in ("grid", "choice"):
             return list(value)
         if kind == "randint":  # Tune's randint excludes the upper bound
             return [value[0], value[1] - 1]
-        return [value[0], value[1]]
+        low, high = value[0], value[1]
+        if kind == "uniform":
+            inside = low + (high - low) * 0.4142
+        elif kind == "loguniform":
+            inside = low * (high / low) ** 0.4142
+        else:  # quniform: multiples of q; a fractional q draws fractional values
+            q = value[2]
+            inside = round((low + q) / q) * q if low + q < high else high
+        return [low, high, inside]
 
 
 class AshaConfig(Strict):
     grace_period: PosInt = 1
-    reduction_factor: Annotated[float, _range(1.0, None, lo_open=True)] = 3.0
+    reduction_factor: Annotated[float, _NUMBER, _range(1.0, None, lo_open=True)] = 3.0
     max_t: PosInt | None = Field(None, description="defaults to train.epochs")
     metric: Metric | None = Field(None, description="defaults to tune.metric")
     mode: Direction | None = None
@@ -388,7 +435,7 @@ class OptunaConfig(Strict):
     objectives: dict[Metric, Direction] | None = Field(
         None, description="multi-objective search, e.g. {val_pgd_acc: max, compression: max}"
     )
-    seed: int | None = None
+    seed: Int | None = None
 
 
 class SearchAlgConfig(Strict):
@@ -410,7 +457,7 @@ class TuneConfig(Strict):
     search_alg: SearchAlgConfig | None = None
     max_concurrent_trials: PosInt | None = None
     resources_per_trial: Resources = Field(default_factory=Resources)
-    max_failures: Annotated[int, _range(-1, None)] = 2
+    max_failures: Annotated[int, _NUMBER, _range(-1, None)] = 2
 
 
 class ReportConfig(Strict):
@@ -475,19 +522,43 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _set_search(data: dict[str, Any], item: str, dimension: str, value: Any) -> None:
+    """``search.<dotted.path>[.<rule>]=value``: the search keys are themselves dotted paths."""
+    rules = tuple(SearchSpec.model_fields)
+    path, _, rule = dimension.rpartition(".")
+    search = data.get("search")
+    if search is None:
+        search = data["search"] = {}
+    if not isinstance(search, dict):
+        raise ConfigError([f"--set {item!r}: 'search' is a value, not a section"])
+    if rule in rules and path:
+        search[path] = {rule: value}
+    else:
+        search[dimension] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` strings; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``)."""
+    """Apply ``key.path=value`` strings; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``).
+
+    A search dimension is set as ``search.dnr.density.grid=[0.1, 0.5]`` (or
+    ``search.dnr.density={grid: [0.1, 0.5]}``).
+    """
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key:
+        if not sep or not key or any(not part.strip() for part in key.split(".")):
             raise ConfigError([f"--set {item!r}: expected key.path=value, e.g. --set dnr.density=0.1"])
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        set_path(data, key, value)
+        except RecursionError:
+            raise ConfigError([f"--set {key}=...: nested too deeply to be a config value"]) from None
+        if key.startswith("search.") and len(key) > len("search."):
+            _set_search(data, item, key[len("search.") :], value)
+        else:
+            set_path(data, key, value)
     return data
 
 
@@ -548,23 +619,54 @@ def validation_messages(root: type[BaseModel], exc: ValidationError, source: str
     return [f"{source}: {_format_error(root, err, prefix)}" for err in errors]
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few kB; anything near this is not one
+MAX_CONFIG_VALUES = 100_000  # values after YAML aliases are expanded ("billion laughs" stays bounded)
+
+
+def _count_values(data: Any, budget: int) -> int:
+    """Values in ``data`` as pydantic would walk them (shared aliases counted each time), up to ``budget``."""
+    count, stack = 0, [data]
+    while stack and count <= budget:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return count
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; errors name the file (and line)."""
     path = Path(path)
     if not path.is_file():
-        hint = "it is a directory" if path.is_dir() else "no such file"
+        hint = "it is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
         raise ConfigError([f"{path}: cannot read config ({hint}); check the path"])
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: {path.stat().st_size} bytes is not a config (at most {MAX_CONFIG_BYTES}); "
+                               "check the path"])  # fmt: skip
+        text = path.read_bytes().decode("utf-8")
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config ({exc.strerror}); check the path and its permissions"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not a text file (byte {exc.start} is not UTF-8); pass a YAML config"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{path}: {where}malformed YAML: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: nested too deeply to be a config; check the file"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: top level must be a mapping of sections (data, model, ...), got {type(data).__name__}"])
+    if _count_values(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError([f"{path}: more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded; "
+                           "a config is a few dozen values, check the file"])  # fmt: skip
     return data
 
 
@@ -591,12 +693,14 @@ def _validate_search(config: SweepConfig, source: str) -> list[str]:
             try:
                 RunConfig.model_validate(trial)
             except ValidationError as exc:
+                kind = spec.rule[0]
                 for err in exc.errors():
-                    loc = ".".join(str(p) for p in err["loc"])
+                    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
                     if loc == path or not loc:
                         msg = _format_error(RunConfig, err)
                         msg = msg.split(": ", 1)[1] if ": " in msg and loc else msg
-                        kind = spec.rule[0]
+                        if err["type"] == "int_from_float":
+                            msg += f" ({kind} draws fractional values; use randint or grid for this integer field)"
                         errors.append(f"{source}: search.{path}.{kind}: {msg}")
                         break
                 else:
@@ -608,6 +712,11 @@ def _validate_search(config: SweepConfig, source: str) -> list[str]:
 def _validate_tune(config: SweepConfig, source: str) -> list[str]:
     errors = []
     tune = config.tune
+    if config.grid_size() > MAX_TRIALS:
+        errors.append(
+            f"{source}: tune.num_samples: {config.grid_size()} trials (num_samples x grid sizes) is more than "
+            f"{MAX_TRIALS}; lower tune.num_samples or shorten the grids"
+        )
     if tune.search_alg is not None:
         grids = [path for path, spec in config.search.items() if spec.rule[0] == "grid"]
         if grids:
@@ -618,6 +727,12 @@ def _validate_tune(config: SweepConfig, source: str) -> list[str]:
         if not config.search:
             errors.append(f"{source}: tune.search_alg: Optuna needs at least one search dimension")
     asha = tune.scheduler.asha if tune.scheduler is not None else None
+    if asha is not None and asha.grace_period > (asha.max_t or config.train.epochs):
+        errors.append(
+            f"{source}: tune.scheduler.asha.grace_period: {asha.grace_period} is above max_t "
+            f"({asha.max_t or config.train.epochs}{'' if asha.max_t else ', train.epochs'}): no trial could be "
+            "stopped early; lower grace_period or raise max_t"
+        )
     single_objective = tune.search_alg is not None and not tune.search_alg.optuna.objectives
     if tune.metric is None and (single_objective or (asha is not None and asha.metric is None)):
         errors.append(f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc")

@@ -51,7 +51,6 @@ __all__ = [
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # the digits test split never moves with `seed`
 SYNTHETIC_SEED = 0  # the synthetic images never move with `seed` either; only the val split does
-SYNTHETIC_SIZES = (256, 64)  # train, test
 
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
@@ -227,6 +226,10 @@ def _check_cifar_files(spec: DatasetSpec, root: Path, download: bool) -> None:
         raise DatasetNotFoundError(
             f"{dataset} not found: {folder} {what}. Fix: set data.download: true, "
             f"or put {cls.base_folder} under {root} (unpacked from {cls.url})")
+    if missing:  # to be downloaded: data.root must be a folder this process can write into
+        from dnr_sweep.files import output_folder
+
+        output_folder(root, "data.root")
 
 
 def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> None:
@@ -244,10 +247,12 @@ def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> 
 
 
 def check_available(dataset: str, *, root: str | Path, download: bool = False) -> None:
-    """Fail fast (before any expensive work) when a data set's files are missing and won't be fetched.
+    """Fail fast (before any expensive work) when a data set's files are missing and won't be fetched,
+    or would be downloaded into a ``data.root`` that is a file or cannot be written.
 
     Raises:
         DatasetNotFoundError: the files are not under ``root`` (the message says how to fix it).
+        PathError: they are missing, to be downloaded, and ``data.root`` cannot hold them.
     """
     spec = dataset_specs.get(dataset)
     check_files = BUILDERS[spec.name].check_files
@@ -339,7 +344,7 @@ def _synthetic(spec: DatasetSpec, root: Path, download: bool, image_size: int | 
     if ch < 1:
         raise ValueError(f"data.channels must be >= 1, got {ch}")
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
-    n_train, n_test = SYNTHETIC_SIZES
+    n_train, n_test = spec.train_size, spec.test_size
     images = torch.rand(n_train + n_test, ch, size, size, generator=gen)
     projection = torch.randn(ch * size * size, spec.num_classes, generator=gen)
     labels = ((images - 0.5).flatten(1) @ projection).argmax(dim=1)

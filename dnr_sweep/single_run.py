@@ -26,6 +26,7 @@ from dnr_sweep import checkpoint
 from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig, to_yaml_dict
 from dnr_sweep.engine import DNRRun, EpochReport
+from dnr_sweep.errors import ConfigError, InputFileError, PathError
 from dnr_sweep.finish import finish_run, write_config
 
 
@@ -77,22 +78,30 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     ckpt_path = out / rc.CHECKPOINT_FILE
     resolved = to_yaml_dict(config)
-    run = DNRRun(config)
     rows: list[dict[str, Any]] = []
-    if resume:
+    state: dict[str, Any] | None = None
+    fix = "Train into a new --out folder (this one's model.pt and metrics.json, if any, stay as they are)"
+    if resume:  # the checkpoint is read (and refused) before the data and the model are built
         if not ckpt_path.is_file():
-            raise FileNotFoundError(f"{ckpt_path}: nothing to resume (run without --resume to start)")
-        state = checkpoint.load(ckpt_path)
+            raise PathError(f"{ckpt_path}: nothing to resume (run without --resume to start)")
+        state = checkpoint.load_mapping(ckpt_path, keys=("config", "run", "rows"), fix=fix,
+                                        what="the checkpoint `dnr-sweep train` writes (config, run, rows)")  # fmt: skip
         if state["config"] != resolved:
-            raise ValueError(
+            raise ConfigError(
                 f"{ckpt_path}: the run was started with a different config; resume with the same CONFIG "
                 "and --set values, or train into a new --out folder"
             )
-        run.load_state_dict(state["run"])
-        rows = list(state["rows"])
+    run = DNRRun(config)
+    if state is not None:
+        try:
+            run.load_state_dict(state["run"])
+            rows = list(state["rows"])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError):  # another run's (or a damaged) state
+            raise InputFileError(ckpt_path, "holds a training state that does not fit this config's model and masks",
+                                 expected="the checkpoint of this run", fix=fix) from None  # fmt: skip
         log(f"resuming {out} after epoch {run.epoch}")
     elif ckpt_path.exists():
-        raise FileExistsError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
+        raise PathError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out)
 

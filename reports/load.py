@@ -26,22 +26,36 @@ Rebuilding rules (result.json -> tables):
 * a trial whose last line has ``final: true`` is ``TERMINATED``; any other is ``INCOMPLETE`` with
   ``early_stopped=True`` (kept out of every Pareto set): its row holds the selected figures so far
   and no test figures.
+
+Recovery (what cannot be read is rebuilt or skipped, with a
+:class:`~dnr_sweep.errors.DataRecoveryWarning` naming it; only what cannot be rebuilt is refused):
+
+* an unreadable ``results.parquet``/``epochs.parquet`` (truncated, random bytes, another table) is
+  rebuilt from the ``result.json`` files; the unreadable file is moved aside to
+  ``<name>.unreadable`` (never deleted), so the rebuilt table can be written in its place; with no
+  ``result.json`` to rebuild from, :class:`~dnr_sweep.errors.InputFileError` names the file;
+* a ``result.json`` line that is not a JSON object (a line cut short by a crash) is skipped; a
+  ``result.json`` that cannot be read at all leaves its trial out;
+* an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from dnr_sweep import run_contract as rc
+from dnr_sweep.errors import DataRecoveryWarning, InputFileError, PathError
+from dnr_sweep.files import atomic_write
 from dnr_sweep.run_contract import (
     ATTACK_STRENGTH_FILE,
     CONFIG_FILE,
@@ -157,16 +171,29 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+class RunFolderError(PathError, FileNotFoundError):
+    """The run folder is missing, or holds nothing a report can be made from."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, DataRecoveryWarning, stacklevel=3)
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` as a dict; ``{}`` when the file is absent."""
+    """The run's ``config.yaml`` as a dict; ``{}`` (with a warning) when it is absent or unreadable."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return {}
-    loaded = yaml.safe_load(path.read_text())
+    try:
+        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        _warn(f"{path}: unreadable ({type(exc).__name__}); its report settings and constant columns are left out")
+        return {}
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path} must hold a YAML mapping, got {type(loaded).__name__}")
+        _warn(f"{path}: not a YAML mapping ({type(loaded).__name__}); its report settings are left out")
+        return {}
     return loaded
 
 
@@ -176,15 +203,34 @@ def trial_dirs(run_dir: Path) -> list[Path]:
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON-object lines of a Tune ``result.json``; any other line (cut short by a crash,
+    damaged) is skipped with a warning naming it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        _warn(f"{path}: cannot be read ({exc.strerror}); its trial is left out")
+        return []
     lines = []
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
         if not text.strip():
             continue
         try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not a JSON line: {err}") from None
+            line = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply to be a result
+            line = None
+        if isinstance(line, dict):
+            lines.append(line)
+        else:
+            _warn(f"{path}:{number} is not a complete JSON line (cut short by a crash?); skipped")
     return lines
+
+
+def _epoch_of(line: Mapping[str, Any], default: int) -> int | None:
+    value = line.get(rc.EPOCH_KEY, line.get("training_iteration", default))
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _trial_tables(
@@ -195,7 +241,8 @@ def _trial_tables(
         return None
     last = lines[-1]
     trial_id = str(last.get("trial_id", path.parent.name))
-    flat_config = flatten(last.get("config") or {})
+    config = last.get("config")
+    flat_config = flatten(config if isinstance(config, Mapping) else {})
     if search_keys is not None:
         params = {k: flat_config.get(k) for k in search_keys}
     else:
@@ -206,8 +253,13 @@ def _trial_tables(
 
     by_epoch: dict[int, dict[str, Any]] = {}
     for line in lines:
-        epoch = int(line.get(rc.EPOCH_KEY, line.get("training_iteration", len(by_epoch) + 1)))
+        epoch = _epoch_of(line, len(by_epoch) + 1)
+        if epoch is None:
+            _warn(f"{path}: a line with epoch {line.get(rc.EPOCH_KEY)!r} (not a number) is skipped")
+            continue
         by_epoch[epoch] = line  # a restored trial repeats epochs: the last line wins
+    if not by_epoch:
+        return None
     epoch_rows = []
     for epoch in sorted(by_epoch):
         metrics, _ = rc.split_epoch_result(by_epoch[epoch])
@@ -231,7 +283,8 @@ def rebuild_tables(run_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.Da
     """Rebuild ``(results, epochs)`` from the run's ``*/result.json`` files (see module docstring).
 
     Raises:
-        FileNotFoundError: the run directory holds no ``*/result.json``.
+        RunFolderError: the run directory holds no ``*/result.json`` with a result (a
+            ``FileNotFoundError``).
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -245,7 +298,7 @@ def rebuild_tables(run_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.Da
             results.append(built[0])
             epochs.extend(built[1])
     if not results:
-        raise FileNotFoundError(
+        raise RunFolderError(
             f"{run_dir} has neither {RESULTS_FILE} nor any <trial_dir>/{TRIAL_RESULT_FILE} with results; "
             "pass a Ray Tune experiment folder written by `dnr-sweep run`"
         )
@@ -266,23 +319,80 @@ class Run:
 def _check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     path = Path(run_dir)
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"run directory {path} does not exist; expected a Ray Tune experiment folder holding "
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise RunFolderError(
+            f"run directory {path} {what}; expected a Ray Tune experiment folder holding "
             f"{RESULTS_FILE} or <trial_dir>/{TRIAL_RESULT_FILE} files"
         )
     return path
 
 
+#: what reading a damaged Parquet table raises (pyarrow's errors, a table of another kind)
+_UNREADABLE_TABLE = (OSError, ValueError, TypeError, KeyError, pa.ArrowException)
+
+
+def _read_table(path: Path, normalise) -> pd.DataFrame | None:
+    """``normalise(read_parquet(path))``, or ``None`` (with a warning) when it cannot be read or is
+    the other table (an epochs table has an ``epoch`` column, a results table never does)."""
+    try:
+        table = pd.read_parquet(path)
+        if normalise is normalise_results and rc.EPOCH_KEY in table.columns:
+            raise ValueError(f"an epochs table (it has an {rc.EPOCH_KEY!r} column), not the results")
+        return normalise(table)
+    except _UNREADABLE_TABLE as exc:
+        _warn(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+              f"rebuilding it from the trials' {TRIAL_RESULT_FILE}")  # fmt: skip
+        return None
+
+
+def _set_aside(path: Path) -> None:
+    """Move an unreadable table to ``<name>.unreadable`` so a rebuilt one can take its place (kept, never
+    deleted: it may be readable by another version)."""
+    target = path.with_name(path.name + ".unreadable")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        _warn(f"{path}: could not be moved aside ({exc.strerror}); it stays, the report uses the rebuilt table")
+    else:
+        _warn(f"{path}: moved aside to {target.name}; the rebuilt table takes its place")
+
+
+def _cannot_rebuild(path: Path) -> InputFileError:
+    return InputFileError(
+        path, "is unreadable and no trial left a result.json to rebuild it from",
+        expected=f"the Parquet table `dnr-sweep run` writes, or <trial_dir>/{TRIAL_RESULT_FILE} files",
+        fix="Restore it from a backup; the run cannot be reported otherwise",
+    )  # fmt: skip
+
+
+def _rebuild_instead_of(path: Path, index: int) -> pd.DataFrame:
+    try:
+        return rebuild_tables(path.parent)[index]
+    except RunFolderError:
+        raise _cannot_rebuild(path) from None
+
+
 def load_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Read both tables from Parquet, or rebuild both from ``result.json`` when either is missing."""
+    """Read both tables from Parquet, or rebuild both from ``result.json`` when either is missing or
+    unreadable (an unreadable one is moved aside: see the module docstring)."""
     path = _check_run_dir(run_dir)
     config = read_config(path)
     results_path, epochs_path = path / RESULTS_FILE, path / EPOCHS_FILE
+    unreadable: list[Path] = []
     if results_path.is_file() and epochs_path.is_file():
-        results = normalise_results(pd.read_parquet(results_path))
-        epochs = normalise_epochs(pd.read_parquet(epochs_path))
-        return Run(path, results, epochs, config, rebuilt=False)
-    results, epochs = rebuild_tables(path)
+        results = _read_table(results_path, normalise_results)
+        epochs = _read_table(epochs_path, normalise_epochs)
+        if results is not None and epochs is not None:
+            return Run(path, results, epochs, config, rebuilt=False)
+        unreadable = [p for p, table in ((results_path, results), (epochs_path, epochs)) if table is None]
+    try:
+        results, epochs = rebuild_tables(path)
+    except RunFolderError:
+        if unreadable:
+            raise _cannot_rebuild(unreadable[0]) from None
+        raise
+    for item in unreadable:
+        _set_aside(item)
     return Run(path, results, epochs, config, rebuilt=True)
 
 
@@ -290,7 +400,8 @@ def load(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The results table (one row per trial at its selected epoch) of a run directory."""
     path = _check_run_dir(run_dir)
     if (path / RESULTS_FILE).is_file():
-        return normalise_results(pd.read_parquet(path / RESULTS_FILE))
+        table = _read_table(path / RESULTS_FILE, normalise_results)
+        return table if table is not None else _rebuild_instead_of(path / RESULTS_FILE, 0)
     return rebuild_tables(path)[0]
 
 
@@ -298,22 +409,15 @@ def load_epochs(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The epochs table (one row per trial-epoch) of a run directory."""
     path = _check_run_dir(run_dir)
     if (path / EPOCHS_FILE).is_file():
-        return normalise_epochs(pd.read_parquet(path / EPOCHS_FILE))
+        table = _read_table(path / EPOCHS_FILE, normalise_epochs)
+        return table if table is not None else _rebuild_instead_of(path / EPOCHS_FILE, 1)
     return rebuild_tables(path)[1]
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``df`` to ``path`` via a temporary file in the same folder and ``os.replace``, with the
+    mode the umask gives (:func:`dnr_sweep.files.atomic_write`)."""
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, dict[float, float]]]:
@@ -334,13 +438,13 @@ def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str,
             lines = _read_lines(result_json)
             if lines and "trial_id" in lines[-1]:
                 label = str(lines[-1]["trial_id"])
-        raw = json.loads(path.read_text())
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path} must hold a JSON object with 'steps' and/or 'eps', got {raw!r}")
-        unknown = set(raw) - {"steps", "eps"}
-        if unknown:
-            raise ValueError(f"{path} has unknown key(s) {sorted(unknown)}; valid keys: eps, steps")
-        curves[label] = {
-            kind: {float(k): float(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("steps", "eps")
-        }
+        try:
+            raw = json.loads(path.read_bytes().decode("utf-8"))
+            if not isinstance(raw, dict) or set(raw) - {"steps", "eps"}:
+                raise ValueError("not a JSON object with 'steps' and/or 'eps'")
+            curves[label] = {
+                kind: {float(k): float(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("steps", "eps")
+            }
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            _warn(f"{path}: unreadable ({type(exc).__name__}); its attack-strength curve is left out")
     return curves

@@ -146,7 +146,8 @@ def test_train_command_writes_its_files(tmp_path, capsys):
     config_path = tmp_path / "digits.yaml"
     import yaml
 
-    config_path.write_text(yaml.safe_dump(digits_config(train__epochs=2, train__warmup_epochs=0).model_dump(mode="json")))
+    config = digits_config(train__epochs=2, train__warmup_epochs=0, train__lr_milestones=[1])
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     out = tmp_path / "out"
     assert cli.main(["train", str(config_path), "--out", str(out), "--set", "dnr.density=0.2"]) == 0
     for name in ("model.pt", "checkpoint.pt", "metrics.json", "epochs.csv", "config.yaml"):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import reports
+from dnr_sweep.errors import DataRecoveryWarning
 from reports.load import load_attack_strength, load_run, rebuild_tables
 from reports.synthetic import synthetic_tables, write_synthetic_run
 
@@ -131,11 +132,12 @@ def test_empty_run_dir_says_what_is_expected(tmp_path):
         reports.load(tmp_path)
 
 
-def test_bad_json_line_names_file_and_line(tmp_path):
+def test_bad_json_line_is_skipped_with_a_warning_naming_file_and_line(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "result.json").write_text('{"trial_id": "x", "training_iteration": 1}\n{oops\n')
-    with pytest.raises(ValueError, match=r"result\.json:2"):
-        rebuild_tables(tmp_path)
+    with pytest.warns(DataRecoveryWarning, match=r"result\.json:2 .*skipped"):
+        results, epochs = rebuild_tables(tmp_path)
+    assert results["trial_id"].tolist() == ["x"] and epochs["epoch"].tolist() == [1]
 
 
 def test_attack_strength_curves(run_dir):

@@ -18,15 +18,22 @@ given) and ``sweep.json`` (the ``--set`` overrides), which is all :func:`resume_
 
 from __future__ import annotations
 
+import _compat_pickle
+import contextlib
+import hashlib
+import ipaddress
 import json
 import logging
 import os
-import shutil
+import pickletools
+import shlex
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnr_sweep import files
 from dnr_sweep.config import (
     SearchSpec,
     SweepConfig,
@@ -34,8 +41,8 @@ from dnr_sweep.config import (
     load_sweep_config,
     to_yaml_dict,
 )
-from dnr_sweep.errors import UserError
-from dnr_sweep.run_contract import CONFIG_FILE, SWEEP_FILE
+from dnr_sweep.errors import ClusterError, ConfigError, InputFileError, PathError, UserError
+from dnr_sweep.run_contract import CONFIG_FILE, LOCK_FILE, SWEEP_FILE
 
 #: the trial table Tune prints: the epoch and the selected epoch's validation figures so far
 PROGRESS_COLUMNS = {
@@ -86,8 +93,18 @@ def tune_domain(spec: SearchSpec) -> Any:
 
 
 def param_space(config: SweepConfig) -> dict[str, Any]:
-    """Tune's param_space: one flat entry per dotted search path."""
-    return {path: tune_domain(spec) for path, spec in config.search.items()}
+    """Tune's param_space: one flat entry per dotted search path.
+
+    Raises:
+        ConfigError: Tune refuses a rule (its own checks, run here before Ray starts).
+    """
+    space = {}
+    for path, spec in config.search.items():
+        try:
+            space[path] = tune_domain(spec)
+        except ValueError as exc:
+            raise ConfigError(f"search.{path}.{spec.rule[0]}: Ray Tune refuses it: {exc}") from None
+    return space
 
 
 def objectives(config: SweepConfig) -> dict[str, str]:
@@ -220,6 +237,7 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
         log(f"warning: the dashboard and Ray's job-submission API will listen on {dashboard_host}; anyone who "
             "reaches that address and holds the cluster's token can run code on it. Firewall it.")  # fmt: skip
     if address:
+        check_cluster_address(address)
         context = ray.init(address=address, logging_level="WARNING")
     else:
         context = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host,
@@ -228,6 +246,134 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     if dashboard and url:
         log(f"Ray dashboard: http://{url} (token authentication: print the token with `ray get-auth-token`)")
     return url
+
+
+#: how long each step of :func:`check_cluster_address` may wait
+ADDRESS_TIMEOUT_S = 5.0
+
+
+def _split_address(address: str) -> tuple[str, int, bool]:
+    """``host:port`` (``ray://`` prefix: Ray Client; ``[v6]:port``) -> ``(host, port, is_client)``."""
+    text = address.strip()
+    client = text.startswith("ray://")
+    if client:
+        text = text[len("ray://") :]
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ClusterError(f"--address {address!r}: expected host:port (e.g. 10.0.0.1:6379, the head node's GCS "
+                           "port), ray://host:10001 (Ray Client) or auto")  # fmt: skip
+    return host, int(port_text), client
+
+
+def _resolve_auto(address: str) -> tuple[str, str]:
+    """What Ray would connect to for ``auto`` (RAY_ADDRESS, then the last `ray start` on this machine)."""
+    from ray._private import services
+
+    try:
+        resolved = services.get_ray_address_from_environment(address, None)
+    except ConnectionError:
+        raise ClusterError(
+            f"--address {address}: no Ray cluster was started on this machine (RAY_ADDRESS is unset and "
+            "`ray start` left no address); start one with `ray start --head`, pass the head node's host:port, "
+            "or leave --address out for an embedded local Ray"
+        ) from None
+    return resolved, "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "the last `ray start` on this machine"
+
+
+def check_cluster_address(address: str, *, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """Fail in seconds, before ``ray.init``, when no Ray cluster answers at ``address``.
+
+    ``ray.init(address=...)`` waits without end (retrying, printing warnings) for a cluster that is
+    not there. This tries a TCP connection to the address, then asks the GCS for the cluster id
+    over gRPC (an answer, or a refusal for want of the cluster's token, proves a GCS is there), each
+    with a deadline of ``timeout_s``. Ray Client addresses (``ray://``) get the TCP check only.
+
+    Raises:
+        ClusterError: naming the address, what was tried and how to check the cluster.
+    """
+    given, source = address, ""
+    if address.strip() == "auto":
+        address, origin = _resolve_auto(address)
+        source = f" (from {origin}; it may be stale)"
+    host, port, client = _split_address(address)
+    tried = [f"a TCP connection to {host}:{port}"]
+
+    def refuse(problem: str) -> ClusterError:
+        return ClusterError(
+            f"--address {given}: no Ray cluster answers at {address}{source}: {problem}. Tried "
+            f"{' then '.join(tried)}, {timeout_s:g} s each. Check that the cluster is up with "
+            f"`ray status --address {host}:{port}` on one of its nodes, that {host}:{port} is its head node's "
+            f"{'Ray Client port (10001 by default)' if client else 'GCS port (6379 by default)'}, and that no "
+            "firewall blocks it; or leave --address out to run on an embedded local Ray"
+        )
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except socket.gaierror as exc:
+        raise refuse(f"the host name does not resolve ({exc.strerror})") from None
+    except TimeoutError:
+        raise refuse("the connection timed out") from None
+    except OSError as exc:
+        raise refuse(f"the connection failed ({exc.strerror or exc})") from None
+    if client:
+        return
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    tried.append("a GCS request for the cluster id")
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code != grpc.StatusCode.UNAUTHENTICATED:  # a GCS that wants the token: it is there
+                name = code.name if code is not None else "no answer"
+                raise refuse(f"something listens there but it is not a Ray GCS (gRPC status {name})") from None
+
+
+def _local_cpus() -> float:
+    try:
+        from ray._private.utils import (
+            get_num_cpus,  # what an embedded Ray will offer (cgroup quotas included)
+        )
+
+        return float(get_num_cpus())
+    except (ImportError, AttributeError):
+        return float(os.cpu_count() or 1)
+
+
+def check_dashboard_host(host: str) -> None:
+    """``--dashboard-host`` must be an IP address (or localhost) for Ray's dashboard to bind to."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ClusterError(f"--dashboard-host {host!r}: not an IP address to listen on; use 127.0.0.1 (default, "
+                               "this machine only) or an address of this machine") from None  # fmt: skip
+
+
+def check_local_resources(config: SweepConfig) -> None:
+    """Before an embedded local Ray starts: can this machine host one trial at all?"""
+    import ray
+
+    if ray.is_initialized():  # a cluster is already there: ask it
+        check_resources_feasible(config)
+        return
+    need = trial_resources(config)
+    have = {"cpu": _local_cpus(), "gpu": 0.0}
+    if need["gpu"] > 0:  # torch only when it matters: importing it takes seconds
+        import torch
+
+        have["gpu"] = float(torch.cuda.device_count())
+    if need["cpu"] > have["cpu"] or need["gpu"] > have["gpu"]:
+        raise ClusterError(
+            f"tune.resources_per_trial asks for {need['cpu']:g} CPU and {need['gpu']:g} GPU per trial, but this "
+            f"machine (the embedded local Ray) has {have['cpu']:g} CPU and {have['gpu']:g} GPU; lower "
+            "resources_per_trial (e.g. --set tune.resources_per_trial.gpu=0) or pass --address of a cluster that has them"
+        )
 
 
 def check_resources_feasible(config: SweepConfig) -> None:
@@ -241,7 +387,7 @@ def check_resources_feasible(config: SweepConfig) -> None:
         if have.get("CPU", 0) >= need["cpu"] and have.get("GPU", 0) >= need["gpu"]:
             return
     best = max(((n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0)) for n in nodes), default=(0, 0))
-    raise SweepError(
+    raise ClusterError(
         f"tune.resources_per_trial asks for {need['cpu']:g} CPU and {need['gpu']:g} GPU per trial, but the largest "
         f"node of this cluster has {best[0]:g} CPU and {best[1]:g} GPU; lower resources_per_trial "
         "(e.g. with --set tune.resources_per_trial.gpu=0) or add a node that has them"
@@ -258,35 +404,189 @@ def default_run_name(config: SweepConfig) -> str:
 
 
 def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> Path:
-    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run."""
+    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run
+    and a ``--storage`` that is a file or cannot be written."""
     if name is None:
         name = default_run_name(config)
     try:
         _check_name(name)
     except ValueError as exc:
         raise SweepError(f"--name: {exc}") from None
-    run_dir = Path(storage).expanduser().resolve() / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise SweepError(f"{run_dir}: already holds a run; continue it with `dnr-sweep resume {run_dir}` "
-                         "or choose another --name")  # fmt: skip
+    run_dir = files.output_folder(storage, "--storage").resolve() / name
+    check_run_dir_unused(run_dir)
     return run_dir
+
+
+def check_run_dir_unused(run_dir: Path) -> None:
+    """Refuse a run folder that holds anything but a lock file (call again once its lock is held)."""
+    if run_dir.is_file():
+        raise PathError(f"{run_dir}: a file is in the way of the run folder; choose another --name")
+    if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise SweepError(f"{run_dir}: already holds a run; continue it with "
+                         f"`{shlex.join(['dnr-sweep', 'resume', str(run_dir)])}` or choose another --name")  # fmt: skip
 
 
 def prepare_run_dir(run_dir: Path, *, config_path: Path, overrides: list[str]) -> Path:
     """Create the run folder with the input config as given and the ``--set`` overrides."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config_path, run_dir / CONFIG_FILE)
-    (run_dir / SWEEP_FILE).write_text(json.dumps({"overrides": list(overrides), "config_source": str(config_path)}))
+    text = Path(config_path).read_bytes()
+    files.atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_bytes(text))
+    state = json.dumps({"overrides": list(overrides), "config_source": str(config_path),
+                        "config_sha256": hashlib.sha256(text).hexdigest()})  # fmt: skip
+    files.atomic_write(run_dir / SWEEP_FILE, lambda tmp: tmp.write_text(state))
     return run_dir
 
 
 def load_run_dir_config(run_dir: Path) -> SweepConfig:
     """The sweep config a run folder was started with (its config.yaml plus the saved overrides)."""
+    if not run_dir.is_dir():
+        what = "a file" if run_dir.exists() else "no such folder"
+        raise PathError(f"{run_dir}: {what}; pass the run folder `dnr-sweep run` printed")
     if not (run_dir / CONFIG_FILE).is_file():
         raise SweepError(f"{run_dir}: not a dnr-sweep run folder (no {CONFIG_FILE}); pass the folder "
                          "`dnr-sweep run` printed")  # fmt: skip
-    overrides = json.loads((run_dir / SWEEP_FILE).read_text())["overrides"] if (run_dir / SWEEP_FILE).is_file() else []
+    overrides: list[str] = []
+    sweep_file = run_dir / SWEEP_FILE
+    if sweep_file.is_file():
+        expected = 'the JSON object `dnr-sweep run` wrote: {"overrides": ["key=value", ...], ...}'
+        fix = ("Restore it, or write {\"overrides\": []} there if the run used no --set (or the --set values it "
+               "used, as a list)")  # fmt: skip
+        try:
+            saved = json.loads(sweep_file.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise InputFileError(sweep_file, "is not readable JSON (corrupt or truncated)", expected=expected,
+                                 fix=fix) from None  # fmt: skip
+        overrides = saved.get("overrides") if isinstance(saved, dict) else None  # type: ignore[assignment]
+        if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+            raise InputFileError(sweep_file, "has no list of strings under 'overrides'", expected=expected, fix=fix)
+        digest = saved.get("config_sha256")
+        if isinstance(digest, str) and hashlib.sha256((run_dir / CONFIG_FILE).read_bytes()).hexdigest() != digest:
+            raise InputFileError(run_dir / CONFIG_FILE, "changed since the sweep started (its SHA-256 differs from "
+                                 f"the one {SWEEP_FILE} recorded)", expected="the config the sweep started with",
+                                 fix="Restore it (the trials were sampled from it); to change the sweep, start a "
+                                     "new one with `dnr-sweep run`")  # fmt: skip
     return load_sweep_config(run_dir / CONFIG_FILE, overrides)
+
+
+TUNER_FILE = "tuner.pkl"  # Ray Tune's (Tuner.restore reads it)
+EXPERIMENT_STATE_GLOB = "experiment_state-*.json"  # Ray Tune's; the newest one is restored
+
+#: modules a pickle of Tune's state never refers to, but an attack would (the check is a screen:
+#: Tune's state is cloudpickle, and `resume` trusts the folder, as the README says)
+_HOSTILE_MODULES = frozenset({
+    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy", "pty", "code",
+    "codeop", "ctypes", "webbrowser", "marshal", "pickle", "_pickle", "multiprocessing", "asyncio", "signal",
+})  # fmt: skip
+_HOSTILE_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "open", "breakpoint", "input"})
+
+
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+                         "STRING"})  # fmt: skip
+
+
+def _pickle_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a plausible Tune pickle (empty, truncated, garbage, or importing from a
+    module an attack would use), or ``None``. Reads the opcodes only; nothing is unpickled.
+
+    ``STACK_GLOBAL`` takes its module and name from the two values pushed before it; they are
+    tracked through the memo (``MEMOIZE``/``BINPUT``, ``BINGET``), as cloudpickle reuses them.
+    """
+    if not data:
+        return "is empty"
+    if data[:1] != b"\x80":  # PROTO: every pickle protocol >= 2 (Tune writes 5) starts with it
+        return "is not a pickle (no protocol header)"
+    memo: dict[int, object] = {}
+    pushed: list[object] = []  # the values the opcodes pushed, strings where known, else None
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            name = opcode.name
+            module = qualname = None
+            if name in _STRING_OPS:
+                pushed.append(arg)
+            elif name == "MEMOIZE":
+                memo[len(memo)] = pushed[-1] if pushed else None
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = pushed[-1] if pushed else None
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                pushed.append(memo.get(int(arg)))
+            elif name == "STACK_GLOBAL":
+                if len(pushed) >= 2 and isinstance(pushed[-2], str) and isinstance(pushed[-1], str):
+                    module, qualname = pushed[-2], pushed[-1]
+                pushed.append(None)
+            elif name in ("GLOBAL", "INST"):
+                module, _, qualname = str(arg).partition(" ")
+                pushed.append(None)
+            else:
+                pushed.append(None)
+            if module is not None:
+                module = _compat_pickle.IMPORT_MAPPING.get(module, module)  # protocol 2 spells Python 2 names
+                root = module.split(".")[0]
+                if root in _HOSTILE_MODULES or (root == "builtins" and qualname in _HOSTILE_BUILTINS):
+                    return f"imports {module}.{qualname}, which Tune's state never does (a hostile file?)"
+    except (ValueError, IndexError, RecursionError) as exc:
+        return f"is not a complete pickle ({type(exc).__name__}: {exc})"
+    return None
+
+
+def check_restorable(run_dir: Path) -> None:
+    """Before Ray starts: the run folder holds Tune state ``Tuner.restore`` can read.
+
+    Checks that ``tuner.pkl`` is a complete pickle that names no module an attack would use (its
+    opcodes are read, nothing is unpickled) and that the newest ``experiment_state-*.json`` is JSON
+    with Tune's keys. ``Tuner.restore`` itself unpickles both: resume only folders you created.
+    """
+    tuner = run_dir / TUNER_FILE
+    states = sorted(run_dir.glob(EXPERIMENT_STATE_GLOB))
+    if not tuner.is_file() or not states:
+        missing = TUNER_FILE if not tuner.is_file() else EXPERIMENT_STATE_GLOB
+        raise SweepError(
+            f"{run_dir}: no Ray Tune experiment to resume (no {missing}): the sweep stopped before Tune saved "
+            f"its state, or this is not a sweep's run folder (a `dnr-sweep train` folder continues with "
+            f"`dnr-sweep train CONFIG --out DIR --resume`). Start the sweep again into a new --name"
+        )
+    fix = ("Restore the run folder from a backup, or start the sweep again into a new --name (finished trials' "
+           "results stay readable with `dnr-sweep report`)")  # fmt: skip
+    try:
+        problem = _pickle_problem(tuner.read_bytes())
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror})"
+    if problem:
+        raise InputFileError(tuner, problem, expected="Ray Tune's saved Tuner (a pickle Tune wrote)", fix=fix)
+    newest = states[-1]
+    try:
+        state = json.loads(newest.read_bytes().decode("utf-8"))
+        ok = isinstance(state, dict) and {"runner_data", "trial_data"} <= set(state)
+        problem = _embedded_pickle_problem(state) if ok else "is JSON without Tune's runner_data and trial_data"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        problem = "is not readable JSON (corrupt or truncated)"
+    if problem:
+        raise InputFileError(newest, problem, expected="Ray Tune's experiment state (JSON Tune wrote)", fix=fix)
+
+
+_CLOUDPICKLE_IN_JSON = "CLOUDPICKLE_FALLBACK"  # Tune's marker of a pickle embedded (as hex) in its JSON state
+
+
+def _embedded_pickle_problem(state: Any) -> str | None:
+    """Screen the pickles Tune embeds in its JSON state (also inside JSON-encoded strings) like tuner.pkl."""
+    stack = [state]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("_type") == _CLOUDPICKLE_IN_JSON:
+                try:
+                    problem = _pickle_problem(bytes.fromhex(str(node.get("value"))))
+                except ValueError:
+                    problem = "is not hex"
+                if problem:
+                    return f"holds an embedded pickle that {problem}"
+            else:
+                stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and node[:1] in ("{", "["):  # Tune stores each trial as a JSON string
+            with contextlib.suppress(json.JSONDecodeError):
+                stack.append(json.loads(node))
+    return None
 
 
 def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
@@ -303,7 +603,8 @@ def outcome_from_trials(trials: Any, run_dir: Path) -> SweepOutcome:
         if trial.status == "ERROR":
             text = ""
             if trial.error_file and Path(trial.error_file).is_file():
-                text = Path(trial.error_file).read_text().strip().splitlines()[-1]
+                lines = Path(trial.error_file).read_text(errors="replace").strip().splitlines()
+                text = lines[-1] if lines else ""
             outcome.errors[trial.trial_id] = text or "failed (see its error.txt)"
         elif trial.status != "TERMINATED":
             outcome.interrupted = True  # after fit; while it runs, such trials are simply not done yet

@@ -3,18 +3,25 @@ trainables and reports together.
 
 Each command module has ``register(subparsers)`` (its flags) and ``run(args) -> exit code``. Heavy
 modules (torch, Ray, matplotlib) are imported inside ``run``, so ``dnr-sweep --help`` and
-``dnr-sweep validate`` answer at once. A :class:`~dnr_sweep.errors.UserError` (bad config, missing
-or unreadable file, bad flag) prints its message without a traceback and exits with code 2.
+``dnr-sweep validate`` answer at once.
+
+:func:`main` is the one place where expected failures become messages: a
+:class:`~dnr_sweep.errors.UserError` (bad config or flag, a file that cannot be loaded, a path that
+cannot be used, a busy folder, an unreachable cluster; raised where the input is read) prints its
+message without a traceback and exits with code 2. Anything else is a bug and keeps its traceback.
+A :class:`~dnr_sweep.errors.DataRecoveryWarning` (a skipped truncated line, a rebuilt table) prints
+as one ``warning:`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from dnr_sweep.cli import evaluate, export, report, resume, run, status, submit, train, validate
-from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE, DataRecoveryWarning, UserError
 
 #: command name -> module, in the order `dnr-sweep --help` lists them
 COMMANDS = {
@@ -41,16 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_recovery(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """``warnings.showwarning`` for :class:`DataRecoveryWarning`: one ``warning:`` line, once per text."""
+    if issubclass(category, DataRecoveryWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _DEFAULT_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_DEFAULT_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command].run(args)
-    except UserError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DataRecoveryWarning)  # each distinct message once
+        warnings.showwarning = _show_recovery
+        try:
+            return COMMANDS[args.command].run(args)
+        except UserError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 __all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_USAGE", "UserError", "build_parser", "main"]

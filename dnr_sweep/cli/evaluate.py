@@ -1,8 +1,10 @@
 """``dnr-sweep evaluate MODEL``: accuracies under stronger attacks, Fig. 4 curves, gradient-masking checks.
 
 Torch and the model code are imported inside :func:`run`, so ``dnr-sweep --help`` stays fast. Writes
-``evaluation.json`` (and with ``--curves`` ``attack_strength.json``) into the model's folder; user
-errors (missing folder, unknown attack, missing ``[eval]`` extra) print one message, exit code 2.
+``evaluation.json`` (and with ``--curves`` ``attack_strength.json``) into the model's folder, holding
+the folder's lock meanwhile (a second writer is refused). Flags are checked before anything is
+loaded; user errors (bad flag, missing folder, unloadable model, missing ``[eval]`` extra) print one
+message, exit code 2.
 """
 
 from __future__ import annotations
@@ -43,54 +45,77 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``dnr-sweep evaluate``; returns the exit code (2 for user errors, printed without traceback)."""
-    try:
-        return _run(args)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise UserError(f"error: {exc}") from None
-
-
 def _parse_eps(text: str, option: str) -> float:
     from dnr_sweep.config import parse_eps
 
-    value = parse_eps(text)
+    try:
+        value = parse_eps(text)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
     if not 0 <= value <= 1:
-        raise ValueError(f"{option}: must be in [0, 1] (pixel units, e.g. 8/255), got {text!r}")
+        raise UserError(f"{option}: must be in [0, 1] (pixel units, e.g. 8/255), got {text!r}")
     return value
 
 
-def _run(args: argparse.Namespace) -> int:
+def _check_flags(args: argparse.Namespace) -> tuple[list, float | None, list[float]]:
+    """Every flag, before anything is loaded: (attack specs, --eps, --curve-eps values)."""
     from dnr_sweep import evaluation as ev
 
-    specs = parse_attacks(["clean", *args.attacks.split(",")])  # fail before loading anything
+    try:
+        specs = parse_attacks(["clean", *args.attacks.split(",")])
+    except ValueError as exc:
+        raise UserError(f"--attacks: {exc}") from None
     if any(spec.kind == "autoattack" for spec in specs):
-        ev.require_autoattack()
+        try:
+            ev.require_autoattack()
+        except ImportError as exc:
+            raise UserError(f"--attacks autoattack: {exc}") from None
     eps_override = None if args.eps is None else _parse_eps(args.eps, "--eps")
     curve_eps = (
         [_parse_eps(item, "--curve-eps") for item in args.curve_eps.split(",") if item.strip()]
         if args.curve_eps else list(ev.CURVE_EPS)
     )  # fmt: skip
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit: must be >= 1, got {args.limit}")
+    if not curve_eps:
+        raise UserError("--curve-eps: no value given; e.g. --curve-eps 2/255,8/255")
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag}: must be >= 1, got {value}")
+    if args.alpha is not None and not (0 < args.alpha <= 1):  # also refuses nan
+        raise UserError(f"--alpha: must be in (0, 1] (pixel units), got {args.alpha}")
+    return specs, eps_override, curve_eps
 
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dnr-sweep evaluate``; returns the exit code (user errors raise :class:`UserError`)."""
+    specs, eps_override, curve_eps = _check_flags(args)
     import torch
 
+    from dnr_sweep import folder_lock
+    from dnr_sweep.artifacts import resolve_model_dir
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available; use --device cpu")
+    with folder_lock.hold(resolve_model_dir(args.model, args.trial), purpose="evaluate"):
+        return _evaluate(args, specs, eps_override, curve_eps)
+
+
+def _evaluate(args: argparse.Namespace, specs: list, eps_override: float | None, curve_eps: list[float]) -> int:
+    import torch
+
+    from dnr_sweep import evaluation as ev
     from dnr_sweep.artifacts import load_trained
 
     trained = load_trained(args.model, args.trial)
     config = trained.config
     dataset = trained.data.test if args.split == "test" else trained.data.val
     if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError(f"{trained.folder}: the {args.split} split is empty (data.val_size: 0); use --split test")
+        raise UserError(f"{trained.folder}: the {args.split} split is empty (data.val_size: 0); use --split test")
     pgd_cfg = config.attack.eval.pgd
     eps = pgd_cfg.eps if eps_override is None else eps_override
     fgsm_eps = config.attack.eval.fgsm.eps if eps_override is None else eps_override
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
     evaluator = ev.Evaluator(
         trained.model, dataset, eps=eps, pgd_alpha=pgd_cfg.alpha if args.alpha is None else args.alpha,
         pgd_steps=pgd_cfg.steps, pgd_random_start=pgd_cfg.random_start, pgd_restarts=pgd_cfg.restarts,

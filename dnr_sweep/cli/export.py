@@ -1,7 +1,8 @@
 """``dnr-sweep export MODEL --out FILE.pt2``: shrink a channel-pruned model and export it.
 
 Prints the JSON summary that :func:`dnr_sweep.export.export_model` also writes beside ``FILE`` (``FILE.json``).
-User errors (no model there, a bad config or input size) print one line and return exit code 2.
+User errors (no model there, an unloadable model or config, a bad input size, an ``--out`` that is a
+folder or cannot be written) print one message and return exit code 2.
 """
 
 from __future__ import annotations
@@ -50,20 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export ``args.model``; print the JSON summary. Returns 0, or 2 after a one-line error message."""
-    import yaml
-    from pydantic import ValidationError
+    """Export ``args.model``; print the JSON summary. Returns 0 (user errors raise :class:`UserError`)."""
+    from dnr_sweep.files import output_file
 
-    from dnr_sweep.config import ConfigError
-    from dnr_sweep.export import ExportError, export_model, summary_text
+    out = output_file(args.out, "--out")  # before anything is loaded
+    from dnr_sweep.export import export_model, summary_text
 
     try:
-        summary = export_model(args.model, args.out, trial=args.trial, shrink=not args.no_shrink,
+        summary = export_model(args.model, out, trial=args.trial, shrink=not args.no_shrink,
                                input_size=args.input_size, repeats=args.repeats,
                                threads=args.threads)  # fmt: skip
-    except ValidationError as exc:
-        raise UserError(f"error: {args.model}: config.yaml is not a valid run config: {exc}") from None
-    except (ConfigError, ExportError, yaml.YAMLError, OSError) as exc:  # OSError: FileNotFoundError and friends
-        raise UserError(f"error: {exc}") from None
+    except OSError as exc:  # writing FILE or FILE.json (disk full, permissions)
+        raise UserError(f"--out {args.out}: cannot write the export ({exc.strerror or exc}); choose another "
+                        "file or free some space") from None  # fmt: skip
     print(summary_text(summary))
     return 0

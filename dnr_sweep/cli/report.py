@@ -1,4 +1,10 @@
-"""``dnr-sweep report RUN_DIR``: Parquet tables, figures and tables from a run folder; needs no Ray."""
+"""``dnr-sweep report RUN_DIR``: Parquet tables, figures and tables from a run folder; needs no Ray.
+
+Recovers what it can (:mod:`reports.load`): tables missing or unreadable are rebuilt from the trials'
+``result.json`` (an unreadable one is moved aside), a truncated ``result.json`` line is skipped; each
+recovery prints a ``warning:`` line. The settings (flags, else the config's ``report:`` block) are
+checked against the run's columns before anything is drawn.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +31,9 @@ def _objectives(text: str | None) -> dict[str, str] | None:
     objectives = {}
     for item in text.split(","):
         name, _, direction = item.partition(":")
-        if direction not in ("max", "min"):
+        if direction not in ("max", "min") or not name.strip():
             raise UserError(f"--objectives: '{item}' must be NAME:max or NAME:min")
-        objectives[name] = direction
+        objectives[name.strip()] = direction
     return objectives
 
 
@@ -35,14 +41,45 @@ def _items(text: str | None) -> tuple[str, ...] | None:
     return tuple(item.strip() for item in text.split(",") if item.strip()) if text else None
 
 
+def check_settings(run_dir: Path, **flags) -> None:
+    """The report settings (flags over the config's ``report:`` block) name columns the run has."""
+    from reports.build import resolve_settings
+    from reports.load import flatten, load_run
+
+    run = load_run(run_dir)
+    try:
+        settings = resolve_settings(run.config, **flags)
+    except ValueError as exc:
+        raise UserError(f"{run_dir}: report settings: {exc}") from None
+    columns = set(run.results.columns)
+    constants = set(flatten({k: v for k, v in run.config.items() if k not in ("search", "report")}))
+    accuracies = sorted(c for c in columns if c.endswith("_acc"))
+    wanted = {"x": [settings.x], "y": list(settings.y), "objectives": list(settings.objectives or {})}
+    for name, values in wanted.items():
+        missing = [v for v in values if v not in columns]
+        if missing:
+            hint = f"accuracy columns: {', '.join(accuracies)}" if name == "y" else "e.g. compression, density"
+            raise UserError(f"{run_dir}: report {name}: no trial reports {', '.join(map(repr, missing))} ({hint}); "
+                            f"pass --{name} or fix report.{name} in its config.yaml")  # fmt: skip
+    if settings.group_by is not None and settings.group_by not in columns | constants:
+        raise UserError(f"{run_dir}: report group_by: {settings.group_by!r} is neither a column nor a config field; "
+                        "e.g. --group-by dnr.pruning")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    from dnr_sweep.files import output_folder
     from reports.build import build_report
 
+    run_dir = Path(args.run_dir)
+    if not args.run_dir.strip():
+        raise UserError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
+    out = None if args.out is None else output_folder(args.out, "--out")
+    flags = {"formats": _items(args.format), "x": args.x, "y": _items(args.y),
+             "objectives": _objectives(args.objectives), "group_by": args.group_by}  # fmt: skip
+    check_settings(run_dir, **flags)
     try:
-        written = build_report(Path(args.run_dir), out_dir=args.out, formats=_items(args.format), x=args.x,
-                               y=_items(args.y), objectives=_objectives(args.objectives),
-                               group_by=args.group_by)  # fmt: skip
-    except (ValueError, FileNotFoundError) as exc:
+        written = build_report(run_dir, out_dir=out, **flags)
+    except ValueError as exc:  # the reports' own refusals (settings, an empty table)
         raise UserError(f"{args.run_dir}: {exc}") from None
     for path in written:
         print(path)

@@ -1,4 +1,9 @@
-"""``dnr-sweep resume RUN_DIR``: continue an interrupted sweep; finished trials are not run again."""
+"""``dnr-sweep resume RUN_DIR``: continue an interrupted sweep; finished trials are not run again.
+
+Before Ray starts: the folder must be a sweep's run folder whose config, ``sweep.json`` and Tune state
+are readable (:func:`trainables.sweep.check_restorable`), and ``--address`` must answer. The run
+folder's lock is held while the sweep runs: a second ``resume`` (or a ``run`` still going) is refused.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import argparse
 from pathlib import Path
 
 from dnr_sweep.cli._common import add_ray
-from dnr_sweep.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,16 +20,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dnr_sweep import folder_lock
     from dnr_sweep.cli.run import finish
+    from dnr_sweep.errors import PathError
     from trainables import sweep
 
+    if not args.run_dir.strip():
+        raise PathError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
+    sweep.check_dashboard_host(args.dashboard_host)
+    if args.address is not None:
+        sweep.check_cluster_address(args.address)
     run_dir = Path(args.run_dir).expanduser().resolve()
-    try:
-        config = sweep.load_run_dir_config(run_dir)
+    config = sweep.load_run_dir_config(run_dir)
+    sweep.check_restorable(run_dir)
+    if args.address is None:
+        sweep.check_local_resources(config)
+    with folder_lock.hold(run_dir, purpose="resume"):
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
-    except sweep.SweepError as exc:
-        raise UserError(str(exc)) from None
-    print(f"resuming {run_dir}")
-    outcome = sweep.fit(config, run_dir, restore=True)
-    return finish(outcome, config, report=not args.no_report)
+        print(f"resuming {run_dir}")
+        outcome = sweep.fit(config, run_dir, restore=True)
+        return finish(outcome, config, report=not args.no_report)

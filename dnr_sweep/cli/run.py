@@ -1,4 +1,11 @@
-"""``dnr-sweep run CONFIG``: the sweep on Ray Tune; writes results.parquet, epochs.parquet, the report."""
+"""``dnr-sweep run CONFIG``: the sweep on Ray Tune; writes results.parquet, epochs.parquet, the report.
+
+Everything that can be known before Ray starts is checked first, in seconds: the config (schema and
+dry preparation, :mod:`dnr_sweep.dry_run`), ``--storage``/``--name``, the data set's files, Tune's
+own rules for the search space, resources against this machine (embedded Ray) and ``--address``
+(reachable within seconds). The run folder's lock is then held for the whole sweep: a second
+``run``/``resume`` into it is refused, naming the holder.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dnr_sweep.cli._common import add_ray, add_set
-from dnr_sweep.errors import EXIT_INTERRUPTED, UserError
+from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,30 +30,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dnr_sweep.config import load_sweep_config
-
-    config = load_sweep_config(args.config, args.overrides)  # fails fast, before Ray starts
-    from dnr_sweep.data import check_available
+    from dnr_sweep.dry_run import check_sweep
     from trainables import sweep
 
-    try:
-        run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
-        check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
+    sweep.check_dashboard_host(args.dashboard_host)
+    if args.address is not None:
+        sweep.check_cluster_address(args.address)  # seconds, so first: ray.init would wait without end
+    config = load_sweep_config(args.config, args.overrides)  # fails fast, before Ray starts
+    run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
+    if args.address is None:
+        sweep.check_local_resources(config)
+    check_sweep(config, args.config)  # imports torch: after the checks that need little
+    from dnr_sweep import folder_lock
+    from dnr_sweep.data import check_available
+
+    check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
+    sweep.param_space(config)
+    with folder_lock.hold(run_dir, purpose="run the sweep"):
+        sweep.check_run_dir_unused(run_dir)  # again, now that no other run can start here
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
         sweep.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
-    except sweep.SweepError as exc:
-        raise UserError(str(exc)) from None
-    print(f"run folder: {run_dir}")
-    outcome = sweep.fit(config, run_dir, restore=False)
-    return finish(outcome, config, report=not args.no_report)
+        print(f"run folder: {run_dir}")
+        outcome = sweep.fit(config, run_dir, restore=False)
+        return finish(outcome, config, report=not args.no_report)
 
 
 def finish(outcome: Any, config: Any, *, report: bool) -> int:
     """Assemble the sweep's tables, print its summary, draw the report; the exit code."""
+    from dnr_sweep.errors import UserError
     from trainables.results import finish_sweep
 
-    summary = finish_sweep(outcome, config, report=report)
-    for line in summary.lines:
+    report_error = None
+    try:
+        summary = finish_sweep(outcome, config, report=report)
+    except UserError as exc:  # the tables are written before the report is drawn: the results are safe
+        summary, report_error = None, exc
+    for line in summary.lines if summary is not None else []:
         print(line)
     if outcome.errors:
         print(f"\n{len(outcome.errors)} trial(s) failed:", file=sys.stderr)
@@ -56,4 +76,8 @@ def finish(outcome: Any, config: Any, *, report: bool) -> int:
         command = shlex.join(["dnr-sweep", "resume", str(outcome.run_dir)])
         print(f"\nthe sweep was interrupted; continue it with: {command}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if report_error is not None:
+        print(f"\nthe trials finished, but the report failed: {report_error}\nfix it and draw the report with: "
+              f"{shlex.join(['dnr-sweep', 'report', str(outcome.run_dir)])}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     return 1 if outcome.errors else 0

@@ -1,4 +1,11 @@
-"""``dnr-sweep train CONFIG --out DIR``: one DNR run without Ray (debugging, small machines)."""
+"""``dnr-sweep train CONFIG --out DIR``: one DNR run without Ray (debugging, small machines).
+
+Before anything is written: the config is validated and dry-prepared (:mod:`dnr_sweep.dry_run`), the
+data set's files are checked, and ``--out`` is checked (not empty, not a file, writable). Then the
+folder's lock is taken (:mod:`dnr_sweep.folder_lock`: a second ``train`` into the same folder is
+refused, naming the first) and the folder must be new or empty, or hold this run's checkpoint with
+``--resume``: files already there are never written over.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +16,57 @@ from pathlib import Path
 
 from dnr_sweep import run_contract as rc
 from dnr_sweep.cli._common import add_set
-from dnr_sweep.errors import EXIT_INTERRUPTED, UserError
+from dnr_sweep.errors import EXIT_INTERRUPTED, PathError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="one DNR run without Ray (debugging, small machines)")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for model.pt, checkpoint.pt, metrics.json")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder for model.pt, checkpoint.pt, metrics.json")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     add_set(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from dnr_sweep.config import load_run_config
+def check_out_contents(out: Path, *, resume: bool) -> None:
+    """``--out`` must be new or empty (``--resume``: hold a checkpoint); never write over other files."""
+    present = sorted(p.name for p in out.iterdir() if p.name != rc.LOCK_FILE) if out.is_dir() else []
+    if resume:
+        if rc.CHECKPOINT_FILE not in present:
+            raise PathError(f"{out}: no {rc.CHECKPOINT_FILE} to resume from; run without --resume to start")
+        return
+    if rc.CHECKPOINT_FILE in present:
+        raise PathError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
+    if present:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise PathError(f"{out}: holds other files ({shown}); train writes {rc.CONFIG_FILE}, {rc.MODEL_FILE} and "
+                        f"{rc.METRICS_FILE} there, so choose a new or empty --out folder")  # fmt: skip
 
+
+def run(args: argparse.Namespace) -> int:
+    from dnr_sweep import files
+    from dnr_sweep.config import load_run_config
+    from dnr_sweep.dry_run import check_run
+
+    out = files.output_folder(args.out, "--out")
     config = load_run_config(args.config, args.overrides)
+    check_run(config, args.config)
+    from dnr_sweep import folder_lock
+    from dnr_sweep.data import check_available
     from dnr_sweep.single_run import train_to_dir
 
-    out = Path(args.out)
-    if not args.resume and (out / rc.CHECKPOINT_FILE).exists():
-        raise UserError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
-    print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
-          f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
-    try:
-        final = train_to_dir(config, out, resume=args.resume)
-    except KeyboardInterrupt:
-        command = ["dnr-sweep", "train", args.config, "--out", str(out)]
-        command += [part for item in args.overrides for part in ("--set", item)] + ["--resume"]
-        print(f"\ninterrupted; every finished epoch is in {out / rc.CHECKPOINT_FILE}. Continue with:\n"
-              f"  {shlex.join(command)}", file=sys.stderr)  # fmt: skip
-        return EXIT_INTERRUPTED
+    with folder_lock.hold(out, purpose="train"):  # nothing was written before: a refusal here loses nothing
+        check_out_contents(out, resume=args.resume)
+        check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
+        print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
+              f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
+        try:
+            final = train_to_dir(config, out, resume=args.resume)
+        except KeyboardInterrupt:
+            command = ["dnr-sweep", "train", args.config, "--out", str(out)]
+            command += [part for item in args.overrides for part in ("--set", item)] + ["--resume"]
+            print(f"\ninterrupted; every finished epoch is in {out / rc.CHECKPOINT_FILE}. Continue with:\n"
+                  f"  {shlex.join(command)}", file=sys.stderr)  # fmt: skip
+            return EXIT_INTERRUPTED
     print(
         f"done: selected epoch {final['selected_epoch']}, test clean {final['clean_acc']:.2f}% "
         f"fgsm {final['fgsm_acc']:.2f}% pgd {final['pgd_acc']:.2f}% at {final['compression']:.2f}x "

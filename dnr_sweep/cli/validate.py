@@ -1,4 +1,9 @@
-"""``dnr-sweep validate CONFIG...``: check configs and print the resolved sweep; starts nothing."""
+"""``dnr-sweep validate CONFIG...``: check configs and print the resolved sweep; starts nothing.
+
+A config is valid when its schema checks pass *and* its dry preparation does
+(:func:`dnr_sweep.dry_run.check_sweep`: data sizes, model shapes, masks, report settings for the base
+config and the extremes of every search dimension), so a config that validates can run.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +26,13 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from dnr_sweep.config import ConfigError, load_sweep_config, to_yaml_dict
+    from dnr_sweep.dry_run import check_sweep
 
     failures = 0
     for path in args.configs:
         try:
             config = load_sweep_config(path, args.overrides)
+            check_sweep(config, path)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             failures += 1
