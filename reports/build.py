@@ -19,11 +19,12 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dnr_sweep.files import atomic_write_handle
 from dnr_sweep.run_contract import TEST_SELECTION_METRICS, VAL_METRICS, selection_metrics
 
 from . import figure_data as data
 from . import figures as figs
-from .html import FINAL, FigureEntry, PageStatus, TableEntry, replace_atomically, write_index
+from .html import FINAL, FigureEntry, PageStatus, TableEntry, write_index
 from .load import (
     EPOCHS_FILE,
     RESULTS_FILE,
@@ -137,7 +138,7 @@ def _save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str]) -> list
     with mpl.rc_context(RC):
         for fmt in formats:
             save = lambda handle, fmt=fmt: fig.savefig(handle, format=fmt, dpi=200 if fmt == "png" else None)  # noqa: E731
-            paths.append(replace_atomically(out_dir / f"{stem}.{fmt}", save))
+            paths.append(atomic_write_handle(out_dir / f"{stem}.{fmt}", save))
     return paths
 
 

@@ -2,19 +2,20 @@
 
 While a sweep runs the page is *live*: it says so ("live, 3 of 10 trials finished, updated 14:05"),
 and the browser reloads it every ``refresh_s`` seconds; the final page says "final". Files are
-replaced atomically (:func:`replace_atomically`), so a reader never sees half a page or figure.
+replaced atomically (:func:`dnr_sweep.files.atomic_write_handle`), so a reader never sees half a page or figure.
 """
 
 from __future__ import annotations
 
 import html
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pandas as pd
+
+from dnr_sweep.files import atomic_write_handle
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,6 @@ class PageStatus:
 
 
 FINAL = PageStatus("final")
-
-
-def replace_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Write ``path`` through a temporary file beside it and ``os.replace``: readers see the old or the
-    new file, never a half one. The file gets the process umask's mode, like any other new file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def render_index(
@@ -131,4 +117,4 @@ def write_index(
 ) -> Path:
     """Write ``<out_dir>/index.html`` (atomically) and return its path."""
     text = render_index(title, figures, tables, meta=meta, links=links, status=status).encode("utf-8")
-    return replace_atomically(Path(out_dir) / "index.html", lambda handle: handle.write(text))
+    return atomic_write_handle(Path(out_dir) / "index.html", lambda handle: handle.write(text))

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dnr_sweep.files import atomic_write_handle
 from dnr_sweep.run_contract import is_attack_metric
 
-from .html import replace_atomically
 from .seeds import N_SEEDS, TRIAL_IDS, ci_column
 from .selection import Protocol, Selection, select
 from .style import DENSE, metric_label
@@ -229,6 +229,6 @@ def write_tables(table: pd.DataFrame, out_dir: str | os.PathLike[str], stem: str
     csv_text = table.to_csv(index=False, float_format="%.2f").encode()
     tex_text = to_latex(table, caption="Pareto-optimal DNR models (compression and accuracy).", label=f"tab:{stem}")
     return [
-        replace_atomically(out_dir / f"{stem}.csv", lambda handle: handle.write(csv_text)),
-        replace_atomically(out_dir / f"{stem}.tex", lambda handle: handle.write(tex_text.encode())),
+        atomic_write_handle(out_dir / f"{stem}.csv", lambda handle: handle.write(csv_text)),
+        atomic_write_handle(out_dir / f"{stem}.tex", lambda handle: handle.write(tex_text.encode())),
     ]
