@@ -442,3 +442,32 @@ def attack_strength(data: AttackStrengthData) -> Figure:
     handles, names = axes[0].get_legend_handles_labels()
     _legend_below(fig, handles, names)
     return fig
+
+
+# ------------------------------------------------------------------- comparing runs: hypervolume curves
+
+
+@_styled
+def hypervolume_curves(data: Any) -> Figure:
+    """Hypervolume of each run's validation front against the trial-epochs it consumed.
+
+    ``data`` is a :class:`reports.compare.HypervolumeData`; one step line per run, ending at the
+    run's total cost, so a search that finds the grid's front for a third of the compute shows it.
+    """
+    fig = Figure(figsize=(PANEL_WIDTH_IN * 1.4, PANEL_HEIGHT_IN), layout="constrained")
+    ax = fig.subplots()
+    styles = group_styles([c.label for c in data.curves])
+    for curve in data.curves:
+        color, marker = styles[curve.label]
+        xs = (0.0, *curve.trial_epochs)
+        ys = (0.0, *curve.hypervolume)
+        ax.step(xs, ys, where="post", color=color, label=curve.label, gid=f"hypervolume:{curve.label}")
+        ax.plot(xs[-1:], ys[-1:], marker=marker, color=color, linestyle="none")
+    objectives = ", ".join(f"{k} ({v})" for k, v in data.objectives.items())
+    reference = ", ".join(f"{k} {v:g}" for k, v in data.reference.items())
+    ax.set_xlabel("Trial-epochs consumed")
+    ax.set_ylabel("Validation hypervolume")
+    ax.set_title(f"{objectives}\nreference: {reference}", fontsize="small")
+    ax.grid(True, axis="y")
+    ax.legend(loc="lower right")
+    return fig

@@ -1,4 +1,8 @@
-"""``dnr-sweep report RUN_DIR``: Parquet tables, figures and tables from a run folder; needs no Ray.
+"""``dnr-sweep report RUN_DIR [RUN_DIR ...]``: Parquet tables, figures and tables from run folders; no Ray.
+
+One run: its report (default ``RUN_DIR/report``). Several runs (``--labels a,b --out DIR``): one
+figure and table set comparing them (:mod:`reports.compare`), refused when their numbers are not
+comparable.
 
 Recovers what it can (:mod:`reports.load`): tables missing or unreadable are rebuilt from the trials'
 ``result.json`` (an unreadable one is moved aside), a truncated ``result.json`` line is skipped; each
@@ -15,9 +19,10 @@ from dnr_sweep.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="Parquet + figures + tables from a run directory (no Ray needed)")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report")
+    p = sub.add_parser("report", help="Parquet + figures + tables from run folders; several runs: a comparison")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report; required to compare runs")
+    p.add_argument("--labels", default=None, help="comparing runs: one label per run, e.g. searched,defaults")
     p.add_argument("--format", default=None, help="comma-separated: pdf,png,svg (default from the config, else pdf,png)")
     p.add_argument("--x", default=None, help="x axis column (default from the config's report block)")
     p.add_argument("--y", default=None, help="comma-separated accuracy columns, e.g. clean_acc,pgd_acc")
@@ -70,17 +75,42 @@ def run(args: argparse.Namespace) -> int:
     from dnr_sweep.files import output_folder
     from reports.build import build_report
 
-    run_dir = Path(args.run_dir)
-    if not args.run_dir.strip():
-        raise UserError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
+    for text in args.run_dirs:
+        if not text.strip():
+            raise UserError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
     out = None if args.out is None else output_folder(args.out, "--out")
     flags = {"formats": _items(args.format), "x": args.x, "y": _items(args.y),
              "objectives": _objectives(args.objectives), "group_by": args.group_by}  # fmt: skip
+    if len(args.run_dirs) > 1:
+        return _compare(args, out, flags)
+    if args.labels is not None:
+        raise UserError("--labels: only for comparing several runs (dnr-sweep report RUN_A RUN_B --labels a,b --out DIR)")
+    run_dir = Path(args.run_dirs[0])
     check_settings(run_dir, **flags)
     try:
         written = build_report(run_dir, out_dir=out, **flags)
     except ValueError as exc:  # the reports' own refusals (settings, an empty table)
-        raise UserError(f"{args.run_dir}: {exc}") from None
+        raise UserError(f"{args.run_dirs[0]}: {exc}") from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def _compare(args: argparse.Namespace, out: Path | None, flags: dict) -> int:
+    from reports.compare import compare, parse_labels, write_comparison
+
+    if out is None:
+        raise UserError("--out: comparing runs writes a new report folder; name it, e.g. --out compare/searched_vs_defaults")
+    paths = [Path(p) for p in args.run_dirs]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise UserError("RUN_DIR: the same run folder is given twice; compare different runs")
+    formats = flags.pop("formats")
+    try:
+        labels = parse_labels(args.labels, len(paths))
+        comparison = compare(paths, labels=labels, **flags)
+        written = write_comparison(comparison, out, formats=formats)
+    except (ValueError, FileNotFoundError) as exc:  # incomparable runs, bad settings, missing runs
+        raise UserError(f"report: {exc}") from None
     for path in written:
         print(path)
     return 0
