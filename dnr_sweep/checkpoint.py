@@ -8,6 +8,7 @@ so a crash while writing leaves the previous checkpoint intact, never a truncate
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from dnr_sweep import run_contract as rc
+from dnr_sweep import state_codec, storage
 
 
 def atomic_write_bytes(path: str | Path, write) -> Path:
@@ -61,3 +65,69 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_nan_to_none(v) for v in obj]
     return obj
+
+
+# ------------------------------------------------------------------------------------------------
+# Anywhere a run's files live (a local folder or a pyarrow filesystem URI: dnr_sweep.storage)
+
+
+def save_to(obj: Any, loc: storage.Location) -> storage.Location:
+    """``torch.save`` to a :class:`~dnr_sweep.storage.Location` (atomically, or as one object)."""
+    if loc.local is not None:
+        save(obj, loc.local)
+        return loc
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return storage.write_bytes(loc, buffer.getvalue())
+
+
+def load_from(loc: storage.Location) -> Any:
+    """``torch.load(weights_only=True)`` from a :class:`~dnr_sweep.storage.Location`."""
+    if loc.local is not None:
+        return load(loc.local)
+    if not storage.is_file(loc):
+        raise FileNotFoundError(f"{loc}: no checkpoint there")
+    return torch.load(io.BytesIO(storage.read_bytes(loc)), map_location="cpu", weights_only=True)
+
+
+class SelectedWeights:
+    """The selected epoch's weights, kept beside a run's checkpoints instead of inside each one.
+
+    One file per selected epoch (``selected/epoch_0007.pt``, compactly encoded), written only when a
+    checkpoint needs an epoch that is not on disk yet; a checkpoint names the epoch it needs. Files
+    no checkpoint that may still exist names are removed by :meth:`retain`. Naming the file by its
+    epoch keeps a restore exact even when a crash came after a newer selection was written but
+    before the checkpoint that names it.
+    """
+
+    def __init__(self, folder: storage.Location) -> None:
+        self.folder = folder / rc.SELECTED_DIR
+
+    def _file(self, epoch: int) -> storage.Location:
+        return self.folder.parent / rc.selected_weights_file(epoch)
+
+    def write(self, epoch: int, weights: dict[str, torch.Tensor]) -> None:
+        save_to(state_codec.encode(weights), self._file(epoch))
+
+    def read(self, epoch: int) -> dict[str, torch.Tensor]:
+        path = self._file(epoch)
+        try:
+            return state_codec.decode(load_from(path))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{path}: the selected weights of epoch {epoch}, which the checkpoint refers to, are "
+                "missing; keep the run's folder whole (its selected/ folder) to resume"
+            ) from None
+
+    def epochs(self) -> list[int]:
+        found = (rc.selected_weights_epoch(name) for name in storage.listdir(self.folder))
+        return sorted(epoch for epoch in found if epoch is not None)
+
+    def retain(self, epochs: set[int]) -> None:
+        """Delete every selected-weights file whose epoch is not in ``epochs``."""
+        for epoch in self.epochs():
+            if epoch not in epochs:
+                storage.delete(self._file(epoch))
+
+    def clear(self) -> None:
+        storage.delete(self.folder)

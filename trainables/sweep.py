@@ -9,11 +9,15 @@
 - ``tune.scheduler``: none or ASHA on one metric. A trial it stops early reports partial metrics;
   Optuna is told it completed, so the results mark such trials ``early_stopped`` and the Pareto
   code leaves them out.
-- Checkpoints every epoch, keeping the latest two. Each one also holds the best epoch's weights
-  (the engine keeps them), so the best model by the selection metric is never lost.
+- Checkpoints: ``tune.checkpoint_every`` epochs apart (``auto``: as often as keeps saving at most
+  2% of the training time, measured by each trial), the newest ``tune.keep_checkpoints`` kept, and
+  one small marker at each trial's end. The selected epoch's weights sit beside them in the trial
+  folder (:mod:`trainables.trainable`), so the best model by the selection metric is never lost.
 
 The run folder is ``storage/name``: Ray Tune's experiment folder plus ``config.yaml`` (the input as
-given) and ``sweep.json`` (the ``--set`` overrides), which is all :func:`resume_sweep` needs.
+given) and ``sweep.json`` (the ``--set`` overrides), which is all ``dnr-sweep resume`` needs.
+``storage`` is a local folder (shared storage on a cluster) or any filesystem URI Ray Tune accepts
+(``s3://``, ``gs://``, ``file://``, ...); the run folder is a :class:`~dnr_sweep.storage.Location`.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnr_sweep import storage as storage_
 from dnr_sweep.config import (
     SearchSpec,
     SweepConfig,
@@ -55,7 +59,7 @@ class SweepError(UserError, RuntimeError):
 class SweepOutcome:
     """What the caller needs after ``Tuner.fit``: where the run is and what went wrong."""
 
-    run_dir: Path
+    run_dir: storage_.Location
     errors: dict[str, str] = field(default_factory=dict)  # trial id -> error summary
     statuses: dict[str, str] = field(default_factory=dict)  # trial id -> Tune status
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> sampled dotted values
@@ -147,11 +151,12 @@ def make_trainable(config: SweepConfig) -> Any:
 
     from trainables import trainable
 
-    params = {"base": to_yaml_dict(config.base_run())}
+    params = {"base": to_yaml_dict(config.base_run()), "checkpoint_every": config.tune.checkpoint_every,
+              "keep_checkpoints": config.tune.keep_checkpoints}  # fmt: skip
     return tune.with_resources(tune.with_parameters(trainable.DNRTrainable, **params), trial_resources(config))
 
 
-def build_tuner(config: SweepConfig, run_dir: Path) -> Any:
+def build_tuner(config: SweepConfig, run_dir: storage_.Location) -> Any:
     from ray import tune
 
     trainable = make_trainable(config)
@@ -171,7 +176,7 @@ def build_tuner(config: SweepConfig, run_dir: Path) -> Any:
                       run_config=_run_config(config, run_dir))  # fmt: skip
 
 
-def _run_config(config: SweepConfig, run_dir: Path) -> Any:
+def _run_config(config: SweepConfig, run_dir: storage_.Location) -> Any:
     from ray import tune
 
     reporter = tune.CLIReporter(
@@ -183,8 +188,10 @@ def _run_config(config: SweepConfig, run_dir: Path) -> Any:
     )
     return tune.RunConfig(
         name=run_dir.name,
-        storage_path=str(run_dir.parent),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_frequency=1, checkpoint_at_end=True),
+        storage_path=run_dir.parent.uri,
+        # the trainable asks for checkpoints itself (`should_checkpoint`, tune.checkpoint_every)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints, checkpoint_frequency=0,
+                                                checkpoint_at_end=True),  # fmt: skip
         failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
         progress_reporter=reporter,
         verbose=1,
@@ -209,7 +216,17 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
         log(f"warning: the dashboard and Ray's job-submission API will listen on {dashboard_host}; anyone who "
             "reaches that address and holds the cluster's token can run code on it. Firewall it.")  # fmt: skip
     if address:
-        context = ray.init(address=address, logging_level="WARNING")
+        use_cluster_token()
+        try:
+            context = ray.init(address=address, logging_level="WARNING")
+        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SweepError(
+                f"--address {address}: cannot join the Ray cluster ({first[:300]}). Check that `ray start --head` "
+                "runs there and that this machine holds the cluster's token: copy the head's ~/.ray/auth_token "
+                "here or set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head (README: Running "
+                "on a Ray cluster)"
+            ) from None
     else:
         context = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host,
                            logging_level="WARNING")  # fmt: skip
@@ -217,6 +234,23 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     if dashboard and url:
         log(f"Ray dashboard: http://{url} (token authentication: print the token with `ray get-auth-token`)")
     return url
+
+
+def use_cluster_token() -> bool:
+    """Turn Ray's token authentication on for this process when a token is at hand.
+
+    A Ray 2.60 cluster started with a token refuses clients that do not send it, and a client sends
+    it only with ``RAY_AUTH_MODE=token``; so when the mode is not set and a token is available
+    (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), set it. An explicit
+    ``RAY_AUTH_MODE`` is always respected.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return os.environ["RAY_AUTH_MODE"].lower() == "token"
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return False
 
 
 def check_resources_feasible(config: SweepConfig) -> None:
@@ -241,39 +275,50 @@ def check_resources_feasible(config: SweepConfig) -> None:
 # Running and resuming
 
 
-def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> Path:
-    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run."""
+def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> storage_.Location:
+    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run.
+
+    ``storage`` is a local folder or a filesystem URI (``s3://bucket/runs``, ``file:///shared/runs``)."""
     if name is None:
         name = f"{config.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         _check_name(name)
     except ValueError as exc:
         raise SweepError(f"--name: {exc}") from None
-    run_dir = Path(storage).expanduser().resolve() / name
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_dir = storage_.locate(storage, what="--storage") / name
+    try:
+        taken = bool(storage_.listdir(run_dir))
+    except OSError as exc:
+        raise SweepError(f"--storage {storage}: cannot be read ({exc}); check the path, the URI's options and "
+                         "the credentials") from None  # fmt: skip
+    if taken:
         raise SweepError(f"{run_dir}: already holds a run; continue it with `dnr-sweep resume {run_dir}` "
                          "or choose another --name")  # fmt: skip
     return run_dir
 
 
-def prepare_run_dir(run_dir: Path, *, config_path: Path, overrides: list[str]) -> Path:
+def prepare_run_dir(run_dir: storage_.Location, *, config_path: Path, overrides: list[str]) -> storage_.Location:
     """Create the run folder with the input config as given and the ``--set`` overrides."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config_path, run_dir / CONFIG_FILE)
-    (run_dir / SWEEP_FILE).write_text(json.dumps({"overrides": list(overrides), "config_source": str(config_path)}))
+    storage_.write_bytes(run_dir / CONFIG_FILE, Path(config_path).read_bytes())
+    storage_.write_text(run_dir / SWEEP_FILE,
+                        json.dumps({"overrides": list(overrides), "config_source": str(config_path)}))  # fmt: skip
     return run_dir
 
 
-def load_run_dir_config(run_dir: Path) -> SweepConfig:
+def load_run_dir_config(run_dir: storage_.Location) -> SweepConfig:
     """The sweep config a run folder was started with (its config.yaml plus the saved overrides)."""
-    if not (run_dir / CONFIG_FILE).is_file():
+    if not storage_.is_file(run_dir / CONFIG_FILE):
         raise SweepError(f"{run_dir}: not a dnr-sweep run folder (no {CONFIG_FILE}); pass the folder "
                          "`dnr-sweep run` printed")  # fmt: skip
-    overrides = json.loads((run_dir / SWEEP_FILE).read_text())["overrides"] if (run_dir / SWEEP_FILE).is_file() else []
-    return load_sweep_config(run_dir / CONFIG_FILE, overrides)
+    sweep_file = run_dir / SWEEP_FILE
+    overrides = json.loads(storage_.read_text(sweep_file))["overrides"] if storage_.is_file(sweep_file) else []
+    if run_dir.local is not None:
+        return load_sweep_config(run_dir.local / CONFIG_FILE, overrides)
+    with storage_.staged(run_dir, include=lambda name: name == CONFIG_FILE) as local:
+        return load_sweep_config(local / CONFIG_FILE, overrides)
 
 
-def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
+def _outcome(result_grid: Any, run_dir: storage_.Location) -> SweepOutcome:
     outcome = SweepOutcome(run_dir=run_dir)
     trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
     for trial in trials:
@@ -289,12 +334,12 @@ def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
     return outcome
 
 
-def fit(config: SweepConfig, run_dir: Path, *, restore: bool) -> SweepOutcome:
+def fit(config: SweepConfig, run_dir: storage_.Location, *, restore: bool) -> SweepOutcome:
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, readable in a terminal
     if restore:
-        tuner = tune.Tuner.restore(str(run_dir), trainable=make_trainable(config), resume_unfinished=True,
+        tuner = tune.Tuner.restore(run_dir.uri, trainable=make_trainable(config), resume_unfinished=True,
                                    resume_errored=True)  # fmt: skip
     else:
         tuner = build_tuner(config, run_dir)

@@ -36,14 +36,18 @@ def _items(text: str | None) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dnr_sweep import storage
     from reports.build import build_report
 
+    location = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
     try:
-        written = build_report(Path(args.run_dir), out_dir=args.out, formats=_items(args.format), x=args.x,
-                               y=_items(args.y), objectives=_objectives(args.objectives),
-                               group_by=args.group_by)  # fmt: skip
+        with storage.staged(location) as folder:  # remote: the small files, copied here and back
+            written = build_report(folder, out_dir=args.out, formats=_items(args.format), x=args.x,
+                                   y=_items(args.y), objectives=_objectives(args.objectives),
+                                   group_by=args.group_by)  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(f"{args.run_dir}: {exc}") from None
     for path in written:
-        print(path)
+        inside = location.local is None and Path(path).is_relative_to(folder)
+        print(location / Path(path).relative_to(folder).as_posix() if inside else path)
     return 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from dnr_sweep import storage
 from dnr_sweep.cli._common import add_ray
 from dnr_sweep.errors import UserError
 
@@ -19,12 +19,12 @@ def run(args: argparse.Namespace) -> int:
     from dnr_sweep.cli.run import finish
     from trainables import sweep
 
-    run_dir = Path(args.run_dir).expanduser().resolve()
     try:
+        run_dir = storage.locate(args.run_dir, what="RUN_DIR")
         config = sweep.load_run_dir_config(run_dir)
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
-    except sweep.SweepError as exc:
+    except (sweep.SweepError, storage.StorageError) as exc:
         raise UserError(str(exc)) from None
     print(f"resuming {run_dir}")
     outcome = sweep.fit(config, run_dir, restore=True)
