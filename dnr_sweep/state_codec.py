@@ -67,16 +67,18 @@ def encode_tensor(tensor: Tensor) -> Tensor | dict[str, Any]:
     if not tensor.is_floating_point() or tensor.numel() < MIN_NUMEL or tensor.element_size() not in _SAME_SIZE_INT:
         return tensor
     flat = tensor.detach().contiguous().reshape(-1).cpu()
+    n, width = flat.numel(), flat.element_size() * 8
     head = {TAG: "", "shape": list(tensor.shape), "dtype": _dtype_name(tensor.dtype)}
+    nonzero_count = int(torch.count_nonzero(flat))  # NaN and inf count as nonzero
+    sparse = nonzero_count * width + 2 * n <= SPARSE_GAIN * n * width
+    if not sparse and nonzero_count < n:
+        return tensor  # dense and not all ones (momentum, most BatchNorm tensors): as it is
     ones = flat == 1
-    positive_zero = _raw_bits(flat) == 0
-    if bool((ones | positive_zero).all()):
-        return {**head, TAG: "binary", "ones": _pack(ones)}
-    nonzero = flat != 0  # NaN and inf count as nonzero values
-    count = int(nonzero.sum())
-    plain_bits = flat.numel() * flat.element_size() * 8
-    if count * flat.element_size() * 8 + 2 * flat.numel() > SPARSE_GAIN * plain_bits:
+    if int(torch.count_nonzero(ones)) == nonzero_count and not bool(torch.signbit(flat).any()):
+        return {**head, TAG: "binary", "ones": _pack(ones)}  # only +0.0 and 1.0: a mask
+    if not sparse:
         return tensor
+    nonzero = flat != 0
     negative_zero = torch.signbit(flat) & ~nonzero
     return {
         **head, TAG: "sparse", "nonzero": _pack(nonzero), "values": flat[nonzero].clone(),

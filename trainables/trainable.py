@@ -155,7 +155,8 @@ class DNRTrainable(tune.Trainable):
     def save(self, checkpoint_dir: str | None = None) -> Any:
         """Tune's save (serialise, then copy to storage), timed for ``checkpoint_every: auto``."""
         start = time.perf_counter()
-        result = super().save(checkpoint_dir)
+        # not super(): a subclass shipped by value to the workers (tests) holds its own copy of this class
+        result = tune.Trainable.save(self, checkpoint_dir)
         self._save_seconds = time.perf_counter() - start
         self._trained_since_save = 0.0
         return result
