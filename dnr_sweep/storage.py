@@ -95,6 +95,9 @@ def locate(text: str | os.PathLike[str], *, what: str = "--storage") -> Location
         ) from None
     if isinstance(fs, pafs.LocalFileSystem):
         return Location(fs, str(Path(path).resolve()), text)
+    if not path.strip("/"):
+        raise StorageError(f"{what} {text!r} names no bucket or folder; give a local folder or a filesystem URI "
+                           "with a path, e.g. s3://bucket/runs")  # fmt: skip
     return Location(fs, path.rstrip("/"), text)
 
 
