@@ -15,7 +15,9 @@ from dnr_sweep.errors import EXIT_INTERRUPTED, UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the sweep on Ray Tune (embedded local Ray or --address)")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--storage", default="runs", metavar="DIR", help="where run folders go (default ./runs)")
+    p.add_argument("--storage", default="runs", metavar="DIR|URI",
+                   help="where run folders go: a folder (default ./runs; shared by all nodes on a cluster) or a "
+                        "filesystem URI Ray Tune accepts, e.g. s3://bucket/runs, file:///shared/runs")  # fmt: skip
     p.add_argument("--name", default=None, help="run folder name (default: the config's name and a timestamp)")
     add_ray(p)
     add_set(p)
