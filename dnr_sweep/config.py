@@ -416,6 +416,13 @@ class TuneConfig(Strict):
     )
     keep_checkpoints: PosInt = Field(2, description="checkpoints kept per trial (the newest)")
 
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _epochs_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be 'auto' or a whole number of epochs >= 1, got {value!r}")
+
 
 class ReportConfig(Strict):
     x: str = "compression"

@@ -183,3 +183,45 @@ def test_selected_weights_files_are_named_by_epoch_and_retained_by_reference(tmp
         store.read(1)
     store.clear()
     assert store.epochs() == [] and not (tmp_path / rc.SELECTED_DIR).exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# How often a trial checkpoints
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "often"])
+def test_checkpoint_every_is_auto_or_a_positive_whole_number(value):
+    from dnr_sweep.config import TuneConfig
+    from dnr_sweep.errors import ConfigError
+
+    assert TuneConfig().checkpoint_every == "auto" and TuneConfig(checkpoint_every=4).checkpoint_every == 4
+    with pytest.raises((ConfigError, ValueError), match="must be 'auto' or a whole number of epochs >= 1"):
+        TuneConfig(checkpoint_every=value)
+
+
+def test_trial_asks_for_checkpoints_every_n_epochs_or_by_measured_cost(ray_session):
+    from ray import tune
+    from ray.tune.result import SHOULD_CHECKPOINT
+
+    from dnr_sweep.config import to_yaml_dict
+    from trainables.trainable import AUTO_CHECKPOINT_BUDGET, DNRTrainable
+
+    base = to_yaml_dict(digits_config(train__epochs=4))
+    every2 = tune.with_parameters(DNRTrainable, base=base, checkpoint_every=2)({})
+    assert [every2.train().get(SHOULD_CHECKPOINT) for _ in range(4)] == [False, True, False, None]  # the last: at end
+    every2.stop()
+
+    auto = tune.with_parameters(DNRTrainable, base=base, checkpoint_every="auto")({})
+    first = auto.train()
+    assert first[SHOULD_CHECKPOINT] is True  # the first checkpoint measures what saving costs
+    auto.save()
+    assert auto._save_seconds is not None and auto._save_seconds > 0
+    assert auto._trained_since_save == 0.0
+    second = auto.train()
+    trained = second["this_epoch/epoch_time_s"]
+    assert auto._trained_since_save == trained
+    # due once the training since the last checkpoint is 1 / budget times the measured save cost
+    assert second[SHOULD_CHECKPOINT] == (trained * AUTO_CHECKPOINT_BUDGET >= auto._save_seconds)
+    auto._save_seconds = 1e9
+    assert auto.train()[SHOULD_CHECKPOINT] is False
+    auto.stop()
