@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,8 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     # with per-epoch checkpoints of small models that is expected, so the warning is off
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        use_cluster_token()  # before Ray reads its configuration
     import ray
 
     if ray.is_initialized():
@@ -216,7 +219,6 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
         log(f"warning: the dashboard and Ray's job-submission API will listen on {dashboard_host}; anyone who "
             "reaches that address and holds the cluster's token can run code on it. Firewall it.")  # fmt: skip
     if address:
-        use_cluster_token()
         try:
             context = ray.init(address=address, logging_level="WARNING")
         except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
@@ -249,6 +251,10 @@ def use_cluster_token() -> bool:
     token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
     if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # Ray caches its configuration when first imported: refresh it
+            from ray._raylet import Config
+
+            Config.initialize("")
         return True
     return False
 
