@@ -26,7 +26,9 @@ test split: ``clean_acc``, ``fgsm_acc``, ``pgd_acc`` are only reported, never us
 
 The complete state (model, masks, z, optimizer, LR schedule, selected weights, RNG states) round-trips
 through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues bit-identically on
-CPU. Nothing here imports Ray.
+CPU. The state is compact (:mod:`dnr_sweep.state_codec`: masks as bits, masked weights as their
+nonzero values, ``z`` rebuilt from the weights when it equals them) and may leave the selected
+weights to the caller, who keeps them beside its checkpoints. Nothing here imports Ray.
 """
 
 from __future__ import annotations
