@@ -207,11 +207,14 @@ def test_trial_asks_for_checkpoints_every_n_epochs_or_by_measured_cost(ray_sessi
     from trainables.trainable import AUTO_CHECKPOINT_BUDGET, DNRTrainable
 
     base = to_yaml_dict(digits_config(train__epochs=4))
-    every2 = tune.with_parameters(DNRTrainable, base=base, checkpoint_every=2)({})
+    every2 = tune.with_parameters(DNRTrainable, base=base)
+    every2.checkpoint_every = 2
+    every2 = every2({})
     assert [every2.train().get(SHOULD_CHECKPOINT) for _ in range(4)] == [False, True, False, None]  # the last: at end
     every2.stop()
 
-    auto = tune.with_parameters(DNRTrainable, base=base, checkpoint_every="auto")({})
+    auto = tune.with_parameters(DNRTrainable, base=base)({})
+    assert auto.checkpoint_every == "auto"
     first = auto.train()
     assert first[SHOULD_CHECKPOINT] is True  # the first checkpoint measures what saving costs
     auto.save()

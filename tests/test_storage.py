@@ -141,16 +141,25 @@ def _sweep_config(tmp_path: Path) -> Path:
                         search={"dnr.density": {"grid": [0.1, 0.2]}})  # fmt: skip
 
 
-def test_sweep_with_a_file_uri_storage(ray_session, tmp_path, capsys):
-    config = _sweep_config(tmp_path)
+def test_sweep_with_a_file_uri_storage_and_its_checkpoints(ray_session, tmp_path, capsys):
+    config = write_config(tmp_path, train={**BASE["train"], "epochs": 3}, search={"dnr.density": {"grid": [0.1, 0.2]}},
+                          tune={**BASE["tune"], "checkpoint_every": 2, "keep_checkpoints": 3})  # fmt: skip
     code = cli.main(["run", str(config), "--storage", f"file://{tmp_path}/runs", "--name", "f", "--no-dashboard",
                      "--no-report"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     run_dir = tmp_path / "runs" / "f"
     results = pd.read_parquet(run_dir / rc.RESULTS_FILE)
     assert sorted(results["dnr.density"]) == [0.1, 0.2] and set(results["status"]) == {"TERMINATED"}
-    for trial in {p.parent for p in run_dir.glob(f"*/{rc.MODEL_FILE}")}:
+    trials = {p.parent for p in run_dir.glob(f"*/{rc.MODEL_FILE}")}
+    assert len(trials) == 2
+    for trial in trials:
         assert (trial / rc.FINAL_STATE_FILE).is_file() and not (trial / rc.SELECTED_DIR).exists()
+        final = torch.load(trial / rc.FINAL_STATE_FILE, weights_only=True)
+        assert set(final) == {"result", "epochs"} and final["epochs"] == 3  # a result, not a second full state
+        # checkpoint_every: 2 -> after epoch 2, then the end-of-trial marker
+        saved = [torch.load(p / rc.TRIAL_STATE_FILE, weights_only=True) for p in sorted(trial.glob("checkpoint_*"))]
+        assert len(saved) == 2 and saved[0]["run"]["epoch"] == 2 and saved[1] == {"finished": True}
+        assert saved[0]["selected_refs"] == [saved[0]["run"]["selection"]["epoch"]]
 
 
 @pytest.mark.slow

@@ -152,9 +152,11 @@ def make_trainable(config: SweepConfig) -> Any:
 
     from trainables import trainable
 
-    params = {"base": to_yaml_dict(config.base_run()), "checkpoint_every": config.tune.checkpoint_every,
-              "keep_checkpoints": config.tune.keep_checkpoints}  # fmt: skip
-    return tune.with_resources(tune.with_parameters(trainable.DNRTrainable, **params), trial_resources(config))
+    wrapped = tune.with_parameters(trainable.DNRTrainable, base=to_yaml_dict(config.base_run()))
+    # the checkpoint cadence rides on the (generated, shipped-by-value) class Tune runs
+    wrapped.checkpoint_every = config.tune.checkpoint_every
+    wrapped.keep_checkpoints = config.tune.keep_checkpoints
+    return tune.with_resources(wrapped, trial_resources(config))
 
 
 def build_tuner(config: SweepConfig, run_dir: storage_.Location) -> Any:

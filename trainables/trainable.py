@@ -47,18 +47,22 @@ AUTO_CHECKPOINT_BUDGET = 0.02
 
 
 class DNRTrainable(tune.Trainable):
-    """One DNR training run; one Tune iteration is one epoch."""
+    """One DNR training run; one Tune iteration is one epoch.
 
-    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None,
-              checkpoint_every: int | str = "auto", keep_checkpoints: int = 2) -> None:  # fmt: skip
+    ``checkpoint_every`` and ``keep_checkpoints`` (``tune.checkpoint_every``/``keep_checkpoints``)
+    are class attributes, set on the class Tune runs (:func:`trainables.sweep.make_trainable`).
+    """
+
+    checkpoint_every: int | str = "auto"
+    keep_checkpoints: int = 2
+
+    def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
         if base is None:
             raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
         # one "Checkpoint successfully created" line per epoch per trial floods the driver's terminal
         for name in ("ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self._base = RunConfig.model_validate(base)
-        self._checkpoint_every = checkpoint_every
-        self._keep_checkpoints = int(keep_checkpoints)
         self._build(config)
 
     def _build(self, config: dict[str, Any]) -> None:
@@ -143,8 +147,8 @@ class DNRTrainable(tune.Trainable):
         return result
 
     def _checkpoint_due(self, epoch: int) -> bool:
-        if self._checkpoint_every != "auto":
-            return epoch % int(self._checkpoint_every) == 0
+        if self.checkpoint_every != "auto":
+            return epoch % int(self.checkpoint_every) == 0
         if self._save_seconds is None:
             return True  # the first one measures what saving costs
         return self._trained_since_save * AUTO_CHECKPOINT_BUDGET >= self._save_seconds
@@ -175,7 +179,7 @@ class DNRTrainable(tune.Trainable):
             self._on_disk.add(epoch)
         # Tune keeps the newest `keep` checkpoints and drops the oldest only after this one is
         # persisted: the selections of the newest keep + 1 saves may still be needed
-        self._refs = [*self._refs, epoch][-(self._keep_checkpoints + 1):]
+        self._refs = [*self._refs, epoch][-(int(self.keep_checkpoints) + 1):]
         checkpoint.save({"run": self.run.state_dict(selected_weights=False), "selected_refs": list(self._refs)}, path)
         needed = {e for e in self._refs if e is not None}
         self._selected.retain(needed)
