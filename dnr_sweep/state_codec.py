@@ -70,19 +70,20 @@ def encode_tensor(tensor: Tensor) -> Tensor | dict[str, Any]:
     n, width = flat.numel(), flat.element_size() * 8
     head = {TAG: "", "shape": list(tensor.shape), "dtype": _dtype_name(tensor.dtype)}
     nonzero_count = int(torch.count_nonzero(flat))  # NaN and inf count as nonzero
-    sparse = nonzero_count * width + 2 * n <= SPARSE_GAIN * n * width
-    if not sparse and nonzero_count < n:
-        return tensor  # dense and not all ones (momentum, most BatchNorm tensors): as it is
-    ones = flat == 1
-    if int(torch.count_nonzero(ones)) == nonzero_count and not bool(torch.signbit(flat).any()):
-        return {**head, TAG: "binary", "ones": _pack(ones)}  # only +0.0 and 1.0: a mask
-    if not sparse:
-        return tensor
+    if nonzero_count == n:  # no zero at all: an all-ones mask, or a plain dense tensor
+        return {**head, TAG: "binary", "ones": _pack(flat == 1)} if bool((flat == 1).all()) else tensor
+    if nonzero_count * width + 2 * n > SPARSE_GAIN * n * width:
+        return tensor  # mostly nonzero (momentum, most BatchNorm tensors): as it is
+    raw = _raw_bits(flat)
+    negative_zero = raw == torch.iinfo(raw.dtype).min  # the sign bit alone: -0.0
+    has_negative_zero = bool(negative_zero.any())
     nonzero = flat != 0
-    negative_zero = torch.signbit(flat) & ~nonzero
+    values = flat[nonzero]
+    if not has_negative_zero and bool((values == 1).all()):
+        return {**head, TAG: "binary", "ones": _pack(nonzero)}  # only +0.0 and 1.0: a mask
     return {
-        **head, TAG: "sparse", "nonzero": _pack(nonzero), "values": flat[nonzero].clone(),
-        "negative_zero": _pack(negative_zero) if bool(negative_zero.any()) else None,
+        **head, TAG: "sparse", "nonzero": _pack(nonzero), "values": values,
+        "negative_zero": _pack(negative_zero) if has_negative_zero else None,
     }  # fmt: skip
 
 
