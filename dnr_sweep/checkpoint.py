@@ -15,6 +15,7 @@ run whatever code the file holds.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import struct
@@ -26,6 +27,8 @@ from typing import Any
 
 import torch
 
+from dnr_sweep import run_contract as rc
+from dnr_sweep import state_codec, storage
 from dnr_sweep.errors import InputFileError
 from dnr_sweep.files import atomic_write_handle
 
@@ -69,7 +72,14 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", fix: str
     except OSError as exc:
         raise InputFileError(path, f"cannot be read ({exc.strerror})", expected=CHECKPOINT_KIND,
                              fix="Check its permissions") from None  # fmt: skip
-    with handle, warnings.catch_warnings():
+    with handle:
+        return _torch_load(handle, path, map_location, fix)
+
+
+def _torch_load(handle: Any, name: Any, map_location: str | torch.device, fix: str) -> Any:
+    """``torch.load(handle, weights_only=True)``; a file it refuses becomes an :class:`InputFileError`
+    naming ``name`` (torch's own advice, to disable ``weights_only``, is never passed on)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
         try:
             return torch.load(handle, map_location=map_location, weights_only=True)
@@ -80,7 +90,7 @@ def load(path: str | Path, *, map_location: str | torch.device = "cpu", fix: str
             )
         except _UNREADABLE:
             problem = "is corrupt or truncated (or not a torch checkpoint at all)"
-    raise InputFileError(path, problem, expected=CHECKPOINT_KIND, fix=f"{fix}; never load it from an untrusted source")
+    raise InputFileError(name, problem, expected=CHECKPOINT_KIND, fix=f"{fix}; never load it from an untrusted source")
 
 
 def load_mapping(path: str | Path, *, keys: Iterable[str] = (), what: str, fix: str | None = None) -> dict[str, Any]:
@@ -122,3 +132,68 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_nan_to_none(v) for v in obj]
     return obj
+
+
+# ------------------------------------------------------------------------------------------------
+# Anywhere a run's files live (a local folder or a pyarrow filesystem URI: dnr_sweep.storage)
+
+
+def save_to(obj: Any, loc: storage.Location) -> storage.Location:
+    """``torch.save`` to a :class:`~dnr_sweep.storage.Location` (atomically, or as one object)."""
+    if loc.local is not None:
+        save(obj, loc.local)
+        return loc
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return storage.write_bytes(loc, buffer.getvalue())
+
+
+def load_from(loc: storage.Location) -> Any:
+    """``torch.load(weights_only=True)`` from a :class:`~dnr_sweep.storage.Location`."""
+    if loc.local is not None:
+        return load(loc.local)
+    if not storage.is_file(loc):
+        raise FileNotFoundError(f"{loc}: no checkpoint there")
+    fix = "Re-run what wrote it, or restore it from a backup"
+    return _torch_load(io.BytesIO(storage.read_bytes(loc)), loc, "cpu", fix)
+
+
+class SelectedWeights:
+    """The selected epoch's weights, kept beside a run's checkpoints instead of inside each one.
+
+    One file per selected epoch (``selected/epoch_0007.pt``, compactly encoded), written only when a
+    checkpoint needs an epoch that is not on disk yet; a checkpoint names the epoch it needs. Files
+    no checkpoint that may still exist names are removed by :meth:`retain`. Naming the file by its
+    epoch keeps a restore exact even when a crash came after a newer selection was written but
+    before the checkpoint that names it.
+    """
+
+    def __init__(self, folder: storage.Location) -> None:
+        self.folder = folder / rc.SELECTED_DIR
+
+    def _file(self, epoch: int) -> storage.Location:
+        return self.folder.parent / rc.selected_weights_file(epoch)
+
+    def write(self, epoch: int, weights: dict[str, torch.Tensor]) -> None:
+        save_to(state_codec.encode(weights), self._file(epoch))
+
+    def read(self, epoch: int) -> dict[str, torch.Tensor]:
+        path = self._file(epoch)
+        if not storage.is_file(path):
+            raise InputFileError(path, f"is missing: the selected weights of epoch {epoch}, which the checkpoint "
+                                 "refers to", expected="the file the run wrote beside its checkpoints",
+                                 fix="Keep the run's folder whole (its selected/ folder) to resume")  # fmt: skip
+        return state_codec.decode(load_from(path))
+
+    def epochs(self) -> list[int]:
+        found = (rc.selected_weights_epoch(name) for name in storage.listdir(self.folder))
+        return sorted(epoch for epoch in found if epoch is not None)
+
+    def retain(self, epochs: set[int]) -> None:
+        """Delete every selected-weights file whose epoch is not in ``epochs``."""
+        for epoch in self.epochs():
+            if epoch not in epochs:
+                storage.delete(self._file(epoch))
+
+    def clear(self) -> None:
+        storage.delete(self.folder)

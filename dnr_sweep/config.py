@@ -458,6 +458,19 @@ class TuneConfig(Strict):
     max_concurrent_trials: PosInt | None = None
     resources_per_trial: Resources = Field(default_factory=Resources)
     max_failures: Annotated[int, _NUMBER, _range(-1, None)] = 2
+    checkpoint_every: PosInt | Literal["auto"] = Field(
+        "auto",
+        description="epochs between a trial's checkpoints; 'auto': as often as keeps the measured save "
+        "time (serialise + copy to storage) at most 2% of the training time between checkpoints",
+    )
+    keep_checkpoints: PosInt = Field(2, description="checkpoints kept per trial (the newest)")
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _epochs_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be 'auto' or a whole number of epochs >= 1, got {value!r}")
 
 
 class ReportConfig(Strict):

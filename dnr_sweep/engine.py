@@ -26,7 +26,9 @@ test split: ``clean_acc``, ``fgsm_acc``, ``pgd_acc`` are only reported, never us
 
 The complete state (model, masks, z, optimizer, LR schedule, selected weights, RNG states) round-trips
 through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues bit-identically on
-CPU. Nothing here imports Ray.
+CPU. The state is compact (:mod:`dnr_sweep.state_codec`: masks as bits, masked weights as their
+nonzero values, ``z`` rebuilt from the weights when it equals them) and may leave the selected
+weights to the caller, who keeps them beside its checkpoints. Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -44,12 +46,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from dnr_sweep import attacks, dataset_specs, gpu_data
+from dnr_sweep import attacks, dataset_specs, gpu_data, state_codec
 from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import DataSplits, build_datasets, make_loaders
 from dnr_sweep.models import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
+
+#: layout version of :meth:`DNRRun.state_dict` (2: compact encoding, z by reference, selected weights optional)
+STATE_FORMAT = 2
+#: stands for ``z`` in a state when ``z`` equals the masked weights bit for bit (rebuilt on load)
+Z_FROM_WEIGHTS = "masked_weights"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -433,9 +440,40 @@ class DNRRun:
     # ----------------------------------------------------------------------------------------
     # State
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: tensors and plain values only (weights_only loads)."""
-        return {
+    def _masked_weights(self) -> dict[str, Tensor]:
+        """``w * m`` per prunable layer, computed exactly as :meth:`DynamicL2.snapshot` computes ``z``."""
+        names = self.masking.layer_names
+        weights = [w.detach() for w in self.masking._weights]
+        return dict(zip(names, torch._foreach_mul(weights, [self.masking.masks[n] for n in names]), strict=True))
+
+    def _z_is_snapshot(self) -> bool:
+        """Whether ``z`` is, bit for bit, the masked weights as they are now.
+
+        True between epochs (``z`` is snapshotted right after rewiring, and at construction), so a
+        checkpoint can leave ``z`` out; false after the last epoch (no rewiring, no snapshot) and
+        when the dynamic L2 term is off (``z`` empty). Checked, never assumed."""
+        if not self.l2.z:
+            return False
+        masked = self._masked_weights()
+        return list(self.l2.z) == list(masked) and all(
+            state_codec.same_bits(self.l2.z[n], m) for n, m in masked.items()
+        )
+
+    def state_dict(self, *, selected_weights: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly, compactly encoded; tensors and plain values only.
+
+        Masks are stored as bits and mostly-zero tensors (the masked weights) as their nonzero
+        values (:mod:`dnr_sweep.state_codec`, bit-exact); ``z`` is left out when it equals the masked
+        weights (between epochs it always does) and rebuilt from them on load. Momentum stays dense:
+        regrowth reads it where the mask is off. ``selected_weights=False`` leaves the selected
+        epoch's weights out, for callers that keep them beside the checkpoint (written only when the
+        selection changes) and hand them back to :meth:`load_state_dict`.
+        """
+        l2 = self.l2.state_dict()
+        if self._z_is_snapshot():
+            l2["z"] = Z_FROM_WEIGHTS
+        return state_codec.encode({
+            "format": STATE_FORMAT,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -443,9 +481,9 @@ class DNRRun:
             # refuses; the milestones come from the config, so the position is all we keep
             "scheduler": {"last_epoch": self.scheduler.last_epoch, "last_lr": self.scheduler.get_last_lr()},
             "masking": self.masking.state_dict(),
-            "l2": self.l2.state_dict(),
+            "l2": l2,
             "selection": self.selection.state_dict(),
-            "selected_state": self.selected_state,
+            "selected_state": self.selected_state if selected_weights else None,
             "final": dict(self.final) if self.final is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -453,18 +491,33 @@ class DNRRun:
                 "loader": self.train_loader.generator.get_state() if self.train_loader.generator is not None else None,
                 "attack": self.attack_rng.get_state(),
             },
-        }
+        })  # fmt: skip
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, selected_state: dict[str, Tensor] | None = None) -> None:
+        """Restore :meth:`state_dict` output (or an older, plain one). ``selected_state``: the selected
+        epoch's weights, when the state was saved with ``selected_weights=False``."""
+        state = state_codec.decode(state)
+        selection = state["selection"]
+        selected = state["selected_state"] if state["selected_state"] is not None else selected_state
+        if selection["epoch"] is not None and selected is None:
+            raise ValueError(
+                f"the state selects epoch {selection['epoch']} but holds no selected weights; pass them "
+                "as selected_state (they are kept beside the checkpoint)"
+            )
         self.epoch = int(state["epoch"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.last_epoch = int(state["scheduler"]["last_epoch"])
         self.scheduler._last_lr = list(state["scheduler"]["last_lr"])
         self.masking.load_state_dict(state["masking"])
-        self.l2.load_state_dict(state["l2"])
-        self.selection.load_state_dict(state["selection"])
-        self.selected_state = state["selected_state"]
+        l2 = dict(state["l2"])
+        if isinstance(l2["z"], str):
+            if l2["z"] != Z_FROM_WEIGHTS:
+                raise ValueError(f"unknown z reference {l2['z']!r} in the state; expected {Z_FROM_WEIGHTS!r}")
+            l2["z"] = self._masked_weights()  # the weights and masks are restored bit for bit above
+        self.l2.load_state_dict(l2)
+        self.selection.load_state_dict(selection)
+        self.selected_state = {k: v.to(self.device) for k, v in selected.items()} if selected is not None else None
         self.final = state["final"]
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])

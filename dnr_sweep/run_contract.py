@@ -56,7 +56,9 @@ EVALUATION_FILE: Final = "evaluation.json"  # `dnr-sweep evaluate` / evaluate: c
 EXPORT_FILE: Final = "model.pt2"  # torch.export program of the shrunk model (export: true)
 EXPORT_SUMMARY_FILE: Final = "model.json"  # its parameter, MAC and latency summary
 TRIAL_STATE_FILE: Final = "state.pt"  # a Tune checkpoint's training state
-FINAL_STATE_FILE: Final = "final_state.pt"  # a finished trial's state, replayed on a late resume
+FINAL_STATE_FILE: Final = "final_state.pt"  # a finished trial's result, replayed on a late resume
+#: the selected epoch's weights beside the checkpoints that reference them, one file per epoch
+SELECTED_DIR: Final = "selected"
 TUNE_RESULT_FILE: Final = "result.json"  # Ray Tune's per-trial JSON lines, one per reported epoch
 
 #: run folder (``dnr-sweep run``)
@@ -64,6 +66,21 @@ SWEEP_FILE: Final = "sweep.json"  # the --set overrides and the config's source 
 RESULTS_FILE: Final = "results.parquet"  # one row per trial at its selected epoch
 EPOCHS_FILE: Final = "epochs.parquet"  # one row per trial-epoch
 REPORT_DIR: Final = "report"  # figures, tables, index.html
+
+
+
+def selected_weights_file(epoch: int) -> str:
+    """``selected/epoch_0007.pt``: the weights of selected epoch ``epoch``, relative to the run's folder."""
+    return f"{SELECTED_DIR}/epoch_{int(epoch):04d}.pt"
+
+
+def selected_weights_epoch(name: str) -> int | None:
+    """The epoch of a file name :func:`selected_weights_file` wrote (its last part), else ``None``."""
+    stem = name.rsplit("/", 1)[-1]
+    if stem.startswith("epoch_") and stem.endswith(".pt") and stem[6:-3].isdigit():
+        return int(stem[6:-3])
+    return None
+
 
 #: either kind of folder: held by the one process writing into it
 LOCK_FILE: Final = ".dnr-sweep.lock"

@@ -4,7 +4,9 @@ Files in ``out`` (names from :mod:`dnr_sweep.run_contract`)::
 
     config.yaml      the resolved run config
     checkpoint.pt    everything to continue (model, masks, z, optimizer, LR schedule, epoch, RNG,
-                     selected weights, the epoch rows); rewritten atomically after every epoch
+                     the epoch rows), compactly encoded; rewritten atomically after every epoch
+    selected/        the selected epoch's weights that checkpoint.pt refers to (rewritten only when
+                     the selection changes)
     epochs.csv       one row per epoch (this epoch's own figures)
     model.pt         plain state_dict of the selected epoch's model (masks applied)
     metrics.json     the run's result: the selected epoch's figures and the test figures of model.pt
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dnr_sweep import checkpoint
+from dnr_sweep import checkpoint, storage
 from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig, to_yaml_dict
 from dnr_sweep.engine import DNRRun, EpochReport
@@ -92,9 +94,12 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
                 "and --set values, or train into a new --out folder"
             )
     run = DNRRun(config)
+    selected = checkpoint.SelectedWeights(storage.locate(out))
     if state is not None:
         try:
-            run.load_state_dict(state["run"])
+            epoch = state["run"]["selection"]["epoch"]
+            needs_weights = state["run"].get("selected_state") is None and epoch is not None
+            run.load_state_dict(state["run"], selected_state=selected.read(epoch) if needs_weights else None)
             rows = list(state["rows"])
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError):  # another run's (or a damaged) state
             raise InputFileError(ckpt_path, "holds a training state that does not fit this config's model and masks",
@@ -110,6 +115,10 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
         report = run.train_epoch(progress)
         rows.append({rc.EPOCH_KEY: report.epoch, **report.metrics})
         log(epoch_line(report, config.train.epochs))
-        checkpoint.save({"config": resolved, "run": run.state_dict(), "rows": rows}, ckpt_path)
+        epoch = run.selection.epoch
+        if epoch not in selected.epochs():
+            selected.write(epoch, run.selected_state_dict())
+        checkpoint.save({"config": resolved, "run": run.state_dict(selected_weights=False), "rows": rows}, ckpt_path)
+        selected.retain({epoch})  # only after the checkpoint that no longer names the old one
         write_csv(rows, out / rc.EPOCHS_CSV)
     return finish_run(run, out)

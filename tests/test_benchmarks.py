@@ -83,3 +83,16 @@ def test_gpu_packing_dry_run_builds_fractional_resources(run):
         raw = yaml.safe_load(text)
         assert raw["tune"]["max_concurrent_trials"] == int(k)
         assert raw["train"]["device"] == "cuda"
+
+
+@pytest.mark.slow
+def test_checkpoint_benchmark_resnet18_cifar100_is_at_most_100_mb_and_restores_exactly(run):
+    """Issue 16's goal, measured on the real shapes: ResNet18 with 100 classes, dense and at 5%."""
+    out = run("bench_checkpoint.py", "--density", "0.05", "1.0", "--reps", "1", "--no-write")
+    assert out["benchmark"] == "checkpoint" and {"machine", "settings", "results", "goal"} <= set(out)
+    for row in out["results"]:
+        assert row["mb"]["before"] > 220  # model, momentum, masks, z, selected weights: 5 x 45 MB
+        assert row["mb"]["after"] <= 100, row
+        assert row["restore_bit_identical"] is True
+    sparse = out["results"][0]
+    assert sparse["density"] == 0.05 and sparse["mb"]["after"] < 60 and sparse["mb"]["selected"] < 10

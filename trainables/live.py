@@ -33,10 +33,12 @@ MAX_SHARE = 0.05
 class LiveReport(Callback):
     """Refreshes the run folder's tables and report while the sweep runs (see the module docstring)."""
 
-    def __init__(self, config: SweepConfig, run_dir: Path, *, clock=time.monotonic) -> None:
+    def __init__(self, config: SweepConfig, run_dir: Any, *, clock=time.monotonic) -> None:
+        from dnr_sweep import storage
+
         self.every_s = config.report.live_every_s
         self.total = config.grid_size()
-        self.run_dir = Path(run_dir)
+        self.run_dir = run_dir if isinstance(run_dir, storage.Location) else storage.locate(str(run_dir))
         self.clock = clock
         self.next_at = clock() + self.every_s
         self.spent_s = 0.0
@@ -63,18 +65,24 @@ class LiveReport(Callback):
 
     def write(self, trials: list) -> None:
         """The tables and the live report for the trials as they stand."""
-        from reports.build import build_report
-        from reports.html import PageStatus
-        from reports.load import write_parquet_atomic
-        from trainables.results import assemble_tables
+        from dnr_sweep import storage
         from trainables.sweep import outcome_from_trials
 
         outcome = outcome_from_trials(trials, self.run_dir)
         outcome.errors = {}  # only read at the end of the sweep
-        results, epochs = assemble_tables(outcome)
-        write_parquet_atomic(results, self.run_dir / rc.RESULTS_FILE)
+        with storage.staged(self.run_dir) as folder:  # remote storage: small files copied here and back
+            self._write_in(folder, outcome, trials)
+
+    def _write_in(self, folder: Path, outcome: Any, trials: list) -> None:
+        from reports.build import build_report
+        from reports.html import PageStatus
+        from reports.load import write_parquet_atomic
+        from trainables.results import assemble_tables
+
+        results, epochs = assemble_tables(outcome, folder)
+        write_parquet_atomic(results, folder / rc.RESULTS_FILE)
         if len(epochs):
-            write_parquet_atomic(epochs, self.run_dir / rc.EPOCHS_FILE)
+            write_parquet_atomic(epochs, folder / rc.EPOCHS_FILE)
         finished = sum(trial.status == "TERMINATED" for trial in trials)
         total = max(self.total, len(trials))
         status = PageStatus(
@@ -82,6 +90,6 @@ class LiveReport(Callback):
             refresh_s=max(10, int(self.every_s)),
         )
         try:
-            build_report(self.run_dir, status=status)
+            build_report(folder, status=status)
         except (ValueError, FileNotFoundError) as exc:
             logger.info("live report not drawn yet: %s", exc)

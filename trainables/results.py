@@ -3,11 +3,14 @@
 Tables are rebuilt from the trials' Tune results (:func:`reports.load.rebuild_tables`), then every
 trial the experiment knows gets a row, even one that failed before its first epoch, with Tune's
 status (``ERROR``, ``EARLY_STOPPED`` for trials a scheduler stopped) and its error's last line.
+On remote storage (``s3://...``) the run folder's small files are staged in a local folder
+(:func:`dnr_sweep.storage.staged`) and what is written there goes back through ``pyarrow.fs``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dnr_sweep import run_contract as rc
@@ -21,17 +24,18 @@ class SweepSummary:
     lines: list[str] = field(default_factory=list)
 
 
-def assemble_tables(outcome: Any) -> tuple[Any, Any]:
+def assemble_tables(outcome: Any, folder: Path | None = None) -> tuple[Any, Any]:
     """``(results, epochs)`` of a sweep: one results row per trial the experiment knows, with Tune's
     status (``RUNNING``/``PENDING`` while it runs; ``ERROR``; ``EARLY_STOPPED`` for trials a
     scheduler stopped) and each failure's error line. ``outcome`` is a :class:`SweepOutcome` (or any
-    object with ``run_dir``, ``statuses``, ``configs`` and ``errors``)."""
+    object with ``run_dir``, ``statuses``, ``configs`` and ``errors``); ``folder``: a local copy of
+    the run folder (default: the run folder, when it is local)."""
     import pandas as pd
 
     from reports.load import rebuild_tables
 
     try:
-        results, epochs = rebuild_tables(outcome.run_dir)
+        results, epochs = rebuild_tables(folder if folder is not None else outcome.run_dir.local)
     except FileNotFoundError:  # no trial reported a single epoch
         results, epochs = pd.DataFrame(columns=["trial_id", "status", "early_stopped"]), pd.DataFrame()
     # a trial that failed (or waits) before its first epoch left no result.json: it still gets its row
@@ -67,14 +71,21 @@ def summary_objectives(config: SweepConfig) -> dict[str, str]:
 
 def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
     """Write the run's tables (atomically), summarise them and draw the report when asked."""
+    from dnr_sweep import storage
+
+    with storage.staged(outcome.run_dir) as folder:
+        return _finish_in(folder, outcome, config, report=report)
+
+
+def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
     from reports.load import write_parquet_atomic
     from reports.pareto import pareto_front
 
-    run_dir = outcome.run_dir
-    results, epochs = assemble_tables(outcome)
-    write_parquet_atomic(results, run_dir / rc.RESULTS_FILE)
+    run_dir = outcome.run_dir  # as the user named it (printed); files go to `folder`
+    results, epochs = assemble_tables(outcome, folder)
+    write_parquet_atomic(results, folder / rc.RESULTS_FILE)
     if len(epochs):
-        write_parquet_atomic(epochs, run_dir / rc.EPOCHS_FILE)
+        write_parquet_atomic(epochs, folder / rc.EPOCHS_FILE)
 
     summary = SweepSummary([f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"])
     finished = results[results["status"] == "TERMINATED"]
@@ -98,12 +109,14 @@ def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSum
         from reports.build import build_report
 
         try:
-            written = build_report(run_dir)
+            written = build_report(folder)
         except ValueError as exc:  # the results are safe; only the drawing failed
             summary.lines.append(f"report: not drawn ({exc}); the results are complete: fix the report settings "
                                  f"and draw it with `dnr-sweep report {run_dir}`")  # fmt: skip
         else:
             figure = next((p for p in written if p.suffix == ".png"), None)
             index = run_dir / rc.REPORT_DIR / "index.html"
+            if figure is not None:
+                figure = run_dir / figure.relative_to(folder).as_posix()
             summary.lines.append(f"report: {index}" + (f" (figure: {figure})" if figure else ""))
     return summary

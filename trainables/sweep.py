@@ -9,11 +9,15 @@
 - ``tune.scheduler``: none or ASHA on one metric. A trial it stops early reports partial metrics;
   Optuna is told it completed, so the results mark such trials ``early_stopped`` and the Pareto
   code leaves them out.
-- Checkpoints every epoch, keeping the latest two. Each one also holds the best epoch's weights
-  (the engine keeps them), so the best model by the selection metric is never lost.
+- Checkpoints: ``tune.checkpoint_every`` epochs apart (``auto``: as often as keeps saving at most
+  2% of the training time, measured by each trial), the newest ``tune.keep_checkpoints`` kept, and
+  one small marker at each trial's end. The selected epoch's weights sit beside them in the trial
+  folder (:mod:`trainables.trainable`), so the best model by the selection metric is never lost.
 
 The run folder is ``storage/name``: Ray Tune's experiment folder plus ``config.yaml`` (the input as
-given) and ``sweep.json`` (the ``--set`` overrides), which is all :func:`resume_sweep` needs.
+given) and ``sweep.json`` (the ``--set`` overrides), which is all ``dnr-sweep resume`` needs.
+``storage`` is a local folder (shared storage on a cluster) or any filesystem URI Ray Tune accepts
+(``s3://``, ``gs://``, ``file://``, ...); the run folder is a :class:`~dnr_sweep.storage.Location`.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import os
 import pickletools
 import shlex
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dnr_sweep import files
+from dnr_sweep import storage as storage_
 from dnr_sweep.config import (
     SearchSpec,
     SweepConfig,
@@ -62,7 +68,7 @@ class SweepError(UserError, RuntimeError):
 class SweepOutcome:
     """What the caller needs after ``Tuner.fit``: where the run is and what went wrong."""
 
-    run_dir: Path
+    run_dir: storage_.Location
     errors: dict[str, str] = field(default_factory=dict)  # trial id -> error summary
     statuses: dict[str, str] = field(default_factory=dict)  # trial id -> Tune status
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> sampled dotted values
@@ -164,11 +170,14 @@ def make_trainable(config: SweepConfig) -> Any:
 
     from trainables import trainable
 
-    params = {"base": to_yaml_dict(config.base_run())}
-    return tune.with_resources(tune.with_parameters(trainable.DNRTrainable, **params), trial_resources(config))
+    wrapped = tune.with_parameters(trainable.DNRTrainable, base=to_yaml_dict(config.base_run()))
+    # the checkpoint cadence rides on the (generated, shipped-by-value) class Tune runs
+    wrapped.checkpoint_every = config.tune.checkpoint_every
+    wrapped.keep_checkpoints = config.tune.keep_checkpoints
+    return tune.with_resources(wrapped, trial_resources(config))
 
 
-def build_tuner(config: SweepConfig, run_dir: Path) -> Any:
+def build_tuner(config: SweepConfig, run_dir: storage_.Location) -> Any:
     from ray import tune
 
     trainable = make_trainable(config)
@@ -188,7 +197,7 @@ def build_tuner(config: SweepConfig, run_dir: Path) -> Any:
                       run_config=_run_config(config, run_dir))  # fmt: skip
 
 
-def _run_config(config: SweepConfig, run_dir: Path) -> Any:
+def _run_config(config: SweepConfig, run_dir: storage_.Location) -> Any:
     from ray import tune
 
     reporter = tune.CLIReporter(
@@ -200,8 +209,10 @@ def _run_config(config: SweepConfig, run_dir: Path) -> Any:
     )
     return tune.RunConfig(
         name=run_dir.name,
-        storage_path=str(run_dir.parent),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_frequency=1, checkpoint_at_end=True),
+        storage_path=run_dir.parent.uri,
+        # the trainable asks for checkpoints itself (`should_checkpoint`, tune.checkpoint_every)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints, checkpoint_frequency=0,
+                                                checkpoint_at_end=True),  # fmt: skip
         failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
         progress_reporter=reporter,
         callbacks=_callbacks(config, run_dir),
@@ -229,6 +240,8 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     # with per-epoch checkpoints of small models that is expected, so the warning is off
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address:
+        use_cluster_token()  # before Ray reads its configuration
     import ray
 
     if ray.is_initialized():
@@ -238,7 +251,16 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
             "reaches that address and holds the cluster's token can run code on it. Firewall it.")  # fmt: skip
     if address:
         check_cluster_address(address)
-        context = ray.init(address=address, logging_level="WARNING")
+        try:
+            context = ray.init(address=address, logging_level="WARNING")
+        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(
+                f"--address {address}: cannot join the Ray cluster ({first[:300]}). Check that `ray start --head` "
+                "runs there and that this machine holds the cluster's token: copy the head's ~/.ray/auth_token "
+                "here or set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head (README: Running "
+                "on a Ray cluster)"
+            ) from None
     else:
         context = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host,
                            logging_level="WARNING")  # fmt: skip
@@ -376,6 +398,27 @@ def check_local_resources(config: SweepConfig) -> None:
         )
 
 
+def use_cluster_token() -> bool:
+    """Turn Ray's token authentication on for this process when a token is at hand.
+
+    A Ray 2.60 cluster started with a token refuses clients that do not send it, and a client sends
+    it only with ``RAY_AUTH_MODE=token``; so when the mode is not set and a token is available
+    (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), set it. An explicit
+    ``RAY_AUTH_MODE`` is always respected.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return os.environ["RAY_AUTH_MODE"].lower() == "token"
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # Ray caches its configuration when first imported: refresh it
+            from ray._raylet import Config
+
+            Config.initialize("")
+        return True
+    return False
+
+
 def check_resources_feasible(config: SweepConfig) -> None:
     """Fail now, not by pending forever, when no node of the cluster can ever host one trial."""
     import ray
@@ -403,17 +446,31 @@ def default_run_name(config: SweepConfig) -> str:
     return f"{config.name}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> Path:
-    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run
-    and a ``--storage`` that is a file or cannot be written."""
+def plan_run_dir(config: SweepConfig, *, storage: str | Path, name: str | None) -> storage_.Location:
+    """``storage/name`` (name defaults to the config's name and a timestamp); refuses to reuse a run.
+
+    ``storage`` is a local folder or a filesystem URI (``s3://bucket/runs``, ``file:///shared/runs``)."""
     if name is None:
         name = default_run_name(config)
     try:
         _check_name(name)
     except ValueError as exc:
         raise SweepError(f"--name: {exc}") from None
-    run_dir = files.output_folder(storage, "--storage").resolve() / name
-    check_run_dir_unused(run_dir)
+    location = storage_.locate(storage, what="--storage")
+    if location.local is not None:  # a local folder (or file://): checked like every output folder
+        local = files.output_folder(location.local, "--storage").resolve()
+        run_dir = storage_.locate(str(local), what="--storage") / name
+        check_run_dir_unused(run_dir.local)
+        return run_dir
+    run_dir = location / name
+    try:
+        taken = bool(storage_.listdir(run_dir))
+    except OSError as exc:
+        raise SweepError(f"--storage {storage}: cannot be read ({exc}); check the path, the URI's options and "
+                         "the credentials") from None  # fmt: skip
+    if taken:
+        raise SweepError(f"{run_dir}: already holds a run; continue it with "
+                         f"`{shlex.join(['dnr-sweep', 'resume', str(run_dir)])}` or choose another --name")  # fmt: skip
     return run_dir
 
 
@@ -426,24 +483,32 @@ def check_run_dir_unused(run_dir: Path) -> None:
                          f"`{shlex.join(['dnr-sweep', 'resume', str(run_dir)])}` or choose another --name")  # fmt: skip
 
 
-def prepare_run_dir(run_dir: Path, *, config_path: Path, overrides: list[str]) -> Path:
-    """Create the run folder with the input config as given and the ``--set`` overrides."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def prepare_run_dir(run_dir: storage_.Location, *, config_path: Path, overrides: list[str]) -> storage_.Location:
+    """Create the run folder with the input config as given, the ``--set`` overrides and the config's
+    SHA-256 (``resume`` checks the config is unchanged)."""
     text = Path(config_path).read_bytes()
-    files.atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_bytes(text))
+    storage_.write_bytes(run_dir / CONFIG_FILE, text)
     state = json.dumps({"overrides": list(overrides), "config_source": str(config_path),
                         "config_sha256": hashlib.sha256(text).hexdigest()})  # fmt: skip
-    files.atomic_write(run_dir / SWEEP_FILE, lambda tmp: tmp.write_text(state))
+    storage_.write_text(run_dir / SWEEP_FILE, state)
     return run_dir
 
 
-def load_run_dir_config(run_dir: Path) -> SweepConfig:
+def load_run_dir_config(run_dir: storage_.Location) -> SweepConfig:
     """The sweep config a run folder was started with (its config.yaml plus the saved overrides)."""
+    if run_dir.local is None:  # remote storage: the two small files, read through pyarrow.fs
+        with storage_.staged(run_dir, include=lambda name: name in (CONFIG_FILE, SWEEP_FILE)) as local:
+            return _load_run_dir_config(local, shown=run_dir)
+    return _load_run_dir_config(run_dir.local, shown=run_dir)
+
+
+def _load_run_dir_config(run_dir: Path, *, shown: Any) -> SweepConfig:
+    """``run_dir``: the run folder or a local copy of its two files; ``shown``: how messages name it."""
     if not run_dir.is_dir():
         what = "a file" if run_dir.exists() else "no such folder"
-        raise PathError(f"{run_dir}: {what}; pass the run folder `dnr-sweep run` printed")
+        raise PathError(f"{shown}: {what}; pass the run folder `dnr-sweep run` printed")
     if not (run_dir / CONFIG_FILE).is_file():
-        raise SweepError(f"{run_dir}: not a dnr-sweep run folder (no {CONFIG_FILE}); pass the folder "
+        raise SweepError(f"{shown}: not a dnr-sweep run folder (no {CONFIG_FILE}); pass the folder "
                          "`dnr-sweep run` printed")  # fmt: skip
     overrides: list[str] = []
     sweep_file = run_dir / SWEEP_FILE
@@ -589,12 +654,12 @@ def _embedded_pickle_problem(state: Any) -> str | None:
     return None
 
 
-def _outcome(result_grid: Any, run_dir: Path) -> SweepOutcome:
+def _outcome(result_grid: Any, run_dir: storage_.Location) -> SweepOutcome:
     trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
     return outcome_from_trials(trials, run_dir)
 
 
-def outcome_from_trials(trials: Any, run_dir: Path) -> SweepOutcome:
+def outcome_from_trials(trials: Any, run_dir: Any) -> SweepOutcome:
     """Statuses, sampled configs and error lines of Tune's trials (during or after ``fit``)."""
     outcome = SweepOutcome(run_dir=run_dir)
     for trial in trials:
@@ -611,12 +676,12 @@ def outcome_from_trials(trials: Any, run_dir: Path) -> SweepOutcome:
     return outcome
 
 
-def fit(config: SweepConfig, run_dir: Path, *, restore: bool) -> SweepOutcome:
+def fit(config: SweepConfig, run_dir: storage_.Location, *, restore: bool) -> SweepOutcome:
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, readable in a terminal
     if restore:
-        tuner = tune.Tuner.restore(str(run_dir), trainable=make_trainable(config), resume_unfinished=True,
+        tuner = tune.Tuner.restore(run_dir.uri, trainable=make_trainable(config), resume_unfinished=True,
                                    resume_errored=True)  # fmt: skip
     else:
         tuner = build_tuner(config, run_dir)

@@ -72,6 +72,7 @@ def check_settings(run_dir: Path, **flags) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dnr_sweep import storage
     from dnr_sweep.files import output_folder
     from reports.build import build_report
 
@@ -85,14 +86,16 @@ def run(args: argparse.Namespace) -> int:
         return _compare(args, out, flags)
     if args.labels is not None:
         raise UserError("--labels: only for comparing several runs (dnr-sweep report RUN_A RUN_B --labels a,b --out DIR)")
-    run_dir = Path(args.run_dirs[0])
-    check_settings(run_dir, **flags)
-    try:
-        written = build_report(run_dir, out_dir=out, **flags)
-    except ValueError as exc:  # the reports' own refusals (settings, an empty table)
-        raise UserError(f"{args.run_dirs[0]}: {exc}") from None
+    location = storage.locate(args.run_dirs[0], what="RUN_DIR")  # a folder or a URI (s3://...)
+    with storage.staged(location) as folder:  # remote: the small files, copied here and back
+        check_settings(folder, **flags)
+        try:
+            written = build_report(folder, out_dir=out, **flags)
+        except ValueError as exc:  # the reports' own refusals (settings, an empty table)
+            raise UserError(f"{args.run_dirs[0]}: {exc}") from None
     for path in written:
-        print(path)
+        inside = location.local is None and Path(path).is_relative_to(folder)
+        print(location / Path(path).relative_to(folder).as_posix() if inside else path)
     return 0
 
 

@@ -8,8 +8,9 @@ folder's lock is held while the sweep runs: a second ``resume`` (or a ``run`` st
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import contextlib
 
+from dnr_sweep import storage
 from dnr_sweep.cli._common import add_ray
 
 
@@ -30,12 +31,15 @@ def run(args: argparse.Namespace) -> int:
     sweep.check_dashboard_host(args.dashboard_host)
     if args.address is not None:
         sweep.check_cluster_address(args.address)
-    run_dir = Path(args.run_dir).expanduser().resolve()
+    run_dir = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
     config = sweep.load_run_dir_config(run_dir)
-    sweep.check_restorable(run_dir)
+    if run_dir.local is not None:  # Tune's state on remote storage is read by Tune itself
+        sweep.check_restorable(run_dir.local)
     if args.address is None:
         sweep.check_local_resources(config)
-    with folder_lock.hold(run_dir, purpose="resume"):
+    # a local run folder is locked while the sweep runs; object stores have no locks
+    lock = folder_lock.hold(run_dir.local, purpose="resume") if run_dir.local is not None else contextlib.nullcontext()
+    with lock:
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
         print(f"resuming {run_dir}")

@@ -10,6 +10,7 @@ own rules for the search space, resources against this machine (embedded Ray) an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the sweep on Ray Tune (embedded local Ray or --address)")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--storage", default="runs", metavar="DIR", help="where run folders go (default ./runs)")
+    p.add_argument("--storage", default="runs", metavar="DIR|URI",
+                   help="where run folders go: a folder (default ./runs; shared by all nodes on a cluster) or a "
+                        "filesystem URI Ray Tune accepts, e.g. s3://bucket/runs, file:///shared/runs")  # fmt: skip
     p.add_argument("--name", default=None, help="run folder name (default: the config's name and a timestamp)")
     add_ray(p)
     add_set(p)
@@ -46,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
     sweep.param_space(config)
-    with folder_lock.hold(run_dir, purpose="run the sweep"):
-        sweep.check_run_dir_unused(run_dir)  # again, now that no other run can start here
+    # a local run folder is locked while the sweep runs; object stores (s3://...) have no locks
+    local = run_dir.local
+    lock = folder_lock.hold(local, purpose="run the sweep") if local is not None else contextlib.nullcontext()
+    with lock:
+        if local is not None:
+            sweep.check_run_dir_unused(local)  # again, now that no other run can start here
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
         sweep.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
