@@ -21,7 +21,6 @@ Standard library only: the reports import it too.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -46,8 +45,8 @@ class InputFileError(UserError):
     ``problem`` is written by dnr-sweep.
     """
 
-    def __init__(self, path: str | Path, problem: str, *, expected: str, fix: str):
-        self.path = Path(path)
+    def __init__(self, path: object, problem: str, *, expected: str, fix: str):
+        self.path = path  # a Path, or a dnr_sweep.storage.Location on remote storage
         super().__init__(f"{path}: {problem}; expected {expected}. {fix}")
 
 

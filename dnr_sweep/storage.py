@@ -101,45 +101,57 @@ def locate(text: str | os.PathLike[str], *, what: str = "--storage") -> Location
     return Location(fs, path.rstrip("/"), text)
 
 
+Where = Location | str | os.PathLike[str]
+
+
+def as_location(where: Where) -> Location:
+    """``where`` itself when it is a :class:`Location`; a local path or URI located otherwise."""
+    return where if isinstance(where, Location) else locate(where, what="path")
+
+
 # ------------------------------------------------------------------------------------------------
-# Files
+# Files (each accepts a Location, a local path or a URI)
 
 
-def _info(loc: Location) -> pafs.FileInfo:
+def _info(loc: Where) -> pafs.FileInfo:
+    loc = as_location(loc)
     return loc.fs.get_file_info(loc.path)
 
 
-def exists(loc: Location) -> bool:
+def exists(loc: Where) -> bool:
     return _info(loc).type != pafs.FileType.NotFound
 
 
-def is_file(loc: Location) -> bool:
+def is_file(loc: Where) -> bool:
     return _info(loc).type == pafs.FileType.File
 
 
-def is_dir(loc: Location) -> bool:
+def is_dir(loc: Where) -> bool:
     return _info(loc).type == pafs.FileType.Directory
 
 
-def listdir(loc: Location) -> list[str]:
+def listdir(loc: Where) -> list[str]:
     """Names directly inside the folder ``loc`` (empty when it does not exist), sorted."""
+    loc = as_location(loc)
     infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True, recursive=False))
     return sorted(posixpath.basename(info.path) for info in infos)
 
 
-def read_bytes(loc: Location) -> bytes:
+def read_bytes(loc: Where) -> bytes:
+    loc = as_location(loc)
     if not is_file(loc):
         raise FileNotFoundError(f"{loc}: no such file")
     with loc.fs.open_input_stream(loc.path) as stream:
         return stream.read()
 
 
-def read_text(loc: Location) -> str:
+def read_text(loc: Where) -> str:
     return read_bytes(loc).decode()
 
 
-def write_bytes(loc: Location, data: bytes) -> Location:
+def write_bytes(loc: Where, data: bytes) -> Location:
     """Write ``data`` to ``loc`` whole: locally via a temporary file and a rename, elsewhere as one object."""
+    loc = as_location(loc)
     local = loc.local
     if local is not None:
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -160,12 +172,14 @@ def write_bytes(loc: Location, data: bytes) -> Location:
     return loc
 
 
-def write_text(loc: Location, text: str) -> Location:
+def write_text(loc: Where, text: str) -> Location:
+    loc = as_location(loc)
     return write_bytes(loc, text.encode())
 
 
-def delete(loc: Location) -> None:
+def delete(loc: Where) -> None:
     """Remove a file or a folder (with its contents); nothing when it does not exist."""
+    loc = as_location(loc)
     info = _info(loc)
     if info.type == pafs.FileType.Directory:
         loc.fs.delete_dir(loc.path)
@@ -173,9 +187,9 @@ def delete(loc: Location) -> None:
         loc.fs.delete_file(loc.path)
 
 
-def upload(local_dir: Path, loc: Location, names: list[str] | None = None) -> list[Location]:
+def upload(local_dir: Path, loc: Where, names: list[str] | None = None) -> list[Location]:
     """Copy the files under ``local_dir`` (or only the relative ``names``) to the folder ``loc``."""
-    local_dir = Path(local_dir)
+    local_dir, loc = Path(local_dir), as_location(loc)
     if names is None:
         names = [p.relative_to(local_dir).as_posix() for p in sorted(local_dir.rglob("*")) if p.is_file()]
     written = []
@@ -199,12 +213,13 @@ def run_folder_files(relative: str) -> bool:
 
 
 @contextlib.contextmanager
-def staged(loc: Location, include: Callable[[str], bool] = run_folder_files) -> Iterator[Path]:
+def staged(loc: Where, include: Callable[[str], bool] = run_folder_files) -> Iterator[Path]:
     """A local folder with ``loc``'s contents for code that works on folders.
 
     Local: the folder itself. Elsewhere: a temporary copy of the files ``include`` accepts
     (relative POSIX paths); on a normal exit the files the caller added or changed are copied back.
     """
+    loc = as_location(loc)
     if loc.local is not None:
         yield loc.local
         return

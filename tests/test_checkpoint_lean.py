@@ -15,6 +15,7 @@ import torch
 from dnr_sweep import checkpoint, state_codec, storage
 from dnr_sweep import run_contract as rc
 from dnr_sweep.engine import Z_FROM_WEIGHTS, DNRRun
+from dnr_sweep.errors import InputFileError
 from tests.test_engine import digits_config
 
 
@@ -179,7 +180,7 @@ def test_selected_weights_files_are_named_by_epoch_and_retained_by_reference(tmp
     store.retain({3, 7})
     assert store.epochs() == [3, 7]
     assert_bit_identical(store.read(3)["w"], weights["w"])
-    with pytest.raises(FileNotFoundError, match="selected weights of epoch 1"):
+    with pytest.raises(InputFileError, match="selected weights of epoch 1"):
         store.read(1)
     store.clear()
     assert store.epochs() == [] and not (tmp_path / rc.SELECTED_DIR).exists()

@@ -821,3 +821,18 @@ def test_malformed_address_is_refused(address):
 
     with pytest.raises(UserError, match="expected host:port"):
         sweep.check_cluster_address(address)
+
+
+def test_report_group_by_default_may_be_absent_but_a_named_one_must_exist(synthetic_run):
+    """The default colouring column (dnr.pruning) is optional; a group_by the user names is checked."""
+    from dnr_sweep.cli.report import check_settings
+
+    config = yaml.safe_load((synthetic_run / rc.CONFIG_FILE).read_text())
+    config["report"].pop("group_by")
+    config["search"].pop("dnr.pruning")
+    write_yaml(synthetic_run / rc.CONFIG_FILE, config)
+    results = pd.read_parquet(synthetic_run / rc.RESULTS_FILE)
+    results.drop(columns=["dnr.pruning"]).to_parquet(synthetic_run / rc.RESULTS_FILE, index=False)
+    check_settings(synthetic_run)  # no group_by named, none in the run: the report is drawn ungrouped
+    with pytest.raises(UserError, match=r"group_by: 'dnr.prunning' is neither a column nor a config field"):
+        check_settings(synthetic_run, group_by="dnr.prunning")

@@ -23,6 +23,7 @@ import torch
 
 from dnr_sweep import checkpoint, cli, storage
 from dnr_sweep import run_contract as rc
+from dnr_sweep.errors import InputFileError
 from tests.test_sweep import BASE, write_config
 
 
@@ -109,7 +110,7 @@ def test_files_checkpoints_and_selected_weights_on_any_storage(where, tmp_path, 
     selected.write(5, state)
     selected.retain({5})
     assert selected.epochs() == [5]
-    with pytest.raises(FileNotFoundError, match="epoch 3"):
+    with pytest.raises(InputFileError, match="epoch 3"):
         selected.read(3)
     storage.delete(root / "run" / "a.txt")
     assert not storage.exists(root / "run" / "a.txt")

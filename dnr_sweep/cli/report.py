@@ -66,7 +66,8 @@ def check_settings(run_dir: Path, **flags) -> None:
             hint = f"accuracy columns: {', '.join(accuracies)}" if name == "y" else "e.g. compression, density"
             raise UserError(f"{run_dir}: report {name}: no trial reports {', '.join(map(repr, missing))} ({hint}); "
                             f"pass --{name} or fix report.{name} in its config.yaml")  # fmt: skip
-    if settings.group_by is not None and settings.group_by not in columns | constants:
+    named = flags.get("group_by") or (run.config.get("report") or {}).get("group_by")  # the default may be absent
+    if named and settings.group_by not in columns | constants:
         raise UserError(f"{run_dir}: report group_by: {settings.group_by!r} is neither a column nor a config field; "
                         "e.g. --group-by dnr.pruning")  # fmt: skip
 
