@@ -1,0 +1,47 @@
+"""Choosing from a search: one configuration per cell, on validation figures only.
+
+A DNR search samples the target density and the pruning type along with beta, rho and the pruning
+rate, and its searcher optimises a validation front (``val_pgd_acc`` vs ``compression``). Within one
+(density, pruning) cell the compression is fixed by the target, so the cell's piece of that front is
+its trial with the best validation PGD accuracy: that is the configuration the search chooses for
+the cell (ties: the better validation clean accuracy, then the earlier trial). Only trials that ran
+every epoch compete (a trial a scheduler stopped early reports partial figures). Test figures are
+never looked at here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from dnr_sweep import run_contract as rc
+
+#: the dimensions that make a cell of a DNR search
+CELL: tuple[str, ...] = ("dnr.density", "dnr.pruning")
+
+
+def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
+    """Trials that ran all their epochs (not failed, not stopped early by a scheduler)."""
+    done = results["status"].eq("TERMINATED") if "status" in results.columns else True
+    stopped = results["early_stopped"].astype(bool) if "early_stopped" in results.columns else False
+    return results[done & ~stopped]
+
+
+def choose_per_cell(results: pd.DataFrame, cell: Sequence[str] = CELL, metric: str = "val_pgd_acc",
+                    tie_break: str = "val_clean_acc") -> pd.DataFrame:  # fmt: skip
+    """One row per cell: its finished trial with the best validation ``metric`` (max).
+
+    Raises:
+        ValueError: ``metric`` or ``tie_break`` is a test figure (only validation chooses), or a
+            column is missing.
+    """
+    for name in (metric, tie_break):
+        if rc.is_test_metric(name):
+            raise ValueError(f"{name!r} is a test figure; only validation chooses (use its val_ twin)")
+    missing = [c for c in (*cell, metric, tie_break) if c not in results.columns]
+    if missing:
+        raise ValueError(f"results have no column {missing}; a search's results.parquet has them")
+    candidates = finished_trials(results).dropna(subset=[metric])
+    ordered = candidates.sort_values([metric, tie_break, "trial_id"], ascending=[False, False, True], kind="mergesort")
+    return ordered.groupby(list(cell), sort=True).head(1).sort_values(list(cell), kind="mergesort")
