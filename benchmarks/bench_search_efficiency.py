@@ -21,7 +21,7 @@ Every method runs through ``dnr_sweep.cli.main(["run", ...])`` (Ray Tune + Optun
 concurrent 1-CPU trials), searcher seeds 0, 1, 2 (the grid has none: one run). Training seed 0 for
 every trial, so methods differ by what they try, not by training noise.
 
-Measured, per run: trials in the order the searcher proposed them (Tune's trial counter), each costing
+Measured, per run: trials in the order the searcher proposed them (Tune's trial folder counter), each costing
 the epochs it ran (a trial ASHA stopped after k epochs cost k). After each trial, the hypervolume
 (reports/hypervolume.py, exact) of the validation figures of the trials that ran every epoch, over
 ``val_pgd_acc`` (%) and ``compression`` (x), reference point (0 %, 1x). A run is cut at the budget
@@ -149,9 +149,10 @@ def analyse_run(run_dir: Path, budget: float) -> dict[str, Any]:
 
     from reports.hypervolume import frame_hypervolume, hypervolume_history
     from reports.pareto import pareto_front
-    from reports.selection import choose_per_cell, finished_trials
+    from reports.selection import choose_per_cell, finished_trials, proposal_order
 
-    results = pd.read_parquet(run_dir / rc.RESULTS_FILE).sort_values("trial_id", kind="mergesort")
+    results = pd.read_parquet(run_dir / rc.RESULTS_FILE)
+    results = results.assign(order=results["trial_id"].map(proposal_order(run_dir))).sort_values("order")
     costs = results["epochs_completed"].astype(float).to_numpy()
     within = results[np.cumsum(costs) <= budget]
     done = finished_trials(within)

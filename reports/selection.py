@@ -11,7 +11,9 @@ never looked at here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -45,3 +47,24 @@ def choose_per_cell(results: pd.DataFrame, cell: Sequence[str] = CELL, metric: s
     candidates = finished_trials(results).dropna(subset=[metric])
     ordered = candidates.sort_values([metric, tie_break, "trial_id"], ascending=[False, False, True], kind="mergesort")
     return ordered.groupby(list(cell), sort=True).head(1).sort_values(list(cell), kind="mergesort")
+
+
+def proposal_order(run_dir: str | Path) -> dict[str, int]:
+    """``trial_id -> n``: the order in which the searcher proposed a run's trials (0 first).
+
+    Searcher trial ids are random (Optuna's are hex), so they say nothing of the order; Tune numbers
+    each trial folder instead, ``<trainable>_<trial_id>_<n>_<sampled values>_<date>``.
+    """
+    order: dict[str, int] = {}
+    for result in sorted(Path(run_dir).glob(f"*/{rc.TUNE_RESULT_FILE}")):
+        with result.open() as handle:
+            first = handle.readline()
+        if not first.strip():
+            continue
+        trial_id = str(json.loads(first)["trial_id"])
+        _, sep, rest = result.parent.name.partition(f"_{trial_id}_")
+        number = rest.split("_", 1)[0]
+        if not sep or not number.isdigit():
+            raise ValueError(f"{result.parent}: not a Tune trial folder <trainable>_{trial_id}_<n>_...")
+        order[trial_id] = int(number)
+    return order
