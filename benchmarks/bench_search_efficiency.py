@@ -12,10 +12,12 @@ beta in [0.2, 1], rho log-uniform in [1e-6, 1e-2], pruning rate in [0.1, 0.9]. T
   48 trials of E epochs. Its trial-epochs (48 E) are every other method's budget.
 - ``random``, ``tpe``, ``nsga2``: Optuna's random, (multi-objective) TPE and NSGA-II samplers on the
   validation objectives ``val_pgd_acc`` (max) and ``compression`` (max), 48 trials each.
-- ``nsga2_asha``: NSGA-II with ASHA on ``val_pgd_acc`` (grace 2 epochs, reduction factor 3) with rungs
-  per (density, pruning) group (``tune.scheduler.asha.group_by``): a sparser model is less accurate
-  by design, so a shared rung would stop the high-compression trials first. More trials than the
-  budget are queued and the run is cut at the budget (below).
+- ``nsga2_asha``, ``tpe_asha``: the sampler with ASHA on ``val_pgd_acc`` (grace 2 epochs, reduction
+  factor 3) with rungs per (density, pruning) group (``tune.scheduler.asha.group_by``): a sparser
+  model is less accurate by design, so a shared rung would stop the high-compression trials first.
+  More trials than the budget are queued and the run is cut at the budget (below).
+- ``tpe_warm``, ``tpe_warm_asha``: TPE (with ASHA) that first runs the paper's defaults of every cell
+  (``tune.points_to_evaluate``), as the shipped ``digits_search.yaml`` does.
 
 Every method runs through ``dnr_sweep.cli.main(["run", ...])`` (Ray Tune + Optuna + ASHA, two
 concurrent 1-CPU trials), searcher seeds 0, 1, 2 (the grid has none: one run). Training seed 0 for
@@ -60,8 +62,18 @@ OBJECTIVES = {"val_pgd_acc": "max", "compression": "max"}
 TEST_OBJECTIVES = {"pgd_acc": "max", "compression": "max"}
 REFERENCE = {"val_pgd_acc": 0.0, "pgd_acc": 0.0, "compression": 1.0}  # 0 % accuracy, 1x (dense)
 FRACTIONS = (1 / 6, 1 / 3, 1 / 2, 2 / 3, 1.0)  # of the budget, where the curves are summarised
-METHODS = ("grid", "random", "tpe", "nsga2", "nsga2_asha")
-SEEDED = {"random", "tpe", "nsga2", "nsga2_asha"}
+#: searched methods: Optuna sampler, ASHA (grouped by cell) or not, paper defaults run first or not
+SEARCHERS: dict[str, tuple[str, bool, bool]] = {
+    "random": ("random", False, False),
+    "tpe": ("tpe", False, False),
+    "nsga2": ("nsga2", False, False),
+    "nsga2_asha": ("nsga2", True, False),
+    "tpe_asha": ("tpe", True, False),
+    "tpe_warm": ("tpe", False, True),
+    "tpe_warm_asha": ("tpe", True, True),
+}
+METHODS = ("grid", *SEARCHERS)
+SEEDED = set(SEARCHERS)
 
 #: one DNR run: digits, smallcnn at half width, E epochs (1 clean warm-up), eps-0.1 PGD-7 hybrid loss
 BASE: dict[str, Any] = {
@@ -95,6 +107,9 @@ GRID = {
 TUNE = {"resources_per_trial": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "max_failures": 1}
 ASHA = {"metric": "val_pgd_acc", "mode": "max", "grace_period": 2, "reduction_factor": 3,
         "group_by": ["dnr.density", "dnr.pruning"]}  # fmt: skip
+#: the paper's defaults in every cell, run first by the *_warm methods (as digits_search.yaml does)
+DEFAULT_POINTS = [{"dnr.density": d, "dnr.pruning": k, "dnr.beta": 0.5, "dnr.rho": 1.0e-4, "dnr.prune_rate": 0.5}
+                  for k in PRUNING for d in DENSITIES]  # fmt: skip
 NSGA2_POPULATION = 12  # 4 generations in 48 trials (Optuna's default, 50, would make it random search)
 ASHA_QUEUED = 96  # trials queued for the ASHA run: enough to spend the budget (cut there)
 
@@ -104,14 +119,16 @@ def sweep_config(method: str, seed: int) -> dict[str, Any]:
     config = {**BASE, "name": f"bench_{method}"}
     if method == "grid":
         return {**config, "search": GRID, "tune": {**TUNE, "metric": None}}
-    sampler = {"random": "random", "tpe": "tpe", "nsga2": "nsga2", "nsga2_asha": "nsga2"}[method]
+    sampler, asha, warm = SEARCHERS[method]
     optuna: dict[str, Any] = {"sampler": sampler, "objectives": OBJECTIVES, "seed": seed}
     if sampler == "nsga2":
         optuna["population_size"] = NSGA2_POPULATION
     tune: dict[str, Any] = {**TUNE, "metric": "val_pgd_acc", "num_samples": GRID_TRIALS,
                             "search_alg": {"optuna": optuna}}  # fmt: skip
-    if method.endswith("_asha"):
+    if asha:
         tune.update(num_samples=ASHA_QUEUED, scheduler={"asha": ASHA})
+    if warm:
+        tune["points_to_evaluate"] = DEFAULT_POINTS
     return {**config, "search": SPACE, "tune": tune}
 
 
