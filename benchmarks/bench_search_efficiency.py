@@ -227,7 +227,7 @@ def summarise(storage: Path, methods: list[str], seeds: list[int]) -> dict[str, 
             "chosen_per_cell_val_pgd": _mean_sd([r["chosen_val_pgd"] for r in by_seed.values()]),
             "trials_within_budget": [r["trials"] for r in by_seed.values()],
             "finished_trials": [r["finished"] for r in by_seed.values()],
-            "wall_s": [round(r["wall_s"]) for r in by_seed.values()],
+            "wall_s": [round(r["wall_s"]) if math.isfinite(r["wall_s"]) else None for r in by_seed.values()],
         }
     return summary
 
@@ -248,7 +248,7 @@ def summary_line(summary: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": machine("cpu"), "storage": str(storage), **summary}
     report("bench_search_efficiency", result, summary_line(summary), write=not args.no_write)
     (storage / "summary.json").write_text(json.dumps(result, indent=1, default=str))
-    return 0
+    return result
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
