@@ -90,18 +90,21 @@ def confirmation_config(search_run: Path, seeds: list[int]) -> dict[str, Any]:
     return config
 
 
-def header(search_run: Path, config: dict[str, Any], seeds: list[int]) -> str:
+def header(search_run: Path, config: dict[str, Any], seeds: list[int], out: Path) -> str:
     cells = len({tuple(p[c] for c in CELL) for p in config["tune"]["points_to_evaluate"]})
     trials = len(config["tune"]["points_to_evaluate"]) * len(seeds)
+    sweep = validate_sweep(config)
+    where = out.resolve().relative_to(REPO) if out.resolve().is_relative_to(REPO) else out
     return (
         f"# {config['name']}: stage 2 of the search protocol (docs/REPRODUCE.md, 'Searching beta, rho and the\n"
         f"# pruning rate'). Written by scripts/confirm_search.py from the search run {search_run.name}\n"
         f"# on {datetime.date.today().isoformat()}: for each of its {cells} (density, pruning) cells, the configuration\n"
         "# the search chose on VALIDATION (the finished trial with the best val_pgd_acc) and the paper's\n"
         f"# defaults, each trained with seeds {seeds} (a plain grid: no searcher, no scheduler, no metric).\n"
-        f"# Compute: {trials} trials of the search's epochs and model.\n"
+        f"# Compute: {trials} trials x {sweep.train.epochs} epochs of {sweep.model.arch} (width {sweep.model.width:g}) on "
+        f"{sweep.data.dataset},\n# as in the search.\n"
         "#\n"
-        "#   dnr-sweep run THIS_FILE\n"
+        f"#   dnr-sweep run {where}\n"
         "#   python scripts/confirm_search.py analyse RUN_DIR --record    # test mean +- 95% CI per configuration\n"
     )
 
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--seeds: a confidence interval needs at least 3 seeds")
         config = confirmation_config(args.search_run, args.seeds)
         out = args.out or args.search_run / "confirm.yaml"
-        out.write_text(header(args.search_run, config, args.seeds) + yaml.safe_dump(config, sort_keys=False))
+        out.write_text(header(args.search_run, config, args.seeds, out) + yaml.safe_dump(config, sort_keys=False))
         print(f"wrote {out}: {config['tune']['num_samples']} configurations x {len(args.seeds)} seeds")
         return 0
 
