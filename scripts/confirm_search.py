@@ -1,6 +1,6 @@
 """The two-stage protocol of a DNR search: choose on validation, then confirm on test over seeds.
 
-    python scripts/confirm_search.py write SEARCH_RUN [--out FILE] [--seeds 0 1 2]
+    python scripts/confirm_search.py write SEARCH_RUN [--out FILE] [--seeds 1 2 3]
     python scripts/confirm_search.py analyse CONFIRM_RUN [--record]
 
 Stage 1 (``dnr-sweep run search_spaces/digits_search.yaml``) searches beta, rho and the pruning rate
@@ -9,8 +9,11 @@ at each (density, pruning) cell with one training seed per trial. ``write`` read
 (``reports/selection.py``: among the trials that ran every epoch, the best ``val_pgd_acc``; ties by
 ``val_clean_acc``), then writes the stage-2 sweep: those configurations and the paper's defaults (the
 search config's base ``dnr`` values), each trained with every seed of a plain grid
-(``train.seed: {grid: [0, 1, 2]}``; no searcher, no scheduler, ``tune.metric: null``), through
-``tune.points_to_evaluate``. Run it with ``dnr-sweep run FILE``.
+(``train.seed: {grid: [1, 2, 3]}``; no searcher, no scheduler, ``tune.metric: null``), through
+``tune.points_to_evaluate``. Run it with ``dnr-sweep run FILE``. The seeds are fresh by default
+(the three after the search's seed): with the search's own seed a trial repeats, bit for bit, the
+training the choice was made on (same weights, same validation split), so a default that was
+unlucky there would count against it twice.
 
 ``analyse`` reads the confirmation run and prints, per cell, the test accuracy (clean, PGD) of the
 searched and the default configuration as mean +- 95% CI over the seeds (Student t), and the paired
@@ -100,7 +103,8 @@ def header(search_run: Path, config: dict[str, Any], seeds: list[int], out: Path
         f"# pruning rate'). Written by scripts/confirm_search.py from the search run {search_run.name}\n"
         f"# on {datetime.date.today().isoformat()}: for each of its {cells} (density, pruning) cells, the configuration\n"
         "# the search chose on VALIDATION (the finished trial with the best val_pgd_acc) and the paper's\n"
-        f"# defaults, each trained with seeds {seeds} (a plain grid: no searcher, no scheduler, no metric).\n"
+        f"# defaults, each trained with seeds {seeds} (a plain grid: no searcher, no scheduler, no metric;\n"
+        f"# the search trained with seed {validate_sweep(run_config_data(search_run)).train.seed}).\n"
         f"# Compute: {trials} trials x {sweep.train.epochs} epochs of {sweep.model.arch} (width {sweep.model.width:g}) on "
         f"{sweep.data.dataset},\n# as in the search.\n"
         "#\n"
@@ -159,7 +163,24 @@ def analyse(confirm_run: Path, defaults: dict[str, float]) -> str:
                 label += " (the search chose the default)"
             lines.append(f"| {density:g} | {pruning} | {label} | {len(rows)} | {_fmt(t_interval(rows['clean_acc']))} | "
                          f"{_fmt(t_interval(rows['pgd_acc']))} | {diff['pgd']} | {diff['clean']} |")  # fmt: skip
+    pooled = _pooled_difference(done)
+    if pooled is not None:
+        lines.append(f"| all | all | searched - default, mean over the {pooled[0]} cells per seed | {pooled[1]['pgd'][2]} | | | "
+                     f"{_fmt(pooled[1]['pgd'])} | {_fmt(pooled[1]['clean'])} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _pooled_difference(done: pd.DataFrame) -> tuple[int, dict[str, tuple[float, float, int]]] | None:
+    """Searched - default averaged over the cells where both ran, one value per seed, and its interval."""
+    by = [*CELL, SEED]
+    searched = done[done["kind"] == "searched"].set_index(by)[["pgd_acc", "clean_acc"]]
+    default = done[done["kind"] == "paper default"].set_index(by)[["pgd_acc", "clean_acc"]]
+    paired = (searched - default).dropna()
+    if paired.empty:
+        return None
+    per_seed = paired.groupby(level=SEED).mean()
+    cells = paired.reset_index()[list(CELL)].drop_duplicates()
+    return len(cells), {"pgd": t_interval(per_seed["pgd_acc"]), "clean": t_interval(per_seed["clean_acc"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,19 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     write = sub.add_parser("write", help="the confirmation sweep of a search run")
     write.add_argument("search_run", type=Path)
     write.add_argument("--out", type=Path, help="default: SEARCH_RUN/confirm.yaml")
-    write.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    write.add_argument("--seeds", type=int, nargs="+",
+                       help="training seeds (default: the three after the search's seed, e.g. 1 2 3)")
     show = sub.add_parser("analyse", help="test accuracy over seeds of a finished confirmation run")
     show.add_argument("confirm_run", type=Path)
     show.add_argument("--record", action="store_true", help="append the table to docs/REPRODUCE.md")
     args = parser.parse_args(argv)
 
     if args.command == "write":
-        if len(args.seeds) < 3:
+        search_seed = validate_sweep(run_config_data(args.search_run)).train.seed
+        seeds = args.seeds or [search_seed + k for k in (1, 2, 3)]
+        if len(seeds) < 3:
             parser.error("--seeds: a confidence interval needs at least 3 seeds")
-        config = confirmation_config(args.search_run, args.seeds)
+        if search_seed in seeds:
+            print(f"warning: seed {search_seed} is the search's own: its trials repeat the search's training "
+                  "bit for bit, the very runs the choice was made on, which biases the comparison toward the "
+                  "searched configurations; prefer fresh seeds", file=sys.stderr)  # fmt: skip
+        config = confirmation_config(args.search_run, seeds)
         out = args.out or args.search_run / "confirm.yaml"
-        out.write_text(header(args.search_run, config, args.seeds, out) + yaml.safe_dump(config, sort_keys=False))
-        print(f"wrote {out}: {config['tune']['num_samples']} configurations x {len(args.seeds)} seeds")
+        out.write_text(header(args.search_run, config, seeds, out) + yaml.safe_dump(config, sort_keys=False))
+        print(f"wrote {out}: {config['tune']['num_samples']} configurations x {len(seeds)} seeds")
         return 0
 
     table = analyse(args.confirm_run, base_defaults(run_config_data(args.confirm_run)))

@@ -74,6 +74,12 @@ def test_digits_search_runs_end_to_end_and_feeds_the_confirmation_sweep(ray_sess
         assert {"dnr.density": row["dnr.density"], "dnr.pruning": row["dnr.pruning"], **DEFAULTS} in points
     assert sweep.grid_size() == 3 * len(points)
     assert (sweep.train.epochs, sweep.model.width) == (2, 0.5)  # the search run's --set values carry over
+    # the command line writes a runnable file, with fresh seeds by default (the search trained with seed 0)
+    assert module.main(["write", str(run_dir), "--out", str(tmp_path / "confirm.yaml")]) == 0
+    written = load_sweep_config(tmp_path / "confirm.yaml")
+    assert written.search["train.seed"].rule == ("grid", [1, 2, 3])
+    assert written.tune.points_to_evaluate == points
+    assert "stage 2" in (tmp_path / "confirm.yaml").read_text().split("\nname:")[0]
 
 
 def _trial(i, density, pruning, beta, val_pgd, status="TERMINATED", early=False, **extra):
@@ -114,6 +120,9 @@ def test_confirmation_analysis_gives_student_t_intervals_and_paired_differences(
     # paired differences 4, 5, 3: mean 4, sd 1 -> 4.303 / sqrt(3) = 2.48
     assert "4.0 ± 2.5" in searched
     assert "90.0 ± 0.0" in searched  # clean accuracy identical over seeds: zero-width interval
+    # pooled over cells (one cell here): the same paired difference
+    pooled = table.splitlines()[-1]
+    assert pooled.startswith("| all | all | searched - default, mean over the 1 cells") and "4.0 ± 2.5" in pooled
     assert math.isclose(confirm_search().t_interval(pd.Series([70.0, 72.0, 74.0]))[1], 4.303 * 2 / math.sqrt(3),
                         rel_tol=1e-3)  # fmt: skip
 
