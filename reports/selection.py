@@ -21,6 +21,7 @@ from dnr_sweep import run_contract as rc
 
 #: the dimensions that make a cell of a DNR search
 CELL: tuple[str, ...] = ("dnr.density", "dnr.pruning")
+VAL_CLEAN, _, VAL_PGD = rc.VAL_METRICS
 
 
 def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
@@ -30,8 +31,8 @@ def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
     return results[done & ~stopped]
 
 
-def choose_per_cell(results: pd.DataFrame, cell: Sequence[str] = CELL, metric: str = "val_pgd_acc",
-                    tie_break: str = "val_clean_acc") -> pd.DataFrame:  # fmt: skip
+def choose_per_cell(results: pd.DataFrame, cell: Sequence[str] = CELL, metric: str = VAL_PGD,
+                    tie_break: str = VAL_CLEAN) -> pd.DataFrame:  # fmt: skip
     """One row per cell: its finished trial with the best validation ``metric`` (max).
 
     Raises:

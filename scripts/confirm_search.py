@@ -47,6 +47,7 @@ from reports.selection import CELL, choose_per_cell  # noqa: E402
 #: what the search varies within a cell; the rest of a configuration is the cell itself
 TUNED = ("dnr.beta", "dnr.rho", "dnr.prune_rate")
 SEED = "train.seed"
+CLEAN, _, PGD = rc.TEST_METRICS  # test figures: reported here, never used to choose
 
 
 def _plain(value: Any) -> Any:
@@ -157,12 +158,12 @@ def analyse(confirm_run: Path, defaults: dict[str, float]) -> str:
             label = f"{kind}: {params['dnr.beta']:.3g}, {params['dnr.rho']:.2g}, {params['dnr.prune_rate']:.3g}"
             diff = {"pgd": "", "clean": ""}
             if kind == "searched" and "paper default" in kinds:
-                paired = rows.set_index(SEED)[["pgd_acc", "clean_acc"]] - kinds["paper default"].set_index(SEED)[["pgd_acc", "clean_acc"]]
-                diff = {"pgd": _fmt(t_interval(paired["pgd_acc"])), "clean": _fmt(t_interval(paired["clean_acc"]))}
+                paired = rows.set_index(SEED)[[PGD, CLEAN]] - kinds["paper default"].set_index(SEED)[[PGD, CLEAN]]
+                diff = {"pgd": _fmt(t_interval(paired[PGD])), "clean": _fmt(t_interval(paired[CLEAN]))}
             elif kind == "paper default" and "searched" not in kinds:
                 label += " (the search chose the default)"
-            lines.append(f"| {density:g} | {pruning} | {label} | {len(rows)} | {_fmt(t_interval(rows['clean_acc']))} | "
-                         f"{_fmt(t_interval(rows['pgd_acc']))} | {diff['pgd']} | {diff['clean']} |")  # fmt: skip
+            lines.append(f"| {density:g} | {pruning} | {label} | {len(rows)} | {_fmt(t_interval(rows[CLEAN]))} | "
+                         f"{_fmt(t_interval(rows[PGD]))} | {diff['pgd']} | {diff['clean']} |")  # fmt: skip
     pooled = _pooled_difference(done)
     if pooled is not None:
         lines.append(f"| all | all | searched - default, mean over the {pooled[0]} cells per seed | {pooled[1]['pgd'][2]} | | | "
@@ -173,14 +174,14 @@ def analyse(confirm_run: Path, defaults: dict[str, float]) -> str:
 def _pooled_difference(done: pd.DataFrame) -> tuple[int, dict[str, tuple[float, float, int]]] | None:
     """Searched - default averaged over the cells where both ran, one value per seed, and its interval."""
     by = [*CELL, SEED]
-    searched = done[done["kind"] == "searched"].set_index(by)[["pgd_acc", "clean_acc"]]
-    default = done[done["kind"] == "paper default"].set_index(by)[["pgd_acc", "clean_acc"]]
+    searched = done[done["kind"] == "searched"].set_index(by)[[PGD, CLEAN]]
+    default = done[done["kind"] == "paper default"].set_index(by)[[PGD, CLEAN]]
     paired = (searched - default).dropna()
     if paired.empty:
         return None
     per_seed = paired.groupby(level=SEED).mean()
     cells = paired.reset_index()[list(CELL)].drop_duplicates()
-    return len(cells), {"pgd": t_interval(per_seed["pgd_acc"]), "clean": t_interval(per_seed["clean_acc"])}
+    return len(cells), {"pgd": t_interval(per_seed[PGD]), "clean": t_interval(per_seed[CLEAN])}
 
 
 def main(argv: list[str] | None = None) -> int:
