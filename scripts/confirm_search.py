@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from dnr_sweep import run_contract as rc  # noqa: E402
 from dnr_sweep.config import apply_overrides, read_yaml, validate_sweep  # noqa: E402
+from dnr_sweep.errors import ConfigError  # noqa: E402
 from reports.selection import CELL, choose_per_cell  # noqa: E402
 
 #: what the search varies within a cell; the rest of a configuration is the cell itself
@@ -74,7 +75,7 @@ def confirmation_config(search_run: Path, seeds: list[int]) -> dict[str, Any]:
     results = pd.read_parquet(search_run / rc.RESULTS_FILE)
     chosen = choose_per_cell(results)
     if chosen.empty:
-        raise SystemExit(f"{search_run}: no trial ran every epoch; nothing to choose from")
+        raise ConfigError([f"{search_run}: no trial ran every epoch; nothing to choose from (resume the search)"])
     defaults = base_defaults(raw)
     points: list[dict[str, Any]] = []
     for _, row in chosen.iterrows():
@@ -196,7 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("confirm_run", type=Path)
     show.add_argument("--record", action="store_true", help="append the table to docs/REPRODUCE.md")
     args = parser.parse_args(argv)
+    run_dir = args.search_run if args.command == "write" else args.confirm_run
+    missing = [name for name in (rc.CONFIG_FILE, rc.RESULTS_FILE) if not (run_dir / name).is_file()]
+    if missing:
+        print(f"{run_dir}: no {' or '.join(missing)}; pass the run folder `dnr-sweep run` printed, after the run "
+              "finished", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        return _command(args, parser)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
+
+def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "write":
         search_seed = validate_sweep(run_config_data(args.search_run)).train.seed
         seeds = args.seeds or [search_seed + k for k in (1, 2, 3)]

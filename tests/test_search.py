@@ -138,3 +138,11 @@ def test_proposal_order_reads_tune_folder_counters(tmp_path):
     (tmp_path / "odd" / "result.json").write_text('{"trial_id": "x"}\n')
     with pytest.raises(ValueError, match="not a Tune trial folder"):
         proposal_order(tmp_path)
+
+
+def test_confirm_script_refuses_a_folder_that_is_not_a_finished_run(tmp_path, capsys):
+    module = confirm_search()
+    assert module.main(["write", str(tmp_path)]) == 2
+    assert module.main(["analyse", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no config.yaml or results.parquet" in err and "Traceback" not in err
