@@ -1,6 +1,6 @@
 """How much Pareto front each search finds per trial-epoch (digits, CPU, the real sweep service).
 
-    python benchmarks/bench_search_efficiency.py                     # every method, searcher seeds 0 1 2
+    python benchmarks/bench_search_efficiency.py                     # RESULTS.md's methods, seeds 0 1 2
     python benchmarks/bench_search_efficiency.py --methods grid tpe --seeds 0
     python benchmarks/bench_search_efficiency.py --analyse-only      # summarise the runs in --storage
 
@@ -21,10 +21,12 @@ beta in [0.2, 1], rho log-uniform in [1e-6, 1e-2], pruning rate in [0.1, 0.9]. T
 
 Every method runs through ``dnr_sweep.cli.main(["run", ...])`` (Ray Tune + Optuna + ASHA, two
 concurrent 1-CPU trials), searcher seeds 0, 1, 2 (the grid has none: one run). Training seed 0 for
-every trial, so methods differ by what they try, not by training noise.
+every trial, so methods differ by what they try, not by training noise. Runs already in --storage
+are not run again. The default set (16 runs) took about 1.5 hours on 2 shared CPU cores, 3-13
+minutes a run.
 
-Measured, per run: trials in the order the searcher proposed them (Tune's trial folder counter), each costing
-the epochs it ran (a trial ASHA stopped after k epochs cost k). After each trial, the hypervolume
+Measured, per run: trials in the order the searcher proposed them (Tune's trial folder counter),
+each costing the epochs it ran (a trial ASHA stopped after k epochs cost k). After each trial, the hypervolume
 (reports/hypervolume.py, exact) of the validation figures of the trials that ran every epoch, over
 ``val_pgd_acc`` (%) and ``compression`` (x), reference point (0 %, 1x). A run is cut at the budget
 (trials whose cumulative cost exceeds it are ignored). Its final front (validation) is then looked at
