@@ -4,9 +4,10 @@
   ``uniform``, ``loguniform``, ``randint``, ``quniform``); the config layer already refused raw
   Tune keys (``grid_search``/``eval``: Tune would evaluate an ``{eval: ...}`` dict as code).
 - ``tune.search_alg``: none (grid and random variants) or Optuna (TPE, NSGA-II, GP or random
-  sampler; single- or multi-objective). ``tune.points_to_evaluate`` are run first (the paper's
-  defaults in a search; the chosen configurations of a confirmation sweep). Optuna cannot take grid dimensions: the config layer rejects them
-  and says to use ``choice``, which Optuna samples as a categorical.
+  sampler; single- or multi-objective). Optuna cannot take grid dimensions: the config layer
+  rejects them and says to use ``choice``, which Optuna samples as a categorical.
+  ``tune.points_to_evaluate`` run first (the paper's defaults in a search; the chosen
+  configurations of a confirmation sweep, crossed with its seed grid).
 - ``tune.scheduler``: none or ASHA on one metric, optionally with rungs per group of trials
   (``group_by``, e.g. per density). A trial it stops early reports partial metrics;
   Optuna is told it completed, so the results mark such trials ``early_stopped`` and the Pareto
