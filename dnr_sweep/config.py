@@ -424,6 +424,12 @@ class AshaConfig(Strict):
     max_t: PosInt | None = Field(None, description="defaults to train.epochs")
     metric: Metric | None = Field(None, description="defaults to tune.metric")
     mode: Direction | None = None
+    group_by: list[str] | None = Field(
+        None,
+        description="search paths whose values get rungs of their own, e.g. [dnr.density, dnr.pruning]: a trial "
+        "is only compared with trials of the same density and pruning type (a sparser model is less accurate "
+        "by design, so one shared rung would stop the high-compression trials first)",
+    )
 
 
 class SchedulerConfig(Strict):
@@ -431,11 +437,24 @@ class SchedulerConfig(Strict):
 
 
 class OptunaConfig(Strict):
-    sampler: Literal["tpe", "nsga2", "gp"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     objectives: dict[Metric, Direction] | None = Field(
         None, description="multi-objective search, e.g. {val_pgd_acc: max, compression: max}"
     )
     seed: Int | None = None
+    population_size: Annotated[int, _NUMBER, _range(2, None)] | None = Field(
+        None, description="NSGA-II only: trials per generation (Optuna's default 50; a generation smaller than "
+        "the trial budget, or NSGA-II is random search)",
+    )
+
+    @model_validator(mode="after")
+    def _population_for_nsga2(self) -> OptunaConfig:
+        if self.population_size is not None and self.sampler != "nsga2":
+            raise ValueError(
+                f"population_size is an NSGA-II setting, but sampler is {self.sampler!r}; "
+                "drop population_size or use sampler: nsga2"
+            )
+        return self
 
 
 class SearchAlgConfig(Strict):
@@ -464,6 +483,11 @@ class TuneConfig(Strict):
         "time (serialise + copy to storage) at most 2% of the training time between checkpoints",
     )
     keep_checkpoints: PosInt = Field(2, description="checkpoints kept per trial (the newest)")
+    points_to_evaluate: list[dict[str, Any]] | None = Field(
+        None,
+        description="configurations run first, as given (dotted search path -> value), e.g. the paper's "
+        "defaults; each takes one of num_samples and is crossed with the grid dimensions it does not set",
+    )
 
     @field_validator("checkpoint_every", mode="before")
     @classmethod
@@ -749,6 +773,14 @@ def _validate_tune(config: SweepConfig, source: str) -> list[str]:
     single_objective = tune.search_alg is not None and not tune.search_alg.optuna.objectives
     if tune.metric is None and (single_objective or (asha is not None and asha.metric is None)):
         errors.append(f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc")
+    if asha is not None:
+        for path in asha.group_by or []:
+            if path not in config.search:
+                errors.append(
+                    f"{source}: tune.scheduler.asha.group_by: {path!r} is not a search path, so all trials share "
+                    f"its value; group by searched paths ({', '.join(config.search) or 'none here'})"
+                )
+    errors += _validate_points(config, source)
     if config.train.select_on == "test":
         used = {"tune.metric": tune.metric, "tune.scheduler.asha.metric": asha.metric if asha else None}
         if tune.search_alg is not None:
@@ -760,6 +792,51 @@ def _validate_tune(config: SweepConfig, source: str) -> list[str]:
                     "paper's protocol) and the run measures none; use select_on: val with a data.val_size, "
                     "or set tune.metric: null for a plain grid"
                 )
+    return errors
+
+
+def in_domain(spec: SearchSpec, value: Any) -> bool:
+    """Whether ``value`` is one the rule can produce (a listed value, or inside the range)."""
+    kind, rule = spec.rule
+    if kind in ("grid", "choice"):
+        return value in rule
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "randint":
+        return isinstance(value, int) and rule[0] <= value < rule[1]
+    return rule[0] <= value <= rule[1]
+
+
+def _validate_points(config: SweepConfig, source: str) -> list[str]:
+    """``tune.points_to_evaluate``: searched, non-grid paths only, values inside their rule, valid configs."""
+    points = config.tune.points_to_evaluate or []
+    errors = []
+    where = f"{source}: tune.points_to_evaluate"
+    if len(points) > config.tune.num_samples:
+        errors.append(f"{where}: {len(points)} points but tune.num_samples is {config.tune.num_samples}; each point "
+                      f"takes one sample, so set num_samples to at least {len(points)}")  # fmt: skip
+    base = config.base_run().model_dump()
+    for index, point in enumerate(points):
+        for path, value in point.items():
+            spec = config.search.get(path)
+            if spec is None:
+                errors.append(f"{where}[{index}].{path}: not a search path; a point sets searched paths only "
+                              f"({', '.join(config.search) or 'none here'}), so its value shows in the results")  # fmt: skip
+            elif spec.rule[0] == "grid":
+                errors.append(f"{where}[{index}].{path}: a grid dimension; every point is run at each of its "
+                              "values, so leave it out of the point")  # fmt: skip
+            elif not in_domain(spec, value):
+                kind, rule = spec.rule
+                errors.append(f"{where}[{index}].{path}: {value!r} is outside its search rule "
+                              f"{kind}: {list(rule)}; widen the rule or change the point")  # fmt: skip
+        trial = copy.deepcopy(base)
+        for path, value in point.items():
+            if path in config.search:
+                set_path(trial, path, value)
+        try:
+            RunConfig.model_validate(trial)
+        except ValidationError as exc:
+            errors += [f"{where}[{index}]: {_format_error(RunConfig, err)}" for err in exc.errors()]
     return errors
 
 

@@ -114,6 +114,33 @@ BAD_CONFIGS = {
         "search: {dnr.density: {grid: [0.1, 0.5]}}\ntune: {search_alg: {optuna: {sampler: tpe}}}",
         ["search.dnr.density", "Optuna cannot take grid", "choice"],
     ),
+    "population_size without nsga2": (
+        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\ntune: {search_alg: {optuna: {sampler: tpe, population_size: 8}}}",
+        ["tune.search_alg.optuna", "population_size is an NSGA-II setting", "sampler: nsga2"],
+    ),
+    "asha group_by not searched": (
+        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\n"
+        "tune: {scheduler: {asha: {group_by: [dnr.density]}}}",
+        ["tune.scheduler.asha.group_by", "'dnr.density' is not a search path", "dnr.beta"],
+    ),
+    "point outside its rule": (
+        "search: {dnr.beta: {uniform: [0.3, 0.9]}}\ntune: {num_samples: 2, points_to_evaluate: [{dnr.beta: 0.2}]}",
+        ["tune.points_to_evaluate[0].dnr.beta", "0.2 is outside its search rule uniform: [0.3, 0.9]"],
+    ),
+    "point on an unsearched path": (
+        "search: {dnr.beta: {uniform: [0.3, 0.9]}}\ntune: {points_to_evaluate: [{dnr.rho: 0.001}]}",
+        ["tune.points_to_evaluate[0].dnr.rho", "not a search path", "dnr.beta"],
+    ),
+    "point on a grid dimension": (
+        "search: {train.seed: {grid: [0, 1]}, dnr.beta: {uniform: [0.3, 0.9]}}\n"
+        "tune: {points_to_evaluate: [{train.seed: 1, dnr.beta: 0.5}]}",
+        ["tune.points_to_evaluate[0].train.seed", "a grid dimension", "leave it out"],
+    ),
+    "more points than samples": (
+        "search: {dnr.beta: {uniform: [0.3, 0.9]}}\n"
+        "tune: {num_samples: 1, points_to_evaluate: [{dnr.beta: 0.5}, {dnr.beta: 0.6}]}",
+        ["tune.points_to_evaluate", "2 points but tune.num_samples is 1", "at least 2"],
+    ),
     "name escaping storage": ("name: ../x", ["name", "no '/' or '..'"]),
     "warmup longer than training": ("train: {epochs: 3, warmup_epochs: 5}", ["warmup_epochs", "exceeds train.epochs"]),
     "malformed yaml": ("dnr:\n  density: [0.1\nmodel: {}", ["line 3", "malformed YAML"]),

@@ -12,8 +12,22 @@ import pytest
 from dnr_sweep.config import load_sweep_config
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
-PAPER = sorted(p.name for p in SPACES.glob("*.yaml") if not p.name.startswith("digits"))
+ALL = sorted(p.name for p in SPACES.glob("*.yaml"))
+#: the paper's experiments: its settings and its protocol (selection on clean test accuracy)
+PAPER = ["ablation_dynamic_l2.yaml", "cifar100_resnet18.yaml", "cifar10_table2.yaml", "cifar10_vgg16.yaml",
+         "dnrc_clean.yaml", "dnrc_clean_cifar100.yaml", "pgd_strength.yaml", "tinyimagenet_vgg16.yaml"]  # fmt: skip
+#: searches over beta, rho and the pruning rate (validation chooses; issue #14)
+SEARCHES = ["cifar10_resnet18_search.yaml", "digits_search.yaml"]
+#: CPU configs on the embedded digits data
+DIGITS = ["digits_channel_modes.yaml", "digits_quick.yaml", "digits_search_confirm.yaml", "digits_trends.yaml"]
 EPOCHS = {"cifar10": 200, "cifar100": 170, "tinyimagenet": 60}
+SEARCHED = {"dnr.beta": (0.2, 1.0), "dnr.rho": (1e-6, 1e-2), "dnr.prune_rate": (0.1, 0.9)}
+
+
+def test_every_shipped_config_is_classified_and_validates():
+    assert sorted(PAPER + SEARCHES + DIGITS) == ALL, "classify a new search_spaces/*.yaml in this test"
+    for name in ALL:
+        load_sweep_config(SPACES / name)
 
 
 def values(config, path: str, default):
@@ -23,12 +37,6 @@ def values(config, path: str, default):
         assert kind in ("grid", "choice"), f"{path} should be a list of values"
         return list(value)
     return [default]
-
-
-def test_the_expected_experiments_exist():
-    expected = {"cifar10_vgg16.yaml", "cifar100_resnet18.yaml", "cifar10_table2.yaml", "tinyimagenet_vgg16.yaml",
-                "dnrc_clean.yaml", "dnrc_clean_cifar100.yaml", "ablation_dynamic_l2.yaml", "pgd_strength.yaml"}
-    assert expected <= set(PAPER)
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -50,6 +58,54 @@ def test_paper_settings(name):
     assert all(d in (0.01, 0.02, 0.05, 0.1, 0.18, 0.2, 0.35, 0.5, 0.7, 1.0) for d in values(config, "dnr.density", dnr.density))
     header = (SPACES / name).read_text().split("\nname:")[0]
     assert "Paper" in header and "Compute" in header and "dnr-sweep run" in header
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_configs_use_the_papers_protocol_and_say_so(name):
+    config = load_sweep_config(SPACES / name)
+    assert (config.train.select_on, config.data.val_size) == ("test", 0)
+    assert config.tune.metric is None and config.tune.search_alg is None and config.tune.scheduler is None
+    header = (SPACES / name).read_text().split("\nname:")[0]
+    assert "Protocol: the paper's" in header and "select_on: test" in header
+
+
+def test_table2_header_gives_the_densities_of_the_papers_compression():
+    header = (SPACES / "cifar10_table2.yaml").read_text().split("\nname:")[0]
+    for text in ("19.87x", "19.83x", "VGG16 0.0476 (20.86x)", "ResNet18 0.0459 (21.58x)"):
+        assert text in header, text
+    assert ">20x" not in header and "a little\n# over 20x" not in header
+
+
+@pytest.mark.parametrize("name", SEARCHES)
+def test_searches_choose_on_validation_over_the_issue_space(name):
+    config = load_sweep_config(SPACES / name)
+    assert config.train.select_on == "val" and config.data.val_size > 0
+    assert config.data.val_size == (5000 if config.data.dataset == "cifar10" else config.data.val_size)
+    assert config.search["dnr.density"].rule == ("choice", [0.05, 0.1, 0.2])
+    assert config.search["dnr.pruning"].rule == ("choice", ["irregular", "channel"])
+    for path, bounds in SEARCHED.items():
+        assert tuple(config.search[path].rule[1]) == bounds, path
+    assert config.search["dnr.rho"].rule[0] == "loguniform"
+    alg = config.tune.search_alg.optuna
+    assert alg.objectives == {"val_pgd_acc": "max", "compression": "max"} and alg.seed is not None
+    # the benchmark's winner (benchmarks/RESULTS.md, bench_search_efficiency): TPE, defaults first, no ASHA
+    assert alg.sampler == "tpe" and config.tune.scheduler is None
+    # the paper's defaults are run first in every cell, on the same validation split
+    defaults = {"dnr.beta": 0.5, "dnr.rho": 1e-4, "dnr.prune_rate": 0.5}
+    points = config.tune.points_to_evaluate
+    assert sorted((p["dnr.density"], p["dnr.pruning"]) for p in points) == sorted(
+        (d, k) for d in (0.05, 0.1, 0.2) for k in ("irregular", "channel"))
+    assert all({k: p[k] for k in defaults} == defaults for p in points)
+    header = (SPACES / name).read_text().split("\nname:")[0]
+    assert "Compute" in header and "dnr-sweep run" in header
+
+
+def test_the_cifar_search_packs_fractional_gpus_and_states_its_budget():
+    config = load_sweep_config(SPACES / "cifar10_resnet18_search.yaml")
+    assert config.model.arch == "resnet18" and config.data.dataset == "cifar10"
+    assert 0 < config.tune.resources_per_trial.gpu < 1
+    header = (SPACES / "cifar10_resnet18_search.yaml").read_text().split("\nname:")[0]
+    assert "GPU-hours" in header and "trials" in header and "epochs" in header
 
 
 def test_figure_3_sweeps_cover_the_density_range_and_both_pruning_types():

@@ -243,7 +243,7 @@ def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
 
 
 @pytest.mark.parametrize(("sampler", "expected"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),
-                                                   ("gp", "GPSampler")])  # fmt: skip
+                                                   ("gp", "GPSampler"), ("random", "RandomSampler")])  # fmt: skip
 def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):
     from trainables.sweep import build_search_alg
 
@@ -256,3 +256,96 @@ def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):
         "optuna": {"sampler": sampler, "objectives": {"val_pgd_acc": "max", "compression": "max"}}}}})  # fmt: skip
     alg = build_search_alg(multi)
     assert alg.metric == ["val_pgd_acc", "compression"] and alg.mode == ["max", "max"]
+
+
+def test_nsga2_population_size_reaches_optuna():
+    from trainables.sweep import build_search_alg
+
+    config = validate_sweep({**BASE, "search": {"dnr.density": {"choice": [0.1, 0.5]}}, "tune": {"search_alg": {
+        "optuna": {"sampler": "nsga2", "population_size": 12, "objectives": {"val_pgd_acc": "max", "compression": "max"}}}}})  # fmt: skip
+    assert build_search_alg(config)._sampler._population_size == 12
+
+
+def test_points_to_evaluate_reach_the_search_algorithm():
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from trainables.sweep import build_search_alg
+
+    points = [{"dnr.beta": 0.5, "dnr.density": 0.1}, {"dnr.beta": 0.7, "dnr.density": 0.5}]
+    search = {"dnr.density": {"choice": [0.1, 0.5]}, "dnr.beta": {"uniform": [0.2, 1.0]}}
+    optuna = validate_sweep({**BASE, "search": search, "tune": {"num_samples": 4, "points_to_evaluate": points,
+                                                                "search_alg": {"optuna": {"sampler": "tpe"}}}})  # fmt: skip
+    assert build_search_alg(optuna)._points_to_evaluate == points
+    plain = validate_sweep({**BASE, "search": {**search, "train.seed": {"grid": [0, 1]}},
+                            "tune": {"num_samples": 2, "points_to_evaluate": points, "metric": None}})  # fmt: skip
+    generator = build_search_alg(plain)
+    assert isinstance(generator, BasicVariantGenerator) and generator._points_to_evaluate == points
+    assert plain.grid_size() == 4  # each point crossed with the seed grid
+
+
+def test_grouped_asha_is_built_when_asked():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from trainables.grouped_asha import GroupedASHAScheduler
+    from trainables.sweep import build_scheduler
+
+    search = {"dnr.density": {"choice": [0.1, 0.5]}}
+    plain = validate_sweep({**BASE, "search": search, "tune": {"scheduler": {"asha": {"grace_period": 1}}}})
+    assert type(build_scheduler(plain)) is ASHAScheduler
+    grouped = validate_sweep({**BASE, "search": search,
+                              "tune": {"scheduler": {"asha": {"grace_period": 1, "group_by": ["dnr.density"]}}}})  # fmt: skip
+    scheduler = build_scheduler(grouped)
+    assert isinstance(scheduler, GroupedASHAScheduler) and scheduler.metric == "val_clean_acc"
+
+
+class _Trial:
+    def __init__(self, trial_id: str, config: dict):
+        self.trial_id, self.config = trial_id, config
+
+
+def _simulate_asha(route, trials, accuracy, max_t=9):
+    """Feed every trial's per-epoch accuracy to ``route(trial)`` (its scheduler); decisions and epochs run."""
+    for trial in trials:
+        route(trial).on_trial_add(None, trial)
+    decisions, reached, alive = [], {}, list(trials)
+    for step in range(1, max_t + 1):
+        for trial in list(alive):
+            result = {"training_iteration": step, "acc": accuracy[trial.trial_id][step - 1]}
+            decision = route(trial).on_trial_result(None, trial, result)
+            decisions.append((trial.trial_id, step, decision))
+            reached[trial.trial_id] = step
+            if decision == "STOP":
+                alive.remove(trial)
+                route(trial).on_trial_complete(None, trial, result)
+    return decisions, reached
+
+
+def test_grouped_asha_decides_like_one_tune_asha_per_group():
+    """Oracle: Tune's own ASHA, one per group, fed only that group's trials, takes the same decisions."""
+    import random
+
+    from ray.tune.schedulers import ASHAScheduler
+
+    from trainables.grouped_asha import GroupedASHAScheduler
+
+    settings = {"metric": "acc", "mode": "max", "max_t": 9, "grace_period": 1, "reduction_factor": 3}
+    rng = random.Random(0)
+    trials = [_Trial(f"t{i:02d}", {"dnr.density": rng.choice([0.1, 0.5]), "dnr.beta": rng.random()})
+              for i in range(30)]  # fmt: skip
+    # the sparse group is 30 points less accurate by design; noise decides within a group
+    accuracy = {t.trial_id: [60.0 + 3 * step - (30.0 if t.config["dnr.density"] == 0.1 else 0.0) + rng.gauss(0, 5)
+                             for step in range(1, 10)] for t in trials}  # fmt: skip
+
+    grouped = GroupedASHAScheduler(["dnr.density"], **settings)
+    ours, reached = _simulate_asha(lambda trial: grouped, trials, accuracy)
+    oracles = {0.1: ASHAScheduler(**settings), 0.5: ASHAScheduler(**settings)}
+    theirs, _ = _simulate_asha(lambda trial: oracles[trial.config["dnr.density"]], trials, accuracy)
+    assert ours == theirs
+    assert {d for _, _, d in ours} == {"CONTINUE", "STOP"}
+
+    # one shared ASHA stops the sparse trials first; grouped, some of them run every epoch
+    shared = ASHAScheduler(**settings)
+    _, reached_shared = _simulate_asha(lambda trial: shared, trials, accuracy)
+    sparse = [t.trial_id for t in trials if t.config["dnr.density"] == 0.1]
+    assert sum(reached[t] == 9 for t in sparse) >= 1
+    assert sum(reached[t] == 9 for t in sparse) > sum(reached_shared[t] == 9 for t in sparse)

@@ -3,10 +3,13 @@
 - ``search:`` rules map to Tune's sampling functions (``grid`` -> ``tune.grid_search``, ``choice``,
   ``uniform``, ``loguniform``, ``randint``, ``quniform``); the config layer already refused raw
   Tune keys (``grid_search``/``eval``: Tune would evaluate an ``{eval: ...}`` dict as code).
-- ``tune.search_alg``: none (grid and random variants) or Optuna (TPE, NSGA-II or GP sampler;
-  single- or multi-objective). Optuna cannot take grid dimensions: the config layer rejects them
-  and says to use ``choice``, which Optuna samples as a categorical.
-- ``tune.scheduler``: none or ASHA on one metric. A trial it stops early reports partial metrics;
+- ``tune.search_alg``: none (grid and random variants) or Optuna (TPE, NSGA-II, GP or random
+  sampler; single- or multi-objective). Optuna cannot take grid dimensions: the config layer
+  rejects them and says to use ``choice``, which Optuna samples as a categorical.
+  ``tune.points_to_evaluate`` run first (the paper's defaults in a search; the chosen
+  configurations of a confirmation sweep, crossed with its seed grid).
+- ``tune.scheduler``: none or ASHA on one metric, optionally with rungs per group of trials
+  (``group_by``, e.g. per density). A trial it stops early reports partial metrics;
   Optuna is told it completed, so the results mark such trials ``early_stopped`` and the Pareto
   code leaves them out.
 - Checkpoints: ``tune.checkpoint_every`` epochs apart (``auto``: as often as keeps saving at most
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import contextlib
+import copy
 import hashlib
 import ipaddress
 import json
@@ -122,40 +126,58 @@ def objectives(config: SweepConfig) -> dict[str, str]:
 
 
 def build_search_alg(config: SweepConfig) -> Any:
+    """Optuna (TPE, NSGA-II, GP or random sampler), or Tune's own variant generator.
+
+    ``tune.points_to_evaluate`` are run first either way: Optuna enqueues them, Tune's generator
+    crosses each with the grid dimensions.
+    """
     alg = config.tune.search_alg
+    points = copy.deepcopy(config.tune.points_to_evaluate) or None
     if alg is None:
-        return None
+        if points is None:
+            return None
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=points)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     spec = alg.optuna
     goals = objectives(config)
+    nsga2 = {} if spec.population_size is None else {"population_size": spec.population_size}
     samplers = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=spec.seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=spec.seed, **nsga2),
         "gp": lambda: optuna.samplers.GPSampler(seed=spec.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
     }
     sampler = samplers[spec.sampler]()
     if len(goals) == 1:
         (metric, mode), = goals.items()
-        return OptunaSearch(metric=metric, mode=mode, sampler=sampler)
-    return OptunaSearch(metric=list(goals), mode=list(goals.values()), sampler=sampler)
+        return OptunaSearch(metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points)
+    return OptunaSearch(metric=list(goals), mode=list(goals.values()), sampler=sampler, points_to_evaluate=points)
 
 
 def build_scheduler(config: SweepConfig) -> Any:
+    """ASHA on one validation metric; with ``group_by``, one ASHA per group (trainables/grouped_asha.py)."""
     if config.tune.scheduler is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
     asha = config.tune.scheduler.asha
-    return ASHAScheduler(
-        metric=asha.metric or config.tune.metric,
-        mode=asha.mode or config.tune.mode,
-        time_attr="training_iteration",
-        max_t=asha.max_t or config.train.epochs,
-        grace_period=asha.grace_period,
-        reduction_factor=asha.reduction_factor,
-    )
+    settings = {
+        "metric": asha.metric or config.tune.metric,
+        "mode": asha.mode or config.tune.mode,
+        "time_attr": "training_iteration",
+        "max_t": asha.max_t or config.train.epochs,
+        "grace_period": asha.grace_period,
+        "reduction_factor": asha.reduction_factor,
+    }
+    if asha.group_by:
+        from trainables.grouped_asha import GroupedASHAScheduler
+
+        return GroupedASHAScheduler(asha.group_by, **settings)
+    return ASHAScheduler(**settings)
 
 
 def trial_resources(config: SweepConfig) -> dict[str, float]:
