@@ -1,7 +1,7 @@
 """The YAML schema of a DNR run and of a sweep, validated once at the boundary.
 
 Everything below this module receives typed objects (``RunConfig``, ``SweepConfig``), never raw
-dicts. A YAML file is read with ``yaml.safe_load``; every problem is reported as
+dicts. A YAML file is read with a safe loader (:mod:`dnr_sweep.yaml_safe`); every problem is reported as
 ``<file>: <field.path>: <what is wrong and how to fix it>`` through :class:`ConfigError`, so the
 command line can print it without a traceback and exit with code 2 before any expensive work.
 
@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from dnr_sweep import dataset_specs
+from dnr_sweep import dataset_specs, yaml_safe
 from dnr_sweep import run_contract as rc
 from dnr_sweep.attack_names import parse_attack
 from dnr_sweep.errors import ConfigError
@@ -587,7 +587,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         if not sep or not key or any(not part.strip() for part in key.split(".")):
             raise ConfigError([f"--set {item!r}: expected key.path=value, e.g. --set dnr.density=0.1"])
         try:
-            value = yaml.safe_load(raw)
+            value = yaml_safe.load(raw)
         except yaml.YAMLError:
             value = raw
         except RecursionError:
@@ -675,7 +675,7 @@ def _count_values(data: Any, budget: int) -> int:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file (and line)."""
+    """Read a YAML mapping with the safe loader (:mod:`dnr_sweep.yaml_safe`); errors name the file (and line)."""
     path = Path(path)
     if not path.is_file():
         hint = "it is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
@@ -685,7 +685,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             raise ConfigError([f"{path}: {path.stat().st_size} bytes is not a config (at most {MAX_CONFIG_BYTES}); "
                                "check the path"])  # fmt: skip
         text = path.read_bytes().decode("utf-8")
-        data = yaml.safe_load(text)
+        data = yaml_safe.load(text)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config ({exc.strerror}); check the path and its permissions"]) from None
     except UnicodeDecodeError as exc:
@@ -724,11 +724,12 @@ def _validate_search(config: SweepConfig, source: str) -> list[str]:
         if path == "name":
             errors.append(f"{source}: search.name: the run name cannot be searched")
             continue
+        as_field = []  # a grid's or choice's values as the field's type ("0.5" -> 0.5), so trials and tables agree
         for value in spec.probe_values():
             trial = copy.deepcopy(base)
             set_path(trial, path, value)
             try:
-                RunConfig.model_validate(trial)
+                as_field.append(_get_path(RunConfig.model_validate(trial).model_dump(), path))
             except ValidationError as exc:
                 kind = spec.rule[0]
                 for err in exc.errors():
@@ -743,7 +744,17 @@ def _validate_search(config: SweepConfig, source: str) -> list[str]:
                 else:
                     errors.append(f"{source}: search.{path}: {value!r} makes the config invalid: {exc.errors()[0]['msg']}")
                 break
+        else:
+            kind, values = spec.rule
+            if kind in ("grid", "choice"):
+                values[:] = as_field
     return errors
+
+
+def _get_path(data: Mapping[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        data = data[key]
+    return data
 
 
 def _validate_tune(config: SweepConfig, source: str) -> list[str]:
@@ -817,26 +828,30 @@ def _validate_points(config: SweepConfig, source: str) -> list[str]:
                       f"takes one sample, so set num_samples to at least {len(points)}")  # fmt: skip
     base = config.base_run().model_dump()
     for index, point in enumerate(points):
+        trial = copy.deepcopy(base)
+        for path, value in point.items():
+            if path in config.search:
+                set_path(trial, path, value)
+        try:
+            validated = RunConfig.model_validate(trial).model_dump()
+        except ValidationError as exc:
+            errors += [f"{where}[{index}]: {_format_error(RunConfig, err)}" for err in exc.errors()]
+            validated = None
         for path, value in point.items():
             spec = config.search.get(path)
             if spec is None:
                 errors.append(f"{where}[{index}].{path}: not a search path; a point sets searched paths only "
                               f"({', '.join(config.search) or 'none here'}), so its value shows in the results")  # fmt: skip
-            elif spec.rule[0] == "grid":
+                continue
+            if validated is not None:  # as the field's type ("0.5" -> 0.5), like the grids
+                point[path] = value = _get_path(validated, path)
+            if spec.rule[0] == "grid":
                 errors.append(f"{where}[{index}].{path}: a grid dimension; every point is run at each of its "
                               "values, so leave it out of the point")  # fmt: skip
             elif not in_domain(spec, value):
                 kind, rule = spec.rule
                 errors.append(f"{where}[{index}].{path}: {value!r} is outside its search rule "
                               f"{kind}: {list(rule)}; widen the rule or change the point")  # fmt: skip
-        trial = copy.deepcopy(base)
-        for path, value in point.items():
-            if path in config.search:
-                set_path(trial, path, value)
-        try:
-            RunConfig.model_validate(trial)
-        except ValidationError as exc:
-            errors += [f"{where}[{index}]: {_format_error(RunConfig, err)}" for err in exc.errors()]
     return errors
 
 

@@ -54,6 +54,7 @@ import pyarrow as pa
 import yaml
 
 from dnr_sweep import run_contract as rc
+from dnr_sweep import yaml_safe
 from dnr_sweep.errors import DataRecoveryWarning, InputFileError, PathError
 from dnr_sweep.files import atomic_write
 from dnr_sweep.run_contract import (
@@ -185,7 +186,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        loaded = yaml_safe.load(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         _warn(f"{path}: unreadable ({type(exc).__name__}); its report settings and constant columns are left out")
         return {}

@@ -61,6 +61,42 @@ def test_overrides_parse_values_as_yaml(tmp_path):
     assert apply_overrides({}, ["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
 
 
+def test_numbers_in_exponent_notation_are_numbers_everywhere(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-4 and 1.0e6 as strings; a config means numbers (YAML 1.2)."""
+    path = write(tmp_path, """
+        data: {dataset: digits, val_size: 100}
+        train: {epochs: 4, warmup_epochs: 1, lr_milestones: [], lr: 5e-2}
+        dnr: {rho: 1e-4, density: 0.2}
+        search:
+          dnr.beta: {choice: [5e-1, 1E0]}
+          dnr.rho: {loguniform: [1e-6, 1.0e-2]}
+        tune: {num_samples: 2, points_to_evaluate: [{dnr.beta: 5.0e-1, dnr.rho: 1e-5}]}
+    """)
+    config = load_sweep_config(path, ["train.weight_decay=1e-3", "search.dnr.prune_rate.grid=[3e-1, 5e-1]"])
+    assert (config.train.lr, config.train.weight_decay, config.dnr.rho) == (0.05, 1e-3, 1e-4)
+    assert config.search["dnr.beta"].rule == ("choice", [0.5, 1.0])
+    assert config.search["dnr.prune_rate"].rule == ("grid", [0.3, 0.5])
+    assert config.tune.points_to_evaluate == [{"dnr.beta": 0.5, "dnr.rho": 1e-5}]
+    assert all(type(v) is float for v in (*config.search["dnr.beta"].rule[1], *config.search["dnr.prune_rate"].rule[1]))
+
+
+def test_grid_choice_and_point_values_take_their_fields_type(tmp_path):
+    """A quoted number in a grid would reach trials and the results table as text; it is the field's type."""
+    path = write(tmp_path, """
+        data: {dataset: digits, val_size: 100}
+        train: {epochs: 4, warmup_epochs: 1, lr_milestones: []}
+        search:
+          dnr.beta: {choice: [0.5, "0.7"]}
+          train.epochs: {grid: ["3", 4]}
+        tune: {num_samples: 1, points_to_evaluate: [{dnr.beta: "0.7"}]}
+    """)
+    config = load_sweep_config(path)
+    assert config.search["dnr.beta"].rule == ("choice", [0.5, 0.7])
+    assert config.search["train.epochs"].rule == ("grid", [3, 4])
+    assert config.tune.points_to_evaluate == [{"dnr.beta": 0.7}]
+    assert [type(v) for v in config.search["train.epochs"].rule[1]] == [int, int]
+
+
 def test_search_block_and_trial_configs(tmp_path):
     path = write(tmp_path, """
         search:
