@@ -65,7 +65,9 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], reps: int, device: torch.device, warmup: int = 2) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], Any]], reps: int, device: torch.device, warmup: int = 2
+) -> dict[str, list[float]]:
     """Time every function ``reps`` times, alternating A, B, A, B ... (order flipped every rep).
 
     Interleaving spreads the noise of a shared machine (other processes on the same cores) evenly
@@ -104,7 +106,9 @@ def report(name: str, result: dict[str, Any], summary: str, *, write: bool = Tru
     if "gpu" in m:
         where += f" ({m['gpu']})"
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nOne line per benchmark run, newest last (appended by `benchmarks/bench_*.py`).\n\n")
+        RESULTS.write_text(
+            "# Benchmark results\n\nOne line per benchmark run, newest last (appended by `benchmarks/bench_*.py`).\n\n"
+        )
     with RESULTS.open("a") as f:
         f.write(f"- {when} `{name}` [{where}]: {summary}\n")
 

@@ -72,7 +72,9 @@ def epoch_time(arch: str, precision: str, channels_last: bool, args: argparse.Na
     gen = torch.Generator(device=device).manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, size, size), dtype=torch.uint8, device=device, generator=gen)
     targets = torch.randint(0, 10, (args.images,), device=device, generator=gen)
-    loader = DeviceLoader(images, targets, batch_size=args.batch, augment=True, generator=gen, pad=min(4, size // 2 - 1))
+    loader = DeviceLoader(
+        images, targets, batch_size=args.batch, augment=True, generator=gen, pad=min(4, size // 2 - 1)
+    )
     warm = DeviceLoader(images[: args.batch * args.warmup_steps], targets[: args.batch * args.warmup_steps],
                         batch_size=args.batch, augment=True, generator=gen, pad=min(4, size // 2 - 1))  # fmt: skip
     run.train_loader = warm
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         if not args.allow_cpu:
-            message = "bench_gpu_epoch: skipped, no CUDA device is visible (pass --allow-cpu with tiny sizes to smoke-test)"
+            message = (
+                "bench_gpu_epoch: skipped, no CUDA device is visible (pass --allow-cpu with tiny sizes to smoke-test)"
+            )
             print(message, file=sys.stderr)
             result = {"benchmark": "gpu_epoch", "skipped": True, "reason": message}
             _common.report("bench_gpu_epoch", result, "", write=False)
@@ -130,7 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
                     "images": args.images, "epoch_s": seconds, "epoch_s_per_50k": per_50k,
                     "limit_s_per_50k": limit_50k, "ratio_to_limit": per_50k / limit_50k,
                 })  # fmt: skip
-                print(f"{arch} {precision} channels_last={cl}: {seconds:.2f} s ({per_50k / limit_50k:.1f}x limit)", file=sys.stderr)
+                print(
+                    f"{arch} {precision} channels_last={cl}: {seconds:.2f} s ({per_50k / limit_50k:.1f}x limit)",
+                    file=sys.stderr,
+                )
     set_precision("fp32")
     result = {
         "benchmark": "gpu_epoch",
@@ -147,9 +154,12 @@ def main(argv: list[str] | None = None) -> dict:
         "best": min(rows, key=lambda r: r["ratio_to_limit"]),
         "goal": "ratio_to_limit <= 5",
     }
-    summary = f"{args.images} images, w{args.width}, batch {args.batch}, PGD-{args.steps}, peak {args.peak_tflops:g} TFLOPS: " + "; ".join(
-        f"{r['arch']} {r['precision']}{' CL' if r['channels_last'] else ''} {r['epoch_s_per_50k']:.2f} s/50k ({r['ratio_to_limit']:.1f}x)"
-        for r in rows
+    summary = (
+        f"{args.images} images, w{args.width}, batch {args.batch}, PGD-{args.steps}, peak {args.peak_tflops:g} TFLOPS: "
+        + "; ".join(
+            f"{r['arch']} {r['precision']}{' CL' if r['channels_last'] else ''} {r['epoch_s_per_50k']:.2f} s/50k ({r['ratio_to_limit']:.1f}x)"
+            for r in rows
+        )
     )
     _common.report("bench_gpu_epoch", result, summary, write=not args.no_write)
     return result

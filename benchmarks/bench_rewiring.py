@@ -51,7 +51,9 @@ def macs(model: nn.Module, size: int = 32) -> int:
     def hook(module: nn.Module, inputs, output) -> None:
         nonlocal total
         if isinstance(module, nn.Conv2d):
-            total += output.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+            total += (
+                output.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+            )
         elif isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
 

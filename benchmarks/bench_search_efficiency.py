@@ -221,8 +221,10 @@ def summarise(storage: Path, methods: list[str], seeds: list[int]) -> dict[str, 
         reach = [r["history"].cost_to_reach(grid_hv) for r in by_seed.values()]
         summary["methods"][method] = {
             "seeds": sorted(by_seed),
-            "val_hv_at_fraction_of_budget": {f: _mean_sd([r["val_hv_at"][f] for r in by_seed.values()])
-                                             for f in next(iter(by_seed.values()))["val_hv_at"]},  # fmt: skip
+            "val_hv_at_fraction_of_budget": {
+                f: _mean_sd([r["val_hv_at"][f] for r in by_seed.values()])
+                for f in next(iter(by_seed.values()))["val_hv_at"]
+            },  # fmt: skip
             "trial_epochs_to_reach_grid_hv": [None if math.isinf(c) else c for c in reach],
             "reached_within_third_of_budget": sum(c <= BUDGET / 3 for c in reach),
             "test_hv_of_final_front": _mean_sd([r["test_hv_of_front"] for r in by_seed.values()]),

@@ -106,8 +106,12 @@ def build(args: argparse.Namespace) -> dict:
         (0.5 * l2.penalty()).backward()
 
     components = {"l2_penalty_fwd_bwd": penalty_backward, "apply_masks": masking.apply_masks}
-    return {"device": device, "fns": {"dense": dense_step, "dnr": dnr_step, "engine": engine_step},
-            "components": components, "run": run}
+    return {
+        "device": device,
+        "fns": {"dense": dense_step, "dnr": dnr_step, "engine": engine_step},
+        "components": components,
+        "run": run,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

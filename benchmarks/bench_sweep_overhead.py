@@ -69,7 +69,9 @@ def sweep_yaml(trials: int, epochs: int, concurrent: int) -> dict:
 def run_sequential(raw: dict, threads: int) -> float:
     sweep = validate_sweep(raw, "bench")
     base = sweep.base_run()
-    configs: list[RunConfig] = [run_config_from_flat(base, {"dnr.density": d}) for d in raw["search"]["dnr.density"]["grid"]]
+    configs: list[RunConfig] = [
+        run_config_from_flat(base, {"dnr.density": d}) for d in raw["search"]["dnr.density"]["grid"]
+    ]
     old = torch.get_num_threads()
     start = time.perf_counter()
     for config in configs:
@@ -122,8 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--concurrent", type=int, default=2)
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--variants", default="sweep,seq1,seqall,ray",
-                   help="comma-separated subset of sweep,seq1,seqall,ray (e.g. skip seqall on an oversubscribed machine)")
+    p.add_argument(
+        "--variants",
+        default="sweep,seq1,seqall,ray",
+        help="comma-separated subset of sweep,seq1,seqall,ray (e.g. skip seqall on an oversubscribed machine)",
+    )
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{threads}_thread" + ("s" if threads > 1 else "")
             case["latency_ms"][key] = {f"batch_{b}": [round(before[b]["latency_ms"], 3), round(after[b]["latency_ms"], 3)]
                                        for b in before}  # fmt: skip
-            case["speedup"][key] = {f"batch_{b}": round(before[b]["latency_ms"] / after[b]["latency_ms"], 3) for b in before}
+            case["speedup"][key] = {
+                f"batch_{b}": round(before[b]["latency_ms"] / after[b]["latency_ms"], 3) for b in before
+            }
         result["cases"][name] = case
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         m, parts = result["machine"], []
         for name, case in result["cases"].items():
-            speed = "; ".join(f"{k}: b128 {v['batch_128']:.2f}x, b1 {v['batch_1']:.2f}x" for k, v in case["speedup"].items())
+            speed = "; ".join(
+                f"{k}: b128 {v['batch_128']:.2f}x, b1 {v['batch_1']:.2f}x" for k, v in case["speedup"].items()
+            )
             how = ""
             if "trained" in case:
                 t = case["trained"]

@@ -40,7 +40,9 @@ def resolve_model_dir(path: str | Path, trial: str | None = None) -> Path:
     """The folder holding model.pt: ``path`` itself, or the trial of run folder ``path`` named ``trial``."""
     path = Path(path)
     if not str(path).strip():
-        raise PathError("MODEL '': an empty path; pass a `dnr-sweep train --out` folder, a trial folder or a run folder")
+        raise PathError(
+            "MODEL '': an empty path; pass a `dnr-sweep train --out` folder, a trial folder or a run folder"
+        )
     if path.is_file():
         raise PathError(f"{path}: a file, not a folder; pass the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
     if not path.is_dir():

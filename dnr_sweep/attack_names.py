@@ -61,9 +61,7 @@ _COMPILED: Final = tuple((re.compile(pattern), build) for pattern, _, build in _
 ATTACK_FORMS: Final[tuple[str, ...]] = tuple(form for _, form, _ in _FORMS)
 
 #: the canonical attack names (use with ``fullmatch``); groups are non-capturing, so it embeds cleanly
-ATTACK_NAME_RE: Final = re.compile(
-    "|".join(re.sub(r"\((?!\?)", "(?:", pattern) for pattern, _, _ in _FORMS)
-)
+ATTACK_NAME_RE: Final = re.compile("|".join(re.sub(r"\((?!\?)", "(?:", pattern) for pattern, _, _ in _FORMS))
 
 
 def parse_attack(name: str) -> AttackSpec:

@@ -229,9 +229,7 @@ def pgd(
         for attempt in range(1, restarts):
             if todo.numel() == 0:  # one host sync per restart, none inside the step loop
                 break
-            retry = _pgd_attempt(
-                model, images[todo], labels[todo], eps, alpha, steps, random_start, generator
-            )
+            retry = _pgd_attempt(model, images[todo], labels[todo], eps, alpha, steps, random_start, generator)
             x_adv[todo] = retry
             if attempt < restarts - 1:
                 with torch.no_grad():

@@ -98,7 +98,9 @@ def load_mapping(path: str | Path, *, keys: Iterable[str] = (), what: str, fix: 
     state = load(path, fix=fix)
     missing = [key for key in keys if not isinstance(state, Mapping) or key not in state]
     if not isinstance(state, Mapping) or missing:
-        found = f"a dict without {', '.join(map(repr, missing))}" if isinstance(state, Mapping) else type(state).__name__
+        found = (
+            f"a dict without {', '.join(map(repr, missing))}" if isinstance(state, Mapping) else type(state).__name__
+        )
         raise InputFileError(path, f"holds {found}", expected=what,
                              fix=fix or "Re-run what wrote it, or restore it from a backup")  # fmt: skip
     return dict(state)
@@ -107,8 +109,10 @@ def load_mapping(path: str | Path, *, keys: Iterable[str] = (), what: str, fix: 
 def load_state_dict(path: str | Path, *, fix: str | None = None) -> dict[str, torch.Tensor]:
     """A plain ``state_dict`` file (``model.pt``): a dict of parameter names to tensors."""
     state = load(path, fix=fix)
-    if not isinstance(state, Mapping) or not state or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    if (
+        not isinstance(state, Mapping)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
     ):
         kind = "an empty dict" if isinstance(state, Mapping) and not state else (
             "a dict that is not names -> tensors" if isinstance(state, Mapping) else type(state).__name__

@@ -149,7 +149,8 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     arch: Literal["smallcnn", "vgg16", "resnet18"] = "smallcnn"
     width: Annotated[float, _NUMBER, _range(0.0, MAX_WIDTH, lo_open=True)] = Field(
-        1.0, description=f"multiplier on every hidden channel count (at most {MAX_WIDTH:g}: memory grows with its square)"
+        1.0,
+        description=f"multiplier on every hidden channel count (at most {MAX_WIDTH:g}: memory grows with its square)",
     )
 
 
@@ -261,9 +262,7 @@ def _check_name(value: str) -> str:
     if len(value) > MAX_NAME:
         raise ValueError(f"must be at most {MAX_NAME} characters (a folder name), got {len(value)}")
     if not NAME_RE.match(value) or ".." in value:
-        raise ValueError(
-            f"must be a plain folder name (letters, digits, '_', '-', '.'; no '/' or '..'), got {value!r}"
-        )
+        raise ValueError(f"must be a plain folder name (letters, digits, '_', '-', '.'; no '/' or '..'), got {value!r}")
     return value
 
 
@@ -362,8 +361,7 @@ class SearchSpec(Strict):
         for raw in ("grid_search", "eval", "sample_from"):
             if raw in data:
                 raise ValueError(
-                    f"raw Ray Tune key {raw!r} is not accepted (Tune would evaluate it as code); "
-                    f"use one of {valid}"
+                    f"raw Ray Tune key {raw!r} is not accepted (Tune would evaluate it as code); use one of {valid}"
                 )
         if len(data) != 1:
             raise ValueError(f"expected exactly one of {valid}, got {sorted(data) or 'nothing'}")
@@ -443,7 +441,8 @@ class OptunaConfig(Strict):
     )
     seed: Int | None = None
     population_size: Annotated[int, _NUMBER, _range(2, None)] | None = Field(
-        None, description="NSGA-II only: trials per generation (Optuna's default 50; a generation smaller than "
+        None,
+        description="NSGA-II only: trials per generation (Optuna's default 50; a generation smaller than "
         "the trial budget, or NSGA-II is random search)",
     )
 
@@ -625,7 +624,9 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
 def _format_error(root: type[BaseModel], error: dict[str, Any], prefix: str = "") -> str:
     loc = tuple(part for part in error["loc"] if not str(part).startswith(("function-", "literal[", "[key]")))
     # pydantic appends the union member name for Optional fields; drop those
-    loc = tuple(part for part in loc if part not in ("SchedulerConfig", "SearchAlgConfig", "EvaluateConfig", "str", "int"))
+    loc = tuple(
+        part for part in loc if part not in ("SchedulerConfig", "SearchAlgConfig", "EvaluateConfig", "str", "int")
+    )
     path = prefix + ".".join(str(part) for part in loc)
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -687,7 +688,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_bytes().decode("utf-8")
         data = yaml_safe.load(text)
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config ({exc.strerror}); check the path and its permissions"]) from None
+        raise ConfigError(
+            [f"{path}: cannot read config ({exc.strerror}); check the path and its permissions"]
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not a text file (byte {exc.start} is not UTF-8); pass a YAML config"]) from None
     except yaml.YAMLError as exc:
@@ -700,7 +703,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: top level must be a mapping of sections (data, model, ...), got {type(data).__name__}"])
+        raise ConfigError(
+            [f"{path}: top level must be a mapping of sections (data, model, ...), got {type(data).__name__}"]
+        )
     if _count_values(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
         raise ConfigError([f"{path}: more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded; "
                            "a config is a few dozen values, check the file"])  # fmt: skip
@@ -742,7 +747,9 @@ def _validate_search(config: SweepConfig, source: str) -> list[str]:
                         errors.append(f"{source}: search.{path}.{kind}: {msg}")
                         break
                 else:
-                    errors.append(f"{source}: search.{path}: {value!r} makes the config invalid: {exc.errors()[0]['msg']}")
+                    errors.append(
+                        f"{source}: search.{path}: {value!r} makes the config invalid: {exc.errors()[0]['msg']}"
+                    )
                 break
         else:
             kind, values = spec.rule
@@ -783,7 +790,9 @@ def _validate_tune(config: SweepConfig, source: str) -> list[str]:
         )
     single_objective = tune.search_alg is not None and not tune.search_alg.optuna.objectives
     if tune.metric is None and (single_objective or (asha is not None and asha.metric is None)):
-        errors.append(f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc")
+        errors.append(
+            f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc"
+        )
     if asha is not None:
         for path in asha.group_by or []:
             if path not in config.search:

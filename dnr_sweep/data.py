@@ -76,6 +76,7 @@ class DataSplits:
 # --------------------------------------------------------------------------------------------------
 # Small dataset building blocks
 
+
 class _TensorImages(Dataset):
     """Images already held as a float tensor (N, C, H, W) in [0, 1], with int labels."""
 
@@ -138,7 +139,8 @@ class TinyImageNetFolder(Dataset):
             if not image_dir.is_dir():
                 raise DatasetNotFoundError(
                     f"Tiny-ImageNet is incomplete: {image_dir} is missing (class {wnid} of wnids.txt). "
-                    f"Re-download {TINYIMAGENET_URL} and unzip it under {self.folder.parent}")
+                    f"Re-download {TINYIMAGENET_URL} and unzip it under {self.folder.parent}"
+                )
             files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
             samples += [(p, self.class_to_idx[wnid]) for p in files]
         return samples
@@ -151,8 +153,10 @@ class TinyImageNetFolder(Dataset):
                 continue
             fields = line.split("\t")
             if len(fields) < 2 or fields[1] not in self.class_to_idx:
-                raise ValueError(f"{annotations} line {lineno}: expected 'filename<TAB>wnid<TAB>...' "
-                                 f"with a wnid from wnids.txt, got {line!r}")
+                raise ValueError(
+                    f"{annotations} line {lineno}: expected 'filename<TAB>wnid<TAB>...' "
+                    f"with a wnid from wnids.txt, got {line!r}"
+                )
             samples.append((self.folder / "val" / "images" / fields[0], self.class_to_idx[fields[1]]))
         return samples
 
@@ -169,6 +173,7 @@ class TinyImageNetFolder(Dataset):
 # Per-dataset builders: each returns a _Source (untransformed train and test data, the plain and the
 # augmented transform, and the input description) from the dataset's spec and the data.* options.
 # The train/val split is done once, generically.
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -188,24 +193,27 @@ def _pil_transforms(native: int, image_size: int | None) -> tuple[Callable, Call
     size = native if image_size is None else image_size
     resize = [] if size == native else [transforms.Resize((size, size))]
     plain = transforms.Compose([*resize, transforms.ToTensor()])
-    augmented = transforms.Compose([
-        *resize,
-        transforms.RandomCrop(size, padding=4, padding_mode="reflect"),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-    ])
+    augmented = transforms.Compose(
+        [
+            *resize,
+            transforms.RandomCrop(size, padding=4, padding_mode="reflect"),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+        ]
+    )
     return plain, augmented, size
 
 
 def _rgb_only(dataset: str, channels: int | None) -> None:
     if channels not in (None, 3):
-        raise ValueError(f"data.channels={channels} is not supported for {dataset} (RGB images); "
-                         f"leave data.channels unset or set it to 3")
+        raise ValueError(
+            f"data.channels={channels} is not supported for {dataset} (RGB images); "
+            f"leave data.channels unset or set it to 3"
+        )
 
 
 def _check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
-                                   or image_size < 1):
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"data.image_size must be a positive int or null, got {image_size!r}")
 
 
@@ -225,7 +233,8 @@ def _check_cifar_files(spec: DatasetSpec, root: Path, download: bool) -> None:
         what = f"is missing {', '.join(missing)}" if folder.is_dir() else "does not exist"
         raise DatasetNotFoundError(
             f"{dataset} not found: {folder} {what}. Fix: set data.download: true, "
-            f"or put {cls.base_folder} under {root} (unpacked from {cls.url})")
+            f"or put {cls.base_folder} under {root} (unpacked from {cls.url})"
+        )
     if missing:  # to be downloaded: data.root must be a folder this process can write into
         from dnr_sweep.files import output_folder
 
@@ -234,8 +243,7 @@ def _check_cifar_files(spec: DatasetSpec, root: Path, download: bool) -> None:
 
 def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> None:
     folder = root / "tiny-imagenet-200"
-    needed = [folder / "wnids.txt", folder / "train", folder / "val" / "images",
-              folder / "val" / "val_annotations.txt"]
+    needed = [folder / "wnids.txt", folder / "train", folder / "val" / "images", folder / "val" / "val_annotations.txt"]
     missing = [str(p.relative_to(folder)) for p in needed if not p.exists()]
     if missing:
         what = f"is missing {', '.join(missing)}" if folder.is_dir() else "does not exist"
@@ -243,7 +251,8 @@ def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> 
         raise DatasetNotFoundError(
             f"tinyimagenet not found: {folder} {what}{note}. Fix: download "
             f"{TINYIMAGENET_URL} from the official site and unzip it under {root}, so that "
-            f"{folder / 'wnids.txt'} exists")
+            f"{folder / 'wnids.txt'} exists"
+        )
 
 
 def check_available(dataset: str, *, root: str | Path, download: bool = False) -> None:
@@ -260,8 +269,7 @@ def check_available(dataset: str, *, root: str | Path, download: bool = False) -
         check_files(spec, Path(root).expanduser(), download)
 
 
-def _cifar(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
-           channels: int | None) -> _Source:
+def _cifar(spec: DatasetSpec, root: Path, download: bool, image_size: int | None, channels: int | None) -> _Source:
     dataset = spec.name
     cls = _torchvision_cifar(spec)
     _rgb_only(dataset, channels)
@@ -273,13 +281,15 @@ def _cifar(spec: DatasetSpec, root: Path, download: bool, image_size: int | None
     except RuntimeError as err:  # torchvision's MD5 check failed
         raise DatasetNotFoundError(
             f"{dataset} files under {folder} are corrupted or incomplete ({err}). Fix: delete {folder} "
-            f"and set data.download: true") from err
+            f"and set data.download: true"
+        ) from err
     plain, augmented, size = _pil_transforms(spec.image_size, image_size)
     return _Source(train, test, plain, augmented, len(train.classes), spec.in_channels, size, *_stats(spec))
 
 
-def _tinyimagenet(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
-                  channels: int | None) -> _Source:
+def _tinyimagenet(
+    spec: DatasetSpec, root: Path, download: bool, image_size: int | None, channels: int | None
+) -> _Source:
     _rgb_only(spec.name, channels)
     folder = root / "tiny-imagenet-200"
     _check_tinyimagenet_files(spec, root, download)
@@ -306,8 +316,9 @@ def _tensor_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 def _shape_tensor_images(images: torch.Tensor, image_size: int, channels: int, dataset: str) -> torch.Tensor:
     """Resize (bilinear) and replicate a single grey channel; keeps values in [0, 1]."""
     if images.shape[-1] != image_size:
-        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
-                               align_corners=False, antialias=False).clamp_(0.0, 1.0)
+        images = F.interpolate(
+            images, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False
+        ).clamp_(0.0, 1.0)
     if channels != images.shape[1]:
         if images.shape[1] != 1:
             raise ValueError(f"data.channels={channels} is not supported for {dataset}")
@@ -315,20 +326,21 @@ def _shape_tensor_images(images: torch.Tensor, image_size: int, channels: int, d
     return images
 
 
-def _digits(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
-            channels: int | None) -> _Source:
+def _digits(spec: DatasetSpec, root: Path, download: bool, image_size: int | None, channels: int | None) -> _Source:
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
     from sklearn.model_selection import train_test_split
 
     if channels not in (None, 1, 3):
-        raise ValueError(f"data.channels={channels} is not supported for digits; use 1 (native grey) "
-                         f"or 3 (grey replicated, for the CIFAR models)")
+        raise ValueError(
+            f"data.channels={channels} is not supported for digits; use 1 (native grey) "
+            f"or 3 (grey replicated, for the CIFAR models)"
+        )
     bunch = load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # 0..16 -> [0, 1]
     labels = torch.tensor(bunch.target, dtype=torch.long)
     pool_idx, test_idx = train_test_split(
-        list(range(len(labels))), test_size=DIGITS_TEST_FRACTION, stratify=bunch.target,
-        random_state=DIGITS_SPLIT_SEED)
+        list(range(len(labels))), test_size=DIGITS_TEST_FRACTION, stratify=bunch.target, random_state=DIGITS_SPLIT_SEED
+    )
     size, ch = image_size or spec.image_size, channels or spec.in_channels
     images = _shape_tensor_images(images, size, ch, spec.name)
     pool_idx, test_idx = sorted(pool_idx), sorted(test_idx)
@@ -338,8 +350,7 @@ def _digits(spec: DatasetSpec, root: Path, download: bool, image_size: int | Non
     return _Source(pool, test, None, None, spec.num_classes, ch, size, mean, std)
 
 
-def _synthetic(spec: DatasetSpec, root: Path, download: bool, image_size: int | None,
-               channels: int | None) -> _Source:
+def _synthetic(spec: DatasetSpec, root: Path, download: bool, image_size: int | None, channels: int | None) -> _Source:
     size, ch = image_size or spec.image_size, channels or spec.in_channels
     if ch < 1:
         raise ValueError(f"data.channels must be >= 1, got {ch}")
@@ -351,10 +362,12 @@ def _synthetic(spec: DatasetSpec, root: Path, download: bool, image_size: int | 
     train = _TensorImages(images[:n_train], labels[:n_train])
     test = _TensorImages(images[n_train:], labels[n_train:])
     pad = min(4, max(1, size // 8))  # reflect padding must be smaller than the image
-    augmented = transforms.Compose([
-        transforms.RandomCrop(size, padding=pad, padding_mode="reflect"),
-        transforms.RandomHorizontalFlip(),
-    ])
+    augmented = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=pad, padding_mode="reflect"),
+            transforms.RandomHorizontalFlip(),
+        ]
+    )
     mean, std = _tensor_stats(train.images)
     return _Source(train, test, None, augmented, spec.num_classes, ch, size, mean, std)
 
@@ -381,19 +394,29 @@ BUILDERS: dict[str, Builder] = {
 # --------------------------------------------------------------------------------------------------
 # Public API
 
+
 def _split_indices(n: int, val_size: int, seed: int, dataset: str) -> tuple[list[int], list[int]]:
     """(train, val) indices into a training source of ``n`` items; val is ``val_size`` of a seeded permutation."""
     if val_size >= n:
         raise ValueError(
             f"data.val_size={val_size} is not smaller than the {dataset} training set ({n} images). "
-            f"Fix: set data.val_size to at most {n - 1}, or to 0 to evaluate on the test split only")
+            f"Fix: set data.val_size to at most {n - 1}, or to 0 to evaluate on the test split only"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(perm[val_size:]), sorted(perm[:val_size])
 
 
-def build_datasets(dataset: str, *, root: str | Path, download: bool = False, val_size: int = 5000,
-                   seed: int = 0, image_size: int | None = None, channels: int | None = None,
-                   augment: bool = True) -> DataSplits:
+def build_datasets(
+    dataset: str,
+    *,
+    root: str | Path,
+    download: bool = False,
+    val_size: int = 5000,
+    seed: int = 0,
+    image_size: int | None = None,
+    channels: int | None = None,
+    augment: bool = True,
+) -> DataSplits:
     """Build the train / val / test splits of ``dataset`` (a name of :mod:`dnr_sweep.dataset_specs`).
 
     Args:
@@ -434,8 +457,9 @@ def build_datasets(dataset: str, *, root: str | Path, download: bool = False, va
     )
 
 
-def make_loaders(splits: DataSplits, *, batch_size: int, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 0) -> tuple[DataLoader, DataLoader, DataLoader]:
+def make_loaders(
+    splits: DataSplits, *, batch_size: int, eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0
+) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train, val and test loaders.
 
     The train loader shuffles with a ``torch.Generator`` seeded by ``seed`` and keeps the last partial
@@ -454,8 +478,14 @@ def make_loaders(splits: DataSplits, *, batch_size: int, eval_batch_size: int | 
         "persistent_workers": num_workers > 0,
         "pin_memory": torch.cuda.is_available(),
     }
-    train = DataLoader(splits.train, batch_size=batch_size, shuffle=True, drop_last=False,
-                       generator=torch.Generator().manual_seed(seed), **common)
+    train = DataLoader(
+        splits.train,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=False,
+        generator=torch.Generator().manual_seed(seed),
+        **common,
+    )
     val = DataLoader(splits.val, batch_size=eval_batch_size, shuffle=False, **common)
     test = DataLoader(splits.test, batch_size=eval_batch_size, shuffle=False, **common)
     return train, val, test

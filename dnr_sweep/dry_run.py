@@ -162,7 +162,9 @@ def check_device(config: RunConfig, *, trial_gpus: float | None) -> list[str]:
     else:
         cuda = trial_gpus > 0
         where = "tune.resources_per_trial.gpu is 0, so a trial sees no GPU"
-    fix_gpu = "use train.device: auto or cpu" + ("" if trial_gpus is None else ", or ask for tune.resources_per_trial.gpu")
+    fix_gpu = "use train.device: auto or cpu" + (
+        "" if trial_gpus is None else ", or ask for tune.resources_per_trial.gpu"
+    )
     problems = []
     if device == "cuda" and not cuda:
         problems.append(f"train.device: 'cuda' but {where}; {fix_gpu}")
@@ -270,7 +272,9 @@ def reported_columns(config: SweepConfig) -> set[str]:
         columns |= {rc.attack_metric(a, base.evaluate.split) for a in base.evaluate.attacks}
         if base.evaluate.checks:
             columns.add(rc.MASKING_CHECKS_PASSED)
-    pruning = {base.dnr.pruning} | set(config.search["dnr.pruning"].probe_values() if "dnr.pruning" in config.search else ())
+    pruning = {base.dnr.pruning} | set(
+        config.search["dnr.pruning"].probe_values() if "dnr.pruning" in config.search else ()
+    )
     if base.export and "channel" in pruning:
         columns |= {rc.PARAMS_PHYSICAL, rc.MACS, rc.SPEEDUP_CPU}
     return columns | {"model.arch", "data.dataset"} | set(config.search)

@@ -150,15 +150,19 @@ class DNRRun:
 
         gpu_resident = config.data.gpu_resident
         self.gpu_resident = self.device.type == "cuda" if gpu_resident is None else gpu_resident
-        self.data = data if data is not None else build_datasets(
-            config.data.dataset,
-            root=config.data.root_path,
-            download=config.data.download,
-            val_size=config.data.val_size,
-            seed=config.train.seed,
-            image_size=config.data.image_size,
-            channels=config.data.channels,
-            augment=not self.gpu_resident,  # the device loader augments itself
+        self.data = (
+            data
+            if data is not None
+            else build_datasets(
+                config.data.dataset,
+                root=config.data.root_path,
+                download=config.data.download,
+                val_size=config.data.val_size,
+                seed=config.train.seed,
+                image_size=config.data.image_size,
+                channels=config.data.channels,
+                augment=not self.gpu_resident,  # the device loader augments itself
+            )
         )
         self.train_loader, self.val_loader, self.test_loader = make_loaders(
             self.data,

@@ -198,8 +198,14 @@ class Evaluator:
         eps = self.fgsm_eps if eps is None else eps
         return self._percent(("fgsm", eps), lambda x, y: fgsm(self.model, x, y, eps=eps))
 
-    def pgd(self, *, eps: float | None = None, steps: int | None = None, restarts: int | None = None,
-            random_start: bool | None = None) -> float:
+    def pgd(
+        self,
+        *,
+        eps: float | None = None,
+        steps: int | None = None,
+        restarts: int | None = None,
+        random_start: bool | None = None,
+    ) -> float:
         """PGD accuracy; unset arguments are the configured ones. A different ``eps`` scales alpha."""
         eps = self.eps if eps is None else eps
         alpha = self.alpha if eps == self.eps else self.alpha * eps / self.eps
@@ -213,8 +219,17 @@ class Evaluator:
         generator = self._generator()  # one per configuration, shared by its batches, in order
 
         def attack(images: Tensor, labels: Tensor) -> Tensor:
-            return pgd(self.model, images, labels, eps=key.eps, alpha=key.alpha, steps=key.steps,
-                       random_start=key.random_start, restarts=key.restarts, generator=generator)
+            return pgd(
+                self.model,
+                images,
+                labels,
+                eps=key.eps,
+                alpha=key.alpha,
+                steps=key.steps,
+                random_start=key.random_start,
+                restarts=key.restarts,
+                generator=generator,
+            )
 
         return self._percent(key, attack)
 
@@ -300,8 +315,9 @@ class Evaluator:
 
     # -- Fig. 4 ----------------------------------------------------------------------------------
 
-    def strength_curves(self, steps_values: Sequence[int] = CURVE_STEPS,
-                        eps_values: Sequence[float] = CURVE_EPS) -> dict[str, dict[str, float]]:
+    def strength_curves(
+        self, steps_values: Sequence[int] = CURVE_STEPS, eps_values: Sequence[float] = CURVE_EPS
+    ) -> dict[str, dict[str, float]]:
         """``{"steps": {"1": acc, ...}, "eps": {"0.0039...": acc, ...}}`` (string keys, accuracy %)."""
         return {
             "steps": {str(int(k)): self.pgd(steps=int(k), restarts=1) for k in steps_values},
@@ -442,7 +458,8 @@ def zero_gradients_check(evaluator: Evaluator) -> CheckResult:
     """
     zero = evaluator.zero_gradient_count()
     return CheckResult.of(
-        "zero_gradients", zero == 0,
+        "zero_gradients",
+        zero == 0,
         f"{zero} of {evaluator.n} examples have an all-zero cross-entropy input gradient at the clean point",
     )
 

@@ -42,8 +42,7 @@ class Normalize(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, channels: int, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None) -> None:
+    def __init__(self, channels: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
         super().__init__()
         mean_t = _channel_stats("mean", mean, channels, default=0.0)
         std_t = _channel_stats("std", std, channels, default=1.0)
@@ -64,8 +63,9 @@ def _channel_stats(name: str, values: Sequence[float] | None, channels: int, def
         return torch.full((1, channels, 1, 1), default)
     flat = [float(v) for v in values]
     if len(flat) != channels:
-        raise ValueError(f"model {name} has {len(flat)} values {flat} but in_channels={channels}; "
-                         f"give one value per input channel")
+        raise ValueError(
+            f"model {name} has {len(flat)} values {flat} but in_channels={channels}; give one value per input channel"
+        )
     return torch.tensor(flat).view(1, channels, 1, 1)
 
 
@@ -77,8 +77,26 @@ def _scaled(channels: int, width: float) -> int:
 # --------------------------------------------------------------------------------------------------
 # VGG16 (CIFAR variant, as in kuangliu/pytorch-cifar)
 
-_VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                                     512, 512, 512, "M", 512, 512, 512, "M")
+_VGG16_CFG: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 
 
 class VGG(nn.Module):
@@ -88,8 +106,17 @@ class VGG(nn.Module):
     64x64 (Tiny-ImageNet) it keeps the head at ``512 * width -> num_classes``.
     """
 
-    def __init__(self, cfg: Sequence[int | str], *, num_classes: int, in_channels: int, width: float,
-                 mean: Sequence[float] | None, std: Sequence[float] | None, conv_bias: bool) -> None:
+    def __init__(
+        self,
+        cfg: Sequence[int | str],
+        *,
+        num_classes: int,
+        in_channels: int,
+        width: float,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        conv_bias: bool,
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(in_channels, mean, std)
         layers: list[nn.Module] = []
@@ -99,8 +126,11 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
             out = _scaled(int(item), width)
-            layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1, bias=conv_bias),
-                       nn.BatchNorm2d(out), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, out, kernel_size=3, padding=1, bias=conv_bias),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -113,6 +143,7 @@ class VGG(nn.Module):
 
 # --------------------------------------------------------------------------------------------------
 # ResNet-18 (CIFAR variant: 3x3 stride-1 stem, no max-pool)
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN layers with an identity shortcut, or 1x1 conv + BN when the shape changes."""
@@ -141,8 +172,16 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR ResNet built from :class:`BasicBlock` stages (planes 64, 128, 256, 512 times width)."""
 
-    def __init__(self, blocks: Sequence[int], *, num_classes: int, in_channels: int, width: float,
-                 mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    def __init__(
+        self,
+        blocks: Sequence[int],
+        *,
+        num_classes: int,
+        in_channels: int,
+        width: float,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(in_channels, mean, std)
         stem = _scaled(64, width)
@@ -172,20 +211,35 @@ class ResNet(nn.Module):
 # --------------------------------------------------------------------------------------------------
 # SmallCNN (offline digits demo)
 
+
 class SmallCNN(nn.Module):
     """Three 3x3 conv + BN + ReLU layers (16, 32, 64 channels times width), 2x2 max-pools after the
     2nd and 3rd, global average pool, Linear. Runs on inputs of 8x8 and larger."""
 
-    def __init__(self, *, num_classes: int, in_channels: int, width: float,
-                 mean: Sequence[float] | None, std: Sequence[float] | None, conv_bias: bool) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        width: float,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        conv_bias: bool,
+    ) -> None:
         super().__init__()
         c1, c2, c3 = (_scaled(c, width) for c in (16, 32, 64))
         self.normalize = Normalize(in_channels, mean, std)
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, kernel_size=3, padding=1, bias=conv_bias), nn.BatchNorm2d(c1), nn.ReLU(),
-            nn.Conv2d(c1, c2, kernel_size=3, padding=1, bias=conv_bias), nn.BatchNorm2d(c2), nn.ReLU(),
+            nn.Conv2d(in_channels, c1, kernel_size=3, padding=1, bias=conv_bias),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, kernel_size=3, padding=1, bias=conv_bias),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, kernel_size=3, padding=1, bias=conv_bias), nn.BatchNorm2d(c3), nn.ReLU(),
+            nn.Conv2d(c2, c3, kernel_size=3, padding=1, bias=conv_bias),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(),
             nn.MaxPool2d(2),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -209,39 +263,69 @@ def _register(name: str) -> Callable[[_Builder], _Builder]:
             raise ValueError(f"model arch {name!r} registered twice")
         _REGISTRY[name] = builder
         return builder
+
     return wrap
 
 
 @_register("vgg16")
-def _vgg16(*, num_classes: int, in_channels: int, width: float, mean: Sequence[float] | None,
-           std: Sequence[float] | None, conv_bias: bool = True) -> nn.Module:
+def _vgg16(
+    *,
+    num_classes: int,
+    in_channels: int,
+    width: float,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    conv_bias: bool = True,
+) -> nn.Module:
     """VGG16, CIFAR variant. ``conv_bias=True`` (default) matches the paper's 14.7M-weight model."""
-    return VGG(_VGG16_CFG, num_classes=num_classes, in_channels=in_channels, width=width,
-               mean=mean, std=std, conv_bias=conv_bias)
+    return VGG(
+        _VGG16_CFG,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        mean=mean,
+        std=std,
+        conv_bias=conv_bias,
+    )
 
 
 @_register("resnet18")
-def _resnet18(*, num_classes: int, in_channels: int, width: float, mean: Sequence[float] | None,
-              std: Sequence[float] | None) -> nn.Module:
+def _resnet18(
+    *, num_classes: int, in_channels: int, width: float, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> nn.Module:
     """ResNet-18, CIFAR variant (no conv biases anywhere)."""
-    return ResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, width=width,
-                  mean=mean, std=std)
+    return ResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std)
 
 
 @_register("smallcnn")
-def _smallcnn(*, num_classes: int, in_channels: int, width: float, mean: Sequence[float] | None,
-              std: Sequence[float] | None, conv_bias: bool = False) -> nn.Module:
+def _smallcnn(
+    *,
+    num_classes: int,
+    in_channels: int,
+    width: float,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    conv_bias: bool = False,
+) -> nn.Module:
     """Three-conv CNN for the digits demo; conv biases off by default (BatchNorm follows each conv)."""
-    return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=width,
-                    mean=mean, std=std, conv_bias=conv_bias)
+    return SmallCNN(
+        num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std, conv_bias=conv_bias
+    )
 
 
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 
 
-def get_model(name: str, *, num_classes: int, in_channels: int = 3, width: float = 1.0,
-              mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-              **kwargs: object) -> nn.Module:
+def get_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    width: float = 1.0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **kwargs: object,
+) -> nn.Module:
     """Build the model registered as ``name`` (one of :data:`MODEL_NAMES`).
 
     Args:
@@ -266,11 +350,12 @@ def get_model(name: str, *, num_classes: int, in_channels: int = 3, width: float
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
     if not width > 0:
         raise ValueError(f"model width must be > 0, got {width!r}")
-    accepted = [p for p in inspect.signature(builder).parameters
-                if p not in ("num_classes", "in_channels", "width", "mean", "std")]
+    accepted = [
+        p
+        for p in inspect.signature(builder).parameters
+        if p not in ("num_classes", "in_channels", "width", "mean", "std")
+    ]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise TypeError(f"model arch {name!r} does not accept option(s) {unknown}; "
-                        f"accepted: {accepted or 'none'}")
-    return builder(num_classes=num_classes, in_channels=in_channels, width=float(width),
-                   mean=mean, std=std, **kwargs)
+        raise TypeError(f"model arch {name!r} does not accept option(s) {unknown}; accepted: {accepted or 'none'}")
+    return builder(num_classes=num_classes, in_channels=in_channels, width=float(width), mean=mean, std=std, **kwargs)

@@ -68,7 +68,6 @@ EPOCHS_FILE: Final = "epochs.parquet"  # one row per trial-epoch
 REPORT_DIR: Final = "report"  # figures, tables, index.html
 
 
-
 def selected_weights_file(epoch: int) -> str:
     """``selected/epoch_0007.pt``: the weights of selected epoch ``epoch``, relative to the run's folder."""
     return f"{SELECTED_DIR}/epoch_{int(epoch):04d}.pt"

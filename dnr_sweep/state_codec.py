@@ -102,7 +102,9 @@ def decode_tensor(packed: dict[str, Any]) -> Tensor:
             flat[_unpack(packed["negative_zero"], count)] = -0.0
         flat[_unpack(packed["nonzero"], count)] = packed["values"].to(dtype)
         return flat.reshape(shape)
-    raise ValueError(f"unknown packed tensor kind {kind!r}; valid: binary, sparse (a checkpoint from a newer dnr-sweep?)")
+    raise ValueError(
+        f"unknown packed tensor kind {kind!r}; valid: binary, sparse (a checkpoint from a newer dnr-sweep?)"
+    )
 
 
 def encode(state: Any) -> Any:

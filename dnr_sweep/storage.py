@@ -55,7 +55,9 @@ class Location:
 
     def __post_init__(self) -> None:
         if not self.uri:
-            object.__setattr__(self, "uri", self.path if self.local is not None else f"{self.fs.type_name}://{self.path}")
+            object.__setattr__(
+                self, "uri", self.path if self.local is not None else f"{self.fs.type_name}://{self.path}"
+            )
 
     @property
     def local(self) -> Path | None:
@@ -229,7 +231,7 @@ def staged(loc: Where, include: Callable[[str], bool] = run_folder_files) -> Ite
         infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True, recursive=True))
         prefix = loc.path.rstrip("/") + "/"
         for info in infos:
-            relative = info.path[len(prefix):] if info.path.startswith(prefix) else None
+            relative = info.path[len(prefix) :] if info.path.startswith(prefix) else None
             if info.type != pafs.FileType.File or relative is None or not include(relative):
                 continue
             target = root / relative

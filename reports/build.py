@@ -76,9 +76,7 @@ def resolve_settings(
         raise ValueError(f"config.yaml 'report:' must be a mapping with keys {', '.join(REPORT_KEYS)}")
     unknown = sorted(set(block) - set(REPORT_KEYS))
     if unknown:
-        raise ValueError(
-            f"config.yaml 'report:' has unknown key(s) {unknown}; valid keys: {', '.join(REPORT_KEYS)}"
-        )
+        raise ValueError(f"config.yaml 'report:' has unknown key(s) {unknown}; valid keys: {', '.join(REPORT_KEYS)}")
 
     def pick(arg: Any, key: str, default: Any) -> Any:
         return arg if arg is not None else block.get(key, default)
@@ -100,15 +98,11 @@ def resolve_settings(
     objs = None if raw_objectives is None else {str(k): v for k, v in raw_objectives.items()}
     for name, direction in (objs or {}).items():
         if direction not in DIRECTIONS:
-            raise ValueError(
-                f"objective {name!r} has unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}"
-            )
+            raise ValueError(f"objective {name!r} has unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
     return ReportSettings(x_, y_, None if group is None else str(group), objs, fmts)
 
 
-def _with_config_columns(
-    df: pd.DataFrame, config: Mapping[str, Any], columns: Sequence[str | None]
-) -> pd.DataFrame:
+def _with_config_columns(df: pd.DataFrame, config: Mapping[str, Any], columns: Sequence[str | None]) -> pd.DataFrame:
     """Add constant columns from ``config.yaml`` (e.g. ``dnr.pruning`` when it was not swept)."""
     flat = flatten({k: v for k, v in config.items() if k not in ("search", "report")})
     extra = {c: flat[c] for c in columns if c and c not in df.columns and c in flat}
@@ -185,9 +179,7 @@ def build_report(
     run: Run = load_run(run_dir)
     if run.results.empty:
         raise ValueError(f"{run.path / RESULTS_FILE} holds no trials; run a sweep into {run.path} first")
-    settings = resolve_settings(
-        run.config, formats=formats, x=x, y=y, objectives=objectives, group_by=group_by
-    )
+    settings = resolve_settings(run.config, formats=formats, x=x, y=y, objectives=objectives, group_by=group_by)
     results = _with_config_columns(run.results, run.config, [settings.group_by])
     epochs = _with_config_columns(run.epochs, run.config, [settings.group_by])
     group = settings.group_by if settings.group_by in results.columns else None
@@ -210,7 +202,9 @@ def build_report(
     table = pareto_table(selection)
     written.extend(write_tables(table, out))
     links = [(p.name, p.name) for p in written if p.parent == out and p.suffix != ".png"]
-    epochs_total = (run.config.get("train") or {}).get("epochs") if isinstance(run.config.get("train"), Mapping) else None
+    epochs_total = (
+        (run.config.get("train") or {}).get("epochs") if isinstance(run.config.get("train"), Mapping) else None
+    )
     trials_note = "Selected figures so far; test accuracy only for finished trials (measured once, at the end)."
     written.append(
         write_index(
@@ -306,7 +300,9 @@ def _has_pruned(selection: Selection) -> bool:
     configs = selection.configurations
     if not len(configs) or selection.baseline_on is None:
         return False
-    return bool(((configs[GROUP] != DENSE) & pd.to_numeric(configs[selection.baseline_on], errors="coerce").notna()).any())
+    return bool(
+        ((configs[GROUP] != DENSE) & pd.to_numeric(configs[selection.baseline_on], errors="coerce").notna()).any()
+    )
 
 
 def _table_note(selection: Selection) -> str:

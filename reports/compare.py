@@ -264,7 +264,9 @@ def hypervolume_table(hv: HypervolumeData) -> pd.DataFrame:
     best = max((c.hypervolume[-1] for c in hv.curves if c.hypervolume), default=0.0)
     rows = []
     for curve in hv.curves:
-        reached = [cost for cost, v in zip(curve.trial_epochs, curve.hypervolume, strict=True) if v >= best * (1 - 1e-9)]
+        reached = [
+            cost for cost, v in zip(curve.trial_epochs, curve.hypervolume, strict=True) if v >= best * (1 - 1e-9)
+        ]
         rows.append({"Run": curve.label, "Trials": len(curve.trial_epochs),
                      "Trial-epochs": curve.trial_epochs[-1] if curve.trial_epochs else 0.0,
                      "Hypervolume": curve.hypervolume[-1] if curve.hypervolume else 0.0,

@@ -446,9 +446,7 @@ def attack_strength_data(
     for label, kinds in curves.items():
         unknown = set(kinds) - {"steps", "eps"}
         if unknown:
-            raise ValueError(
-                f"attack-strength curve {label!r} has unknown key(s) {sorted(unknown)}; valid: eps, steps"
-            )
+            raise ValueError(f"attack-strength curve {label!r} has unknown key(s) {sorted(unknown)}; valid: eps, steps")
         for kind in ("steps", "eps"):
             points = sorted((float(k), float(v)) for k, v in (kinds.get(kind) or {}).items())
             if not points:

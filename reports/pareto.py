@@ -58,13 +58,11 @@ def _check_objectives(df: pd.DataFrame, objectives: Mapping[str, str]) -> dict[s
     for column, direction in objectives.items():
         if direction not in DIRECTIONS:
             raise ValueError(
-                f"objective {column!r} has unknown direction {direction!r}; valid directions: "
-                f"{', '.join(DIRECTIONS)}"
+                f"objective {column!r} has unknown direction {direction!r}; valid directions: {', '.join(DIRECTIONS)}"
             )
         if column not in df.columns:
             raise ValueError(
-                f"objective column {column!r} is not in the table; valid columns: "
-                f"{', '.join(map(str, df.columns))}"
+                f"objective column {column!r} is not in the table; valid columns: {', '.join(map(str, df.columns))}"
             )
         checked[column] = direction  # type: ignore[assignment]
     return checked

@@ -76,9 +76,7 @@ def _metric_columns(df: pd.DataFrame) -> list[str]:
     return [
         c
         for c in df.columns
-        if not is_param(c)
-        and pd.api.types.is_numeric_dtype(df[c])
-        and not pd.api.types.is_bool_dtype(df[c])
+        if not is_param(c) and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
     ]
 
 

@@ -58,9 +58,7 @@ SCOPE = "scope"
 SCOPE_COLUMNS = ("model.arch", "data.dataset")
 SCOPE_SEPARATOR = " · "
 
-_KIND_INDEX = {
-    name: i for names in (TEST_METRICS, VAL_METRICS, TEST_SELECTION_METRICS) for i, name in enumerate(names)
-}
+_KIND_INDEX = {name: i for names in (TEST_METRICS, VAL_METRICS, TEST_SELECTION_METRICS) for i, name in enumerate(names)}
 
 
 # ----------------------------------------------------------------------------------- which trials count
@@ -335,9 +333,7 @@ def selection_objectives(
     chosen = {}
     for name, direction in objectives.items():
         if direction not in DIRECTIONS:
-            raise ValueError(
-                f"objective {name!r} has unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}"
-            )
+            raise ValueError(f"objective {name!r} has unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
         column = selection_column(name, split)
         if column not in df.columns:
             via = f" (chosen on its {split} twin {column!r})" if column != name else ""

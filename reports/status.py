@@ -179,7 +179,11 @@ def read_tune_state(path: Path) -> tuple[list[_TuneTrial], float | None, list[st
         entries = data["trial_data"]
         start = data.get("stats", {}).get("start_time")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return [], None, [f"{path}: unreadable Tune state ({type(exc).__name__}); trial states come from the trial folders"]
+        return (
+            [],
+            None,
+            [f"{path}: unreadable Tune state ({type(exc).__name__}); trial states come from the trial folders"],
+        )
     trials: list[_TuneTrial] = []
     notes: list[str] = []
     for entry in entries:
@@ -278,7 +282,9 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
     trials = [_trial_status(t, trial_lines.get(t.trial_id, []), run_dir, config, live, results_rows.get(t.trial_id))
               for t in tune_trials]  # fmt: skip
     known = {t.trial_id for t in trials}
-    trials += [_table_only_trial(trial_id, row, config) for trial_id, row in results_rows.items() if trial_id not in known]
+    trials += [
+        _table_only_trial(trial_id, row, config) for trial_id, row in results_rows.items() if trial_id not in known
+    ]
     trials.sort(key=lambda t: t.trial_id)
 
     counts = {state: sum(t.state == state for t in trials) for state in TRIAL_STATES}
@@ -334,7 +340,8 @@ def _unlisted_trials(run_dir: Path, listed: list[_TuneTrial]) -> list[_TuneTrial
 def _table_only_trial(trial_id: str, row: Mapping[str, Any], config: SweepConfig) -> TrialStatus:
     """A trial results.parquet has but Tune's state does not (its state file was lost)."""
     state = {"TERMINATED": "finished", "EARLY_STOPPED": "early_stopped", "ERROR": "errored"}.get(
-        str(row.get("status")), "interrupted")
+        str(row.get("status")), "interrupted"
+    )
     return TrialStatus(trial_id, state, {}, config.dnr.pruning, int(row.get("epochs_completed") or 0),
                        config.train.epochs, error=_text(row.get("error")))  # fmt: skip
 

@@ -101,9 +101,7 @@ def synthetic_tables(
             channels = min(1.0, 1 - (1 - density) ** 6 + 0.01) if density < 1 else 1.0
             drop = 6 * (1 - density) ** 8
         seed_shift = rng.normal(0, 0.5)  # a seed moves every figure of its trial a little
-        layer = (
-            np.clip(density * np.array([2.5, 1.3, 1.1, 0.95, 0.85, 0.7]), 0, 1) if density < 1 else np.ones(6)
-        )
+        layer = np.clip(density * np.array([2.5, 1.3, 1.1, 0.95, 0.85, 0.7]), 0, 1) if density < 1 else np.ones(6)
         params = {"model.arch": "resnet18", "data.dataset": "cifar10", "dnr.density": density,
                   "dnr.pruning": pruning, "dnr.beta": beta, "train.seed": trial_seed}  # fmt: skip
         sparsity = {"density": density, "mask_density": density, "compression": compression,
@@ -241,9 +239,7 @@ def write_synthetic_run(
             scale = -8 / np.log(acc / float(result["clean_acc"]))
             curves = {
                 "steps": {
-                    str(s): round(
-                        acc + 8 * (1 - (s / 7) ** 0.5) * (s < 7) - 0.6 * np.log(s / 7) * (s >= 7), 2
-                    )
+                    str(s): round(acc + 8 * (1 - (s / 7) ** 0.5) * (s < 7) - 0.6 * np.log(s / 7) * (s >= 7), 2)
                     for s in (1, 2, 3, 5, 7, 10, 20, 50, 100)
                 },
                 "eps": {

@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     write = sub.add_parser("write", help="the confirmation sweep of a search run")
     write.add_argument("search_run", type=Path)
     write.add_argument("--out", type=Path, help="default: SEARCH_RUN/confirm.yaml")
-    write.add_argument("--seeds", type=int, nargs="+",
-                       help="training seeds (default: the three after the search's seed, e.g. 1 2 3)")
+    write.add_argument(
+        "--seeds", type=int, nargs="+", help="training seeds (default: the three after the search's seed, e.g. 1 2 3)"
+    )
     show = sub.add_parser("analyse", help="test accuracy over seeds of a finished confirmation run")
     show.add_argument("confirm_run", type=Path)
     show.add_argument("--record", action="store_true", help="append the table to docs/REPRODUCE.md")

@@ -37,4 +37,6 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and not item.get_closest_marker("may_skip") and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
-        report.longrepr = f"{item.nodeid} skipped ({reason}); a skipped check checks nothing: install the test extras (make test)"
+        report.longrepr = (
+            f"{item.nodeid} skipped ({reason}); a skipped check checks nothing: install the test extras (make test)"
+        )

@@ -31,11 +31,14 @@ def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
 
 
 def test_eps_accepts_fractions_and_floats(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         attack:
           train: {eps: 8/255}
           eval: {fgsm: {eps: 0.1}, pgd: {eps: "16 / 255"}}
-    """)
+    """,
+    )
     config = load_run_config(path)
     assert config.attack.train.eps == 8 / 255
     assert config.attack.eval.fgsm.eps == 0.1
@@ -63,7 +66,9 @@ def test_overrides_parse_values_as_yaml(tmp_path):
 
 def test_numbers_in_exponent_notation_are_numbers_everywhere(tmp_path):
     """YAML 1.1 (PyYAML) reads 1e-4 and 1.0e6 as strings; a config means numbers (YAML 1.2)."""
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         data: {dataset: digits, val_size: 100}
         train: {epochs: 4, warmup_epochs: 1, lr_milestones: [], lr: 5e-2}
         dnr: {rho: 1e-4, density: 0.2}
@@ -71,7 +76,8 @@ def test_numbers_in_exponent_notation_are_numbers_everywhere(tmp_path):
           dnr.beta: {choice: [5e-1, 1E0]}
           dnr.rho: {loguniform: [1e-6, 1.0e-2]}
         tune: {num_samples: 2, points_to_evaluate: [{dnr.beta: 5.0e-1, dnr.rho: 1e-5}]}
-    """)
+    """,
+    )
     config = load_sweep_config(path, ["train.weight_decay=1e-3", "search.dnr.prune_rate.grid=[3e-1, 5e-1]"])
     assert (config.train.lr, config.train.weight_decay, config.dnr.rho) == (0.05, 1e-3, 1e-4)
     assert config.search["dnr.beta"].rule == ("choice", [0.5, 1.0])
@@ -82,14 +88,17 @@ def test_numbers_in_exponent_notation_are_numbers_everywhere(tmp_path):
 
 def test_grid_choice_and_point_values_take_their_fields_type(tmp_path):
     """A quoted number in a grid would reach trials and the results table as text; it is the field's type."""
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         data: {dataset: digits, val_size: 100}
         train: {epochs: 4, warmup_epochs: 1, lr_milestones: []}
         search:
           dnr.beta: {choice: [0.5, "0.7"]}
           train.epochs: {grid: ["3", 4]}
         tune: {num_samples: 1, points_to_evaluate: [{dnr.beta: "0.7"}]}
-    """)
+    """,
+    )
     config = load_sweep_config(path)
     assert config.search["dnr.beta"].rule == ("choice", [0.5, 0.7])
     assert config.search["train.epochs"].rule == ("grid", [3, 4])
@@ -98,7 +107,9 @@ def test_grid_choice_and_point_values_take_their_fields_type(tmp_path):
 
 
 def test_search_block_and_trial_configs(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         search:
           dnr.density: {grid: [0.05, 0.5, 1.0]}
           dnr.pruning: {grid: [irregular, channel]}
@@ -106,7 +117,8 @@ def test_search_block_and_trial_configs(tmp_path):
           dnr.rho: {loguniform: [1.0e-5, 1.0e-3]}
           train.seed: {randint: [0, 10]}
         tune: {num_samples: 2}
-    """)
+    """,
+    )
     sweep = load_sweep_config(path)
     assert sweep.grid_size() == 3 * 2 * 2
     trial = run_config_from_flat(sweep.base_run(), {"dnr.density": 0.5, "dnr.pruning": "channel"})
@@ -129,21 +141,29 @@ BAD_CONFIGS = {
     "negative eps": ("attack: {train: {eps: -0.1}}", ["attack.train.eps", "must be in [0, 1]"]),
     "eps not a number": ("attack: {train: {eps: lots}}", ["attack.train.eps", "fraction like '8/255'"]),
     "unknown arch": ("model: {arch: resnet19}", ["model.arch", "'resnet18'", "'resnet19'"]),
-    "unknown dataset": ("data: {dataset: mnist}", ["data.dataset", "unknown dataset 'mnist'", "valid: digits, cifar10"]),
+    "unknown dataset": (
+        "data: {dataset: mnist}",
+        ["data.dataset", "unknown dataset 'mnist'", "valid: digits, cifar10"],
+    ),
     "unknown sampler": (
         "search: {dnr.beta: {uniform: [0.1, 0.9]}}\ntune: {search_alg: {optuna: {sampler: cmaes}}}",
         ["tune.search_alg.optuna.sampler", "'nsga2'"],
     ),
     "unknown scheduler": ("tune: {scheduler: {hyperband: {}}}", ["tune.scheduler.hyperband", "valid keys: asha"]),
     "objective no trial reports": (
-        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\n"
-        "tune: {search_alg: {optuna: {objectives: {robustness: max}}}}",
+        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\ntune: {search_alg: {optuna: {objectives: {robustness: max}}}}",
         ["robustness", "no trial reports", "pgd_acc"],
     ),
     "empty grid": ("search: {dnr.density: {grid: []}}", ["search.dnr.density", "at least one value"]),
-    "search path not in schema": ("search: {dnr.densty: {grid: [0.1]}}", ["search.dnr.densty", "did you mean 'dnr.density'"]),
+    "search path not in schema": (
+        "search: {dnr.densty: {grid: [0.1]}}",
+        ["search.dnr.densty", "did you mean 'dnr.density'"],
+    ),
     "search value out of range": ("search: {dnr.density: {grid: [0.1, 1.5]}}", ["search.dnr.density.grid", "got 1.5"]),
-    "search range end out of range": ("search: {dnr.beta: {uniform: [0.5, 1.5]}}", ["search.dnr.beta.uniform", "got 1.5"]),
+    "search range end out of range": (
+        "search: {dnr.beta: {uniform: [0.5, 1.5]}}",
+        ["search.dnr.beta.uniform", "got 1.5"],
+    ),
     "raw eval key": ("search: {dnr.density: {eval: 'import os'}}", ["search.dnr.density", "raw Ray Tune key 'eval'"]),
     "raw grid_search key": ("search: {dnr.density: {grid_search: [0.1]}}", ["raw Ray Tune key 'grid_search'"]),
     "grid with optuna": (
@@ -155,8 +175,7 @@ BAD_CONFIGS = {
         ["tune.search_alg.optuna", "population_size is an NSGA-II setting", "sampler: nsga2"],
     ),
     "asha group_by not searched": (
-        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\n"
-        "tune: {scheduler: {asha: {group_by: [dnr.density]}}}",
+        "search: {dnr.beta: {uniform: [0.1, 0.9]}}\ntune: {scheduler: {asha: {group_by: [dnr.density]}}}",
         ["tune.scheduler.asha.group_by", "'dnr.density' is not a search path", "dnr.beta"],
     ),
     "point outside its rule": (
@@ -182,22 +201,32 @@ BAD_CONFIGS = {
     "malformed yaml": ("dnr:\n  density: [0.1\nmodel: {}", ["line 3", "malformed YAML"]),
     "not a mapping": ("- a\n- b", ["top level must be a mapping"]),
     # only validation chooses: test figures are refused wherever something is chosen, with the val twin
-    "test metric as tune.metric": ("tune: {metric: pgd_acc}", ["tune.metric", "only validation chooses", "'val_pgd_acc'"]),
+    "test metric as tune.metric": (
+        "tune: {metric: pgd_acc}",
+        ["tune.metric", "only validation chooses", "'val_pgd_acc'"],
+    ),
     "test metric as objective": (
         "search: {dnr.beta: {uniform: [0.1, 0.9]}}\n"
         "tune: {search_alg: {optuna: {objectives: {pgd_acc: max, compression: max}}}}",
         ["tune.search_alg.optuna.objectives.pgd_acc", "'val_pgd_acc'"],
     ),
-    "test metric for ASHA": ("tune: {scheduler: {asha: {metric: clean_acc}}}",
-                             ["tune.scheduler.asha.metric", "'val_clean_acc'"]),
-    "select_metric of the test split": ("train: {select_metric: pgd_acc}",
-                                        ["train", "select_metric 'pgd_acc'", "valid: val_clean_acc"]),
+    "test metric for ASHA": (
+        "tune: {scheduler: {asha: {metric: clean_acc}}}",
+        ["tune.scheduler.asha.metric", "'val_clean_acc'"],
+    ),
+    "select_metric of the test split": (
+        "train: {select_metric: pgd_acc}",
+        ["train", "select_metric 'pgd_acc'", "valid: val_clean_acc"],
+    ),
     "validation metric without validation figures": (
         "data: {val_size: 0}\ntrain: {select_on: test}\ntune: {metric: val_clean_acc}",
         ["tune.metric", "select_on is 'test'", "tune.metric: null"],
     ),
     "no validation split to select on": ("data: {val_size: 0}", ["val_size is 0", "select_on: test"]),
-    "unknown evaluate attack": ("evaluate: {attacks: [pgd, cw]}", ["evaluate.attacks.1", "unknown attack 'cw'", "pgdKxR"]),
+    "unknown evaluate attack": (
+        "evaluate: {attacks: [pgd, cw]}",
+        ["evaluate.attacks.1", "unknown attack 'cw'", "pgdKxR"],
+    ),
 }
 
 
@@ -255,5 +284,12 @@ def test_core_never_imports_ray_trainables_or_reports():
         if cli_folder in path.parents:  # the command line is where core, trainables and reports meet
             continue
         text = path.read_text()
-        for forbidden in ("import ray", "from ray", "import trainables", "from trainables", "from reports", "import reports"):
+        for forbidden in (
+            "import ray",
+            "from ray",
+            "import trainables",
+            "from trainables",
+            "from reports",
+            "import reports",
+        ):
             assert forbidden not in text, f"{path} contains {forbidden!r}"

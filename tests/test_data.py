@@ -42,6 +42,7 @@ CIFAR_TEST = 8
 # --------------------------------------------------------------------------------------------------
 # Fixtures writing the real formats
 
+
 def _planted_images(n: int, labels: list[int], rng: np.random.Generator) -> np.ndarray:
     """(n, 3072) uint8 rows of random texture whose first red pixel encodes the label (label * 2)."""
     rows = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
@@ -63,14 +64,34 @@ def write_cifar10(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
         labels = rng.integers(0, 10, size=CIFAR10_TRAIN_PER_BATCH).tolist()
         rows = _planted_images(CIFAR10_TRAIN_PER_BATCH, labels, rng)
         train_rows.append(rows)
-        _pickle(folder / f"data_batch_{b}", {"batch_label": f"training batch {b} of 5", "data": rows,
-                                             "labels": labels, "filenames": [f"{i}.png" for i in labels]})
+        _pickle(
+            folder / f"data_batch_{b}",
+            {
+                "batch_label": f"training batch {b} of 5",
+                "data": rows,
+                "labels": labels,
+                "filenames": [f"{i}.png" for i in labels],
+            },
+        )
     test_labels = [i % 10 for i in range(CIFAR_TEST)]
     test_rows = _planted_images(CIFAR_TEST, test_labels, rng)
-    _pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": test_rows,
-                                    "labels": test_labels, "filenames": ["t.png"] * CIFAR_TEST})
-    _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)],
-                                      "num_cases_per_batch": CIFAR10_TRAIN_PER_BATCH, "num_vis": 3072})
+    _pickle(
+        folder / "test_batch",
+        {
+            "batch_label": "testing batch 1 of 1",
+            "data": test_rows,
+            "labels": test_labels,
+            "filenames": ["t.png"] * CIFAR_TEST,
+        },
+    )
+    _pickle(
+        folder / "batches.meta",
+        {
+            "label_names": [f"class{i}" for i in range(10)],
+            "num_cases_per_batch": CIFAR10_TRAIN_PER_BATCH,
+            "num_vis": 3072,
+        },
+    )
     return {"train": np.vstack(train_rows), "test": test_rows}
 
 
@@ -80,11 +101,19 @@ def write_cifar100(root: Path, n_train: int = 20, seed: int = 1) -> None:
     rng = np.random.default_rng(seed)
     for name, n in (("train", n_train), ("test", CIFAR_TEST)):
         fine = rng.integers(0, 100, size=n).tolist()
-        _pickle(folder / name, {"data": _planted_images(n, [f % 100 for f in fine], rng),
-                                "fine_labels": fine, "coarse_labels": [f // 5 for f in fine],
-                                "filenames": [f"{i}.png" for i in range(n)]})
-    _pickle(folder / "meta", {"fine_label_names": [f"fine{i}" for i in range(100)],
-                              "coarse_label_names": [f"coarse{i}" for i in range(20)]})
+        _pickle(
+            folder / name,
+            {
+                "data": _planted_images(n, [f % 100 for f in fine], rng),
+                "fine_labels": fine,
+                "coarse_labels": [f // 5 for f in fine],
+                "filenames": [f"{i}.png" for i in range(n)],
+            },
+        )
+    _pickle(
+        folder / "meta",
+        {"fine_label_names": [f"fine{i}" for i in range(100)], "coarse_label_names": [f"coarse{i}" for i in range(20)]},
+    )
 
 
 @pytest.fixture
@@ -136,13 +165,14 @@ def _window_of_padded(draw: torch.Tensor, plain: torch.Tensor, pad: int) -> str 
         padded = F.pad(source[None], (pad, pad, pad, pad), mode="reflect")[0]
         for dy in range(2 * pad + 1):
             for dx in range(2 * pad + 1):
-                if torch.equal(padded[:, dy:dy + size, dx:dx + size], draw):
+                if torch.equal(padded[:, dy : dy + size, dx : dx + size], draw):
                     return kind
     return None
 
 
 # --------------------------------------------------------------------------------------------------
 # CIFAR-10 / CIFAR-100 through torchvision's real loader
+
 
 def test_cifar10_shapes_range_labels_and_planted_test_image(tmp_path, cifar_md5_relaxed):
     rows = write_cifar10(tmp_path)
@@ -227,6 +257,7 @@ def test_cifar_md5_mismatch_reports_corruption(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Tiny-ImageNet
 
+
 def test_tinyimagenet_folder_layout_labels_and_test_split(tmp_path):
     write_tinyimagenet(tmp_path)
     splits = build_datasets("tinyimagenet", root=tmp_path, val_size=2, seed=0, augment=False)
@@ -280,6 +311,7 @@ def test_tinyimagenet_missing_class_folder_is_named(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Digits (scikit-learn, bundled)
 
+
 def test_digits_fixed_stratified_test_split(tmp_path):
     a = build_datasets("digits", root=tmp_path, val_size=0, seed=0)
     b = build_datasets("digits", root=tmp_path, val_size=200, seed=7)
@@ -312,6 +344,7 @@ def test_digits_train_is_not_augmented(tmp_path):
 
 # --------------------------------------------------------------------------------------------------
 # The validation split (generic; exercised on synthetic data)
+
 
 def test_val_split_is_disjoint_deterministic_and_seeded(tmp_path):
     a = build_datasets("synthetic", root=tmp_path, val_size=50, seed=0)
@@ -350,6 +383,7 @@ def test_synthetic_shape_options_and_labels(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # The dataset registry (dnr_sweep/dataset_specs.py) and the builders keyed by it
 
+
 def test_builders_and_specs_cover_the_same_names():
     assert list(BUILDERS) == list(DATASET_NAMES) == list(dataset_specs.DATASETS)
     assert all(dataset_specs.get(name).name == name for name in DATASET_NAMES)
@@ -375,7 +409,10 @@ def test_spec_facts_are_what_the_builder_delivers(tmp_path, name, augment):
     spec = dataset_specs.get(name)
     splits = build_datasets(name, root=tmp_path, val_size=10, seed=0, augment=augment)
     assert (splits.num_classes, splits.in_channels, splits.image_size) == (
-        spec.num_classes, spec.in_channels, spec.image_size)
+        spec.num_classes,
+        spec.in_channels,
+        spec.image_size,
+    )
     assert splits.train[0][0].shape == (spec.in_channels, spec.image_size, spec.image_size)
     plain_view = splits.val.dataset
     torch.manual_seed(0)
@@ -418,6 +455,7 @@ def test_rgb_dataset_rejects_other_channel_counts(tmp_path):
 
 # --------------------------------------------------------------------------------------------------
 # Loaders
+
 
 def _label_order(loader) -> list[int]:
     return [int(y) for _, ys in loader for y in ys]

@@ -79,8 +79,12 @@ def test_density_target_and_zeros_hold_every_epoch(pruning):
 
 def test_a_real_digits_run_learns():
     """Density 0.1, hybrid PGD training: a broken mask, loss or optimizer step would not reach this."""
-    config = digits_config(train__epochs=8, train__lr_milestones=[6], model__width=1.0,
-                           attack__eval__pgd={"eps": 0.1, "alpha": 0.025, "steps": 7})
+    config = digits_config(
+        train__epochs=8,
+        train__lr_milestones=[6],
+        model__width=1.0,
+        attack__eval__pgd={"eps": 0.1, "alpha": 0.025, "steps": 7},
+    )
     run = DNRRun(config)
     while not run.finished:
         metrics = run.train_epoch().metrics
@@ -153,8 +157,21 @@ def test_train_command_writes_its_files(tmp_path, capsys):
     for name in ("model.pt", "checkpoint.pt", "metrics.json", "epochs.csv", "config.yaml"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("clean_acc", "fgsm_acc", "pgd_acc", "val_clean_acc", "val_fgsm_acc", "val_pgd_acc", "compression",
-                "density", "channels_present", "selected_epoch", "selected_on", "select_metric", "layer_density"):
+    for key in (
+        "clean_acc",
+        "fgsm_acc",
+        "pgd_acc",
+        "val_clean_acc",
+        "val_fgsm_acc",
+        "val_pgd_acc",
+        "compression",
+        "density",
+        "channels_present",
+        "selected_epoch",
+        "selected_on",
+        "select_metric",
+        "layer_density",
+    ):
         assert key in metrics, key
     assert metrics["selected_on"] == "val" and metrics["select_metric"] == "val_clean_acc"
     assert metrics["mask_density"] == pytest.approx(0.2, abs=1e-3)
@@ -220,7 +237,9 @@ def test_the_selected_epoch_is_the_first_best_on_the_validation_figure(monkeypat
     clean = [50.0, 70.0, 70.0, 60.0]  # ties keep the earlier epoch
     fgsm = [40.0, 30.0, 35.0, 40.0]
     pgd = [30.0, 20.0, 45.0, 44.0]
-    figures = [{"val_clean_acc": c, "val_fgsm_acc": f, "val_pgd_acc": p} for c, f, p in zip(clean, fgsm, pgd, strict=True)]
+    figures = [
+        {"val_clean_acc": c, "val_fgsm_acc": f, "val_pgd_acc": p} for c, f, p in zip(clean, fgsm, pgd, strict=True)
+    ]
     config = digits_config(train__epochs=4, train__eval_every=3, train__select_metric=select_metric)
     run = DNRRun(config)
     weights = scripted_selection(run, monkeypatch, figures)

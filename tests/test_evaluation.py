@@ -265,6 +265,7 @@ class ScriptedAutoAttack(Evaluator):
 
 def test_autoattack_vs_pgd_check():
     import pyautoattack  # noqa: F401 - the [eval] extra, installed by `make test`
+
     real = pixel_evaluator(Threshold(), spread_pixels(), autoattack_version="custom", autoattack_attacks=["apgd-ce"])
     passed = autoattack_vs_pgd_check(real)
     assert passed.status == "pass" and passed.detail.startswith("AutoAttack (custom) 80.00% vs PGD 80.00%")
@@ -277,6 +278,7 @@ def test_autoattack_vs_pgd_check():
 
 def test_autoattack_flags_check():
     import pyautoattack  # noqa: F401 - the [eval] extra, installed by `make test`
+
     settings = dict(autoattack_version="custom", autoattack_attacks=["apgd-ce"])
     passed = autoattack_flags_check(pixel_evaluator(Threshold(), spread_pixels(), **settings))
     assert passed == CheckResult("autoattack_flags", "pass", "AutoAttack raised no flag")
@@ -300,6 +302,7 @@ def test_checks_compose_the_check_functions_in_order():
 
 def test_autoattack_is_at_most_pgd7(trained, splits, robust_eval):
     import pyautoattack  # noqa: F401 - the [eval] extra, installed by `make test`
+
     # The standard version (APGD-CE, APGD-T, FAB-T, Square 5000 queries) takes about a minute on 2 CPU
     # cores for 200 digits; here its two APGD attacks on 64 images (the slow test runs 'standard').
     evaluator = make_evaluator(trained, splits.test, limit=64, autoattack_version="custom",
@@ -314,6 +317,7 @@ def test_autoattack_is_at_most_pgd7(trained, splits, robust_eval):
 @pytest.mark.slow
 def test_autoattack_standard_version(trained, splits):
     import pyautoattack  # noqa: F401 - the [eval] extra, installed by `make test`
+
     acc = evaluate_model(trained, splits.test, attacks="pgd7,autoattack", eps=EPS, pgd_alpha=ALPHA,
                          pgd_steps=STEPS, limit=48)  # fmt: skip
     assert acc["autoattack"] <= acc["pgd7"]

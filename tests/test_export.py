@@ -239,6 +239,7 @@ def test_irregular_mask_removes_nothing() -> None:
 def test_spaces_match_torch_pruning_groups() -> None:
     """Oracle against Torch-Pruning's DependencyGraph (a test dependency: never skipped)."""
     import torch_pruning as tp
+
     model = get_model("resnet18", num_classes=10, width=0.25).eval()
     x = torch.rand(2, 3, 32, 32)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=x)
@@ -331,8 +332,9 @@ def cli(argv: list[str]) -> int:
 
 
 def test_cli_prints_json_and_reports_errors(tmp_path, capsys) -> None:
-    config = RunConfig.model_validate({"data": {"dataset": "synthetic", "image_size": 8},
-                                       "model": {"arch": "smallcnn", "width": 0.5}})
+    config = RunConfig.model_validate(
+        {"data": {"dataset": "synthetic", "image_size": 8}, "model": {"arch": "smallcnn", "width": 0.5}}
+    )
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(to_yaml_dict(config)))
@@ -351,7 +353,9 @@ def test_cli_prints_json_and_reports_errors(tmp_path, capsys) -> None:
     assert "--input-size" in capsys.readouterr().err
     wrong = tmp_path / "wrong"  # model.pt of width 0.5 beside a config that says width 1
     wrong.mkdir()
-    (wrong / "config.yaml").write_text(yaml.safe_dump(to_yaml_dict(config.model_copy(update={"model": RunConfig().model}))))
+    (wrong / "config.yaml").write_text(
+        yaml.safe_dump(to_yaml_dict(config.model_copy(update={"model": RunConfig().model})))
+    )
     checkpoint.save(small.state_dict(), wrong / "model.pt")
     assert cli(["export", str(wrong), "--out", str(out)]) == 2
     assert "does not fit" in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_all_crop_offsets_and_flips_occur_with_exact_draws():
     loader = from_dataset(items, "cpu", batch_size=1, augment=True, generator=torch.Generator().manual_seed(2))
     counts: dict[tuple[int, int, bool], int] = {}
     for _ in range(900):
-        (batch, _), = list(loader)
+        ((batch, _),) = list(loader)
         (key,) = _match(batch[0], images[0])
         counts[key] = counts.get(key, 0) + 1
     assert {k[0] for k in counts} == set(range(9)) and {k[1] for k in counts} == set(range(9))

@@ -158,7 +158,9 @@ def test_local_train_refuses_cuda_without_one(tmp_path, monkeypatch):
 
 def test_missing_optional_attack_package_is_refused_before_training(tmp_path, monkeypatch):
     real = dry_run.importlib.util.find_spec
-    monkeypatch.setattr(dry_run.importlib.util, "find_spec", lambda name: None if name == "pyautoattack" else real(name))
+    monkeypatch.setattr(
+        dry_run.importlib.util, "find_spec", lambda name: None if name == "pyautoattack" else real(name)
+    )
     path = write_yaml(tmp_path / "c.yaml", _merged({"evaluate": {"attacks": ["autoattack"]}}))
     code, err = call(["validate", str(path)])
     assert code == 2 and "evaluate.attacks" in err and "pyautoattack" in err
@@ -335,7 +337,10 @@ def _flags_of(command: str) -> list[tuple[str, bool]]:
 def test_fuzzed_command_lines_exit_0_or_2_with_a_message(fuzz_world, data):
     root, paths, usual = fuzz_world
     command = data.draw(st.sampled_from(sorted(cli.COMMANDS)))
-    argv = [command, *data.draw(st.one_of(st.just(usual[command]), st.lists(st.sampled_from(paths), min_size=1, max_size=2)))]
+    argv = [
+        command,
+        *data.draw(st.one_of(st.just(usual[command]), st.lists(st.sampled_from(paths), min_size=1, max_size=2))),
+    ]
     for option, takes_value in data.draw(st.lists(st.sampled_from(_flags_of(command)), max_size=3, unique=True)):
         argv += [option, data.draw(st.sampled_from(paths + FLAG_VALUES))] if takes_value else [option]
     with contextlib.chdir(root):
@@ -354,9 +359,19 @@ RUN_FIELDS = [p for p in FIELD_VALUES if p.split(".")[0] in ("data", "train", "d
 
 
 @settings(max_examples=16, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(mutations=st.lists(st.sampled_from(RUN_FIELDS).flatmap(
-    lambda path: st.tuples(st.just("set"), st.just(path), st.sampled_from(
-        ["digits", "synthetic"] if path == "data.dataset" else FIELD_VALUES[path]))), min_size=1, max_size=3))
+@given(
+    mutations=st.lists(
+        st.sampled_from(RUN_FIELDS).flatmap(
+            lambda path: st.tuples(
+                st.just("set"),
+                st.just(path),
+                st.sampled_from(["digits", "synthetic"] if path == "data.dataset" else FIELD_VALUES[path]),
+            )
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_a_config_that_validates_trains_its_first_steps(tmp_path_factory, mutations):
     """The promise of the dry preparation: validated -> the run builds and trains (one batch of its first
     epoch, one validation batch), on the fields that decide whether it can."""
@@ -418,7 +433,9 @@ def _model_folder(folder: Path) -> Path:
     config = RunConfig.model_validate({"data": {"dataset": "synthetic", "image_size": 8, "val_size": 16},
                                        "model": {"arch": "smallcnn", "width": 0.5}})  # fmt: skip
     write_yaml(folder / rc.CONFIG_FILE, to_yaml_dict(config))
-    checkpoint.save(get_model("smallcnn", num_classes=10, in_channels=3, width=0.5).state_dict(), folder / rc.MODEL_FILE)
+    checkpoint.save(
+        get_model("smallcnn", num_classes=10, in_channels=3, width=0.5).state_dict(), folder / rc.MODEL_FILE
+    )
     return folder
 
 
@@ -567,7 +584,9 @@ def test_unreadable_parquet_is_rebuilt_from_result_json_and_kept_aside(synthetic
     with pytest.warns(DataRecoveryWarning) as warned:
         run = load_run(synthetic_run)
     said = [str(w.message) for w in warned]
-    assert any(name in m and "rebuilding" in m for m in said) and any(f"moved aside to {name}.unreadable" in m for m in said)
+    assert any(name in m and "rebuilding" in m for m in said) and any(
+        f"moved aside to {name}.unreadable" in m for m in said
+    )
     assert run.rebuilt
     pd.testing.assert_frame_equal(run.results, reference.results, check_dtype=False)
     assert (synthetic_run / f"{name}.unreadable").read_bytes() == bad  # kept, never deleted

@@ -1,4 +1,4 @@
-"""The house rule "ruff clean" holds for the whole tree."""
+"""The house rules hold for the whole tree: ruff clean, ruff formatted (``make lint``)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,5 @@ def test_ruff_is_clean():
     assert ruff is not None, "ruff is not installed (it comes with the test extra: pip install -e '.[test]')"
     done = subprocess.run([ruff, "check", "--quiet", str(REPO)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    formatted = subprocess.run([ruff, "format", "--check", str(REPO)], capture_output=True, text=True, cwd=REPO)
+    assert formatted.returncode == 0, "run `ruff format .`:\n" + formatted.stdout + formatted.stderr

@@ -18,13 +18,16 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize(("name", "num_classes", "kwargs", "expected"), [
-    ("vgg16", 10, {}, 14_728_266),
-    ("vgg16", 10, {"conv_bias": False}, 14_724_042),
-    ("vgg16", 100, {}, 14_774_436),
-    ("resnet18", 10, {}, 11_173_962),
-    ("resnet18", 100, {}, 11_220_132),
-])
+@pytest.mark.parametrize(
+    ("name", "num_classes", "kwargs", "expected"),
+    [
+        ("vgg16", 10, {}, 14_728_266),
+        ("vgg16", 10, {"conv_bias": False}, 14_724_042),
+        ("vgg16", 100, {}, 14_774_436),
+        ("resnet18", 10, {}, 11_173_962),
+        ("resnet18", 100, {}, 11_220_132),
+    ],
+)
 def test_parameter_counts_match_reference_architectures(name, num_classes, kwargs, expected):
     assert n_params(get_model(name, num_classes=num_classes, **kwargs)) == expected
 

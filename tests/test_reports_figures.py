@@ -117,9 +117,7 @@ def by_gid(fig: Figure, gid: str):
 
 
 def all_gids(fig: Figure, prefix: str) -> list[str]:
-    return sorted(
-        a.get_gid() for ax in fig.axes for a in ax.get_children() if (a.get_gid() or "").startswith(prefix)
-    )
+    return sorted(a.get_gid() for ax in fig.axes for a in ax.get_children() if (a.get_gid() or "").startswith(prefix))
 
 
 def xy(line) -> tuple[list[float], list[float]]:
@@ -416,7 +414,9 @@ def test_training_curves(epochs):
 
 
 def test_training_curves_without_accuracy_columns(epochs):
-    fig = figures.training_curves(figure_data.training_curves_data(epochs.drop(columns=["val_clean_acc", "val_pgd_acc"])))
+    fig = figures.training_curves(
+        figure_data.training_curves_data(epochs.drop(columns=["val_clean_acc", "val_pgd_acc"]))
+    )
     render(fig)
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="training_curves needs"):

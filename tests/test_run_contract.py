@@ -22,7 +22,9 @@ from trainables import trainable
 def test_the_contract_is_standard_library_only():
     code = ("import sys, dnr_sweep.run_contract, reports.load; "
             "print([m for m in ('torch', 'ray', 'pandas', 'pydantic') if m in sys.modules and m != 'pandas'])")  # fmt: skip
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 def test_metrics_json_round_trips_and_refuses_unknown_keys():
@@ -99,8 +101,9 @@ def contract_metric_trainable() -> type:
     return WithToyMetric
 
 
-def test_a_metric_registered_in_the_contract_reaches_results_parquet(ray_session, tmp_path, one_trial_config,
-                                                                     monkeypatch, capsys):
+def test_a_metric_registered_in_the_contract_reaches_results_parquet(
+    ray_session, tmp_path, one_trial_config, monkeypatch, capsys
+):
     monkeypatch.setattr(trainable, "DNRTrainable", contract_metric_trainable())
     monkeypatch.setitem(rc.POST_TRAINING_METRICS, "toy_score", rc.PostTrainingMetric("toy_score", "test"))
     code = cli.main(["run", str(one_trial_config), "--storage", str(tmp_path), "--name", "toy", "--no-dashboard"])

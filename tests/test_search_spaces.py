@@ -55,7 +55,9 @@ def test_paper_settings(name):
     assert (attack.train.kind, attack.train.eps, attack.train.alpha, attack.train.steps) == ("pgd", 8 / 255, 0.01, 7)
     assert (attack.eval.pgd.eps, attack.eval.pgd.alpha, attack.eval.pgd.steps) == (8 / 255, 0.01, 7)
     assert attack.eval.fgsm.eps == 8 / 255
-    assert all(d in (0.01, 0.02, 0.05, 0.1, 0.18, 0.2, 0.35, 0.5, 0.7, 1.0) for d in values(config, "dnr.density", dnr.density))
+    assert all(
+        d in (0.01, 0.02, 0.05, 0.1, 0.18, 0.2, 0.35, 0.5, 0.7, 1.0) for d in values(config, "dnr.density", dnr.density)
+    )
     header = (SPACES / name).read_text().split("\nname:")[0]
     assert "Paper" in header and "Compute" in header and "dnr-sweep run" in header
 
@@ -94,7 +96,8 @@ def test_searches_choose_on_validation_over_the_issue_space(name):
     defaults = {"dnr.beta": 0.5, "dnr.rho": 1e-4, "dnr.prune_rate": 0.5}
     points = config.tune.points_to_evaluate
     assert sorted((p["dnr.density"], p["dnr.pruning"]) for p in points) == sorted(
-        (d, k) for d in (0.05, 0.1, 0.2) for k in ("irregular", "channel"))
+        (d, k) for d in (0.05, 0.1, 0.2) for k in ("irregular", "channel")
+    )
     assert all({k: p[k] for k in defaults} == defaults for p in points)
     header = (SPACES / name).read_text().split("\nname:")[0]
     assert "Compute" in header and "dnr-sweep run" in header

@@ -167,7 +167,9 @@ def brute_force_groups(model: nn.Module, x: torch.Tensor) -> set[frozenset]:
     for node in list(parent):
         comps.setdefault(find(node), set()).add(node)
     # a group has a producer and a reader (the image input and the head output have neither)
-    return {frozenset(c) for c in comps.values() if any(r == "out" for _, r, _ in c) and any(r == "in" for _, r, _ in c)}
+    return {
+        frozenset(c) for c in comps.values() if any(r == "out" for _, r, _ in c) and any(r == "in" for _, r, _ in c)
+    }
 
 
 @pytest.mark.parametrize("net", [Chain, TwoBlock])
@@ -195,7 +197,9 @@ def test_groups_equal_torch_pruning_dependency_groups(arch):
     assert len(mk.groups.spaces) == (12 if arch == "resnet18" else 13)
     for space in mk.groups.spaces:
         for c in (0, space.channels - 1):
-            group = graph.get_pruning_group(model.get_submodule(space.producers[0]), tp.prune_conv_out_channels, idxs=[c])
+            group = graph.get_pruning_group(
+                model.get_submodule(space.producers[0]), tp.prune_conv_out_channels, idxs=[c]
+            )
             members = set()
             for dep, idxs in group:
                 module, handler = dep.target.module, dep.handler.__name__
@@ -249,7 +253,9 @@ def test_hand_example_prune_regrow_reinit_and_exact_count():
     mk._refresh_group_masks()
     with torch.no_grad():
         model.stem.weight.copy_(torch.tensor([3.0, 1.0, 2.0, 0.0]).view(4, 1, 1, 1))
-        model.conv2.weight.copy_(torch.tensor([[1.0, 2, 2, 0], [1, 0, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]]).view(4, 4, 1, 1))
+        model.conv2.weight.copy_(
+            torch.tensor([[1.0, 2, 2, 0], [1, 0, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]]).view(4, 4, 1, 1)
+        )
         model.fc.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
         for bn in (model.bn1, model.bn2):
             bn.weight.fill_(2.0)
@@ -287,7 +293,9 @@ def test_hand_example_prune_regrow_reinit_and_exact_count():
     w2 = model.conv2.weight.detach()[:, :, 0, 0]
     assert w2[:2].tolist() == [[0, 0, 2, 0], [0, 0, 2, 0]]
     # o2, o3 revived: fresh rows U(-1/2, 1/2) on the live inputs c2, c3, zero on the pruned ones
-    assert w2[2:, :2].tolist() == [[0, 0], [0, 0]] and bool((w2[2:, 2:] != 0).all()) and float(w2[2:].abs().max()) <= 0.5
+    assert (
+        w2[2:, :2].tolist() == [[0, 0], [0, 0]] and bool((w2[2:, 2:] != 0).all()) and float(w2[2:].abs().max()) <= 0.5
+    )
     assert model.bn1.weight.tolist() == [0, 0, 2, 1] and model.bn1.bias.tolist() == [0, 0, 0.5, 0]
     assert model.bn2.weight.tolist() == [2, 2, 1, 1] and model.bn2.bias.tolist() == [0.5, 0.5, 0, 0]
     assert model.bn1.running_mean[3] == 0 and model.bn1.running_var[3] == 1
@@ -431,9 +439,20 @@ def test_exact_count_structure_and_zeros_over_rewirings(net, classes, density):
         assert all(int(m.sum()) >= 1 for m in mk.groups.group_masks)
         for name, mask in mk.masks.items():  # a layer's mask is (output group) x (input group)
             layer = next(lay for lay in mk.groups.layers if lay.name == name)
-            out = mk.groups.group_masks[layer.out_space] if layer.out_space is not None else torch.ones(mask.shape[0], dtype=torch.bool)
-            inp = mk.groups.group_masks[layer.in_space] if layer.in_space is not None else torch.ones(mask.shape[1], dtype=torch.bool)
-            assert torch.equal(mask.bool(), (out[:, None] & inp[None, :]).view(*mask.shape[:2], *[1] * (mask.dim() - 2)).expand_as(mask))
+            out = (
+                mk.groups.group_masks[layer.out_space]
+                if layer.out_space is not None
+                else torch.ones(mask.shape[0], dtype=torch.bool)
+            )
+            inp = (
+                mk.groups.group_masks[layer.in_space]
+                if layer.in_space is not None
+                else torch.ones(mask.shape[1], dtype=torch.bool)
+            )
+            assert torch.equal(
+                mask.bool(),
+                (out[:, None] & inp[None, :]).view(*mask.shape[:2], *[1] * (mask.dim() - 2)).expand_as(mask),
+            )
 
 
 def test_prune_linear_counts_the_head_columns():
@@ -500,7 +519,9 @@ def test_minimum_density_is_one_group_per_space_and_is_refused_below():
     model = Chain()  # one group per space: c1 3x1x9 + c2 1x1x9 + c3 1x1 = 37 of 162 + 432 + 64 = 658
     assert minimum_density(model, "channel_group", example_input=X) == 37 / 658
     assert minimum_density(model, "channel_group") == 37 / 658  # the default 32x32 probe gives the same spaces
-    with pytest.raises(ValueError, match=r"minimum for channel_group pruning of this model \(0\.05623\).*density >= 0\.05624"):
+    with pytest.raises(
+        ValueError, match=r"minimum for channel_group pruning of this model \(0\.05623\).*density >= 0\.05624"
+    ):
         make(model, 0.05)
     make(Chain(), 0.05624)
 

@@ -142,7 +142,10 @@ def test_prune_rate_schedule_linear_decay():
         ({"density": -0.1}, "density"),
         ({"prune_rate": 1.5}, "prune_rate"),
         ({"prune_rate": -0.1}, "prune_rate"),
-        ({"pruning": "structured"}, r"pruning must be one of \['irregular', 'channel', 'channel_group'\], got 'structured'"),
+        (
+            {"pruning": "structured"},
+            r"pruning must be one of \['irregular', 'channel', 'channel_group'\], got 'structured'",
+        ),
         ({"total_epochs": 0}, "total_epochs"),
     ],
 )
@@ -210,9 +213,7 @@ def test_state_dict_round_trip_gives_identical_masks_and_rewiring(pruning):
     _train_steps(model, optimizer, masking, n=2, seed=1)
 
     buf = io.BytesIO()
-    torch.save(
-        {"masking": masking.state_dict(), "model": model.state_dict(), "opt": optimizer.state_dict()}, buf
-    )
+    torch.save({"masking": masking.state_dict(), "model": model.state_dict(), "opt": optimizer.state_dict()}, buf)
     buf.seek(0)
     ckpt = torch.load(buf, weights_only=True)
 

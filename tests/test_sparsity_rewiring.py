@@ -229,7 +229,9 @@ def test_channel_invariants_over_30_rewirings(d):
 @pytest.mark.parametrize("d", [0.01, 0.05])
 def test_channel_density_below_the_one_channel_floor_raises(d):
     model = ChannelNet()
-    with pytest.raises(ValueError, match=r"minimum for channel pruning of this model \(0\.05246\).*density >= 0\.05247"):
+    with pytest.raises(
+        ValueError, match=r"minimum for channel pruning of this model \(0\.05246\).*density >= 0\.05247"
+    ):
         Masking(model, torch.optim.SGD(model.parameters(), lr=0.1), density=d, pruning="channel",
                 prune_rate=0.5, total_epochs=10)  # fmt: skip
 
@@ -351,7 +353,9 @@ def test_full_layer_keeps_its_pruned_and_regrown_weights():
     a_w = [0.8, -0.7, 0.6, 0.5, -0.4, 0.3, 0.2, 0.1]
     _plant(model, opt, mk, "0", 0, [1] * 8, a_w, [1.0] * 8)
     # B: active {0..3}, prunes 2 (positions 0, 1); momentum 0 on the active part (importance 0).
-    _plant(model, opt, mk, "1", 1, [1] * 4 + [0] * 4, [1.0, 2.0, 3.0, 4.0, 0, 0, 0, 0], [0.0] * 4 + [0.5, 0.4, 0.3, 0.2])
+    _plant(
+        model, opt, mk, "1", 1, [1] * 4 + [0] * 4, [1.0, 2.0, 3.0, 4.0, 0, 0, 0, 0], [0.0] * 4 + [0.5, 0.4, 0.3, 0.2]
+    )
     mk.apply_masks()
     stats = mk.rewire(0)
     # K = 6; A's capacity is the 4 it pruned (all live) -> 4; the other 2 fall back to B's size
@@ -489,9 +493,7 @@ def test_hand_example_channel_prune_regrow_by_frobenius_norms():
         # A columns (channel c = W[:, c]): norms 5, 0.1, 1, (inactive)
         model[1].weight.copy_(torch.tensor([[3.0, 0.1, 1.0, 0.0], [4.0, 0.0, 0.0, 0.0]]).view(2, 4, 1, 1))
         # B: channel 0 norm sqrt(3), channel 1 norm sqrt(12)
-        model[2].weight.copy_(
-            torch.tensor([[1.0, 2.0, 0, 0], [1.0, 2.0, 0, 0], [-1.0, 2.0, 0, 0]]).view(3, 4, 1, 1)
-        )
+        model[2].weight.copy_(torch.tensor([[1.0, 2.0, 0, 0], [1.0, 2.0, 0, 0], [-1.0, 2.0, 0, 0]]).view(3, 4, 1, 1))
     mk.masks["1"] = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1, 1).expand(2, 4, 1, 1).contiguous()
     mk.masks["2"] = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 4, 1, 1).expand(3, 4, 1, 1).contiguous()
     mk.apply_masks()

@@ -300,7 +300,8 @@ def test_the_job_is_planned_for_the_cluster():
         jobs.plan_job(relative, Path("c.yaml"), **plan)
     assert jobs.plan_job(config, Path("c.yaml"), **{**plan, "storage": "~/runs"}).run_dir == "~/runs/n"
     assert jobs.plan_job(config, Path("c.yaml"), **plan, python="/opt/env/bin/python3").entrypoint.startswith(
-        "/opt/env/bin/python3 -m dnr_sweep.cli run c.yaml ")
+        "/opt/env/bin/python3 -m dnr_sweep.cli run c.yaml "
+    )
     for bad in ("127.0.0.1:6379", "ray://head:10001", "", None):
         with pytest.raises(UserError, match="--address"):
             jobs.check_address(bad)

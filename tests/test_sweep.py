@@ -105,8 +105,16 @@ def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
     second.load_checkpoint(str(tmp_path))
     got = second.train()
     for key, value in expected.items():
-        if key.endswith("time_s") or key in ("timestamp", "time_this_iter_s", "time_total_s", "date", "pid",
-                                              "time_since_restore", "training_iteration", "iterations_since_restore"):
+        if key.endswith("time_s") or key in (
+            "timestamp",
+            "time_this_iter_s",
+            "time_total_s",
+            "date",
+            "pid",
+            "time_since_restore",
+            "training_iteration",
+            "iterations_since_restore",
+        ):
             continue  # fmt: skip
         if isinstance(value, float) and math.isnan(value):
             assert math.isnan(got[key]), key
@@ -120,8 +128,7 @@ def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
     second.stop()
 
 
-def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_session, tmp_path, capsys,
-                                                                          monkeypatch):
+def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_session, tmp_path, capsys, monkeypatch):
     """Also a spy on what the searcher and the scheduler receive: validation figures, never test ones."""
     from trainables import sweep
 

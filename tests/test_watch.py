@@ -299,7 +299,8 @@ def test_error_summary_is_the_exception_line_of_the_traceback():
     )
     assert st.error_summary(text) == "dnr_sweep.engine.NonFiniteLossError: loss is not finite at epoch 1, step 6"
     assert st.error_summary("Failure # 1 (occurred at x)\nRayActorError: the actor died\n") == (
-        "RayActorError: the actor died")
+        "RayActorError: the actor died"
+    )
     assert st.error_summary("") == "failed (error.txt is empty)"
 
 

@@ -87,7 +87,9 @@ def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool)
     if len(epochs):
         write_parquet_atomic(epochs, folder / rc.EPOCHS_FILE)
 
-    summary = SweepSummary([f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"])
+    summary = SweepSummary(
+        [f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"]
+    )
     finished = results[results["status"] == "TERMINATED"]
     split = config.train.select_on
     chosen = "validation" if split == "val" else "test (the paper's protocol)"

@@ -153,7 +153,7 @@ def build_search_alg(config: SweepConfig) -> Any:
     }
     sampler = samplers[spec.sampler]()
     if len(goals) == 1:
-        (metric, mode), = goals.items()
+        ((metric, mode),) = goals.items()
         return OptunaSearch(metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points)
     return OptunaSearch(metric=list(goals), mode=list(goals.values()), sampler=sampler, points_to_evaluate=points)
 
@@ -233,8 +233,9 @@ def _run_config(config: SweepConfig, run_dir: storage_.Location) -> Any:
         name=run_dir.name,
         storage_path=run_dir.parent.uri,
         # the trainable asks for checkpoints itself (`should_checkpoint`, tune.checkpoint_every)
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=config.tune.keep_checkpoints, checkpoint_frequency=0,
-                                                checkpoint_at_end=True),  # fmt: skip
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=config.tune.keep_checkpoints, checkpoint_frequency=0, checkpoint_at_end=True
+        ),  # fmt: skip
         failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
         progress_reporter=reporter,
         callbacks=_callbacks(config, run_dir),

@@ -181,7 +181,7 @@ class DNRTrainable(tune.Trainable):
             self._on_disk.add(epoch)
         # Tune keeps the newest `keep` checkpoints and drops the oldest only after this one is
         # persisted: the selections of the newest keep + 1 saves may still be needed
-        self._refs = [*self._refs, epoch][-(int(self.keep_checkpoints) + 1):]
+        self._refs = [*self._refs, epoch][-(int(self.keep_checkpoints) + 1) :]
         checkpoint.save({"run": self.run.state_dict(selected_weights=False), "selected_refs": list(self._refs)}, path)
         needed = {e for e in self._refs if e is not None}
         self._selected.retain(needed)

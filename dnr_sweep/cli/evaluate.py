@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("model", metavar="MODEL", help="a folder with config.yaml + model.pt, or a run folder")
     p.add_argument("--trial", default=None, metavar="ID", help="trial id (or a unique part) in a run folder")
-    p.add_argument("--attacks", default=DEFAULT_ATTACKS,
-                   help=f"comma-separated: {_FORM_NAMES} (default {DEFAULT_ATTACKS})")
+    p.add_argument(
+        "--attacks", default=DEFAULT_ATTACKS, help=f"comma-separated: {_FORM_NAMES} (default {DEFAULT_ATTACKS})"
+    )
     p.add_argument("--eps", default=None, help="L-inf radius for every attack, e.g. 8/255 (default: the config's)")
     p.add_argument("--alpha", default=None, type=float, help="PGD step size (default: the config's eval alpha)")
     p.add_argument("--split", choices=("test", "val"), default="test")
@@ -39,8 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts and of AutoAttack")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--curves", action="store_true", help="also compute Fig. 4 curves -> attack_strength.json")
-    p.add_argument("--curve-eps", default=None, metavar="E1,E2,...",
-                   help="eps values of the eps curve (default 1/255,2/255,4/255,8/255,12/255,16/255)")
+    p.add_argument(
+        "--curve-eps",
+        default=None,
+        metavar="E1,E2,...",
+        help="eps values of the eps curve (default 1/255,2/255,4/255,8/255,12/255,16/255)",
+    )
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-masking checks")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 

@@ -38,14 +38,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "are unchanged, write FILE with torch.export.save and FILE.json with parameter, MAC and "
                     "measured CPU latency counts before and after.",
     )  # fmt: skip
-    p.add_argument("model", metavar="MODEL", help="a `dnr-sweep train --out` folder, a trial folder, or a run folder with --trial")
+    p.add_argument(
+        "model", metavar="MODEL", help="a `dnr-sweep train --out` folder, a trial folder, or a run folder with --trial"
+    )
     p.add_argument("--out", required=True, metavar="FILE.pt2", help="where the exported program goes (JSON beside it)")
     p.add_argument("--trial", default=None, metavar="ID", help="trial id (or a unique part of it) inside a run folder")
     p.add_argument("--no-shrink", action="store_true", help="export the masked full-size model, for comparison")
-    p.add_argument("--input-size", type=_input_size, default=None, metavar="C,H,W",
-                   help="input image shape (default from the run config: digits 8x8, CIFAR 32x32, Tiny-ImageNet 64x64)")
-    p.add_argument("--repeats", type=_positive, default=10, metavar="N",
-                   help="timed forward passes per batch size; the median is reported (default 10)")
+    p.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=None,
+        metavar="C,H,W",
+        help="input image shape (default from the run config: digits 8x8, CIFAR 32x32, Tiny-ImageNet 64x64)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=_positive,
+        default=10,
+        metavar="N",
+        help="timed forward passes per batch size; the median is reported (default 10)",
+    )
     p.add_argument("--threads", type=_positive, default=None, metavar="N",
                    help="CPU threads while timing (default torch's, usually the core count)")  # fmt: skip
 

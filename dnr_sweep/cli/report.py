@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report; required to compare runs")
     p.add_argument("--labels", default=None, help="comparing runs: one label per run, e.g. searched,defaults")
-    p.add_argument("--format", default=None, help="comma-separated: pdf,png,svg (default from the config, else pdf,png)")
+    p.add_argument(
+        "--format", default=None, help="comma-separated: pdf,png,svg (default from the config, else pdf,png)"
+    )
     p.add_argument("--x", default=None, help="x axis column (default from the config's report block)")
     p.add_argument("--y", default=None, help="comma-separated accuracy columns, e.g. clean_acc,pgd_acc")
     p.add_argument("--group-by", default=None, help="column that colours the figures (default dnr.pruning)")
@@ -86,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if len(args.run_dirs) > 1:
         return _compare(args, out, flags)
     if args.labels is not None:
-        raise UserError("--labels: only for comparing several runs (dnr-sweep report RUN_A RUN_B --labels a,b --out DIR)")
+        raise UserError(
+            "--labels: only for comparing several runs (dnr-sweep report RUN_A RUN_B --labels a,b --out DIR)"
+        )
     location = storage.locate(args.run_dirs[0], what="RUN_DIR")  # a folder or a URI (s3://...)
     with storage.staged(location) as folder:  # remote: the small files, copied here and back
         check_settings(folder, **flags)
@@ -104,7 +108,9 @@ def _compare(args: argparse.Namespace, out: Path | None, flags: dict) -> int:
     from reports.compare import compare, parse_labels, write_comparison
 
     if out is None:
-        raise UserError("--out: comparing runs writes a new report folder; name it, e.g. --out compare/searched_vs_defaults")
+        raise UserError(
+            "--out: comparing runs writes a new report folder; name it, e.g. --out compare/searched_vs_defaults"
+        )
     paths = [Path(p) for p in args.run_dirs]
     if len({p.resolve() for p in paths}) != len(paths):
         raise UserError("RUN_DIR: the same run folder is given twice; compare different runs")

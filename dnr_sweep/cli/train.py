@@ -22,7 +22,9 @@ from dnr_sweep.errors import EXIT_INTERRUPTED, PathError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="one DNR run without Ray (debugging, small machines)")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder for model.pt, checkpoint.pt, metrics.json")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="a new or empty folder for model.pt, checkpoint.pt, metrics.json"
+    )
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     add_set(p)
 

@@ -80,5 +80,3 @@ def measure_latency(model: nn.Module, input_size: Sequence[int], batch_sizes: Se
         model.train(was_training)
         torch.set_num_threads(old_threads)
     return results
-
-

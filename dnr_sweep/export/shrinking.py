@@ -100,5 +100,3 @@ def shrink(model: nn.Module, example_input: torch.Tensor) -> ShrinkReport:
         macs_before=count_macs(model, input_size), macs_after=count_macs(shrunk, input_size),
         channels_removed=sum(len(s.removable) for s in spaces), layers=layers, spaces=spaces,
     )  # fmt: skip
-
-

@@ -215,5 +215,3 @@ def _flattens_1x1(source: fx.Node, node: fx.Node) -> bool:
         return False
     s, o = tuple(src.shape), tuple(out.shape)
     return len(s) == 4 and s[2:] == (1, 1) and o == s[:2]
-
-

@@ -84,6 +84,4 @@ def channels_present(model: nn.Module, prune_linear: bool = False) -> float:
 def layer_density(model: nn.Module, prune_linear: bool = False) -> dict[str, float]:
     """Per prunable layer (network order): its nonzero weights / its weights."""
     with torch.no_grad():
-        return {
-            name: _nonzero(m.weight) / m.weight.numel() for name, m in prunable_layers(model, prune_linear)
-        }
+        return {name: _nonzero(m.weight) / m.weight.numel() for name, m in prunable_layers(model, prune_linear)}

@@ -77,7 +77,5 @@ class DynamicL2:
         if self.active and list(z) != names:
             raise ValueError(f"checkpoint z covers layers {list(z)}, this model has {names}")
         self.z = {
-            n: z[n].to(device=w.device, dtype=w.dtype).clone()
-            for n, w in zip(names, weights, strict=True)
-            if n in z
+            n: z[n].to(device=w.device, dtype=w.dtype).clone() for n, w in zip(names, weights, strict=True) if n in z
         }

@@ -79,11 +79,7 @@ def _check_density(density: float) -> float:
 
 
 def _check_prune_rate(prune_rate: float) -> float:
-    if (
-        not isinstance(prune_rate, int | float)
-        or isinstance(prune_rate, bool)
-        or not (0.0 <= prune_rate <= 1.0)
-    ):
+    if not isinstance(prune_rate, int | float) or isinstance(prune_rate, bool) or not (0.0 <= prune_rate <= 1.0):
         raise ValueError(f"prune_rate must be a number in [0, 1], got {prune_rate!r}")
     return float(prune_rate)
 
@@ -358,9 +354,7 @@ class Masking:
         names = self._names if self.pruning == "irregular" else self._names[1:]
         zeros = {n: 0 for n in names}
         if self.density >= 1.0 or p == 0.0 or not names:
-            return RewireStats(
-                epoch, p, dict(zeros), dict(zeros), {n: 0.0 for n in names}, self._count_active()
-            )
+            return RewireStats(epoch, p, dict(zeros), dict(zeros), {n: 0.0 for n in names}, self._count_active())
         weights = self._weights if self.pruning == "irregular" else self._weights[1:]
         masks = [self.masks[n] for n in names]
         momenta = [self._momentum(w) for w in weights]
@@ -413,7 +407,9 @@ class Masking:
         channel_group adds ``group_masks`` (by space key) and ``rng`` (the regrowth generator's state)."""
         extra: dict[str, Any] = {}
         if self.groups is not None and self._rng is not None:
-            extra["group_masks"] = {k: m.detach().clone() for k, m in zip(self.groups.keys, self.groups.group_masks, strict=True)}
+            extra["group_masks"] = {
+                k: m.detach().clone() for k, m in zip(self.groups.keys, self.groups.group_masks, strict=True)
+            }
             extra["rng"] = self._rng.get_state()
         return extra | {
             "masks": {n: self.masks[n].detach().clone() for n in self._names},
@@ -429,9 +425,7 @@ class Masking:
         """Restore masks from :meth:`state_dict` (same model layout and settings) and apply them."""
         for key in ("pruning", "prune_linear"):
             if state.get(key) != getattr(self, key):
-                raise ValueError(
-                    f"checkpoint has {key}={state.get(key)!r}, this masker {getattr(self, key)!r}"
-                )
+                raise ValueError(f"checkpoint has {key}={state.get(key)!r}, this masker {getattr(self, key)!r}")
         if not math.isclose(float(state.get("density", math.nan)), self.density):
             raise ValueError(f"checkpoint has density={state.get('density')!r}, this masker {self.density!r}")
         masks = state["masks"]
@@ -453,7 +447,9 @@ class Masking:
                 if tuple(saved[key].shape) != tuple(self.groups.group_masks[k].shape):
                     raise ValueError(f"group mask {key!r} has shape {tuple(saved[key].shape)}, "
                                      f"expected {tuple(self.groups.group_masks[k].shape)}")  # fmt: skip
-                self.groups.group_masks[k] = saved[key].detach().to(self.groups.group_masks[k].device, torch.bool).clone()
+                self.groups.group_masks[k] = (
+                    saved[key].detach().to(self.groups.group_masks[k].device, torch.bool).clone()
+                )
             derived = self.groups.masks()
             if any(not torch.equal(derived[n], self.masks[n]) for n in self._names):
                 raise ValueError("checkpoint masks disagree with its group masks; the checkpoint is damaged")

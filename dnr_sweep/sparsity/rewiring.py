@@ -159,9 +159,7 @@ def largest_remainder(shares: Sequence[Fraction], total: int) -> list[int]:
     return floors
 
 
-def round_to_slices(
-    ideal: Sequence[Fraction], slice_sizes: Sequence[int], budget: Fraction | int
-) -> list[int]:
+def round_to_slices(ideal: Sequence[Fraction], slice_sizes: Sequence[int], budget: Fraction | int) -> list[int]:
     """Round real channel counts to whole channels, keeping ``sum n_l * s_l`` close to ``budget``.
 
     Floor every count, then visit layers by largest fractional remainder (ties: lower index) and add
@@ -171,9 +169,7 @@ def round_to_slices(
     budget = Fraction(budget)
     counts = [math.floor(x) for x in ideal]
     total = Fraction(sum(c * s for c, s in zip(counts, slice_sizes, strict=True)))
-    order = sorted(
-        (i for i in range(len(ideal)) if ideal[i] > counts[i]), key=lambda i: (-(ideal[i] - counts[i]), i)
-    )
+    order = sorted((i for i in range(len(ideal)) if ideal[i] > counts[i]), key=lambda i: (-(ideal[i] - counts[i]), i))
     for i in order:
         if total + Fraction(slice_sizes[i], 2) <= budget:
             counts[i] += 1
@@ -272,9 +268,7 @@ def rewire_irregular(
     """
     n = len(weights)
     flat_masks = [m.reshape(-1).bool() for m in masks]
-    importance = _normalised(
-        [_mean_abs_over(mo.reshape(-1), fm) for mo, fm in zip(momenta, flat_masks, strict=True)]
-    )
+    importance = _normalised([_mean_abs_over(mo.reshape(-1), fm) for mo, fm in zip(momenta, flat_masks, strict=True)])
     pruned: list[int] = []
     keep: list[Tensor] = []
     for w, fm in zip(weights, flat_masks, strict=True):
@@ -341,9 +335,7 @@ def rewire_channel(
         budget, importance, [c * s for c, s in zip(live_ch, slice_sizes, strict=True)],
         [z * s for z, s in zip(zero_ch, slice_sizes, strict=True)], sizes, None,
     )  # fmt: skip
-    regrown_ch = round_to_slices(
-        [sh / s for sh, s in zip(shares, slice_sizes, strict=True)], slice_sizes, budget
-    )
+    regrown_ch = round_to_slices([sh / s for sh, s in zip(shares, slice_sizes, strict=True)], slice_sizes, budget)
     for i in range(n):
         kept = keep[i]
         grow = _largest(mom_norms[i], ~kept, regrown_ch[i])
