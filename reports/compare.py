@@ -11,7 +11,8 @@ figures are only shown.
   configuration with the best validation figure of any run.
 * When the runs carry per-epoch records (``epochs.parquet``), the hypervolume of each run's
   validation front against the trial-epochs it consumed (:mod:`reports.hypervolume`): trials in
-  the order the sweep created them (their Tune trial ids), a trial costing the epochs it trained
+  the order the sweep created them (Tune's trial folder numbers: a searcher's trial ids are
+  random), a trial costing the epochs it trained
   (a trial a scheduler stopped early counts its epochs, never its point). The hypervolume's
   objectives are the report's validation objectives; its reference point is fixed and documented
   in :data:`REFERENCE` (0 % accuracy, 1x compression, density 1).
@@ -134,13 +135,29 @@ def hypervolume_data(runs: Mapping[str, Run], objectives: Mapping[str, str]) -> 
     for label, run in runs.items():
         if run.epochs.empty:
             continue
-        trials = run.results.sort_values("trial_id", kind="mergesort")
+        trials = creation_order(run)
         points = np.array(trials[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float))
         points[~finished_mask(trials).to_numpy()] = np.nan  # stopped or failed: cost only
         costs = pd.to_numeric(trials["epochs_completed"], errors="coerce").fillna(0).to_numpy(dtype=float)
         history = hypervolume_history(points, costs, [reference[c] for c in columns], [objectives[c] for c in columns])
         curves.append(HypervolumeCurve(label, tuple(map(float, history.cost)), tuple(map(float, history.hypervolume))))
     return HypervolumeData(dict(objectives), {k: float(v) for k, v in reference.items()}, tuple(curves))
+
+
+def creation_order(run: Run) -> pd.DataFrame:
+    """The run's trials in the order the sweep created them: Tune numbers each trial folder
+    (:func:`reports.cell_choice.proposal_order`); trial ids order them only where the folders are
+    gone or not Tune's (a grid's ids are sequential, a searcher's are random)."""
+    from .cell_choice import proposal_order
+
+    try:
+        order = proposal_order(run.path)
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign folders: fall back
+        order = {}
+    number = run.results["trial_id"].astype(str).map(order)
+    if number.isna().any():
+        return run.results.sort_values("trial_id", kind="mergesort")
+    return run.results.assign(_n=number).sort_values(["_n", "trial_id"], kind="mergesort").drop(columns="_n")
 
 
 def combined_results(runs: Mapping[str, Run], group_by: str | None) -> pd.DataFrame:

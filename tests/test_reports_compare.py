@@ -131,3 +131,26 @@ def test_labels_and_outputs_are_checked(tmp_path, capsys):
     assert cli.main(["report", str(run), str(twin), "--labels", "first,second", "--out", str(tmp_path / "o"),
                      "--format", "png"]) == 0  # fmt: skip
     assert "first" in (tmp_path / "o" / "index.html").read_text()
+
+
+def test_hypervolume_follows_the_order_trials_were_created_not_their_ids(tmp_path):
+    """A searcher's trial ids are random; Tune's trial folder numbers give the creation order."""
+    from reports.compare import hypervolume_data
+    from reports.load import load_run
+    from reports.selection import finished_mask
+
+    run_dir = write_synthetic_run(tmp_path / "run")
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir())
+    count = len(folders)
+    for folder in folders:  # DNRTrainable_<id>_<n>_... -> number n backwards: the last id was created first
+        trainable, trial_id, n, rest = folder.name.split("_", 3)
+        folder.rename(run_dir / f"{trainable}_{trial_id}_{count - 1 - int(n)}_{rest}")
+    run = load_run(run_dir)
+    curve = hypervolume_data({"a": run}, OBJECTIVES).curves[0]
+    created = run.results.sort_values("trial_id", ascending=False)
+    assert curve.trial_epochs == tuple(np.cumsum(created["epochs_completed"]).astype(float))
+    finished = finished_mask(created).to_numpy()
+    for k in range(count):
+        upto = created.iloc[: k + 1][finished[: k + 1]]
+        points = [(r["val_pgd_acc"], r["compression"]) for _, r in upto.iterrows()]
+        assert curve.hypervolume[k] == pytest.approx(brute_force_hypervolume_2d(points, (0.0, 1.0)))
