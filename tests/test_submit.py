@@ -33,22 +33,13 @@ import yaml
 from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
 from dnr_sweep.errors import UserError
+from tests.test_sweep import BASE
 from trainables import jobs
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-CONFIG = {
-    "name": "job_test",
-    "data": {"dataset": "digits", "val_size": 100},
-    "model": {"arch": "smallcnn", "width": 0.5},
-    "train": {"epochs": 2, "batch_size": 128, "lr": 0.05, "lr_milestones": [], "warmup_epochs": 0, "device": "cpu"},
-    "dnr": {"density": 0.2, "beta": 0.5},
-    "attack": {"train": {"eps": 0.1, "alpha": 0.05, "steps": 2},
-               "eval": {"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "alpha": 0.05, "steps": 2}}},
-    "search": {"dnr.pruning": {"grid": ["irregular", "channel"]}},
-    "tune": {"resources_per_trial": {"cpu": 1}, "max_failures": 0},
-}  # fmt: skip
+CONFIG = {**BASE, "name": "job_test", "search": {"dnr.pruning": {"grid": ["irregular", "channel"]}}}
 
 
 def write_config(folder: Path, **blocks) -> Path:

@@ -26,19 +26,11 @@ from dnr_sweep import cli
 from dnr_sweep import run_contract as rc
 from dnr_sweep.errors import UserError
 from reports import status as st
+from tests.test_sweep import BASE as SWEEP_BASE
 
 REPO = Path(__file__).resolve().parents[1]
 
-BASE = {
-    "name": "watch_test",
-    "data": {"dataset": "digits", "val_size": 100},
-    "model": {"arch": "smallcnn", "width": 0.5},
-    "train": {"epochs": 2, "batch_size": 128, "lr": 0.05, "lr_milestones": [], "warmup_epochs": 0, "device": "cpu"},
-    "dnr": {"density": 0.2, "beta": 0.5},
-    "attack": {"train": {"eps": 0.1, "alpha": 0.05, "steps": 2},
-               "eval": {"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "alpha": 0.05, "steps": 2}}},
-    "tune": {"resources_per_trial": {"cpu": 1}, "max_failures": 0},
-}  # fmt: skip
+BASE = {**SWEEP_BASE, "name": "watch_test"}
 
 
 # ------------------------------------------------------------------------------------------------
