@@ -37,11 +37,11 @@ import _common  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
-from dnr_sweep import checkpoint, state_codec  # noqa: E402
-from dnr_sweep.config import RunConfig  # noqa: E402
-from dnr_sweep.data import build_datasets  # noqa: E402
-from dnr_sweep.engine import DNRRun  # noqa: E402
-from trainables.trainable import AUTO_CHECKPOINT_BUDGET  # noqa: E402
+from dnr_sweep.artifacts import checkpoint, state_codec
+from dnr_sweep.config import RunConfig
+from dnr_sweep.data.loaders import build_datasets
+from dnr_sweep.sweep.trainable import AUTO_CHECKPOINT_BUDGET
+from dnr_sweep.training.engine import DNRRun
 
 MB = 1e6
 

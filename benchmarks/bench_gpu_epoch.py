@@ -4,7 +4,7 @@ Goal (issue 9): within 5x of the limit (H100 bf16: ResNet-18 ~1.12 s, VGG16 ~0.6
 images). For each architecture and each of fp32 / tf32 / bf16 autocast x channels_last off / on,
 the real engine loop (``DNRRun._train_one_epoch``: PGD-7 with random start, clean + adversarial
 loss, dynamic L2, ``Masking.step``) runs over ``--images`` synthetic uint8 images held on the
-device by :class:`dnr_sweep.gpu_data.DeviceLoader` (random crop + flip on the device), batch 128,
+device by :class:`dnr_sweep.data.device_loader.DeviceLoader` (random crop + flip on the device), batch 128,
 after a warm-up of ``--warmup-steps`` steps (cuDNN autotuning).
 
 Physical limit: ``20 forward-equivalents per image x 2 x MACs(model, 32x32) x images / peak``:
@@ -31,11 +31,11 @@ import torch  # noqa: E402
 from bench_rewiring import macs  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from dnr_sweep.config import RunConfig  # noqa: E402
-from dnr_sweep.data import DataSplits  # noqa: E402
-from dnr_sweep.engine import DNRRun  # noqa: E402
-from dnr_sweep.gpu_data import DeviceLoader  # noqa: E402
-from dnr_sweep.models import get_model  # noqa: E402
+from dnr_sweep.config import RunConfig
+from dnr_sweep.data.device_loader import DeviceLoader
+from dnr_sweep.data.loaders import DataSplits
+from dnr_sweep.models.architectures import get_model
+from dnr_sweep.training.engine import DNRRun
 
 FORWARD_EQUIVALENTS = 20  # PGD-7: 7 x (fwd + input-grad bwd) ~ 14; clean + adv: 2 x (fwd + full bwd) ~ 6
 EPOCH_IMAGES = 50_000

@@ -30,7 +30,7 @@ import _common  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from dnr_sweep.config import validate_sweep  # noqa: E402
+from dnr_sweep.config import validate_sweep
 
 DENSITIES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.02, 0.03, 0.15, 0.25, 0.35]
 

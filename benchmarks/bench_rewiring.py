@@ -35,11 +35,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from dnr_sweep.config import RunConfig  # noqa: E402
-from dnr_sweep.data import DataSplits  # noqa: E402
-from dnr_sweep.engine import DNRRun  # noqa: E402
-from dnr_sweep.models import get_model  # noqa: E402
+from dnr_sweep.config import RunConfig
+from dnr_sweep.data.loaders import DataSplits
+from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking  # noqa: E402
+from dnr_sweep.training.engine import DNRRun
 
 STEPS_PER_EPOCH = 391  # ceil(50,000 / 128)
 

@@ -55,7 +55,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, report  # noqa: E402
 
-from dnr_sweep import run_contract as rc  # noqa: E402
+from dnr_sweep.foundation import run_contract as rc
 
 EPOCHS = 6
 GRID_TRIALS = 48
@@ -168,9 +168,9 @@ def analyse_run(run_dir: Path, budget: float) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from reports.cell_choice import choose_per_cell, finished_trials, proposal_order
-    from reports.hypervolume import frame_hypervolume, hypervolume_history
-    from reports.pareto import pareto_front
+    from dnr_sweep.reports.cell_choice import choose_per_cell, finished_trials, proposal_order
+    from dnr_sweep.reports.hypervolume import frame_hypervolume, hypervolume_history
+    from dnr_sweep.reports.pareto import pareto_front
 
     results = pd.read_parquet(run_dir / rc.RESULTS_FILE)
     results = results.assign(order=results["trial_id"].map(proposal_order(run_dir))).sort_values("order")

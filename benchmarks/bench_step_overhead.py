@@ -30,11 +30,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from dnr_sweep import attacks  # noqa: E402
-from dnr_sweep.config import RunConfig  # noqa: E402
-from dnr_sweep.data import DataSplits  # noqa: E402
-from dnr_sweep.engine import DNRRun  # noqa: E402
+from dnr_sweep.attacks import gradient as attacks
+from dnr_sweep.config import RunConfig
+from dnr_sweep.data.loaders import DataSplits
 from dnr_sweep.sparsity import DynamicL2, Masking  # noqa: E402
+from dnr_sweep.training.engine import DNRRun
 
 
 def build(args: argparse.Namespace) -> dict:

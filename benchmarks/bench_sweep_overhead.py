@@ -42,8 +42,8 @@ import _common  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from dnr_sweep.config import RunConfig, run_config_from_flat, validate_sweep  # noqa: E402
-from dnr_sweep.engine import DNRRun  # noqa: E402
+from dnr_sweep.config import RunConfig, run_config_from_flat, validate_sweep
+from dnr_sweep.training.engine import DNRRun
 
 BASE = _common.ROOT / "search_spaces" / "digits_quick.yaml"
 DENSITIES = [0.05, 0.1, 0.2, 0.5, 1.0, 0.3, 0.15, 0.02]

@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 
 from dnr_sweep.config import RunConfig
-from dnr_sweep.engine import DNRRun
 from dnr_sweep.export import find_channel_spaces, measure_latency, shrink
-from dnr_sweep.models import get_model
+from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity.channel_groups import ChannelGroups
 from dnr_sweep.sparsity.masks import Masking
+from dnr_sweep.training.engine import DNRRun
 
 INPUT = (3, 32, 32)
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -40,10 +40,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dnr_sweep import run_contract as rc  # noqa: E402
 from dnr_sweep.config import apply_overrides, read_yaml, validate_sweep  # noqa: E402
-from dnr_sweep.errors import ConfigError  # noqa: E402
-from reports.cell_choice import CELL, choose_per_cell  # noqa: E402
+from dnr_sweep.foundation import run_contract as rc  # noqa: E402
+from dnr_sweep.foundation.errors import ConfigError  # noqa: E402
+from dnr_sweep.reports.cell_choice import CELL, choose_per_cell  # noqa: E402
 
 #: what the search varies within a cell; the rest of a configuration is the cell itself
 TUNED = ("dnr.beta", "dnr.rho", "dnr.prune_rate")

@@ -24,7 +24,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reports.load import load, load_epochs  # noqa: E402
+from dnr_sweep.reports.load import load, load_epochs  # noqa: E402
 
 CONFIG = REPO / "search_spaces" / "digits_trends.yaml"
 TOLERANCE_PP = 1.0  # accuracy points allowed for sampling noise in the monotonicity checks

@@ -1,4 +1,4 @@
-"""Tests for dnr_sweep.attack_names: the one grammar of attack names, shared by config validation,
+"""Tests for dnr_sweep.foundation.attack_names: the one grammar of attack names, shared by config validation,
 ``dnr-sweep evaluate --attacks``, the evaluator and the run contract's attack metrics."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dnr_sweep import run_contract
-from dnr_sweep.attack_names import ATTACK_FORMS, ATTACK_NAME_RE, AttackSpec, parse_attack, parse_attacks
 from dnr_sweep.config import EvaluateConfig, validate_sweep
-from dnr_sweep.errors import ConfigError
+from dnr_sweep.foundation import run_contract
+from dnr_sweep.foundation.attack_names import ATTACK_FORMS, ATTACK_NAME_RE, AttackSpec, parse_attack, parse_attacks
+from dnr_sweep.foundation.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_config_error_names_the_value_and_the_valid_forms():
 
 def test_grammar_run_contract_and_config_load_no_torch():
     code = (
-        "import sys, dnr_sweep.attack_names, dnr_sweep.run_contract, dnr_sweep.config;"
+        "import sys, dnr_sweep.foundation.attack_names, dnr_sweep.foundation.run_contract, dnr_sweep.config;"
         "heavy = [m for m in ('torch', 'torchvision', 'ray') if m in sys.modules];"
         "print(','.join(heavy))"
     )

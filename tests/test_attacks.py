@@ -1,4 +1,4 @@
-"""Tests for dnr_sweep.attacks: oracle checks against torchattacks 3.5.1, plus the invariants it lacks."""
+"""Tests for dnr_sweep.attacks.gradient: oracle checks against torchattacks 3.5.1, plus the invariants it lacks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torchattacks  # the independent reference; `make test` installs it
 from torch import nn
 
-from dnr_sweep.attacks import accuracy, attack_mode, fgsm, pgd
+from dnr_sweep.attacks.gradient import accuracy, attack_mode, fgsm, pgd
 
 N, C, H, W, K = 16, 3, 8, 8, 4
 

@@ -49,7 +49,7 @@ def fake_run(run_dir: Path, trials: int, epochs: list[int], seed: int, shift: fl
 
 
 def test_analysis_of_finished_runs(bench, tmp_path, capsys):
-    from reports.hypervolume import frame_hypervolume
+    from dnr_sweep.reports.hypervolume import frame_hypervolume
 
     grid = fake_run(tmp_path / "grid", 48, [6], seed=0)
     fake_run(tmp_path / "tpe_s0", 48, [6], seed=1, shift=10.0)

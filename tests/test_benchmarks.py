@@ -57,7 +57,7 @@ def test_gpu_epoch_limit_matches_the_issue_figures(run):
     # 20 forward-equivalents x 2 x MACs x 50,000 / 989 TFLOPS: ResNet18 ~1.12 s, VGG16 ~0.63 s (issue 9)
     from bench_rewiring import macs
 
-    from dnr_sweep.models import get_model
+    from dnr_sweep.models.architectures import get_model
 
     for arch, expected in (("resnet18", 1.12), ("vgg16", 0.63)):
         limit = 20 * 2 * macs(get_model(arch, num_classes=10)) * 50_000 / 989e12

@@ -12,10 +12,11 @@ import math
 import pytest
 import torch
 
-from dnr_sweep import checkpoint, state_codec, storage
-from dnr_sweep import run_contract as rc
-from dnr_sweep.engine import Z_FROM_WEIGHTS, DNRRun
-from dnr_sweep.errors import InputFileError
+from dnr_sweep.artifacts import checkpoint, state_codec
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation import storage
+from dnr_sweep.foundation.errors import InputFileError
+from dnr_sweep.training.engine import Z_FROM_WEIGHTS, DNRRun
 from tests.test_engine import digits_config
 
 
@@ -193,7 +194,7 @@ def test_selected_weights_files_are_named_by_epoch_and_retained_by_reference(tmp
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "often"])
 def test_checkpoint_every_is_auto_or_a_positive_whole_number(value):
     from dnr_sweep.config import TuneConfig
-    from dnr_sweep.errors import ConfigError
+    from dnr_sweep.foundation.errors import ConfigError
 
     assert TuneConfig().checkpoint_every == "auto" and TuneConfig(checkpoint_every=4).checkpoint_every == 4
     with pytest.raises((ConfigError, ValueError), match="must be 'auto' or a whole number of epochs >= 1"):
@@ -205,7 +206,7 @@ def test_trial_asks_for_checkpoints_every_n_epochs_or_by_measured_cost(ray_sessi
     from ray.tune.result import SHOULD_CHECKPOINT
 
     from dnr_sweep.config import to_yaml_dict
-    from trainables.trainable import AUTO_CHECKPOINT_BUDGET, DNRTrainable
+    from dnr_sweep.sweep.trainable import AUTO_CHECKPOINT_BUDGET, DNRTrainable
 
     base = to_yaml_dict(digits_config(train__epochs=4))
     every2 = tune.with_parameters(DNRTrainable, base=base)

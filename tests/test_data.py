@@ -25,15 +25,10 @@ import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 from torchvision.datasets.utils import check_integrity
 
-from dnr_sweep import dataset_specs
 from dnr_sweep.config import DataConfig
-from dnr_sweep.data import (
-    BUILDERS,
-    DatasetNotFoundError,
-    build_datasets,
-    make_loaders,
-)
-from dnr_sweep.dataset_specs import DATASET_NAMES
+from dnr_sweep.data import specs as dataset_specs
+from dnr_sweep.data.loaders import BUILDERS, DatasetNotFoundError, build_datasets, make_loaders
+from dnr_sweep.data.specs import DATASET_NAMES
 
 CIFAR10_TRAIN_PER_BATCH = 6  # 5 batches -> 30 training images
 CIFAR_TEST = 8
@@ -435,7 +430,7 @@ def test_fixed_statistics_come_from_the_spec(tmp_path, cifar_md5_relaxed):
 
 def test_dataset_registry_and_config_load_no_torch():
     code = (
-        "import sys, dnr_sweep.dataset_specs, dnr_sweep.config;"
+        "import sys, dnr_sweep.data.specs, dnr_sweep.config;"
         "print(','.join(m for m in ('torch', 'torchvision', 'PIL', 'sklearn') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

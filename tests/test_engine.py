@@ -8,10 +8,13 @@ import math
 import pytest
 import torch
 
-from dnr_sweep import attacks, checkpoint, cli, gpu_data
+from dnr_sweep import cli
+from dnr_sweep.artifacts import checkpoint
+from dnr_sweep.attacks import gradient as attacks
 from dnr_sweep.config import RunConfig
-from dnr_sweep.engine import DNRRun, NonFiniteLossError
-from dnr_sweep.single_run import train_to_dir
+from dnr_sweep.data import device_loader as gpu_data
+from dnr_sweep.training.engine import DNRRun, NonFiniteLossError
+from dnr_sweep.training.single_run import train_to_dir
 
 
 def digits_config(**changes) -> RunConfig:

@@ -20,9 +20,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dnr_sweep import cli
-from dnr_sweep.attacks import pgd
+from dnr_sweep.attacks.gradient import pgd
 from dnr_sweep.config import RunConfig
-from dnr_sweep.data import build_datasets
+from dnr_sweep.data.loaders import build_datasets
 from dnr_sweep.evaluation import (
     CURVE_EPS,
     CURVE_STEPS,
@@ -31,6 +31,7 @@ from dnr_sweep.evaluation import (
     all_passed,
     autoattack_flags_check,
     autoattack_vs_pgd_check,
+    check_entries,
     eps_growth_check,
     evaluate_model,
     fgsm_vs_pgd_check,
@@ -40,7 +41,7 @@ from dnr_sweep.evaluation import (
     write_strength_curves,
     zero_gradients_check,
 )
-from dnr_sweep.models import get_model
+from dnr_sweep.models.architectures import get_model
 
 EPS, ALPHA, STEPS = 0.15, 0.0375, 7
 LIMIT = 120  # test images per evaluation (of 360)
@@ -139,7 +140,7 @@ def test_results_do_not_depend_on_attack_order(trained, splits, robust_eval):
 
 def test_checks_pass_on_the_trained_model(robust_eval):
     evaluator, _ = robust_eval
-    checks = evaluator.checks()
+    checks = check_entries(evaluator)
     names = [c["name"] for c in checks]
     assert names == ["steps_restarts", "eps_growth", "fgsm_vs_pgd", "zero_gradients"]
     assert all(set(c) == {"name", "status", "detail"} for c in checks)
@@ -152,7 +153,7 @@ def test_checks_flag_a_gradient_masked_model(trained, splits):
     evaluator = make_evaluator(masked, splits.test, limit=64)
     acc = evaluator.evaluate("clean,fgsm,pgd")
     assert acc["fgsm"] == acc["clean"]  # a zero gradient: FGSM does not move
-    checks = {c["name"]: c for c in evaluator.checks()}
+    checks = {c["name"]: c for c in check_entries(evaluator)}
     warned = {name for name, c in checks.items() if c["status"] == "warn"}
     assert "zero_gradients" in warned  # AutoAttack's flag
     assert "eps_growth" in warned  # Athalye et al.: a huge eps must break (almost) every input
@@ -290,8 +291,8 @@ def test_checks_compose_the_check_functions_in_order():
     evaluator = pixel_evaluator(RoundedInput(Threshold()), spread_pixels())
     results = gradient_masking_checks(evaluator)
     assert [r.name for r in results] == ["steps_restarts", "eps_growth", "fgsm_vs_pgd", "zero_gradients"]
-    assert evaluator.checks() == [r.as_dict() for r in results]  # the evaluation.json entries
-    assert not all_passed(results) and not all_passed(evaluator.checks())
+    assert check_entries(evaluator) == [r.as_dict() for r in results]  # the evaluation.json entries
+    assert not all_passed(results) and not all_passed(check_entries(evaluator))
     assert all_passed([r for r in results if r.passed]) and all_passed([])
     with pytest.raises(dataclasses.FrozenInstanceError):
         results[0].status = "pass"
@@ -309,7 +310,7 @@ def test_autoattack_is_at_most_pgd7(trained, splits, robust_eval):
                                autoattack_attacks=["apgd-ce", "apgd-t"])  # fmt: skip
     acc = evaluator.evaluate("pgd7,autoattack")
     assert acc["autoattack"] <= acc["pgd7"]
-    checks = {c["name"]: c["status"] for c in evaluator.checks()}
+    checks = {c["name"]: c["status"] for c in check_entries(evaluator)}
     assert checks["autoattack_vs_pgd"] == "pass"
     assert checks["autoattack_flags"] == "pass"
 
@@ -343,7 +344,7 @@ def test_strength_curves_shape_and_file(trained, splits, tmp_path):
     path = write_strength_curves(curves, tmp_path)
     assert path.name == "attack_strength.json"
     assert json.loads(path.read_text()) == curves
-    from reports.load import load_attack_strength  # the reader of this file
+    from dnr_sweep.reports.load import load_attack_strength
 
     loaded = load_attack_strength(tmp_path)
     assert loaded[tmp_path.name]["eps"] == {float(k): v for k, v in curves["eps"].items()}

@@ -14,8 +14,8 @@ import torch
 import yaml
 from torch import nn
 
-from dnr_sweep import checkpoint
 from dnr_sweep import cli as dnr_cli
+from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, to_yaml_dict
 from dnr_sweep.export import (
     TOLERANCE,
@@ -26,7 +26,7 @@ from dnr_sweep.export import (
     measure_latency,
     shrink,
 )
-from dnr_sweep.models import Normalize, get_model
+from dnr_sweep.models.architectures import Normalize, get_model
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -311,7 +311,7 @@ def test_export_no_shrink_irregular(tmp_path) -> None:
 
 def test_export_channel_dnr_digits_run(tmp_path) -> None:
     """A real (tiny) channel-DNR run at density 0.5 through the engine, then shrunk and exported."""
-    from dnr_sweep.single_run import train_to_dir
+    from dnr_sweep.training.single_run import train_to_dir
 
     config = RunConfig.model_validate({
         "data": {"dataset": "digits", "val_size": 100}, "model": {"arch": "smallcnn"},
@@ -403,8 +403,8 @@ def test_export_of_a_channel_group_model_removes_exactly_its_pruned_groups(tmp_p
 
 def test_export_true_runs_for_channel_group(tmp_path) -> None:
     """post_training exports channel_group runs too (params_physical, macs, speedup_cpu in metrics.json)."""
-    from dnr_sweep.engine import DNRRun
-    from dnr_sweep.post_training import after_training
+    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.post_training import after_training
 
     config = RunConfig.model_validate({
         "data": {"dataset": "digits", "val_size": 100}, "model": {"arch": "smallcnn"},

@@ -1,4 +1,4 @@
-"""The device-resident loader (dnr_sweep.gpu_data), on the CPU device: same crops as torchvision's
+"""The device-resident loader (dnr_sweep.data.device_loader), on the CPU device: same crops as torchvision's
 RandomCrop(reflect) + RandomHorizontalFlip, every example once per epoch, reproducible."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dnr_sweep.gpu_data import DeviceLoader, from_dataset, reflect_index
+from dnr_sweep.data.device_loader import DeviceLoader, from_dataset, reflect_index
 
 PAD = 4
 

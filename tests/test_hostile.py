@@ -33,13 +33,17 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dnr_sweep import checkpoint, cli, dry_run, files, folder_lock
-from dnr_sweep import run_contract as rc
+from dnr_sweep import cli
+from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, SweepConfig, leaf_paths, load_sweep_config, to_yaml_dict
-from dnr_sweep.errors import DataRecoveryWarning, FolderBusyError, InputFileError, UserError
-from dnr_sweep.models import get_model
-from reports.load import load_run
-from reports.synthetic import synthetic_tables, write_synthetic_run
+from dnr_sweep.foundation import files
+from dnr_sweep.foundation import locks as folder_lock
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation.errors import DataRecoveryWarning, FolderBusyError, InputFileError, UserError
+from dnr_sweep.models.architectures import get_model
+from dnr_sweep.reports.load import load_run
+from dnr_sweep.reports.synthetic import synthetic_tables, write_synthetic_run
+from dnr_sweep.training import dry_run
 from tests.test_sweep import BASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,12 +69,12 @@ def write_yaml(path: Path, data: object) -> Path:
 @pytest.fixture
 def no_ray(monkeypatch):
     """Ray must not start: these refusals happen before it."""
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster
 
     def refuse(**_):
         raise AssertionError("Ray must not start for a bad input")
 
-    monkeypatch.setattr(sweep, "start_ray", refuse)
+    monkeypatch.setattr(cluster, "start_ray", refuse)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,11 +292,11 @@ def _stop(*_, **__):
 def fuzz_world(tmp_path_factory, monkeypatch):
     """Paths of every kind for the flag fuzzer, each command's usual arguments, and the expensive
     steps replaced by a stop."""
-    from dnr_sweep import single_run
     from dnr_sweep.cli import evaluate
     from dnr_sweep.export import export_model  # noqa: F401 - imported so the patch below sticks
-    from reports import build
-    from trainables import sweep
+    from dnr_sweep.reports import build
+    from dnr_sweep.sweep import cluster
+    from dnr_sweep.training import single_run
 
     root = tmp_path_factory.mktemp("world")
     good = write_yaml(root / "good.yaml", BASE)
@@ -313,7 +317,7 @@ def fuzz_world(tmp_path_factory, monkeypatch):
         "export": [str(model_dir), "--out", str(root / "m.pt2")], "status": [str(run_dir)],
         "submit": [str(good), "--address", "http://127.0.0.1:1", "--storage", str(root / "runs")],
     }  # fmt: skip
-    for target, name in ((single_run, "train_to_dir"), (sweep, "start_ray"), (evaluate, "_evaluate"),
+    for target, name in ((single_run, "train_to_dir"), (cluster, "start_ray"), (evaluate, "_evaluate"),
                          (build, "build_report"), (sys.modules["dnr_sweep.export"], "export_model")):  # fmt: skip
         monkeypatch.setattr(target, name, _stop)
     return root, paths, usual
@@ -375,7 +379,7 @@ RUN_FIELDS = [p for p in FIELD_VALUES if p.split(".")[0] in ("data", "train", "d
 def test_a_config_that_validates_trains_its_first_steps(tmp_path_factory, mutations):
     """The promise of the dry preparation: validated -> the run builds and trains (one batch of its first
     epoch, one validation batch), on the fields that decide whether it can."""
-    from dnr_sweep.engine import DNRRun
+    from dnr_sweep.training.engine import DNRRun
 
     data = json.loads(json.dumps(BASE))
     for mutation in mutations:
@@ -441,7 +445,7 @@ def _model_folder(folder: Path) -> Path:
 
 def _run_folder(folder: Path) -> Path:
     """What `dnr-sweep run` leaves before Tune's first trial: config, sweep.json and Tune's state."""
-    from trainables.sweep import prepare_run_dir
+    from dnr_sweep.sweep.run_folder import prepare_run_dir
 
     folder.mkdir(parents=True)
     source = write_yaml(folder.parent / f"{folder.name}_input.yaml", BASE)
@@ -533,7 +537,7 @@ class Call:
 def test_tune_state_screen_spots_hostile_pickles_in_every_protocol(tmp_path, protocol):
     import ray.cloudpickle
 
-    from trainables.sweep import _pickle_problem
+    from dnr_sweep.sweep.restore import _pickle_problem
 
     for hostile in (Hostile(tmp_path / "PWNED"), Eval(), Call(), {"nested": [Hostile(tmp_path / "PWNED")]}):
         assert "imports" in _pickle_problem(pickle.dumps(hostile, protocol=protocol))
@@ -616,7 +620,7 @@ def test_truncated_result_json_line_is_skipped_and_the_report_goes_on(synthetic_
 
 @pytest.mark.parametrize("content", [b"", b"{oops", b"\xff\xfe", b"[" * 100_000])
 def test_corrupt_attack_strength_json_leaves_its_curve_out(synthetic_run, content):
-    from reports.load import load_attack_strength
+    from dnr_sweep.reports.load import load_attack_strength
 
     path = sorted(synthetic_run.glob(f"*/{rc.ATTACK_STRENGTH_FILE}"))[0]
     path.write_bytes(content)
@@ -663,13 +667,13 @@ def test_unwritable_out_is_refused(tmp_path, monkeypatch):
 
 
 def test_refusals_that_used_to_start_ray_happen_before_it(tmp_path, no_ray, monkeypatch):
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster
 
     config = write_yaml(tmp_path / "c.yaml", BASE)
     (tmp_path / "storage_file").write_text("x")
     code, err = call(["run", str(config), "--storage", str(tmp_path / "storage_file")])
     assert code == 2 and "--storage" in err and "is a file" in err
-    monkeypatch.setattr(sweep, "_local_cpus", lambda: 2.0)
+    monkeypatch.setattr(cluster, "_local_cpus", lambda: 2.0)
     code, err = call(["run", str(config), "--storage", str(tmp_path / "r"), "--set", "tune.resources_per_trial.cpu=64"])
     assert code == 2 and "64 CPU" in err and "2 CPU" in err
     code, err = call(["run", str(config), "--storage", str(tmp_path / "r"), "--set", "tune.resources_per_trial.gpu=8"])
@@ -779,7 +783,7 @@ def test_two_trains_into_one_folder_one_refused_the_other_complete(tmp_path):
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_result_files_follow_the_umask(tmp_path, umask, mode):
-    from reports.load import write_parquet_atomic
+    from dnr_sweep.reports.load import write_parquet_atomic
 
     old = os.umask(umask)
     try:
@@ -836,10 +840,10 @@ def test_address_that_is_not_a_ray_cluster_fails_within_30_s(tmp_path, monkeypat
 
 @pytest.mark.parametrize("address", ["garbage", "host:port", "10.0.0.1:99999", "ray://"])
 def test_malformed_address_is_refused(address):
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster
 
     with pytest.raises(UserError, match="expected host:port"):
-        sweep.check_cluster_address(address)
+        cluster.check_cluster_address(address)
 
 
 def test_report_group_by_default_may_be_absent_but_a_named_one_must_exist(synthetic_run):

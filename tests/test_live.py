@@ -11,11 +11,11 @@ import time
 import pandas as pd
 import pytest
 
-from dnr_sweep import run_contract as rc
 from dnr_sweep.config import validate_sweep
-from reports.load import rebuild_tables
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.reports.load import rebuild_tables
+from dnr_sweep.sweep.live import MAX_SHARE, LiveReport
 from tests.test_sweep import BASE, write_config
-from trainables.live import MAX_SHARE, LiveReport
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dnr_sweep.models import MODEL_NAMES, Normalize, get_model
+from dnr_sweep.models.architectures import MODEL_NAMES, Normalize, get_model
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)

@@ -18,10 +18,10 @@ import yaml
 
 from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
-from dnr_sweep.engine import DNRRun
+from dnr_sweep.sweep import trainable
+from dnr_sweep.training.engine import DNRRun
 from tests.test_config import BAD_CONFIGS
 from tests.test_sweep import BASE, write_config
-from trainables import trainable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def test_nan_trial_fails_clearly_and_the_others_finish(ray_session, tmp_path, ca
 
 
 def test_results_are_written_atomically(tmp_path, monkeypatch):
-    from reports.load import write_parquet_atomic
+    from dnr_sweep.reports.load import write_parquet_atomic
 
     target = tmp_path / "results.parquet"
     write_parquet_atomic(pd.DataFrame({"a": [1, 2, 3]}), target)
@@ -152,12 +152,12 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
 
 @pytest.fixture
 def no_ray(monkeypatch):
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster
 
     def refuse(**_):
         raise AssertionError("Ray must not start for a bad input")
 
-    monkeypatch.setattr(sweep, "start_ray", refuse)
+    monkeypatch.setattr(cluster, "start_ray", refuse)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
@@ -203,7 +203,7 @@ def test_bad_run_inputs_fail_before_ray(tmp_path, case, capsys, no_ray):
 PROBE = textwrap.dedent("""
     import json, os, urllib.error, urllib.request
     import psutil, ray
-    from trainables.sweep import start_ray
+    from dnr_sweep.sweep.cluster import start_ray
     url = start_ray(address=None, dashboard=True, dashboard_host="127.0.0.1", log=lambda _: None)
     port = int(url.rsplit(":", 1)[1])
     listening = sorted({c.laddr.ip for c in psutil.net_connections(kind="inet")
@@ -233,7 +233,7 @@ def test_dashboard_listens_on_loopback_and_requires_the_token(tmp_path):
 def test_embedded_ray_binds_the_dashboard_to_loopback_unless_asked(monkeypatch):
     import ray
 
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster
 
     calls = []
 
@@ -243,11 +243,11 @@ def test_embedded_ray_binds_the_dashboard_to_loopback_unless_asked(monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs) or Context())
     said: list[str] = []
-    sweep.start_ray(address=None, dashboard=True, dashboard_host="127.0.0.1", log=said.append)
+    cluster.start_ray(address=None, dashboard=True, dashboard_host="127.0.0.1", log=said.append)
     assert calls[-1]["address"] == "local" and calls[-1]["dashboard_host"] == "127.0.0.1"
     assert not any("warning" in line for line in said)
     assert any("ray get-auth-token" in line for line in said)
-    sweep.start_ray(address=None, dashboard=True, dashboard_host="0.0.0.0", log=said.append)
+    cluster.start_ray(address=None, dashboard=True, dashboard_host="0.0.0.0", log=said.append)
     assert calls[-1]["dashboard_host"] == "0.0.0.0"
     assert any("warning" in line and "job-submission API" in line for line in said)
     # the CLI's default is loopback

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from reports import build_report
-from reports.build import resolve_settings, with_selected_figures
-from reports.selection import select, selection_column
-from reports.synthetic import SEEDED_DENSITIES, write_synthetic_run
-from reports.tables import CHOSEN_ON, SEEDS, pareto_table, to_latex
+from dnr_sweep.reports import build_report
+from dnr_sweep.reports.build import resolve_settings, with_selected_figures
+from dnr_sweep.reports.selection import select, selection_column
+from dnr_sweep.reports.synthetic import SEEDED_DENSITIES, write_synthetic_run
+from dnr_sweep.reports.tables import CHOSEN_ON, SEEDS, pareto_table, to_latex
 
 FIGURES = ("compression_accuracy", "channels_present", "layer_density", "training_curves", "attack_strength")
 T_975_2 = 4.302652729911275  # Student t quantile t(0.975, 2)
@@ -267,10 +267,10 @@ def test_tables_and_figure_data_never_import_matplotlib_or_torch(tmp_path):
     code = f"""
 import sys
 import pandas as pd
-from reports import figure_data
-from reports.selection import select
-from reports.tables import pareto_table, write_tables
-from reports.synthetic import synthetic_tables
+from dnr_sweep.reports import figure_data
+from dnr_sweep.reports.selection import select
+from dnr_sweep.reports.tables import pareto_table, write_tables
+from dnr_sweep.reports.synthetic import synthetic_tables
 results, _ = synthetic_tables()
 write_tables(pareto_table(results), {str(tmp_path)!r})
 figure_data.compression_accuracy_data(select(results))  # the figures' data, computed without drawing

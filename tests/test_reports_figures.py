@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from reports import figure_data, figures
-from reports.figure_data import Reference
-from reports.selection import select
-from reports.style import GROUP_COLORS
+from dnr_sweep.reports import figure_data, figures
+from dnr_sweep.reports.figure_data import Reference
+from dnr_sweep.reports.selection import select
+from dnr_sweep.reports.style import GROUP_COLORS
 
 NAN = float("nan")
 T_975_2 = 4.302652729911275  # Student t quantile t(0.975, 2): a 95% interval from 3 seeds

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.hypervolume import frame_hypervolume, hypervolume, hypervolume_history
+from dnr_sweep.reports.hypervolume import frame_hypervolume, hypervolume, hypervolume_history
 
 
 def brute_force(points: np.ndarray, reference: np.ndarray, directions: list[str]) -> float:

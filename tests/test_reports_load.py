@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import reports
-from dnr_sweep.errors import DataRecoveryWarning
-from reports.load import load_attack_strength, load_run, rebuild_tables
-from reports.synthetic import synthetic_tables, write_synthetic_run
+from dnr_sweep import reports
+from dnr_sweep.foundation.errors import DataRecoveryWarning
+from dnr_sweep.reports.load import load_attack_strength, load_run, rebuild_tables
+from dnr_sweep.reports.synthetic import synthetic_tables, write_synthetic_run
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_canonical_columns(run_dir):
     assert df["trial_id"].is_monotonic_increasing
     assert df["selected_epoch"].dtype == "Int64"
     epochs = reports.load_epochs(run_dir)
-    from dnr_sweep.run_contract import EPOCH_METRICS
+    from dnr_sweep.foundation.run_contract import EPOCH_METRICS
 
     known = [c for c in EPOCH_METRICS if c in epochs.columns]
     assert list(epochs.columns[: 2 + len(known)]) == ["trial_id", "epoch", *known]  # the contract's order
@@ -151,9 +151,9 @@ def test_attack_strength_curves(run_dir):
 
 def test_reports_imports_no_ray_or_torch():
     code = (
-        "import sys, reports, reports.build, reports.figures, reports.figure_data, reports.selection, reports.seeds, "
-        "reports.tables, reports.html;"
-        "bad = {'ray', 'torch', 'trainables', 'matplotlib.pyplot'} & set(sys.modules);"
+        "import sys, dnr_sweep.reports.build, dnr_sweep.reports.figures, dnr_sweep.reports.figure_data, "
+        "dnr_sweep.reports.selection, dnr_sweep.reports.seeds, dnr_sweep.reports.tables, dnr_sweep.reports.html;"
+        "bad = {'ray', 'torch', 'dnr_sweep.sweep', 'matplotlib.pyplot'} & set(sys.modules);"
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reports import pareto
-from reports.pareto import ParetoFront, pareto_front
+from dnr_sweep.reports import pareto
+from dnr_sweep.reports.pareto import ParetoFront, pareto_front
 
 
 def brute_force_front(rows: list[dict], objectives: dict[str, str]) -> set[int]:

@@ -12,15 +12,15 @@ import torch
 import yaml
 
 from dnr_sweep import cli
-from dnr_sweep import run_contract as rc
-from dnr_sweep.models import get_model
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import accounting
+from dnr_sweep.sweep import trainable
 from tests.test_sweep import BASE, write_config
-from trainables import trainable
 
 
 def test_the_contract_is_standard_library_only():
-    code = ("import sys, dnr_sweep.run_contract, reports.load; "
+    code = ("import sys, dnr_sweep.foundation.run_contract, dnr_sweep.reports.load; "
             "print([m for m in ('torch', 'ray', 'pandas', 'pydantic') if m in sys.modules and m != 'pandas'])")  # fmt: skip
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
@@ -90,7 +90,8 @@ def contract_metric_trainable() -> type:
 
     class WithToyMetric(trainable.DNRTrainable):
         def setup(self, config, base=None):
-            from dnr_sweep import finish, run_contract
+            from dnr_sweep.foundation import run_contract
+            from dnr_sweep.training import finish
 
             if "toy_score" not in run_contract.POST_TRAINING_METRICS:
                 run_contract.register_post_training("toy_score", "a metric added by a test")

@@ -12,7 +12,7 @@ import pytest
 
 from dnr_sweep import cli
 from dnr_sweep.config import load_sweep_config, validate_sweep
-from reports.cell_choice import choose_per_cell, proposal_order
+from dnr_sweep.reports.cell_choice import choose_per_cell, proposal_order
 
 REPO = Path(__file__).resolve().parents[1]
 SEARCH = REPO / "search_spaces" / "digits_search.yaml"

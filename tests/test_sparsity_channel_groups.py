@@ -25,7 +25,7 @@ import torch_pruning as tp
 from torch import nn
 
 from dnr_sweep.export import TOLERANCE, count_params, shrink
-from dnr_sweep.models import get_model
+from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import Masking, minimum_density
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnr_sweep.models import get_model
+from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import Masking, minimum_density
 
 

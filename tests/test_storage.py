@@ -21,9 +21,11 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from dnr_sweep import checkpoint, cli, storage
-from dnr_sweep import run_contract as rc
-from dnr_sweep.errors import InputFileError
+from dnr_sweep import cli
+from dnr_sweep.artifacts import checkpoint
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation import storage
+from dnr_sweep.foundation.errors import InputFileError
 from tests.test_sweep import BASE, write_config
 
 
@@ -88,9 +90,9 @@ def test_bad_storage_uris_fail_with_a_fix(text):
 
 
 def test_bad_storage_uri_exits_2_before_ray(tmp_path, capsys, monkeypatch):
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster
 
-    monkeypatch.setattr(sweep, "start_ray", lambda **_: pytest.fail("Ray must not start"))
+    monkeypatch.setattr(cluster, "start_ray", lambda **_: pytest.fail("Ray must not start"))
     code = cli.main(["run", str(write_config(tmp_path)), "--storage", "nosuchscheme://bucket/x"])
     err = capsys.readouterr().err
     assert code == 2 and "--storage 'nosuchscheme://bucket/x'" in err and "Traceback" not in err

@@ -32,9 +32,9 @@ import yaml
 
 from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
-from dnr_sweep.errors import UserError
+from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.sweep import jobs
 from tests.test_sweep import BASE
-from trainables import jobs
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -219,7 +219,7 @@ def test_submit_without_the_right_token_is_refused_clearly(head, tmp_path):
 METRICS_PROBE = textwrap.dedent("""
     import sys, time, urllib.request
     import ray
-    from trainables.dashboard_metrics import report_epoch
+    from dnr_sweep.sweep.dashboard_metrics import report_epoch
     ray.init(address="auto", logging_level="WARNING")
     report_epoch({"epoch": 3, "this_epoch/val_clean_acc": 91.5, "this_epoch/val_pgd_acc": 40.25,
                   "this_epoch/density": 0.1, "this_epoch/epoch_time_s": 1.75}, run="probe_run", trial_id="t_00001")
@@ -301,8 +301,8 @@ def test_the_job_is_planned_for_the_cluster():
 
 TOKEN_PROBE = textwrap.dedent("""
     import json, os
-    from dnr_sweep.errors import UserError
-    from trainables.jobs import auth_headers, token_source
+    from dnr_sweep.foundation.errors import UserError
+    from dnr_sweep.sweep.jobs import auth_headers, token_source
     out = {}
     for case in ("env", "path", "home", "none", "bad_path"):
         for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):

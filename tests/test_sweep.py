@@ -17,7 +17,7 @@ import yaml
 
 from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
-from reports.pareto import pareto_front
+from dnr_sweep.reports.pareto import pareto_front
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_two_trial_sweep_end_to_end(ray_session, tmp_path, capsys):
     assert (run_dir / "report" / "index.html").is_file()
     # the report can be drawn later without Ray, and the tables rebuilt from Tune's result.json
     # files equal the Parquet ones the run wrote
-    from reports.load import rebuild_tables
+    from dnr_sweep.reports.load import rebuild_tables
 
     rebuilt_results, rebuilt_epochs = rebuild_tables(run_dir)
     pd.testing.assert_frame_equal(rebuilt_results, results)
@@ -93,7 +93,7 @@ def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
     from ray import tune
 
     from dnr_sweep.config import to_yaml_dict
-    from trainables.trainable import DNRTrainable
+    from dnr_sweep.sweep.trainable import DNRTrainable
 
     base = to_yaml_dict(validate_sweep({**BASE, "train": {**BASE["train"], "epochs": 3}}).base_run())
     cls = tune.with_parameters(DNRTrainable, base=base)
@@ -130,12 +130,12 @@ def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
 
 def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_session, tmp_path, capsys, monkeypatch):
     """Also a spy on what the searcher and the scheduler receive: validation figures, never test ones."""
-    from trainables import sweep
+    from dnr_sweep.sweep import search, tuner
 
     seen: dict[str, object] = {}
-    build_search_alg, build_scheduler = sweep.build_search_alg, sweep.build_scheduler
-    monkeypatch.setattr(sweep, "build_search_alg", lambda c: seen.setdefault("searcher", build_search_alg(c)))
-    monkeypatch.setattr(sweep, "build_scheduler", lambda c: seen.setdefault("scheduler", build_scheduler(c)))
+    build_search_alg, build_scheduler = search.build_search_alg, search.build_scheduler
+    monkeypatch.setattr(tuner, "build_search_alg", lambda c: seen.setdefault("searcher", build_search_alg(c)))
+    monkeypatch.setattr(tuner, "build_scheduler", lambda c: seen.setdefault("scheduler", build_scheduler(c)))
     config = write_config(
         tmp_path,
         train={**BASE["train"], "epochs": 3},
@@ -175,8 +175,8 @@ def test_optuna_multi_objective_with_asha_keeps_early_stopped_out_of_pareto(ray_
 def test_resources_mapping_packs_fractional_gpus():
     from ray import tune
 
-    from trainables.sweep import trial_resources
-    from trainables.trainable import DNRTrainable
+    from dnr_sweep.sweep.cluster import trial_resources
+    from dnr_sweep.sweep.trainable import DNRTrainable
 
     config = validate_sweep({**BASE, "tune": {"resources_per_trial": {"cpu": 4, "gpu": 0.25}}})
     assert trial_resources(config) == {"cpu": 4.0, "gpu": 0.25}
@@ -188,7 +188,7 @@ def test_resources_mapping_packs_fractional_gpus():
 def test_search_rules_map_to_tune_domains():
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    from trainables.sweep import param_space
+    from dnr_sweep.sweep.search import param_space
 
     config = validate_sweep({**BASE, "search": {
         "dnr.density": {"grid": [0.1, 0.5]}, "dnr.pruning": {"choice": ["irregular", "channel"]},
@@ -252,7 +252,7 @@ def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
 @pytest.mark.parametrize(("sampler", "expected"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),
                                                    ("gp", "GPSampler"), ("random", "RandomSampler")])  # fmt: skip
 def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):
-    from trainables.sweep import build_search_alg
+    from dnr_sweep.sweep.search import build_search_alg
 
     single = validate_sweep({**BASE, "search": {"dnr.beta": {"uniform": [0.3, 0.9]}},
                              "tune": {"search_alg": {"optuna": {"sampler": sampler, "seed": 1}}}})  # fmt: skip
@@ -266,7 +266,7 @@ def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):
 
 
 def test_nsga2_population_size_reaches_optuna():
-    from trainables.sweep import build_search_alg
+    from dnr_sweep.sweep.search import build_search_alg
 
     config = validate_sweep({**BASE, "search": {"dnr.density": {"choice": [0.1, 0.5]}}, "tune": {"search_alg": {
         "optuna": {"sampler": "nsga2", "population_size": 12, "objectives": {"val_pgd_acc": "max", "compression": "max"}}}}})  # fmt: skip
@@ -276,7 +276,7 @@ def test_nsga2_population_size_reaches_optuna():
 def test_points_to_evaluate_reach_the_search_algorithm():
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from trainables.sweep import build_search_alg
+    from dnr_sweep.sweep.search import build_search_alg
 
     points = [{"dnr.beta": 0.5, "dnr.density": 0.1}, {"dnr.beta": 0.7, "dnr.density": 0.5}]
     search = {"dnr.density": {"choice": [0.1, 0.5]}, "dnr.beta": {"uniform": [0.2, 1.0]}}
@@ -293,8 +293,8 @@ def test_points_to_evaluate_reach_the_search_algorithm():
 def test_grouped_asha_is_built_when_asked():
     from ray.tune.schedulers import ASHAScheduler
 
-    from trainables.grouped_asha import GroupedASHAScheduler
-    from trainables.sweep import build_scheduler
+    from dnr_sweep.sweep.grouped_asha import GroupedASHAScheduler
+    from dnr_sweep.sweep.search import build_scheduler
 
     search = {"dnr.density": {"choice": [0.1, 0.5]}}
     plain = validate_sweep({**BASE, "search": search, "tune": {"scheduler": {"asha": {"grace_period": 1}}}})
@@ -333,7 +333,7 @@ def test_grouped_asha_decides_like_one_tune_asha_per_group():
 
     from ray.tune.schedulers import ASHAScheduler
 
-    from trainables.grouped_asha import GroupedASHAScheduler
+    from dnr_sweep.sweep.grouped_asha import GroupedASHAScheduler
 
     settings = {"metric": "acc", "mode": "max", "max_t": 9, "grace_period": 1, "reduction_factor": 3}
     rng = random.Random(0)

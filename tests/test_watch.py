@@ -3,7 +3,7 @@
 The status fixtures are real sweeps (digits, smallcnn width 0.5, 2 trials x 2 epochs) run on Ray
 Tune, then copied and trimmed into a running, an interrupted, a finished and an errored run folder.
 
-Result format: :mod:`dnr_sweep.run_contract` (per-epoch figures under ``this_epoch/``, the selected
+Result format: :mod:`dnr_sweep.foundation.run_contract` (per-epoch figures under ``this_epoch/``, the selected
 epoch's at the top level), as the real runs write it.
 """
 
@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from dnr_sweep import cli
-from dnr_sweep import run_contract as rc
-from dnr_sweep.errors import UserError
-from reports import status as st
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.reports import status as st
 from tests.test_sweep import BASE as SWEEP_BASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +203,9 @@ def test_status_of_an_errored_run(real_runs, capsys):
     assert status["counts"]["finished"] == 1 and status["counts"]["errored"] == 1
     (failed,) = [t for t in status["trials"] if t["state"] == "errored"]
     assert failed["params"] == {"train.lr": 1.0e6} and failed["epochs_done"] == 0
-    assert failed["error"].startswith("dnr_sweep.engine.NonFiniteLossError: loss is not finite at epoch 1, step")
+    assert failed["error"].startswith(
+        "dnr_sweep.training.engine.NonFiniteLossError: loss is not finite at epoch 1, step"
+    )
     assert "Traceback" not in failed["error"] and "\n" not in failed["error"]
     assert list(status["best"]) == ["irregular"]  # only the trial that trained has figures
     assert cli.main(["status", str(run_dir)]) == 0
@@ -286,10 +288,12 @@ def test_error_summary_is_the_exception_line_of_the_traceback():
         "             ^^^^^^^^^^^\n"
         '  File "/x/dnr_sweep/engine.py", line 244, in _train_one_epoch\n'
         "    raise NonFiniteLossError(\n"
-        "dnr_sweep.engine.NonFiniteLossError: loss is not finite at epoch 1, step 6\n"
+        "dnr_sweep.training.engine.NonFiniteLossError: loss is not finite at epoch 1, step 6\n"
         "second line of the message\n"
     )
-    assert st.error_summary(text) == "dnr_sweep.engine.NonFiniteLossError: loss is not finite at epoch 1, step 6"
+    assert (
+        st.error_summary(text) == "dnr_sweep.training.engine.NonFiniteLossError: loss is not finite at epoch 1, step 6"
+    )
     assert st.error_summary("Failure # 1 (occurred at x)\nRayActorError: the actor died\n") == (
         "RayActorError: the actor died"
     )
@@ -338,7 +342,7 @@ def test_dashboard_gauges_hold_this_epochs_figures_tagged_by_run_and_trial(monke
     import numpy as np
     from ray.util import metrics
 
-    from trainables import dashboard_metrics as dm
+    from dnr_sweep.sweep import dashboard_metrics as dm
 
     created: list[tuple[str, tuple[str, ...]]] = []
     recorded: list[tuple[str, float, dict[str, str]]] = []

@@ -6,10 +6,10 @@ modules (torch, Ray, matplotlib) are imported inside ``run``, so ``dnr-sweep --h
 ``dnr-sweep validate`` answer at once.
 
 :func:`main` is the one place where expected failures become messages: a
-:class:`~dnr_sweep.errors.UserError` (bad config or flag, a file that cannot be loaded, a path that
+:class:`~dnr_sweep.foundation.errors.UserError` (bad config or flag, a file that cannot be loaded, a path that
 cannot be used, a busy folder, an unreachable cluster; raised where the input is read) prints its
 message without a traceback and exits with code 2. Anything else is a bug and keeps its traceback.
-A :class:`~dnr_sweep.errors.DataRecoveryWarning` (a skipped truncated line, a rebuilt table) prints
+A :class:`~dnr_sweep.foundation.errors.DataRecoveryWarning` (a skipped truncated line, a rebuilt table) prints
 as one ``warning:`` line.
 """
 
@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Sequence
 
 from dnr_sweep.cli import evaluate, export, report, resume, run, status, submit, train, validate
-from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE, DataRecoveryWarning, UserError
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE, DataRecoveryWarning, UserError
 
 #: command name -> module, in the order `dnr-sweep --help` lists them
 COMMANDS = {

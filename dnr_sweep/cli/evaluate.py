@@ -13,8 +13,8 @@ import argparse
 import json
 from typing import Any
 
-from dnr_sweep.attack_names import ATTACK_FORMS, parse_attacks
-from dnr_sweep.errors import UserError
+from dnr_sweep.foundation.attack_names import ATTACK_FORMS, parse_attacks
+from dnr_sweep.foundation.errors import UserError
 
 DEFAULT_ATTACKS = "fgsm,pgd,pgd20,pgd50x10"
 _FORM_NAMES = ", ".join(form.split(" ")[0] for form in ATTACK_FORMS)  # clean, fgsm, pgd, pgdK, ...
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     specs, eps_override, curve_eps = _check_flags(args)
     import torch
 
-    from dnr_sweep import folder_lock
-    from dnr_sweep.artifacts import resolve_model_dir
+    from dnr_sweep.artifacts.model_folder import resolve_model_dir
+    from dnr_sweep.foundation import locks as folder_lock
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
@@ -108,7 +108,7 @@ def _evaluate(args: argparse.Namespace, specs: list, eps_override: float | None,
     import torch
 
     from dnr_sweep import evaluation as ev
-    from dnr_sweep.artifacts import load_trained
+    from dnr_sweep.artifacts.model_folder import load_trained
 
     trained = load_trained(args.model, args.trial)
     config = trained.config
@@ -132,7 +132,7 @@ def _evaluate(args: argparse.Namespace, specs: list, eps_override: float | None,
     if args.curves:
         curves = evaluator.strength_curves(eps_values=curve_eps)
         curves_path = ev.write_strength_curves(curves, trained.folder)
-    result["checks"] = [] if args.no_checks else evaluator.checks()
+    result["checks"] = [] if args.no_checks else ev.check_entries(evaluator)
     result["settings"] = {
         "model": str(trained.folder), "split": args.split, "n": evaluator.n, "eps": eps, "fgsm_eps": fgsm_eps,
         "pgd_alpha": evaluator.alpha, "pgd_steps": evaluator.steps, "pgd_random_start": evaluator.random_start,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from dnr_sweep.errors import UserError
+from dnr_sweep.foundation.errors import UserError
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export ``args.model``; print the JSON summary. Returns 0 (user errors raise :class:`UserError`)."""
-    from dnr_sweep.files import output_file
+    from dnr_sweep.foundation.files import output_file
 
     out = output_file(args.out, "--out")  # before anything is loaded
     from dnr_sweep.export import export_model, summary_text

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dnr_sweep.errors import UserError
+from dnr_sweep.foundation.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +50,8 @@ def _items(text: str | None) -> tuple[str, ...] | None:
 
 def check_settings(run_dir: Path, **flags) -> None:
     """The report settings (flags over the config's ``report:`` block) name columns the run has."""
-    from reports.build import resolve_settings
-    from reports.load import flatten, load_run
+    from dnr_sweep.reports.build import resolve_settings
+    from dnr_sweep.reports.load import flatten, load_run
 
     run = load_run(run_dir)
     try:
@@ -75,9 +75,9 @@ def check_settings(run_dir: Path, **flags) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep import storage
-    from dnr_sweep.files import output_folder
-    from reports.build import build_report
+    from dnr_sweep.foundation import storage
+    from dnr_sweep.foundation.files import output_folder
+    from dnr_sweep.reports.build import build_report
 
     for text in args.run_dirs:
         if not text.strip():
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, out: Path | None, flags: dict) -> int:
-    from reports.compare import compare, parse_labels, write_comparison
+    from dnr_sweep.reports.compare import compare, parse_labels, write_comparison
 
     if out is None:
         raise UserError(

@@ -1,7 +1,7 @@
 """``dnr-sweep resume RUN_DIR``: continue an interrupted sweep; finished trials are not run again.
 
 Before Ray starts: the folder must be a sweep's run folder whose config, ``sweep.json`` and Tune state
-are readable (:func:`trainables.sweep.check_restorable`), and ``--address`` must answer. The run
+are readable (:func:`dnr_sweep.sweep.restore.check_restorable`), and ``--address`` must answer. The run
 folder's lock is held while the sweep runs: a second ``resume`` (or a ``run`` still going) is refused.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from dnr_sweep import storage
 from dnr_sweep.cli._common import add_ray
+from dnr_sweep.foundation import storage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,27 +21,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep import folder_lock
     from dnr_sweep.cli.run import finish
-    from dnr_sweep.errors import PathError
-    from trainables import sweep
+    from dnr_sweep.foundation import locks as folder_lock
+    from dnr_sweep.foundation.errors import PathError
+    from dnr_sweep.sweep import cluster, restore, run_folder, tuner
 
     if not args.run_dir.strip():
         raise PathError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
-    sweep.check_dashboard_host(args.dashboard_host)
+    cluster.check_dashboard_host(args.dashboard_host)
     if args.address is not None:
-        sweep.check_cluster_address(args.address)
+        cluster.check_cluster_address(args.address)
     run_dir = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
-    config = sweep.load_run_dir_config(run_dir)
+    config = run_folder.load_run_dir_config(run_dir)
     if run_dir.local is not None:  # Tune's state on remote storage is read by Tune itself
-        sweep.check_restorable(run_dir.local)
+        restore.check_restorable(run_dir.local)
     if args.address is None:
-        sweep.check_local_resources(config)
+        cluster.check_local_resources(config)
     # a local run folder is locked while the sweep runs; object stores have no locks
     lock = folder_lock.hold(run_dir.local, purpose="resume") if run_dir.local is not None else contextlib.nullcontext()
     with lock:
-        sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
-        sweep.check_resources_feasible(config)
+        cluster.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
+        cluster.check_resources_feasible(config)
         print(f"resuming {run_dir}")
-        outcome = sweep.fit(config, run_dir, restore=True)
+        outcome = tuner.fit(config, run_dir, restore=True)
         return finish(outcome, config, report=not args.no_report)

@@ -1,7 +1,7 @@
 """``dnr-sweep run CONFIG``: the sweep on Ray Tune; writes results.parquet, epochs.parquet, the report.
 
 Everything that can be known before Ray starts is checked first, in seconds: the config (schema and
-dry preparation, :mod:`dnr_sweep.dry_run`), ``--storage``/``--name``, the data set's files, Tune's
+dry preparation, :mod:`dnr_sweep.training.dry_run`), ``--storage``/``--name``, the data set's files, Tune's
 own rules for the search space, resources against this machine (embedded Ray) and ``--address``
 (reachable within seconds). The run folder's lock is then held for the whole sweep: a second
 ``run``/``resume`` into it is refused, naming the holder.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dnr_sweep.cli._common import add_ray, add_set
-from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,40 +33,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dnr_sweep.config import load_sweep_config
-    from dnr_sweep.dry_run import check_sweep
-    from trainables import sweep
+    from dnr_sweep.sweep import cluster, run_folder, search, tuner
+    from dnr_sweep.training.dry_run import check_sweep
 
-    sweep.check_dashboard_host(args.dashboard_host)
+    cluster.check_dashboard_host(args.dashboard_host)
     if args.address is not None:
-        sweep.check_cluster_address(args.address)  # seconds, so first: ray.init would wait without end
+        cluster.check_cluster_address(args.address)  # seconds, so first: ray.init would wait without end
     config = load_sweep_config(args.config, args.overrides)  # fails fast, before Ray starts
-    run_dir = sweep.plan_run_dir(config, storage=args.storage, name=args.name)
+    run_dir = run_folder.plan_run_dir(config, storage=args.storage, name=args.name)
     if args.address is None:
-        sweep.check_local_resources(config)
+        cluster.check_local_resources(config)
     check_sweep(config, args.config)  # imports torch: after the checks that need little
-    from dnr_sweep import folder_lock
-    from dnr_sweep.data import check_available
+    from dnr_sweep.data.loaders import check_available
+    from dnr_sweep.foundation import locks as folder_lock
 
     check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
-    sweep.param_space(config)
+    search.param_space(config)
     # a local run folder is locked while the sweep runs; object stores (s3://...) have no locks
     local = run_dir.local
     lock = folder_lock.hold(local, purpose="run the sweep") if local is not None else contextlib.nullcontext()
     with lock:
         if local is not None:
-            sweep.check_run_dir_unused(local)  # again, now that no other run can start here
-        sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
-        sweep.check_resources_feasible(config)
-        sweep.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
+            run_folder.check_run_dir_unused(local)  # again, now that no other run can start here
+        cluster.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
+        cluster.check_resources_feasible(config)
+        run_folder.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
         print(f"run folder: {run_dir}")
-        outcome = sweep.fit(config, run_dir, restore=False)
+        outcome = tuner.fit(config, run_dir, restore=False)
         return finish(outcome, config, report=not args.no_report)
 
 
 def finish(outcome: Any, config: Any, *, report: bool) -> int:
     """Assemble the sweep's tables, print its summary, draw the report; the exit code."""
-    from dnr_sweep.errors import UserError
-    from trainables.results import finish_sweep
+    from dnr_sweep.foundation.errors import UserError
+    from dnr_sweep.sweep.results import finish_sweep
 
     report_error = None
     try:

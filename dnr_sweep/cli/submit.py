@@ -1,7 +1,7 @@
 """``dnr-sweep submit CONFIG --address http://HEAD:8265 --storage DIR``: the sweep as a Ray Job.
 
 The config is validated here first, so a bad one never reaches the cluster; then it is shipped
-with the job and ``dnr-sweep run`` runs on the cluster (see :mod:`trainables.jobs`).
+with the job and ``dnr-sweep run`` runs on the cluster (see :mod:`dnr_sweep.sweep.jobs`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from dnr_sweep.cli._common import add_set
-from dnr_sweep.errors import EXIT_INTERRUPTED
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     config_path = Path(args.config)
     config = load_sweep_config(config_path, args.overrides)  # a bad config never reaches the cluster
-    from trainables import jobs
-    from trainables.sweep import default_run_name
+    from dnr_sweep.sweep import jobs
+    from dnr_sweep.sweep.run_folder import default_run_name
 
     address = jobs.check_address(args.address)
     job = jobs.plan_job(config, config_path, storage=args.storage, name=args.name or default_run_name(config),

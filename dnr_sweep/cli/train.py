@@ -1,8 +1,8 @@
 """``dnr-sweep train CONFIG --out DIR``: one DNR run without Ray (debugging, small machines).
 
-Before anything is written: the config is validated and dry-prepared (:mod:`dnr_sweep.dry_run`), the
+Before anything is written: the config is validated and dry-prepared (:mod:`dnr_sweep.training.dry_run`), the
 data set's files are checked, and ``--out`` is checked (not empty, not a file, writable). Then the
-folder's lock is taken (:mod:`dnr_sweep.folder_lock`: a second ``train`` into the same folder is
+folder's lock is taken (:mod:`dnr_sweep.foundation.locks`: a second ``train`` into the same folder is
 refused, naming the first) and the folder must be new or empty, or hold this run's checkpoint with
 ``--resume``: files already there are never written over.
 """
@@ -14,9 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from dnr_sweep import run_contract as rc
 from dnr_sweep.cli._common import add_set
-from dnr_sweep.errors import EXIT_INTERRUPTED, PathError
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, PathError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,16 +45,16 @@ def check_out_contents(out: Path, *, resume: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep import files
     from dnr_sweep.config import load_run_config
-    from dnr_sweep.dry_run import check_run
+    from dnr_sweep.foundation import files
+    from dnr_sweep.training.dry_run import check_run
 
     out = files.output_folder(args.out, "--out")
     config = load_run_config(args.config, args.overrides)
     check_run(config, args.config)
-    from dnr_sweep import folder_lock
-    from dnr_sweep.data import check_available
-    from dnr_sweep.single_run import train_to_dir
+    from dnr_sweep.data.loaders import check_available
+    from dnr_sweep.foundation import locks as folder_lock
+    from dnr_sweep.training.single_run import train_to_dir
 
     with folder_lock.hold(out, purpose="train"):  # nothing was written before: a refusal here loses nothing
         check_out_contents(out, resume=args.resume)

@@ -1,7 +1,7 @@
 """``dnr-sweep validate CONFIG...``: check configs and print the resolved sweep; starts nothing.
 
 A config is valid when its schema checks pass *and* its dry preparation does
-(:func:`dnr_sweep.dry_run.check_sweep`: data sizes, model shapes, masks, report settings for the base
+(:func:`dnr_sweep.training.dry_run.check_sweep`: data sizes, model shapes, masks, report settings for the base
 config and the extremes of every search dimension), so a config that validates can run.
 """
 
@@ -12,7 +12,7 @@ import json
 import sys
 
 from dnr_sweep.cli._common import add_set
-from dnr_sweep.errors import EXIT_USAGE
+from dnr_sweep.foundation.errors import EXIT_USAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from dnr_sweep.config import ConfigError, load_sweep_config, to_yaml_dict
-    from dnr_sweep.dry_run import check_sweep
+    from dnr_sweep.config import load_sweep_config, to_yaml_dict
+    from dnr_sweep.foundation.errors import ConfigError
+    from dnr_sweep.training.dry_run import check_sweep
 
     failures = 0
     for path in args.configs:

@@ -2,7 +2,7 @@
 
 One module per concern:
 
-- :mod:`~dnr_sweep.export.spaces`: channel-space analysis (``torch.fx`` tracing,
+- :mod:`~dnr_sweep.sparsity.channel_spaces`: channel-space analysis (``torch.fx`` tracing,
   :class:`ChannelSpace`, :func:`find_channel_spaces`); shared with channel-group DNR.
 - :mod:`~dnr_sweep.export.shrinking`: :func:`shrink` and its :class:`ShrinkReport`.
 - :mod:`~dnr_sweep.export.cost`: :func:`count_params`, :func:`count_macs`, :func:`measure_latency`.
@@ -23,7 +23,7 @@ from dnr_sweep.export.pipeline import (
     summary_text,
 )
 from dnr_sweep.export.shrinking import ShrinkReport, shrink
-from dnr_sweep.export.spaces import ChannelSpace, ExportError, find_channel_spaces
+from dnr_sweep.sparsity.channel_spaces import ChannelSpace, ExportError, find_channel_spaces
 
 __all__ = [
     "MAX_EXPORT_BATCH",

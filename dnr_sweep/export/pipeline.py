@@ -18,7 +18,7 @@ from torch import nn
 
 from dnr_sweep.export.cost import measure_latency
 from dnr_sweep.export.shrinking import shrink as _shrink_fn  # export_model's `shrink` flag shadows the name
-from dnr_sweep.export.spaces import ExportError
+from dnr_sweep.sparsity.channel_spaces import ExportError
 
 __all__ = [
     "MAX_EXPORT_BATCH",
@@ -92,8 +92,7 @@ def export_model(path: str | Path, out_file: str | Path, *, trial: str | None = 
         ExportError: a bad ``input_size`` or a model that cannot be traced or exported.
         RuntimeError: the shrunk model's outputs differ (a bug, never expected).
     """
-    from dnr_sweep import checkpoint
-    from dnr_sweep.artifacts import load_trained
+    from dnr_sweep.artifacts.model_folder import checkpoint, load_trained
 
     try:
         trained = load_trained(path, trial, load_data=False)

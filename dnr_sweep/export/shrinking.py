@@ -1,7 +1,7 @@
 """Shrinking: a copy of a channel-pruned model with its removable channels physically gone.
 
 Channel DNR zeroes whole channels, but a masked model costs as much as a dense one. :func:`shrink`
-removes every channel that all its consumers ignore (see :mod:`dnr_sweep.export.spaces` for the
+removes every channel that all its consumers ignore (see :mod:`dnr_sweep.sparsity.channel_spaces` for the
 rule and why it is exact) from the producers' filters and biases, the BatchNorms and the consumers'
 input slices, and counts parameters and MACs before and after.
 """
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dnr_sweep.export.cost import count_macs, count_params
-from dnr_sweep.export.spaces import ChannelSpace, find_channel_spaces
+from dnr_sweep.sparsity.channel_spaces import ChannelSpace, find_channel_spaces
 
 __all__ = ["ShrinkReport", "shrink"]
 

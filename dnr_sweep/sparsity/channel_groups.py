@@ -9,7 +9,7 @@ prunes that whole coupled set at once, so every pruned channel is removable and 
 into speed.
 
 **Channel space and group.** The spaces come from the export's channel-space analysis
-(:func:`dnr_sweep.export.spaces.find_channel_spaces`, ``torch.fx``; one analysis, shared). A space
+(:func:`dnr_sweep.sparsity.channel_spaces.find_channel_spaces`, ``torch.fx``; one analysis, shared). A space
 that the analysis marks ``fixed`` (the image input, a linear's output, anything it does not
 understand) is never pruned; every other space is *prunable* and its channel ``c`` is a **group**:
 
@@ -90,8 +90,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from dnr_sweep.export.spaces import ChannelSpace, find_channel_spaces
 from dnr_sweep.sparsity.accounting import prunable_layers
+from dnr_sweep.sparsity.channel_spaces import ChannelSpace, find_channel_spaces
 from dnr_sweep.sparsity.rewiring import water_fill
 
 __all__ = ["ChannelGroups", "GroupRewireResult", "GroupSpace", "probe_input"]

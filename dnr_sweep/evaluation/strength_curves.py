@@ -1,0 +1,55 @@
+"""Attack-strength curves (the paper's Fig. 4): PGD accuracy vs steps (at the configured eps) and vs eps (at the
+configured steps), saved as ``attack_strength.json``.
+
+Step size for other radii: an eps sweep keeps the configured ratio ``alpha / eps`` (``alpha_e = alpha * e /
+eps``), so every radius gets the same relative attack and 7 steps can reach the boundary of the large-eps ball
+(fixed alpha 0.01 x 7 steps travels only 0.07 < 64/255).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dnr_sweep.artifacts import checkpoint
+from dnr_sweep.evaluation.evaluator import CURVE_EPS, CURVE_STEPS, Evaluator
+from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE
+
+
+def strength_curves(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    eps: float,
+    pgd_alpha: float,
+    pgd_steps: int,
+    pgd_random_start: bool = True,
+    steps_values: Sequence[int] = CURVE_STEPS,
+    eps_values: Sequence[float] = CURVE_EPS,
+    batch_size: int = 256,
+    limit: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Fig. 4: PGD accuracy (%) vs steps (at ``eps``) and vs eps (at ``pgd_steps``, alpha scaled with eps).
+
+    Returns ``{"steps": {"1": acc, ..., "50": acc}, "eps": {str(float(e)): acc, ...}}``, the shape of
+    ``attack_strength.json`` (:func:`write_strength_curves`).
+    """
+    evaluator = Evaluator(
+        model, dataset, eps=eps, pgd_alpha=pgd_alpha, pgd_steps=pgd_steps, pgd_random_start=pgd_random_start,
+        batch_size=batch_size, limit=limit, seed=seed, device=device,
+    )  # fmt: skip
+    return evaluator.strength_curves(steps_values, eps_values)
+
+
+def write_strength_curves(curves: dict[str, dict[str, float]], folder: str | Path) -> Path:
+    """Write ``curves`` as ``<folder>/attack_strength.json`` (atomically); returns the path."""
+    unknown = set(curves) - {"steps", "eps"}
+    if unknown:
+        raise ValueError(f"attack-strength curves have unknown key(s) {sorted(unknown)}; valid: eps, steps")
+    return checkpoint.write_json(curves, Path(folder) / ATTACK_STRENGTH_FILE)

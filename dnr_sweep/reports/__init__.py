@@ -1,0 +1,46 @@
+"""Sweep results -> Parquet -> Pareto sets -> figures and tables. Reads files only; needs no Ray.
+
+>>> from dnr_sweep import reports
+>>> df = reports.load("runs/cifar10_vgg16")                       # doctest: +SKIP
+>>> choice = reports.select(df)      # joint Pareto sets and dense baseline, chosen on validation  # doctest: +SKIP
+>>> choice.fronts[("", "irregular")]                              # doctest: +SKIP
+>>> reports.build_report("runs/cifar10_vgg16")                    # doctest: +SKIP
+
+Compute first, draw second: :mod:`reports.selection`, :mod:`reports.seeds`,
+:mod:`reports.figure_data` and :mod:`reports.tables` never import matplotlib; only
+:mod:`reports.figures` (drawing) and :mod:`reports.build` do. ``reports.load`` and
+``reports.load_epochs`` are functions (the module is ``reports.load`` only in
+``from dnr_sweep.reports.load import ...``). ``build_report`` is imported on first use, so ``from dnr_sweep import reports``
+stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .load import load, load_epochs, load_run, rebuild_tables
+from .pareto import ParetoFront, pareto_front
+from .selection import Selection, select
+
+if TYPE_CHECKING:
+    from .build import build_report
+
+__all__ = [
+    "ParetoFront",
+    "Selection",
+    "build_report",
+    "load",
+    "load_epochs",
+    "load_run",
+    "pareto_front",
+    "rebuild_tables",
+    "select",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_report":
+        from .build import build_report
+
+        return build_report
+    raise AttributeError(f"module 'reports' has no attribute {name!r}")

@@ -1,0 +1,291 @@
+"""Reports that compare runs: ``dnr-sweep report RUN_DIR RUN_DIR ... --labels a,b --out DIR``.
+
+The figures a paper needs beside one another: a searched run vs the paper's defaults, DNR vs
+DNR-C, irregular vs channel vs ``channel_group``. The same rule as a single run's report: only
+validation chooses (:func:`reports.selection.select`, seeds aggregated with their 95% CI), test
+figures are only shown.
+
+* Every run's trials join one table with a ``report.run`` column (its label), so trials of two runs
+  are never seeds of one configuration; the groups are ``"<pruning> · <label>"``: one joint
+  Pareto set per run and pruning type, drawn in the Fig. 3 panels. One dense baseline, the dense
+  configuration with the best validation figure of any run.
+* When the runs carry per-epoch records (``epochs.parquet``), the hypervolume of each run's
+  validation front against the trial-epochs it consumed (:mod:`reports.hypervolume`): trials in
+  the order the sweep created them (Tune's trial folder numbers: a searcher's trial ids are
+  random), a trial costing the epochs it trained
+  (a trial a scheduler stopped early counts its epochs, never its point). The hypervolume's
+  objectives are the report's validation objectives; its reference point is fixed and documented
+  in :data:`REFERENCE` (0 % accuracy, 1x compression, density 1).
+* Runs are refused when their numbers are not comparable: a different selection split
+  (validation vs the paper's test protocol), different objectives or report axes, a different
+  data set, or different evaluation attacks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dnr_sweep.foundation.run_contract import LAYER_PREFIX
+
+from .load import Run, flatten, load_run
+from .selection import DEFAULT_GROUP_BY, Selection, select, selection_objectives, selection_split
+
+#: the column holding each trial's run label (dotted, so it is part of a configuration's identity)
+RUN_COLUMN = "report.run"
+#: the column of the comparison's groups, ``"<pruning> · <label>"``
+GROUP_COLUMN = "report.group"
+#: the hypervolume's reference point per objective column: the worst value that still counts
+REFERENCE = {"compression": 1.0, "density": 1.0, "mask_density": 1.0, "channels_present": 1.0}
+ACCURACY_REFERENCE = 0.0  # any ``*_acc`` column, %
+
+
+class IncomparableRunsError(ValueError):
+    """The runs' numbers cannot be put side by side; the message names what differs."""
+
+
+def default_labels(paths: Sequence[Path]) -> list[str]:
+    """The runs' folder names, made unique with their parent's name where they collide."""
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+
+
+def parse_labels(text: str | None, runs: int) -> list[str] | None:
+    """``--labels a,b``: one non-empty, unique label per run (``None``: the folder names)."""
+    if text is None:
+        return None
+    labels = [item.strip() for item in text.split(",")]
+    if len(labels) != runs or not all(labels) or len(set(labels)) != runs:
+        raise ValueError(f"--labels {text!r}: give {runs} unique, non-empty labels separated by commas, one per run")
+    return labels
+
+
+def _reference(column: str, direction: str) -> float | None:
+    if column.endswith("_acc") and direction == "max":
+        return ACCURACY_REFERENCE
+    return REFERENCE.get(column)
+
+
+def _eval_attacks(config: Mapping[str, Any]) -> dict[str, Any]:
+    flat = flatten(config.get("attack") or {}) if isinstance(config.get("attack"), Mapping) else {}
+    return {k: v for k, v in flat.items() if k.startswith("eval.")}
+
+
+def check_comparable(runs: Mapping[str, Run], settings: Mapping[str, Any]) -> None:
+    """Refuse runs whose figures mean different things (see the module docstring)."""
+    labels = list(runs)
+
+    def differ(what: str, values: Mapping[str, Any], fix: str) -> None:
+        if len({repr(v) for v in values.values()}) > 1:
+            shown = "; ".join(f"{label}: {values[label]}" for label in labels)
+            raise IncomparableRunsError(f"the runs differ in {what} ({shown}); {fix}")
+
+    differ("the split that chose their epochs and fronts",
+           {k: selection_split(r.results) for k, r in runs.items()},
+           "compare runs chosen on validation only with each other (select_on: test is the paper's protocol)")  # fmt: skip
+    differ("data set", {k: (r.config.get("data") or {}).get("dataset") for k, r in runs.items()},
+           "compare runs on the same data set")  # fmt: skip
+    differ("evaluation attacks", {k: _eval_attacks(r.config) for k, r in runs.items()},
+           "compare runs whose accuracies were measured under the same attack.eval settings")  # fmt: skip
+    differ("report axes", {k: (s.x, s.y) for k, s in settings.items()},
+           "pass the same --x/--y for all, or align their report: blocks")  # fmt: skip
+    objectives = {}
+    for label, run in runs.items():
+        s = settings[label]
+        chosen, _ = selection_objectives(run.results, s.x, s.y, s.objectives, selection_split(run.results))
+        objectives[label] = dict(chosen)
+    differ("objectives", objectives, "pass the same --objectives for all runs")
+
+
+@dataclass(frozen=True)
+class HypervolumeCurve:
+    """One run's hypervolume after each trial, against the trial-epochs spent so far."""
+
+    label: str
+    trial_epochs: tuple[float, ...]
+    hypervolume: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class HypervolumeData:
+    """What the hypervolume-vs-compute figure draws, and the reference it was measured from."""
+
+    objectives: dict[str, str]
+    reference: dict[str, float]
+    curves: tuple[HypervolumeCurve, ...]
+
+
+def hypervolume_data(runs: Mapping[str, Run], objectives: Mapping[str, str]) -> HypervolumeData | None:
+    """Each run's validation hypervolume per trial-epoch; ``None`` when an objective has no fixed
+    reference or no run carries per-epoch records."""
+    from .hypervolume import hypervolume_history
+    from .selection import finished_mask
+
+    reference = {c: _reference(c, d) for c, d in objectives.items()}
+    if any(v is None for v in reference.values()) or not any(not r.epochs.empty for r in runs.values()):
+        return None
+    columns = list(objectives)
+    curves = []
+    for label, run in runs.items():
+        if run.epochs.empty:
+            continue
+        trials = creation_order(run)
+        points = np.array(trials[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float))
+        points[~finished_mask(trials).to_numpy()] = np.nan  # stopped or failed: cost only
+        costs = pd.to_numeric(trials["epochs_completed"], errors="coerce").fillna(0).to_numpy(dtype=float)
+        history = hypervolume_history(points, costs, [reference[c] for c in columns], [objectives[c] for c in columns])
+        curves.append(HypervolumeCurve(label, tuple(map(float, history.cost)), tuple(map(float, history.hypervolume))))
+    return HypervolumeData(dict(objectives), {k: float(v) for k, v in reference.items()}, tuple(curves))
+
+
+def creation_order(run: Run) -> pd.DataFrame:
+    """The run's trials in the order the sweep created them: Tune numbers each trial folder
+    (:func:`reports.cell_choice.proposal_order`); trial ids order them only where the folders are
+    gone or not Tune's (a grid's ids are sequential, a searcher's are random)."""
+    from .cell_choice import proposal_order
+
+    try:
+        order = proposal_order(run.path)
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign folders: fall back
+        order = {}
+    number = run.results["trial_id"].astype(str).map(order)
+    if number.isna().any():
+        return run.results.sort_values("trial_id", kind="mergesort")
+    return run.results.assign(_n=number).sort_values(["_n", "trial_id"], kind="mergesort").drop(columns="_n")
+
+
+def combined_results(runs: Mapping[str, Run], group_by: str | None) -> pd.DataFrame:
+    """Every run's results in one table, with the run label and the comparison group per trial."""
+    parts = []
+    for label, run in runs.items():
+        results = run.results.copy()
+        if group_by is not None and group_by not in results.columns:
+            constant = flatten({k: v for k, v in run.config.items() if k not in ("search", "report")}).get(group_by)
+            results[group_by] = constant
+        results["trial_id"] = label + ":" + results["trial_id"].astype(str)
+        results[RUN_COLUMN] = label
+        kind = results[group_by].astype(str) if group_by is not None else pd.Series("DNR", index=results.index)
+        results[GROUP_COLUMN] = kind + " · " + label
+        parts.append(results)
+    table = pd.concat(parts, ignore_index=True, sort=False)
+    layers = [c for c in table.columns if c.startswith(LAYER_PREFIX)]
+    return table[[c for c in table.columns if c not in layers] + layers]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The runs compared, their combined choice and the hypervolume curves (``None`` without epochs)."""
+
+    runs: dict[str, Run]
+    selection: Selection
+    hypervolume: HypervolumeData | None
+
+
+def compare(run_dirs: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
+            x: str | None = None, y: Sequence[str] | None = None, objectives: Mapping[str, str] | None = None,
+            group_by: str | None = None) -> Comparison:  # fmt: skip
+    """Load the runs, check they are comparable and make the comparison's one choice."""
+    from .build import resolve_settings, with_selected_figures
+
+    paths = [Path(p) for p in run_dirs]
+    if len(paths) < 2:
+        raise ValueError("a comparison needs at least two run folders")
+    labels = list(labels) if labels is not None else default_labels(paths)
+    if len(labels) != len(paths) or len(set(labels)) != len(labels):
+        raise ValueError(f"give one unique label per run; got {labels} for {len(paths)} runs")
+    runs = {label: load_run(path) for label, path in zip(labels, paths, strict=True)}
+    for run in runs.values():
+        if run.results.empty:
+            raise ValueError(f"{run.path} holds no trials; run a sweep into it first")
+    settings = {
+        label: resolve_settings(run.config, x=x, y=y, objectives=objectives, group_by=group_by)
+        for label, run in runs.items()
+    }
+    runs = {label: Run(r.path, with_selected_figures(r.results, r.epochs), r.epochs, r.config, r.rebuilt)
+            for label, r in runs.items()}  # fmt: skip
+    check_comparable(runs, settings)
+    first = settings[labels[0]]
+    group = first.group_by if first.group_by is not None else DEFAULT_GROUP_BY
+    table = combined_results(runs, group)
+    selection = select(table, x=first.x, y=first.y, objectives=first.objectives, group_by=GROUP_COLUMN)
+    return Comparison(runs, selection, hypervolume_data(runs, selection.objectives))
+
+
+def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
+                     formats: Sequence[str] | None = None) -> list[Path]:  # fmt: skip
+    """Figures (Fig. 3 panels with every run's fronts, Fig. 3(c), hypervolume vs compute), the
+    Pareto table, the hypervolume table and ``index.html`` into ``out_dir``; every file written."""
+    from dnr_sweep.foundation.files import atomic_write_handle
+
+    from . import figure_data as data
+    from . import figures as figs
+    from .build import DEFAULT_FORMATS, FORMATS, _save
+    from .html import FigureEntry, TableEntry, write_index
+    from .tables import display_table, pareto_table, write_tables
+
+    formats = tuple(formats or DEFAULT_FORMATS)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {bad}; valid formats: {', '.join(FORMATS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    formats_out = tuple(dict.fromkeys([*formats, "png"]))
+    selection = comparison.selection
+    protocol = selection.protocol
+    written: list[Path] = []
+    entries: list[FigureEntry] = []
+    chosen = (f"{protocol.chosen('Pareto set per run and pruning type')} (joint objectives: "
+              f"{selection.chosen_on_text}); the same configurations in every panel.")  # fmt: skip
+    if len(selection.configurations):
+        fig = figs.compression_accuracy(data.compression_accuracy_data(selection))
+        written += _save(fig, out, "compression_accuracy", formats_out)
+        entries.append(FigureEntry("Compression vs accuracy (Fig. 3a/b), by run", chosen, "compression_accuracy.png"))
+        if {"compression", "channels_present"} <= set(selection.trials.columns):
+            fig = figs.channels_present(data.channels_present_data(selection))
+            written += _save(fig, out, "channels_present", formats_out)
+            entries.append(FigureEntry("Channels present (Fig. 3c), by run",
+                                       "% of input channels present for the configurations of the Pareto sets.",
+                                       "channels_present.png"))  # fmt: skip
+    tables = [TableEntry("Pareto-optimal models, by run", display_table(pareto_table(selection)),
+                         f"{protocol.chosen()} (objectives: {selection.chosen_on_text}).")]  # fmt: skip
+    written += write_tables(pareto_table(selection), out)
+    hv = comparison.hypervolume
+    if hv is not None and hv.curves:
+        fig = figs.hypervolume_curves(hv)
+        written += _save(fig, out, "hypervolume", formats_out)
+        entries.append(FigureEntry("Front found per compute", "Hypervolume of each run's front on the "
+                                   f"{protocol.split_name} objectives after each trial, against the trial-epochs "
+                                   "consumed (a trial stopped early costs its epochs and adds no point).",
+                                   "hypervolume.png"))  # fmt: skip
+        summary = hypervolume_table(hv)
+        text = summary.to_csv(index=False, float_format="%.6g").encode()
+        written.append(atomic_write_handle(out / "hypervolume.csv", lambda handle: handle.write(text)))
+        tables.append(TableEntry("Hypervolume", summary, "Reference point: " + ", ".join(
+            f"{k} {v:g}" for k, v in hv.reference.items()) + "."))  # fmt: skip
+    links = [(p.name, p.name) for p in written if p.suffix != ".png"]
+    names = ", ".join(f"{label} ({run.path.name})" for label, run in comparison.runs.items())
+    written.append(write_index(out, f"DNR sweep comparison: {', '.join(comparison.runs)}", entries, tables,
+                               meta=f"Runs: {names}. {protocol.chosen()}.", links=links))  # fmt: skip
+    return written
+
+
+def hypervolume_table(hv: HypervolumeData) -> pd.DataFrame:
+    """Per run: trials, trial-epochs consumed, final hypervolume, and the trial-epochs at which it first
+    reached the largest final hypervolume of the runs compared (``inf``: never)."""
+    best = max((c.hypervolume[-1] for c in hv.curves if c.hypervolume), default=0.0)
+    rows = []
+    for curve in hv.curves:
+        reached = [
+            cost for cost, v in zip(curve.trial_epochs, curve.hypervolume, strict=True) if v >= best * (1 - 1e-9)
+        ]
+        rows.append({"Run": curve.label, "Trials": len(curve.trial_epochs),
+                     "Trial-epochs": curve.trial_epochs[-1] if curve.trial_epochs else 0.0,
+                     "Hypervolume": curve.hypervolume[-1] if curve.hypervolume else 0.0,
+                     "Trial-epochs to the best final hypervolume": reached[0] if reached else float("inf")})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,119 @@
+"""The search space, search algorithm and scheduler of a sweep, from its validated config.
+
+``search:`` rules map to Tune's sampling functions (``grid`` -> ``tune.grid_search``, ``choice``, ``uniform``,
+``loguniform``, ``randint``, ``quniform``); the config layer already refused raw Tune keys (``grid_search``/``eval``:
+Tune would evaluate an ``{eval: ...}`` dict as code). ``tune.search_alg``: none (grid and random variants) or
+Optuna (TPE, NSGA-II, GP or random sampler; single- or multi-objective); Optuna cannot take grid dimensions, so
+the config layer rejects them and says to use ``choice``. ``tune.points_to_evaluate`` run first.
+``tune.scheduler``: none or ASHA on one metric, optionally with rungs per group of trials (``group_by``). A trial
+it stops early reports partial metrics; Optuna is told it completed, so the results mark such trials
+``early_stopped`` and the Pareto code leaves them out.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from dnr_sweep.config import SearchSpec, SweepConfig
+from dnr_sweep.foundation.errors import ConfigError
+
+# ------------------------------------------------------------------------------------------------
+# Search space, search algorithm, scheduler
+
+
+def tune_domain(spec: SearchSpec) -> Any:
+    from ray import tune
+
+    kind, value = spec.rule
+    if kind == "grid":
+        return tune.grid_search(list(value))
+    if kind == "choice":
+        return tune.choice(list(value))
+    if kind == "uniform":
+        return tune.uniform(*value)
+    if kind == "loguniform":
+        return tune.loguniform(*value)
+    if kind == "randint":
+        return tune.randint(*value)
+    if kind == "quniform":
+        return tune.quniform(*value)
+    raise ValueError(f"unknown search rule {kind!r}; valid: grid, choice, uniform, loguniform, randint, quniform")
+
+
+def param_space(config: SweepConfig) -> dict[str, Any]:
+    """Tune's param_space: one flat entry per dotted search path.
+
+    Raises:
+        ConfigError: Tune refuses a rule (its own checks, run here before Ray starts).
+    """
+    space = {}
+    for path, spec in config.search.items():
+        try:
+            space[path] = tune_domain(spec)
+        except ValueError as exc:
+            raise ConfigError(f"search.{path}.{spec.rule[0]}: Ray Tune refuses it: {exc}") from None
+    return space
+
+
+def objectives(config: SweepConfig) -> dict[str, str]:
+    """The metrics the search optimises: Optuna's objectives, or the single tune.metric."""
+    alg = config.tune.search_alg
+    if alg is not None and alg.optuna.objectives:
+        return dict(alg.optuna.objectives)
+    return {config.tune.metric: config.tune.mode} if config.tune.metric is not None else {}
+
+
+def build_search_alg(config: SweepConfig) -> Any:
+    """Optuna (TPE, NSGA-II, GP or random sampler), or Tune's own variant generator.
+
+    ``tune.points_to_evaluate`` are run first either way: Optuna enqueues them, Tune's generator
+    crosses each with the grid dimensions.
+    """
+    alg = config.tune.search_alg
+    points = copy.deepcopy(config.tune.points_to_evaluate) or None
+    if alg is None:
+        if points is None:
+            return None
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=points)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    spec = alg.optuna
+    goals = objectives(config)
+    nsga2 = {} if spec.population_size is None else {"population_size": spec.population_size}
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=spec.seed, **nsga2),
+        "gp": lambda: optuna.samplers.GPSampler(seed=spec.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
+    }
+    sampler = samplers[spec.sampler]()
+    if len(goals) == 1:
+        ((metric, mode),) = goals.items()
+        return OptunaSearch(metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points)
+    return OptunaSearch(metric=list(goals), mode=list(goals.values()), sampler=sampler, points_to_evaluate=points)
+
+
+def build_scheduler(config: SweepConfig) -> Any:
+    """ASHA on one validation metric; with ``group_by``, one ASHA per group (dnr_sweep/sweep/grouped_asha.py)."""
+    if config.tune.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = config.tune.scheduler.asha
+    settings = {
+        "metric": asha.metric or config.tune.metric,
+        "mode": asha.mode or config.tune.mode,
+        "time_attr": "training_iteration",
+        "max_t": asha.max_t or config.train.epochs,
+        "grace_period": asha.grace_period,
+        "reduction_factor": asha.reduction_factor,
+    }
+    if asha.group_by:
+        from dnr_sweep.sweep.grouped_asha import GroupedASHAScheduler
+
+        return GroupedASHAScheduler(asha.group_by, **settings)
+    return ASHAScheduler(**settings)
