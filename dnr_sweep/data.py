@@ -36,7 +36,7 @@ from torchvision import transforms
 
 from dnr_sweep import dataset_specs
 from dnr_sweep.dataset_specs import DatasetSpec
-from dnr_sweep.errors import UserError
+from dnr_sweep.errors import DatasetNotFoundError
 
 __all__ = [
     "BUILDERS",
@@ -53,10 +53,6 @@ DIGITS_SPLIT_SEED = 0  # the digits test split never moves with `seed`
 SYNTHETIC_SEED = 0  # the synthetic images never move with `seed` either; only the val split does
 
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-
-
-class DatasetNotFoundError(UserError, FileNotFoundError):
-    """A dataset's files are missing under ``data.root``; the message names the directory and the fix."""
 
 
 @dataclass(frozen=True)
