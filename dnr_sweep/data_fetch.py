@@ -467,3 +467,17 @@ def _unpack(spec: DatasetSpec, root: Path, path: Path, *, log: Log) -> None:
 def ensure_named(dataset: str, root: str | Path, **kwargs) -> str:
     """:func:`ensure` by data set name (what a Ray task on another node is handed)."""
     return ensure(dataset_specs.get(dataset), root, **kwargs)
+
+
+def prepare(data: object, *, mirror: str | None = None, progress: bool = True, log: Log = _stderr) -> str:
+    """:func:`ensure` for a config's ``data:`` block (``dataset``, ``root``, ``download``, ``mirror``) on
+    this machine, before anything trains (``run``, ``resume``, ``train``); ``mirror``: ``--mirror``."""
+    spec = dataset_specs.get(data.dataset)  # type: ignore[attr-defined]
+    if spec.archive is None:
+        return "bundled"
+    root = Path(data.root).expanduser()  # type: ignore[attr-defined]
+    how = ensure(spec, root, download=data.download, progress=progress, log=log,  # type: ignore[attr-defined]
+                 mirror=resolve_mirror(mirror, data.mirror))  # type: ignore[attr-defined]  # fmt: skip
+    if how != "present":
+        log(f"{spec.name}: {how}, verified, in {root / spec.archive.folder}")
+    return how

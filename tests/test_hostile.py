@@ -90,8 +90,6 @@ DRY_RUN_BAD = {
     "model too deep for the images": ({"model": {"arch": "vgg16", "width": 0.25}}, ["model.arch", "vgg16", "1x8x8"]),
     "last batch of one image": ({"model": {"arch": "resnet18", "width": 0.25},  # its last BatchNorm sees 1x1 maps
                                  "train": {**BASE["train"], "batch_size": 2}}, ["train.batch_size", "single image"]),
-    "milestones after the last epoch": ({"train": {**BASE["train"], "lr_milestones": [2, 5]}},
-                                        ["train.lr_milestones", "[2, 5]", "below 2"]),
     "evaluate on an empty val split": ({"data": {"val_size": 0}, "train": {**BASE["train"], "select_on": "test"},
                                         "tune": {**BASE["tune"], "metric": None}, "evaluate": {"split": "val"}},
                                        ["evaluate.split", "val_size is 0"]),

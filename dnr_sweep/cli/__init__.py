@@ -21,7 +21,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dnr_sweep.cli import evaluate, export, report, resume, run, status, submit, train, validate
+from dnr_sweep.cli import data, evaluate, export, report, resume, run, status, submit, train, validate
 from dnr_sweep.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigWarning, DataRecoveryWarning, UserError
 
 #: command name -> module, in the order `dnr-sweep --help` lists them
@@ -35,6 +35,7 @@ COMMANDS = {
     "report": report,
     "evaluate": evaluate,
     "export": export,
+    "data": data,
 }
 
 

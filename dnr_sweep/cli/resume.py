@@ -37,11 +37,18 @@ def run(args: argparse.Namespace) -> int:
         sweep.check_restorable(run_dir.local)
     if args.address is None:
         sweep.check_local_resources(config)
+    from dnr_sweep import data_fetch
+
+    data_fetch.prepare(config.data)  # the trials open the data again: present and verified, before Ray
     # a local run folder is locked while the sweep runs; object stores have no locks
     lock = folder_lock.hold(run_dir.local, purpose="resume") if run_dir.local is not None else contextlib.nullcontext()
     with lock:
         sweep.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         sweep.check_resources_feasible(config)
+        if args.address is not None:
+            from trainables.data_nodes import prepare_nodes
+
+            prepare_nodes(config.data)
         print(f"resuming {run_dir}")
         outcome = sweep.fit(config, run_dir, restore=True)
         return finish(outcome, config, report=not args.no_report)

@@ -1,0 +1,81 @@
+"""The data set on every node of a Ray cluster, once, before any trial starts (trials never download).
+
+``dnr-sweep run --address`` (and ``submit``, whose job runs ``run --address auto``) has already
+prepared the data on the driver; :func:`prepare_nodes` then runs one Ray task per alive node, pinned
+there (``NodeAffinitySchedulingStrategy(soft=False)``), that calls
+:func:`dnr_sweep.data_fetch.ensure` on that node's ``data.root`` (``~`` is the node's home):
+
+- ``data.root`` on shared storage: the driver's copy is there, so each task only verifies it is
+  present (milliseconds; the record of the driver's verification is read);
+- ``data.root`` on node-local disk: each node fetches its own copy, under its own file lock, so
+  several drivers or tasks on one node still mean one download.
+
+The tasks ask for no CPU (they must not wait behind trials) and return a line each; a node that
+cannot get the data ends the sweep before it starts, in one message naming the node and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnr_sweep import dataset_specs
+from dnr_sweep.errors import ClusterError, UserError
+
+__all__ = ["DataNodesError", "prepare_nodes"]
+
+
+class DataNodesError(ClusterError):
+    """Some node of the cluster cannot get the data set; the message names each and why."""
+
+
+def _prepare_here(dataset: str, root: str, download: bool, mirror: str | None) -> tuple[str, bool, str]:
+    """On one node: (host name, ok, what was done or the error message). Never raises a UserError:
+    the driver collects every node's answer and reports them together."""
+    import socket
+
+    from dnr_sweep import data_fetch
+
+    host = socket.gethostname()
+    try:
+        how = data_fetch.ensure(dataset_specs.get(dataset), root, download=download, mirror=mirror, progress=False,
+                                log=lambda line: print(f"[{host}] {line}", flush=True))  # fmt: skip
+    except UserError as exc:
+        return host, False, str(exc)
+    return host, True, how
+
+
+def prepare_nodes(data: Any, *, mirror: str | None = None, log=print) -> dict[str, str]:
+    """Run the preparation on every alive node (see the module docstring); node IP -> what was done.
+
+    Raises:
+        DataNodesError: a node could not get the data (each such node and its message named).
+    """
+    spec = dataset_specs.get(data.dataset)
+    if spec.archive is None:
+        return {}
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from dnr_sweep import data_fetch
+
+    base = data_fetch.resolve_mirror(mirror, data.mirror)
+    task = ray.remote(num_cpus=0, max_retries=0)(_prepare_here)  # a failure that cannot heal is not retried
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    refs = {
+        node["NodeManagerAddress"]: task.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+        ).remote(spec.name, data.root, data.download, base)
+        for node in nodes
+    }
+    done, failed = {}, []
+    for address, (host, ok, text) in zip(refs, ray.get(list(refs.values())), strict=True):
+        if ok:
+            done[address] = text
+        else:
+            failed.append(f"node {address} ({host}): {text}")
+    if failed:
+        raise DataNodesError(f"{spec.name} is not on every node of the cluster; no trial was started.\n"
+                             + "\n".join(failed))  # fmt: skip
+    summary = ", ".join(f"{how} on {sum(v == how for v in done.values())}" for how in sorted(set(done.values())))
+    log(f"{spec.name} on {len(done)} node(s): {summary}")
+    return done
