@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnr_sweep import dataset_specs
+from dnr_sweep.dataset_specs import DatasetSpec
 from dnr_sweep.errors import ClusterError, UserError
 
 __all__ = ["DataNodesError", "prepare_nodes"]
@@ -28,16 +29,17 @@ class DataNodesError(ClusterError):
     """Some node of the cluster cannot get the data set; the message names each and why."""
 
 
-def _prepare_here(dataset: str, root: str, download: bool, mirror: str | None) -> tuple[str, bool, str]:
+def _prepare_here(spec: DatasetSpec, root: str, download: bool, mirror: str | None) -> tuple[str, bool, str]:
     """On one node: (host name, ok, what was done or the error message). Never raises a UserError:
-    the driver collects every node's answer and reports them together."""
+    the driver collects every node's answer and reports them together. ``spec`` travels from the
+    driver, so every node checks the same facts (URL, MD5s)."""
     import socket
 
     from dnr_sweep import data_fetch
 
     host = socket.gethostname()
     try:
-        how = data_fetch.ensure(dataset_specs.get(dataset), root, download=download, mirror=mirror, progress=False,
+        how = data_fetch.ensure(spec, root, download=download, mirror=mirror, progress=False,
                                 log=lambda line: print(f"[{host}] {line}", flush=True))  # fmt: skip
     except UserError as exc:
         return host, False, str(exc)
@@ -64,7 +66,7 @@ def prepare_nodes(data: Any, *, mirror: str | None = None, log=print) -> dict[st
     refs = {
         node["NodeManagerAddress"]: task.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-        ).remote(spec.name, data.root, data.download, base)
+        ).remote(spec, data.root, data.download, base)
         for node in nodes
     }
     done, failed = {}, []
