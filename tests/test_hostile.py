@@ -310,6 +310,7 @@ def fuzz_world(tmp_path_factory, monkeypatch):
         "resume": [str(resumable)], "report": [str(run_dir)], "evaluate": [str(model_dir)],
         "export": [str(model_dir), "--out", str(root / "m.pt2")], "status": [str(run_dir)],
         "submit": [str(good), "--address", "http://127.0.0.1:1", "--storage", str(root / "runs")],
+        "data": ["check", "cifar10", "--root", str(root / "nodata")],  # never `fetch`: no test reaches the internet
     }  # fmt: skip
     for target, name in ((single_run, "train_to_dir"), (sweep, "start_ray"), (evaluate, "_evaluate"),
                          (build, "build_report"), (sys.modules["dnr_sweep.export"], "export_model")):  # fmt: skip
@@ -326,7 +327,10 @@ def _flags_of(command: str) -> list[tuple[str, bool]]:
     """(option, takes a value) of one subcommand, from the parser itself."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    return [(a.option_strings[-1], a.nargs != 0) for a in sub._actions if a.option_strings and a.dest != "help"]
+    verbs = [v for a in sub._actions if a.dest == "verb" for v in a.choices.values()]  # `data fetch|check`
+    actions = [*sub._actions, *(a for verb in verbs for a in verb._actions)]
+    return list(dict.fromkeys((a.option_strings[-1], a.nargs != 0) for a in actions
+                              if a.option_strings and a.dest != "help"))  # fmt: skip
 
 
 @settings(max_examples=200, deadline=None, derandomize=True,
