@@ -47,7 +47,8 @@ def _prepare_here(spec: DatasetSpec, root: str, download: bool, mirror: str | No
 
 
 def prepare_nodes(data: Any, *, mirror: str | None = None, log=print) -> dict[str, str]:
-    """Run the preparation on every alive node (see the module docstring); node IP -> what was done.
+    """Run the preparation on every alive node (see the module docstring); ``"IP (node id)"`` -> what
+    was done.
 
     Raises:
         DataNodesError: a node could not get the data (each such node and its message named).
@@ -63,18 +64,19 @@ def prepare_nodes(data: Any, *, mirror: str | None = None, log=print) -> dict[st
     base = data_fetch.resolve_mirror(mirror, data.mirror)
     task = ray.remote(num_cpus=0, max_retries=0)(_prepare_here)  # a failure that cannot heal is not retried
     nodes = [node for node in ray.nodes() if node.get("Alive")]
+    # keyed by node id: several raylets may share an address (one machine, or containers)
     refs = {
-        node["NodeManagerAddress"]: task.options(
+        f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})": task.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
         ).remote(spec, data.root, data.download, base)
         for node in nodes
     }
     done, failed = {}, []
-    for address, (host, ok, text) in zip(refs, ray.get(list(refs.values())), strict=True):
+    for node, (host, ok, text) in zip(refs, ray.get(list(refs.values())), strict=True):
         if ok:
-            done[address] = text
+            done[node] = text
         else:
-            failed.append(f"node {address} ({host}): {text}")
+            failed.append(f"node {node} on {host}: {text}")
     if failed:
         raise DataNodesError(f"{spec.name} is not on every node of the cluster; no trial was started.\n"
                              + "\n".join(failed))  # fmt: skip
