@@ -289,6 +289,9 @@ def _not_found(
     archive = _archive(spec)
     head = (f"{spec.name} not found under {root}: no {archive.folder}/ folder and no {archive.filename} archive "
             "there")  # fmt: skip
+    if (root / archive.filename).is_file():
+        head = (f"{spec.name} not found under {root}: no {archive.folder}/ folder ({archive.filename} is there, not "
+                f"unpacked: `dnr-sweep data fetch {spec.name} --root {root}` checks and unpacks it)")  # fmt: skip
     if in_trial:
         head += (f" on this node. Trials never download; `dnr-sweep run` prepares the data on every node first "
                  f"(data.download: true), or run `dnr-sweep data fetch {spec.name} --root {root}` on this node")  # fmt: skip
