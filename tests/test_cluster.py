@@ -4,6 +4,9 @@ A head and a second raylet (one CPU each, their own ``--temp-dir`` and ``HOME``)
 ``ray`` CLI: the worker joins with ``RAY_AUTH_MODE=token`` and the head's token, a worker without
 the token is refused, and ``dnr-sweep run --address`` runs a 2-trial sweep whose trials land on
 both nodes (a trial's ``pid`` in its ``result.json`` names the worker log of the node it ran on).
+The sweep's data set (a miniature Tiny-ImageNet zip on a 127.0.0.1 mirror, ``data.root`` under each
+node's own ``HOME``: node-local disks) is fetched by the driver and then once per node by the
+per-node tasks (:mod:`dnr_sweep.sweep.data_nodes`): two requests in all, none from a trial.
 Only this test's own Ray processes are ended: those whose command line names its temp dir or its
 GCS port (never ``ray stop``, never by name).
 """
@@ -25,6 +28,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from tests.test_data_fetch import Mirror, tinyimagenet_archive
 from tests.test_sweep import BASE, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +66,21 @@ def end_processes(processes: list[psutil.Process]) -> None:
     psutil.wait_procs(alive, timeout=15)
 
 
+#: ``dnr-sweep ARGV`` with the miniature archive's MD5 in the registry (the per-node tasks get the
+#: driver's spec; a miniature cannot match the official MD5)
+DRIVER = """
+import dataclasses, json, sys
+from types import MappingProxyType
+from dnr_sweep import cli
+from dnr_sweep.data import specs as dataset_specs
+a = json.loads(sys.argv[1])
+spec = dataset_specs.get(a["dataset"])
+spec = dataclasses.replace(spec, archive=dataclasses.replace(spec.archive, md5=a["md5"], size=a["size"]))
+dataset_specs.DATASETS = MappingProxyType({**dataset_specs.DATASETS, spec.name: spec})
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
 def node_of(pid: int, temp_dirs: dict[str, Path]) -> str | None:
     """Which node's temp dir holds the log of worker process ``pid``."""
     for node, temp_dir in temp_dirs.items():
@@ -86,6 +105,8 @@ def test_two_node_cluster_with_token_auth_runs_trials_on_both_nodes(tmp_path):
         return subprocess.run([str(RAY), *args], env={**env, "HOME": str(home), **extra}, capture_output=True,
                               text=True, timeout=timeout)  # fmt: skip
 
+    built = tinyimagenet_archive(tmp_path)
+    mirror = Mirror({"tiny-imagenet-200.zip": built.data})
     try:
         # the README's steps: a token on the head, the head, then each worker with the head's token
         token = ray("get-auth-token", "--generate", home=homes["head"]).stdout.strip()
@@ -103,13 +124,16 @@ def test_two_node_cluster_with_token_auth_runs_trials_on_both_nodes(tmp_path):
                      home=homes["worker"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)  # fmt: skip
         assert worker.returncode == 0, worker.stderr[-3000:]
 
-        config = write_config(tmp_path, train={**BASE["train"], "epochs": 3},
+        data = {"dataset": "tinyimagenet", "root": "~/dnr-data", "download": True, "mirror": mirror.url,
+                "val_size": 2}  # fmt: skip
+        config = write_config(tmp_path, data=data, train={**BASE["train"], "epochs": 3, "batch_size": 7},
                               search={"dnr.density": {"grid": [0.1, 0.2]}},
                               tune={**BASE["tune"], "max_concurrent_trials": 2})  # fmt: skip
         # the driver runs on the head, where `ray get-auth-token` left the token (RAY_AUTH_MODE unset:
         # dnr-sweep turns token mode on when it finds one)
+        facts = json.dumps({"dataset": "tinyimagenet", "md5": built.spec.archive.md5, "size": len(built.data)})
         sweep = subprocess.run(
-            [sys.executable, "-m", "dnr_sweep.cli", "run", str(config), "--address", f"127.0.0.1:{port}",
+            [sys.executable, "-c", DRIVER, facts, "run", str(config), "--address", f"127.0.0.1:{port}",
              "--storage", str(tmp_path / "runs"), "--name", "two", "--no-dashboard", "--no-report"],
             env={**env, "HOME": str(homes["head"]), "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True,
             text=True, timeout=400,
@@ -124,7 +148,13 @@ def test_two_node_cluster_with_token_auth_runs_trials_on_both_nodes(tmp_path):
         nodes = {trial: {node_of(pid, temp_dirs) for pid in trial_pids} for trial, trial_pids in pids.items()}
         assert len(nodes) == 2 and all(len(found) == 1 and None not in found for found in nodes.values()), nodes
         assert set.union(*nodes.values()) == {"head", "worker"}, nodes
+        # the driver fetched into the head's disk; the worker node's task into its own; trials: nothing
+        assert mirror.requests == ["tiny-imagenet-200.zip"] * 2
+        assert "tinyimagenet on 2 node(s): downloaded on 1, present on 1" in sweep.stdout
+        for home in homes.values():
+            assert (home / "dnr-data" / "tiny-imagenet-200" / "val" / "val_annotations.txt").is_file()
     finally:
+        mirror.close()
         end_processes(own_processes(root, port))
         assert not own_processes(root, port)
         shutil.rmtree(root, ignore_errors=True)

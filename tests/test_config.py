@@ -197,7 +197,6 @@ BAD_CONFIGS = {
         ["tune.points_to_evaluate", "2 points but tune.num_samples is 1", "at least 2"],
     ),
     "name escaping storage": ("name: ../x", ["name", "no '/' or '..'"]),
-    "warmup longer than training": ("train: {epochs: 3, warmup_epochs: 5}", ["warmup_epochs", "exceeds train.epochs"]),
     "malformed yaml": ("dnr:\n  density: [0.1\nmodel: {}", ["line 3", "malformed YAML"]),
     "not a mapping": ("- a\n- b", ["top level must be a mapping"]),
     # only validation chooses: test figures are refused wherever something is chosen, with the val twin

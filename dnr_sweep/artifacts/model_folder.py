@@ -88,6 +88,10 @@ def load_trained(path: str | Path, trial: str | None = None, *, load_data: bool 
     """The selected model of a train folder or trial, in eval mode on the CPU, with its data splits."""
     folder = resolve_model_dir(path, trial)
     config = load_run_config(folder)
+    if load_data:  # a command on this machine (evaluate): fetched and verified here if missing, as `run` does
+        from dnr_sweep.data import fetch as data_fetch
+
+        data_fetch.prepare(config.data)
     data = build_datasets(
         config.data.dataset, root=config.data.root_path, download=config.data.download,
         val_size=config.data.val_size, seed=config.train.seed, image_size=config.data.image_size,

@@ -9,8 +9,9 @@ modules (torch, Ray, matplotlib) are imported inside ``run``, so ``dnr-sweep --h
 :class:`~dnr_sweep.foundation.errors.UserError` (bad config or flag, a file that cannot be loaded, a path that
 cannot be used, a busy folder, an unreachable cluster; raised where the input is read) prints its
 message without a traceback and exits with code 2. Anything else is a bug and keeps its traceback.
-A :class:`~dnr_sweep.foundation.errors.DataRecoveryWarning` (a skipped truncated line, a rebuilt table) prints
-as one ``warning:`` line.
+A :class:`~dnr_sweep.foundation.errors.DataRecoveryWarning` (a skipped truncated line, a rebuilt table) or
+:class:`~dnr_sweep.foundation.errors.ConfigWarning` (a value that runs, likely not as meant) prints as one
+``warning:`` line.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dnr_sweep.cli import evaluate, export, report, resume, run, status, submit, train, validate
-from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE, DataRecoveryWarning, UserError
+from dnr_sweep.cli import data, evaluate, export, report, resume, run, status, submit, train, validate
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigWarning, DataRecoveryWarning, UserError
 
 #: command name -> module, in the order `dnr-sweep --help` lists them
 COMMANDS = {
@@ -34,6 +35,7 @@ COMMANDS = {
     "report": report,
     "evaluate": evaluate,
     "export": export,
+    "data": data,
 }
 
 
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_recovery(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """``warnings.showwarning`` for :class:`DataRecoveryWarning`: one ``warning:`` line, once per text."""
-    if issubclass(category, DataRecoveryWarning):
+    if issubclass(category, (DataRecoveryWarning, ConfigWarning)):
         print(f"warning: {message}", file=sys.stderr)
     else:
         _DEFAULT_SHOWWARNING(message, category, filename, lineno, file, line)
@@ -63,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("default", DataRecoveryWarning)  # each distinct message once
+        warnings.simplefilter("default", ConfigWarning)
         warnings.showwarning = _show_recovery
         try:
             return COMMANDS[args.command].run(args)

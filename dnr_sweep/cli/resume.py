@@ -1,7 +1,7 @@
 """``dnr-sweep resume RUN_DIR``: continue an interrupted sweep; finished trials are not run again.
 
 Before Ray starts: the folder must be a sweep's run folder whose config, ``sweep.json`` and Tune state
-are readable (:func:`dnr_sweep.sweep.restore.check_restorable`), and ``--address`` must answer. The run
+are readable (:func:`trainables.sweep.check_restorable`), and ``--address`` must answer. The run
 folder's lock is held while the sweep runs: a second ``resume`` (or a ``run`` still going) is refused.
 """
 
@@ -37,11 +37,18 @@ def run(args: argparse.Namespace) -> int:
         restore.check_restorable(run_dir.local)
     if args.address is None:
         cluster.check_local_resources(config)
+    from dnr_sweep.data import fetch as data_fetch
+
+    data_fetch.prepare(config.data)  # the trials open the data again: present and verified, before Ray
     # a local run folder is locked while the sweep runs; object stores have no locks
     lock = folder_lock.hold(run_dir.local, purpose="resume") if run_dir.local is not None else contextlib.nullcontext()
     with lock:
         cluster.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         cluster.check_resources_feasible(config)
+        if args.address is not None:
+            from dnr_sweep.sweep.data_nodes import prepare_nodes
+
+            prepare_nodes(config.data)
         print(f"resuming {run_dir}")
         outcome = tuner.fit(config, run_dir, restore=True)
         return finish(outcome, config, report=not args.no_report)

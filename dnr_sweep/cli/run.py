@@ -3,7 +3,9 @@
 Everything that can be known before Ray starts is checked first, in seconds: the config (schema and
 dry preparation, :mod:`dnr_sweep.training.dry_run`), ``--storage``/``--name``, the data set's files, Tune's
 own rules for the search space, resources against this machine (embedded Ray) and ``--address``
-(reachable within seconds). The run folder's lock is then held for the whole sweep: a second
+(reachable within seconds). The data set is then fetched and verified here if missing
+(:func:`dnr_sweep.data.fetch.prepare`; offline or a 404 ends in one message before Ray starts) and,
+on a cluster, once on every node before the trials (:mod:`dnr_sweep.sweep.data_nodes`). The run folder's lock is then held for the whole sweep: a second
 ``run``/``resume`` into it is refused, naming the holder.
 """
 
@@ -44,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.address is None:
         cluster.check_local_resources(config)
     check_sweep(config, args.config)  # imports torch: after the checks that need little
-    from dnr_sweep.data.loaders import check_available
+    from dnr_sweep.data import fetch as data_fetch
     from dnr_sweep.foundation import locks as folder_lock
 
-    check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
+    data_fetch.prepare(config.data)  # here, before Ray starts: offline or a 404 ends in seconds
     search.param_space(config)
     # a local run folder is locked while the sweep runs; object stores (s3://...) have no locks
     local = run_dir.local
@@ -57,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             run_folder.check_run_dir_unused(local)  # again, now that no other run can start here
         cluster.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         cluster.check_resources_feasible(config)
+        if args.address is not None:  # every node of a cluster, once, before the trials (trials never download)
+            from dnr_sweep.sweep.data_nodes import prepare_nodes
+
+            prepare_nodes(config.data)
         run_folder.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
         print(f"run folder: {run_dir}")
         outcome = tuner.fit(config, run_dir, restore=False)

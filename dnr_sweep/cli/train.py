@@ -1,7 +1,7 @@
 """``dnr-sweep train CONFIG --out DIR``: one DNR run without Ray (debugging, small machines).
 
 Before anything is written: the config is validated and dry-prepared (:mod:`dnr_sweep.training.dry_run`), the
-data set's files are checked, and ``--out`` is checked (not empty, not a file, writable). Then the
+data set is fetched and verified if missing (:func:`dnr_sweep.data.fetch.prepare`), and ``--out`` is checked (not empty, not a file, writable). Then the
 folder's lock is taken (:mod:`dnr_sweep.foundation.locks`: a second ``train`` into the same folder is
 refused, naming the first) and the folder must be new or empty, or hold this run's checkpoint with
 ``--resume``: files already there are never written over.
@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
     out = files.output_folder(args.out, "--out")
     config = load_run_config(args.config, args.overrides)
     check_run(config, args.config)
-    from dnr_sweep.data.loaders import check_available
+    from dnr_sweep.data import fetch as data_fetch
     from dnr_sweep.foundation import locks as folder_lock
     from dnr_sweep.training.single_run import train_to_dir
 
     with folder_lock.hold(out, purpose="train"):  # nothing was written before: a refusal here loses nothing
         check_out_contents(out, resume=args.resume)
-        check_available(config.data.dataset, root=config.data.root_path, download=config.data.download)
+        data_fetch.prepare(config.data)  # fetched and verified here if missing, before training
         print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
               f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
         try:

@@ -33,6 +33,7 @@ from dnr_sweep.config.fields import (
     attack_name,
     in_range,
 )
+from dnr_sweep.data import fetch
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation import run_contract as rc
 
@@ -45,12 +46,24 @@ def _dataset_name(value: str) -> str:
     return dataset_specs.get(value).name
 
 
+def _mirror(value: str) -> str:
+    """A mirror as given, once it parses (:func:`dnr_sweep.data.fetch.mirror_url`)."""
+    fetch.mirror_url(value)
+    return value
+
+
 class DataConfig(Strict):
     dataset: Annotated[str, AfterValidator(_dataset_name)] = Field(
         "digits", description=f"one of {', '.join(dataset_specs.DATASET_NAMES)} (dnr_sweep/dataset_specs.py)"
     )
     root: str = Field("~/.cache/dnr-sweep/data", description="where the data set lives (or is downloaded to)")
-    download: bool = Field(False, description="download CIFAR through torchvision if missing")
+    download: bool = Field(
+        False, description="run/train/submit fetch the data set once, verified, before training (never a trial)"
+    )
+    mirror: Annotated[str, AfterValidator(_mirror)] | None = Field(
+        None,
+        description=f"base URL or folder serving the archives (else ${fetch.MIRROR_ENV}, else the official URLs)",
+    )
     val_size: NonNegInt = Field(5000, description="images held out of the training set for model selection")
     image_size: Annotated[int, NUMBER, in_range(1, MAX_IMAGE_SIZE)] | None = Field(
         None, description="resize images to this square size (default: the data set's own)"
@@ -206,9 +219,5 @@ class RunConfig(Strict):
                 "train.select_on is 'val' but data.val_size is 0: there is no validation split to choose the "
                 "epoch; set data.val_size (e.g. 5000 for CIFAR) or, for the paper's protocol only, select_on: test"
             )
-        if self.train.warmup_epochs > self.train.epochs:
-            raise ValueError(
-                f"train.warmup_epochs ({self.train.warmup_epochs}) exceeds train.epochs ({self.train.epochs}); "
-                "lower warmup_epochs or raise epochs"
-            )
+        # warmup_epochs > epochs runs (clean-only throughout): dnr_sweep.training.dry_run warns, for shortened configs
         return self

@@ -34,9 +34,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
+from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.specs import DatasetSpec
-from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.errors import DatasetNotFoundError
 
 __all__ = [
     "BUILDERS",
@@ -53,10 +54,6 @@ DIGITS_SPLIT_SEED = 0  # the digits test split never moves with `seed`
 SYNTHETIC_SEED = 0  # the synthetic images never move with `seed` either; only the val split does
 
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-
-
-class DatasetNotFoundError(UserError, FileNotFoundError):
-    """A dataset's files are missing under ``data.root``; the message names the directory and the fix."""
 
 
 @dataclass(frozen=True)
@@ -229,16 +226,14 @@ def _check_cifar_files(spec: DatasetSpec, root: Path, download: bool) -> None:
     folder = root / cls.base_folder
     needed = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     missing = [name for name in needed if not (folder / name).is_file()]
-    if missing and not download:
+    if missing:  # loaders never download: dnr_sweep.data.fetch does, before anything trains
         what = f"is missing {', '.join(missing)}" if folder.is_dir() else "does not exist"
         raise DatasetNotFoundError(
             f"{dataset} not found: {folder} {what}. Fix: set data.download: true, "
-            f"or put {cls.base_folder} under {root} (unpacked from {cls.url})"
+            f"or put {cls.base_folder} under {root} (unpacked from {cls.url}), or run "
+            f"`dnr-sweep data fetch {dataset} --root {root}`"
         )
-    if missing:  # to be downloaded: data.root must be a folder this process can write into
-        from dnr_sweep.foundation.files import output_folder
-
-        output_folder(root, "data.root")
+    data_fetch.check_present(spec, root)  # sizes as verified (milliseconds)
 
 
 def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> None:
@@ -247,21 +242,21 @@ def _check_tinyimagenet_files(spec: DatasetSpec, root: Path, download: bool) -> 
     missing = [str(p.relative_to(folder)) for p in needed if not p.exists()]
     if missing:
         what = f"is missing {', '.join(missing)}" if folder.is_dir() else "does not exist"
-        note = " (data.download does not fetch Tiny-ImageNet)" if download else ""
         raise DatasetNotFoundError(
-            f"tinyimagenet not found: {folder} {what}{note}. Fix: download "
-            f"{TINYIMAGENET_URL} from the official site and unzip it under {root}, so that "
+            f"tinyimagenet not found: {folder} {what}. Fix: run `dnr-sweep data fetch tinyimagenet --root {root}` "
+            f"(or set data.download: true), or download {TINYIMAGENET_URL} and unzip it under {root}, so that "
             f"{folder / 'wnids.txt'} exists"
         )
+    data_fetch.check_present(spec, root)
 
 
 def check_available(dataset: str, *, root: str | Path, download: bool = False) -> None:
-    """Fail fast (before any expensive work) when a data set's files are missing and won't be fetched,
-    or would be downloaded into a ``data.root`` that is a file or cannot be written.
+    """Fail fast when a data set's files are not under ``root`` (what a trial checks before it opens
+    them; fetching is :func:`dnr_sweep.data.fetch.ensure`'s, before anything trains).
 
     Raises:
         DatasetNotFoundError: the files are not under ``root`` (the message says how to fix it).
-        PathError: they are missing, to be downloaded, and ``data.root`` cannot hold them.
+        InputFileError: a file changed size since it was verified.
     """
     spec = dataset_specs.get(dataset)
     check_files = BUILDERS[spec.name].check_files
@@ -276,12 +271,12 @@ def _cifar(spec: DatasetSpec, root: Path, download: bool, image_size: int | None
     folder = root / cls.base_folder
     _check_cifar_files(spec, root, download)
     try:
-        train = cls(str(root), train=True, download=download)
+        train = cls(str(root), train=True, download=False)  # fetched before training, never here
         test = cls(str(root), train=False, download=False)
     except RuntimeError as err:  # torchvision's MD5 check failed
         raise DatasetNotFoundError(
-            f"{dataset} files under {folder} are corrupted or incomplete ({err}). Fix: delete {folder} "
-            f"and set data.download: true"
+            f"{dataset} files under {folder} are corrupted or incomplete ({err}). Fix: move {folder} away "
+            f"(or delete it) and run `dnr-sweep data fetch {dataset} --root {root}` (or set data.download: true)"
         ) from err
     plain, augmented, size = _pil_transforms(spec.image_size, image_size)
     return _Source(train, test, plain, augmented, len(train.classes), spec.in_channels, size, *_stats(spec))
@@ -422,7 +417,8 @@ def build_datasets(
     Args:
         dataset: dataset name.
         root: directory holding the dataset files (``~`` is expanded); unused by digits and synthetic.
-        download: let torchvision download CIFAR files that are missing (CIFAR only).
+        download: unused: loaders never download (:func:`dnr_sweep.data.fetch.ensure` fetches before
+            training, on the driver or once per node); kept so callers' configs pass through.
         val_size: number of training images held out (un-augmented) as the validation split; 0 for none.
         seed: seeds the validation permutation (the test split never depends on it).
         image_size: resize images to this square size (default: the spec's native size; digits 8,

@@ -13,7 +13,8 @@ was wrong, so callers and tests can tell them apart:
 - :class:`PathError`: a path argument that cannot be used (empty, a file where a folder is expected,
   unwritable, already holding a run);
 - :class:`FolderBusyError`: another dnr-sweep process writes into the folder (its lock is held);
-- :class:`ClusterError`: the Ray cluster cannot be reached or cannot host a trial.
+- :class:`ClusterError`: the Ray cluster cannot be reached or cannot host a trial;
+- :class:`DatasetNotFoundError`: a data set is not under ``data.root`` and cannot be fetched.
 
 Standard library only: the reports import it too.
 """
@@ -60,6 +61,16 @@ class FolderBusyError(UserError):
 
 class ClusterError(UserError):
     """The Ray cluster cannot be reached, or no node of it can host one trial."""
+
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A data set's files are missing under ``data.root`` (and cannot be fetched); the message names
+    the data set, where it looked, what it tried and the ways out."""
+
+
+class ConfigWarning(UserWarning):
+    """A config value that runs but likely not as meant (e.g. learning-rate milestones past the last
+    epoch, which never fire); the command goes on, and the CLI prints it as ``warning: ...``."""
 
 
 class DataRecoveryWarning(UserWarning):

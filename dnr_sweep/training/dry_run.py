@@ -11,15 +11,16 @@ without Ray, data or training:
   probe values (all of them up to :data:`MAX_COMBINATIONS`, else every dimension at its first, then
   at its last value);
 - for each: the data split sizes from :mod:`dnr_sweep.data.specs` against ``data.val_size``,
-  ``train.batch_size`` and ``data.channels``/``data.image_size``; ``train.lr_milestones`` against
-  ``train.epochs``; the model built on the CPU and run on a blank image of the configured size (in
+  ``train.batch_size`` and ``data.channels``/``data.image_size``; the model built on the CPU and run on a blank image of the configured size (in
   training mode too when an epoch's last batch holds a single image); the channel-pruning masks built (:class:`~dnr_sweep.sparsity.Masking` refuses densities below the
   dense first layer's share); the ``evaluate:`` block's split and optional packages; the device and
   precision against where the run trains (a sweep trial without ``resources_per_trial.gpu`` sees no GPU);
 - once per sweep: the ``report:`` settings against the columns the run will write.
 
 Every problem becomes a line of one :class:`~dnr_sweep.foundation.errors.ConfigError`, naming the field, the
-probe that failed and the fix. Nothing here imports Ray or touches the disk.
+probe that failed and the fix. A schedule longer than the run (``train.lr_milestones`` or
+``train.warmup_epochs`` at or past ``train.epochs``) is not a problem but a
+:class:`~dnr_sweep.foundation.errors.ConfigWarning` each (shortened paper configs have them; they run). Nothing here imports Ray or touches the disk.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from dnr_sweep.config import RunConfig, SweepConfig, leaf_paths, run_config_from_flat
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.errors import ConfigError
+from dnr_sweep.foundation.errors import ConfigError, ConfigWarning
 
 #: reflect padding of the random-crop augmentation (data.py's transforms and gpu_data's loader)
 CROP_PADDING = 4
@@ -98,7 +99,7 @@ def _train_images(config: RunConfig) -> int:
 def check_data(config: RunConfig) -> list[str]:
     """Split sizes, channels and image size against the data set's facts."""
     spec = dataset_specs.get(config.data.dataset)
-    data, train = config.data, config.train
+    data = config.data
     problems = []
     if data.val_size >= spec.train_size:
         most = spec.train_size - 1
@@ -120,14 +121,25 @@ def check_data(config: RunConfig) -> list[str]:
     if config.evaluate is not None and config.evaluate.split == "val" and data.val_size == 0:
         problems.append("evaluate.split: 'val' but data.val_size is 0 (no validation split); set a data.val_size "
                         "or evaluate.split: test")  # fmt: skip
+    return problems
+
+
+def schedule_warnings(config: RunConfig) -> list[str]:
+    """A schedule longer than the run: milestones at or past the last epoch never fire (PyTorch's
+    MultiStepLR accepts them), a warmup as long as the run leaves it clean-only. Warnings, not refusals:
+    shortening a paper config (``--set train.epochs=4``) is the usual first smoke test."""
+    train, found = config.train, []
     late = [m for m in train.lr_milestones if m >= train.epochs]
     if late:
-        problems.append(
-            f"train.lr_milestones: {late} are not below train.epochs ({train.epochs}), so the learning rate never "
-            f"decays there; use milestones below {train.epochs} (e.g. {_scaled_milestones(train.epochs)}), or [] "
-            "for a constant rate"
-        )
-    return problems
+        scaled = _scaled_milestones(train.epochs)
+        found.append(f"train.lr_milestones: {late} are not below train.epochs ({train.epochs}), so the learning "
+                     f"rate never decays there; running anyway. For the schedule scaled to {train.epochs} epochs: "
+                     f"--set 'train.lr_milestones={scaled}'")  # fmt: skip
+    if train.warmup_epochs >= train.epochs:
+        found.append(f"train.warmup_epochs ({train.warmup_epochs}) is not below train.epochs ({train.epochs}), so every "
+                     "epoch is clean-only warmup and the hybrid (PGD) loss never runs; running anyway. To try the "
+                     f"whole method: --set train.warmup_epochs={max(0, train.epochs // 4)}")  # fmt: skip
+    return found
 
 
 def _scaled_milestones(epochs: int) -> list[int]:
@@ -309,6 +321,14 @@ def check_report(config: SweepConfig) -> list[str]:
 # Entry points
 
 
+def _warn(source: str, configs: Iterable[RunConfig]) -> None:
+    """Each distinct :func:`milestone_warning` once."""
+    import warnings
+
+    for text in dict.fromkeys(text for config in configs for text in schedule_warnings(config)):
+        warnings.warn(f"{source}: {text}", ConfigWarning, stacklevel=3)
+
+
 def _raise(source: str, found: Iterable[tuple[str, str]]) -> None:
     lines, seen = [], set()
     for where, problem in found:
@@ -325,11 +345,14 @@ def check_sweep(config: SweepConfig, source: str) -> None:
     cache = _Cache()
     gpus = config.tune.resources_per_trial.gpu
     found = [("report", p) for p in check_report(config)]
-    for probe in probes(config):
+    found_probes = probes(config)
+    for probe in found_probes:
         found += [(probe.where, p) for p in check_config(probe.config, trial_gpus=gpus, cache=cache)]
     _raise(source, found)
+    _warn(source, (probe.config for probe in found_probes))
 
 
 def check_run(config: RunConfig, source: str) -> None:
     """Dry-prepare one ``dnr-sweep train`` run on this machine; :class:`ConfigError` if it cannot run."""
     _raise(source, [("base config", p) for p in check_config(config, trial_gpus=None)])
+    _warn(source, [config])

@@ -1,0 +1,486 @@
+"""Getting a data set onto disk, once, verified: the one owner of downloads (trials never download).
+
+The facts of each downloadable data set (URL, size, MD5 of its archive, the folder it unpacks to, the
+MD5 of each unpacked file or the paths that must exist) are its :class:`~dnr_sweep.data.specs.Archive`.
+
+- :func:`ensure` (``dnr-sweep run``/``train``/``data fetch``, and on a cluster one task per node,
+  :mod:`dnr_sweep.sweep.data_nodes`): present and intact -> nothing to do; otherwise, under a file lock in
+  ``data.root`` (two fetches on one node, or on shared storage, mean one download and one waiter), the
+  archive is taken from ``data.root`` if the user put it there, else downloaded from the official URL
+  or a mirror (``--mirror``, ``data.mirror``, ``$DNR_SWEEP_DATA_MIRROR``) with a progress bar; its MD5
+  is checked, it is unpacked into a temporary folder beside the target, every file is checked, and the
+  folder is renamed into place (atomic: a reader sees the whole folder or none). A download that
+  fails (offline, unreachable mirror, HTTP 404) is not retried: it ends in one
+  :class:`~dnr_sweep.foundation.errors.DatasetNotFoundError` naming the data set, where it looked, the URL tried
+  and the three ways out.
+- :func:`verify` (``dnr-sweep data check``): every unpacked file against its MD5 (CIFAR: torchvision's
+  lists) or, for Tiny-ImageNet, its structure (``wnids.txt``, a non-empty ``train/<wnid>/images`` per
+  class, ``val/val_annotations.txt`` naming images that exist). A verified folder keeps a small
+  record (:data:`RECORD_FILE`: each checked file's size and mtime), so the next ``run`` re-reads the
+  MD5s only when a file changed.
+- :func:`check_present` (each trial, before it opens the data): the folder and the recorded files
+  exist with their recorded sizes; milliseconds, no network.
+
+Tiny-ImageNet is read in its official layout (``val/images`` + ``val/val_annotations.txt``, which
+:class:`dnr_sweep.data.loaders.TinyImageNetFolder` labels by), so unpacking the zip is all its val split needs.
+
+Corrupt or partial data is named with the file and the fix and never deleted: only files this module
+made (``*.part-*`` downloads, ``.*.unpacking-*`` folders) are removed. Standard library plus
+``filelock`` and ``tqdm``; no torch, so ``dnr-sweep data`` answers at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from dnr_sweep.data import specs as dataset_specs
+from dnr_sweep.data.specs import Archive, DatasetSpec
+from dnr_sweep.foundation.errors import DatasetNotFoundError, InputFileError, PathError
+
+__all__ = [
+    "MIRROR_ENV",
+    "RECORD_FILE",
+    "TIMEOUT_S",
+    "check_present",
+    "ensure",
+    "mirror_url",
+    "resolve_mirror",
+    "source_url",
+    "verify",
+]
+
+#: the environment variable naming a mirror (below ``--mirror`` and ``data.mirror``)
+MIRROR_ENV = "DNR_SWEEP_DATA_MIRROR"
+#: seconds a connection (and each read) may wait: an unreachable mirror fails within them
+TIMEOUT_S = 15.0
+#: what a verified folder records about its files (size, mtime), inside the folder
+RECORD_FILE = ".dnr-sweep-verified.json"
+_CHUNK = 1 << 20
+_MIRROR_SCHEMES = ("http", "https", "file")
+
+Log = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Where an archive comes from
+
+
+def mirror_url(value: str) -> str:
+    """A mirror as a base URL: ``http(s)://`` and ``file://`` as given (no trailing ``/``), a folder
+    path as its ``file://`` URL. ``ValueError`` naming the value otherwise."""
+    text = value.strip()
+    if not text:
+        raise ValueError("an empty mirror; give http://HOST/PATH, https://..., file:///PATH or a folder")
+    scheme = urllib.parse.urlsplit(text).scheme
+    if "://" not in text:  # a folder on this machine (or on storage every node mounts)
+        return Path(text).expanduser().absolute().as_uri()
+    if scheme not in _MIRROR_SCHEMES:
+        raise ValueError(f"{text!r}: a mirror is http://, https://, file:// or a folder, not {scheme}://")
+    return text.rstrip("/")
+
+
+def resolve_mirror(flag: str | None = None, configured: str | None = None) -> str | None:
+    """The mirror to use: ``--mirror``, else ``data.mirror``, else ``$DNR_SWEEP_DATA_MIRROR``; None: the
+    official URLs. :class:`~dnr_sweep.foundation.errors.PathError` naming where a bad value came from."""
+    for value, where in ((flag, "--mirror"), (configured, "data.mirror"), (os.environ.get(MIRROR_ENV), MIRROR_ENV)):
+        if value:
+            try:
+                return mirror_url(value)
+            except ValueError as exc:
+                raise PathError(f"{where}: {exc}") from None
+    return None
+
+
+def source_url(archive: Archive, mirror: str | None) -> str:
+    """Where the archive is downloaded from: ``MIRROR/FILENAME``, or the official URL."""
+    return f"{mirror}/{urllib.parse.quote(archive.filename)}" if mirror else archive.url
+
+
+def _archive(spec: DatasetSpec) -> Archive:
+    if spec.archive is None:
+        raise ValueError(f"data set {spec.name!r} is not downloaded (it is bundled or generated)")
+    return spec.archive
+
+
+# --------------------------------------------------------------------------------------------------
+# Checking an unpacked folder
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _refetch_fix(spec: DatasetSpec, root: Path) -> str:
+    folder = root / _archive(spec).folder
+    return (f"move {folder} away (or delete it), then run `dnr-sweep data fetch {spec.name} --root {root}`, which "
+            f"unpacks {_archive(spec).filename} again")  # fmt: skip
+
+
+def _bad(spec: DatasetSpec, root: Path, path: Path, problem: str, expected: str) -> InputFileError:
+    return InputFileError(path, problem, expected=expected, fix=f"Fix: {_refetch_fix(spec, root)}")
+
+
+def _checked_paths(spec: DatasetSpec, folder: Path) -> list[Path]:
+    """The files whose size and mtime the record keeps (and :func:`check_present` compares)."""
+    archive = _archive(spec)
+    if archive.files:
+        return [folder / name for name, _ in archive.files]
+    return [folder / rel for rel in archive.required if (folder / rel).is_file()]
+
+
+def _check_files(spec: DatasetSpec, folder: Path, root: Path, *, md5: bool) -> None:
+    archive = _archive(spec)
+    for name, expected in archive.files:
+        path = folder / name
+        if not path.is_file():
+            raise _bad(spec, root, path, "is missing (a partial unpack?)", f"the file {name} of {archive.filename}")
+        if md5 and (found := _md5(path)) != expected:
+            raise _bad(spec, root, path, f"has MD5 {found} ({path.stat().st_size:,} bytes)",
+                       f"MD5 {expected}, the file {name} of {archive.filename}")  # fmt: skip
+    for rel in archive.required:
+        if not (folder / rel).exists():
+            note = ""
+            if rel.startswith("val/") and (folder / "val").is_dir():
+                note = " (dnr-sweep reads the official val layout: val/images and val/val_annotations.txt)"
+            raise _bad(spec, root, folder / rel, f"is missing{note}", f"{rel} of {archive.filename}")
+
+
+def _check_tinyimagenet_tree(spec: DatasetSpec, folder: Path, root: Path) -> None:
+    """The structure :class:`dnr_sweep.data.loaders.TinyImageNetFolder` reads, every class and val image."""
+    wnids_file = folder / "wnids.txt"
+    wnids = [line.strip() for line in wnids_file.read_text(errors="replace").splitlines() if line.strip()]
+    if not wnids:
+        raise _bad(spec, root, wnids_file, "lists no class ids", "one WordNet id (e.g. n01443537) per line")
+    for wnid in wnids:
+        images = folder / "train" / wnid / "images"
+        if not images.is_dir() or next(images.iterdir(), None) is None:
+            raise _bad(spec, root, images, "is missing or empty", f"the training images of class {wnid} (wnids.txt)")
+    annotations = folder / "val" / "val_annotations.txt"
+    known, count = set(wnids), 0
+    for lineno, line in enumerate(annotations.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in known:
+            raise _bad(spec, root, annotations, f"line {lineno} is {line[:80]!r}",
+                       "'filename<TAB>wnid<TAB>x0<TAB>y0<TAB>x1<TAB>y1' lines with wnids from wnids.txt")  # fmt: skip
+        if not (folder / "val" / "images" / fields[0]).is_file():
+            raise _bad(spec, root, folder / "val" / "images" / fields[0], f"is missing (line {lineno} of {annotations})",
+                       "every image val_annotations.txt names")  # fmt: skip
+        count += 1
+    if count == 0:
+        raise _bad(spec, root, annotations, "labels no image", "one line per val image")
+
+
+#: full structure checks beyond the archive's file list, by data set name
+_TREE_CHECKS: dict[str, Callable[[DatasetSpec, Path, Path], None]] = {"tinyimagenet": _check_tinyimagenet_tree}
+
+
+def _stamp(folder: Path, paths: list[Path]) -> dict[str, list[int]]:
+    return {p.relative_to(folder).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
+
+
+def _record(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_record(spec: DatasetSpec, folder: Path) -> None:
+    record = {
+        "dataset": spec.name,
+        "archive_md5": _archive(spec).md5,
+        "files": _stamp(folder, _checked_paths(spec, folder)),
+    }
+    try:
+        (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    except OSError:  # a read-only copy (shared storage): it is verified again next time, that is all
+        pass
+
+
+def _record_matches(spec: DatasetSpec, folder: Path) -> bool:
+    record = _record(folder)
+    if record is None or record.get("archive_md5") != _archive(spec).md5:
+        return False
+    try:
+        return record.get("files") == _stamp(folder, _checked_paths(spec, folder))
+    except OSError:
+        return False
+
+
+def verify(spec: DatasetSpec, root: str | Path, *, full: bool = True) -> Path:
+    """Check the unpacked folder of ``spec`` under ``root``; its path.
+
+    ``full``: every MD5 and the whole structure; otherwise only when a file changed since the last
+    verification (the record's sizes and mtimes). A passing full check writes the record.
+
+    Raises:
+        DatasetNotFoundError: the folder is not there.
+        InputFileError: a file is missing, changed or corrupt (the message names it and the fix).
+    """
+    archive, root = _archive(spec), Path(root).expanduser()
+    folder = root / archive.folder
+    if not folder.exists():
+        raise DatasetNotFoundError(_not_found(spec, root, None))
+    if not folder.is_dir():
+        raise _bad(spec, root, folder, "is a file", f"the folder {archive.filename} unpacks to")
+    if not full and _record_matches(spec, folder):
+        return folder
+    _verify_folder(spec, folder, root)
+    return folder
+
+
+def _verify_folder(spec: DatasetSpec, folder: Path, root: Path) -> None:
+    """Every MD5 and the structure of ``folder`` (messages name ``root``'s folder in their fix); the record."""
+    _check_files(spec, folder, root, md5=True)
+    if spec.name in _TREE_CHECKS:
+        _TREE_CHECKS[spec.name](spec, folder, root)
+    _write_record(spec, folder)
+
+
+def check_present(spec: DatasetSpec, root: str | Path) -> None:
+    """What a trial checks before it opens the data (milliseconds, never the network): the folder
+    and its files exist, with the sizes recorded when it was verified."""
+    if spec.archive is None:
+        return
+    root = Path(root).expanduser()
+    folder = root / spec.archive.folder
+    if not folder.is_dir():
+        raise DatasetNotFoundError(_not_found(spec, root, None, in_trial=True))
+    _check_files(spec, folder, root, md5=False)
+    record = _record(folder)
+    for rel, (size, _mtime) in (record or {}).get("files", {}).items():
+        path = folder / rel
+        found = path.stat().st_size if path.is_file() else None
+        if found != size:
+            what = "is missing" if found is None else f"has {found:,} bytes"
+            raise _bad(spec, root, path, f"{what} since it was verified", f"{size:,} bytes")
+
+
+# --------------------------------------------------------------------------------------------------
+# The message when the data cannot be had
+
+
+def _not_found(
+    spec: DatasetSpec, root: Path, tried: str | None, *, download: bool = True, in_trial: bool = False
+) -> str:
+    archive = _archive(spec)
+    head = (f"{spec.name} not found under {root}: no {archive.folder}/ folder and no {archive.filename} archive "
+            "there")  # fmt: skip
+    if (root / archive.filename).is_file():
+        head = (f"{spec.name} not found under {root}: no {archive.folder}/ folder ({archive.filename} is there, not "
+                f"unpacked: `dnr-sweep data fetch {spec.name} --root {root}` checks and unpacks it)")  # fmt: skip
+    if in_trial:
+        head += (f" on this node. Trials never download; `dnr-sweep run` prepares the data on every node first "
+                 f"(data.download: true), or run `dnr-sweep data fetch {spec.name} --root {root}` on this node")  # fmt: skip
+    elif tried is not None:
+        head += f"; {tried} (not retried)"
+    elif not download:
+        head += (f"; data.download is false, so nothing was fetched: set data.download: true, or run "
+                 f"`dnr-sweep data fetch {spec.name} --root {root}`")  # fmt: skip
+    return (
+        f"{head}. Three ways out:\n"
+        f"  1. put the archive at {root / archive.filename} ({archive.size:,} bytes, MD5 {archive.md5}, from "
+        f"{archive.url}); it is checked and unpacked on the next run\n"
+        f"  2. point data.root at a folder that holds {archive.folder}/ (e.g. --set data.root=/shared/datasets)\n"
+        f"  3. set a mirror that serves {archive.filename}: --mirror URL (dnr-sweep data fetch), "
+        f"--set data.mirror=URL, or {MIRROR_ENV}=URL (http://, https://, file:// or a folder; the MD5 is "
+        "still checked)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Fetching
+
+
+def ensure(
+    spec: DatasetSpec,
+    root: str | Path,
+    *,
+    download: bool = True,
+    mirror: str | None = None,
+    progress: bool = True,
+    log: Log = _stderr,
+) -> str:
+    """Make ``spec``'s data present and intact under ``root``; what was done: ``"bundled"`` (nothing to
+    fetch), ``"present"``, ``"unpacked"`` (an archive found under ``root``) or ``"downloaded"``.
+
+    Args:
+        download: may the archive be downloaded (``data.download``); without it only an archive the
+            user put under ``root`` is unpacked.
+        mirror: a base URL from :func:`resolve_mirror` (None: the official URL).
+        progress: draw a progress bar (bytes, rate, ETA) on stderr while downloading.
+
+    Raises:
+        DatasetNotFoundError: missing and not to be had (offline, unreachable, 404, download off).
+        InputFileError: corrupt or partial data (archive or unpacked file named, with the fix).
+        PathError: ``root`` cannot hold the data (a file, not writable).
+    """
+    if spec.archive is None:
+        return "bundled"
+    archive, root = spec.archive, Path(root).expanduser()
+    if (root / archive.folder).exists():
+        verify(spec, root, full=False)
+        return "present"
+    if not download and not (root / archive.filename).is_file():
+        raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
+    from dnr_sweep.foundation.files import output_folder
+
+    output_folder(root, "data.root")  # a folder this process can write into (or a PathError)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(root / f".{archive.folder}.lock"))
+    try:
+        lock.acquire(timeout=0.2)
+    except Timeout:
+        log(f"{spec.name}: another process is fetching it into {root} (lock {lock.lock_file}); waiting for it")
+        lock.acquire()
+    try:
+        if (root / archive.folder).exists():  # the other process made it
+            verify(spec, root, full=False)
+            return "present"
+        _remove_leftovers(root, archive)
+        path, how = root / archive.filename, "unpacked"
+        if path.is_file():
+            _check_archive(spec, root, path)
+        elif not download:
+            raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
+        else:
+            _download(spec, root, source_url(archive, mirror), path, progress=progress, log=log)
+            how = "downloaded"
+        _unpack(spec, root, path, log=log)
+        return how
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(root: Path, archive: Archive) -> None:
+    """Partial downloads and unpack folders of a process that died (only names this module makes)."""
+    for stale in [*root.glob(f"{archive.filename}.part-*"), *root.glob(f".{archive.folder}.unpacking-*")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _check_archive(spec: DatasetSpec, root: Path, path: Path) -> None:
+    """An archive the user put under ``root``: its MD5, or an error naming it (never deleted)."""
+    archive = _archive(spec)
+    found = _md5(path)
+    if found != archive.md5:
+        size = path.stat().st_size
+        problem = f"{size:,} bytes with MD5 {found}" + (
+            " (truncated: a partial download?)" if size < archive.size else ""
+        )
+        raise InputFileError(path, problem, expected=f"{archive.size:,} bytes with MD5 {archive.md5} ({archive.url})",
+                             fix=f"Fix: delete it (or move it away) and run `dnr-sweep data fetch {spec.name} --root "
+                                 f"{root}`, or put the right file there")  # fmt: skip
+
+
+def _download(spec: DatasetSpec, root: Path, url: str, dest: Path, *, progress: bool, log: Log) -> None:
+    """``url`` to ``dest`` through ``dest.part-PID``, MD5 checked on the way; never retried."""
+    archive = _archive(spec)
+    request = urllib.request.Request(url, headers={"User-Agent": "dnr-sweep"})
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        raise DatasetNotFoundError(
+            _not_found(spec, root, f"downloading {url} failed: HTTP {exc.code} {exc.reason}")
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DatasetNotFoundError(_not_found(spec, root, f"downloading {url} failed: {reason}")) from None
+    part = dest.with_name(f"{dest.name}.part-{os.getpid()}")
+    digest, received = hashlib.md5(usedforsecurity=False), 0
+    log(f"{spec.name}: downloading {url} -> {dest}")
+    from tqdm import tqdm
+
+    try:
+        with response, part.open("wb") as out, tqdm(
+            total=int(response.headers.get("Content-Length") or archive.size), unit="B", unit_scale=True,
+            unit_divisor=1024, desc=archive.filename, file=sys.stderr, disable=not progress, leave=False,
+        ) as bar:  # fmt: skip
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    except (OSError, http.client.HTTPException) as exc:
+        part.unlink(missing_ok=True)
+        raise DatasetNotFoundError(_not_found(spec, root, f"downloading {url} broke off after {received:,} of "
+                                                          f"{archive.size:,} bytes: {exc}")) from None  # fmt: skip
+    if digest.hexdigest() != archive.md5:
+        part.unlink(missing_ok=True)
+        short = " (truncated)" if received < archive.size else ""
+        raise InputFileError(url, f"served {received:,} bytes with MD5 {digest.hexdigest()}{short}",
+                             expected=f"{archive.filename}: {archive.size:,} bytes with MD5 {archive.md5}",
+                             fix="Nothing was kept. Fix: give a mirror whose copy is the official file (compare its "
+                                 f"md5sum), or put the official archive at {dest}")  # fmt: skip
+    os.replace(part, dest)
+
+
+def _unpack(spec: DatasetSpec, root: Path, path: Path, *, log: Log) -> None:
+    """Unpack ``path`` into a temporary folder in ``root``, verify, and rename the folder into place."""
+    archive = _archive(spec)
+    log(f"{spec.name}: unpacking {path.name} into {root / archive.folder}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.unpacking-", dir=root))
+    try:
+        try:
+            if path.name.endswith(".zip"):
+                with zipfile.ZipFile(path) as z:  # zipfile drops '..' and absolute parts of member names
+                    z.extractall(tmp)
+            else:
+                with tarfile.open(path, "r:*") as t:
+                    t.extractall(tmp, filter="data")  # no links out, no absolute paths, no devices
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise InputFileError(path, f"cannot be unpacked ({exc})", expected=f"the archive {archive.url} serves",
+                                 fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`") from None  # fmt: skip
+        unpacked = tmp / archive.folder
+        if not unpacked.is_dir():
+            raise InputFileError(path, f"holds no {archive.folder}/ folder", expected=f"the archive {archive.url} serves",
+                                 fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`")  # fmt: skip
+        _verify_folder(spec, unpacked, root)
+        os.rename(unpacked, root / archive.folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_named(dataset: str, root: str | Path, **kwargs) -> str:
+    """:func:`ensure` by data set name (what a Ray task on another node is handed)."""
+    return ensure(dataset_specs.get(dataset), root, **kwargs)
+
+
+def prepare(data: object, *, mirror: str | None = None, progress: bool = True, log: Log = _stderr) -> str:
+    """:func:`ensure` for a config's ``data:`` block (``dataset``, ``root``, ``download``, ``mirror``) on
+    this machine, before anything trains (``run``, ``resume``, ``train``); ``mirror``: ``--mirror``."""
+    spec = dataset_specs.get(data.dataset)  # type: ignore[attr-defined]
+    if spec.archive is None:
+        return "bundled"
+    root = Path(data.root).expanduser()  # type: ignore[attr-defined]
+    how = ensure(spec, root, download=data.download, progress=progress, log=log,  # type: ignore[attr-defined]
+                 mirror=resolve_mirror(mirror, data.mirror))  # type: ignore[attr-defined]  # fmt: skip
+    if how != "present":
+        log(f"{spec.name}: {how}, verified, in {root / spec.archive.folder}")
+    return how
