@@ -219,6 +219,73 @@ class DNRConfig(Strict):
     prune_linear: bool = False
 
 
+# Baseline methods beside DNR (``method: admm | lasso | hydra``; dnr_sweep/methods/). Each has its
+# own phases, each phase its own epochs and initial learning rate, annealed by a cosine to 0 within
+# the phase (HYDRA's public code's schedule; Ye et al. and Rakin et al. give none the DNR paper
+# repeats); ``train.epochs`` is derived as the sum of the phases, ``train.lr``/``lr_milestones``/
+# ``warmup_epochs`` are DNR's and unused. ``beta`` is the clean weight of ``beta * CE(clean) +
+# (1 - beta) * CE(adv)`` (0 = Madry adversarial training, as the three papers train), and the
+# method's regulariser is added outside it. Momentum and weight decay: ``train.momentum`` and
+# ``train.weight_decay``; the optimizer's momentum restarts at every phase (each paper's phases are
+# separate runs). Only epochs of the final phase are selected (``train.select_metric`` on validation).
+
+
+class ADMMConfig(Strict):
+    """ADMM robust pruning (Ye et al., ICCV 2019; the DNR paper's [17], Section 4.3)."""
+
+    density: Density = Field(0.05, description="overall target density (layer_ratios naive/uniform)")
+    layer_ratios: Literal["naive", "uniform"] | dict[str, Density] = Field(
+        "naive",
+        description="per-layer densities: naive (first prunable layer dense, the rest one density meeting "
+        "the target: the paper's 'ADMM naive'), uniform (every layer at density), or {layer: density}",
+    )
+    rho: PosFloat = Field(1.0e-3, description="ADMM penalty rho_admm (paper Section 4.3: 1e-3)")
+    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
+    pretrain_epochs: NonNegInt = Field(100, description="dense adversarial pre-training")
+    admm_epochs: PosInt = Field(30, description="ADMM pruning epochs (paper: 30); Z and U updated after each")
+    retrain_epochs: PosInt = Field(50, description="masked adversarial retraining after the hard prune")
+    pretrain_lr: PosFloat = 0.1
+    admm_lr: PosFloat = 0.01
+    retrain_lr: PosFloat = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.admm_epochs + self.retrain_epochs
+
+
+class LassoConfig(Strict):
+    """L1 Lasso robust sparse regularisation (Rakin et al. 2019; the DNR paper's [21])."""
+
+    lam: PosFloat = Field(1.0e-5, description="L1 coefficient lambda of lambda * sum |W| (prunable weights)")
+    threshold: PosFloat = Field(1.0e-3, description="after the L1 phase, weights with |w| below this become 0")
+    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
+    lasso_epochs: PosInt = Field(100, description="adversarial training with the L1 term, from scratch")
+    retrain_epochs: PosInt = Field(50, description="masked adversarial retraining after thresholding")
+    lasso_lr: PosFloat = 0.1
+    retrain_lr: PosFloat = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.lasso_epochs + self.retrain_epochs
+
+
+class HydraConfig(Strict):
+    """HYDRA (Sehwag et al., NeurIPS 2020; the DNR paper's [20])."""
+
+    density: Density = Field(0.05, description="fraction k of each prunable layer's weights kept (top-k scores)")
+    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
+    pretrain_epochs: NonNegInt = Field(100, description="dense adversarial pre-training")
+    prune_epochs: PosInt = Field(20, description="score optimisation, weights frozen (HYDRA: 20)")
+    finetune_epochs: PosInt = Field(100, description="adversarial fine-tuning of the kept weights")
+    pretrain_lr: PosFloat = 0.1
+    prune_lr: PosFloat = Field(0.1, description="learning rate of the importance scores")
+    finetune_lr: PosFloat = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.prune_epochs + self.finetune_epochs
+
+
 class TrainAttackConfig(Strict):
     kind: Literal["pgd", "fgsm"] = "pgd"
     eps: Eps = 8 / 255
@@ -295,19 +362,41 @@ class RunConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     dnr: DNRConfig = Field(default_factory=DNRConfig)
+    method: Literal[rc.METHODS] = Field(  # type: ignore[valid-type]
+        "dnr", description=f"training method: {', '.join(rc.METHODS)} (dnr_sweep/methods/; dnr = the paper's)"
+    )
+    admm: ADMMConfig = Field(default_factory=ADMMConfig)
+    lasso: LassoConfig = Field(default_factory=LassoConfig)
+    hydra: HydraConfig = Field(default_factory=HydraConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     evaluate: EvaluateConfig | None = Field(None, description="extra attacks on the selected model at the end")
     export: bool = Field(
         False, description="channel modes: physically shrink the selected model, export it, time its speedup"
     )
 
+    @property
+    def method_block(self) -> ADMMConfig | LassoConfig | HydraConfig | None:
+        """The active baseline's block (``admm``, ``lasso``, ``hydra``); ``None`` for DNR."""
+        return None if self.method == "dnr" else getattr(self, self.method)
+
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        block = self.method_block
+        if block is not None:  # a baseline's epochs are its phases'; DNR's warm-up does not apply
+            if self.train.epochs != block.total_epochs:
+                self.train.epochs = block.total_epochs
+            return self._selection_split()
+        return self._selection_split()._warmup()
+
+    def _selection_split(self) -> RunConfig:
         if self.train.select_on == "val" and self.data.val_size == 0:
             raise ValueError(
                 "train.select_on is 'val' but data.val_size is 0: there is no validation split to choose the "
                 "epoch; set data.val_size (e.g. 5000 for CIFAR) or, for the paper's protocol only, select_on: test"
             )
+        return self
+
+    def _warmup(self) -> RunConfig:
         if self.train.warmup_epochs > self.train.epochs:
             raise ValueError(
                 f"train.warmup_epochs ({self.train.warmup_epochs}) exceeds train.epochs ({self.train.epochs}); "
@@ -758,6 +847,32 @@ def _validate_search(config: SweepConfig, source: str) -> list[str]:
     return errors
 
 
+def _validate_method(raw: Mapping[str, Any], config: SweepConfig, source: str) -> list[str]:
+    """A baseline's ``train.epochs`` is the sum of its phases: a different value written in the YAML
+    (or by --set) is refused, not silently replaced. A search path of a method the config never runs
+    (``method`` neither set to it nor searched) would change nothing, so it is refused too (a block of
+    another method is allowed: every resolved config.yaml holds all of them)."""
+    errors: list[str] = []
+    if "method" in config.search:  # trials of several methods: each reads its own block
+        return errors
+    block = config.method_block
+    train = raw.get("train")
+    written = train.get("epochs") if isinstance(train, Mapping) else None
+    if block is not None and written is not None and written != block.total_epochs:
+        errors.append(
+            f"{source}: train.epochs: method {config.method} trains for the sum of its phases' epochs "
+            f"({block.total_epochs}); drop train.epochs and set the {config.method}.*_epochs instead"
+        )
+    for name in rc.METHODS[1:]:
+        used = [path for path in config.search if path.split(".", 1)[0] == name]
+        if name != config.method and used:
+            errors.append(
+                f"{source}: search.{used[0]}: a setting of method {name!r}, but this config runs method "
+                f"{config.method!r}, so every trial would be the same; set method: {name}, search method, or drop it"
+            )
+    return errors
+
+
 def _get_path(data: Mapping[str, Any], path: str) -> Any:
     for key in path.split("."):
         data = data[key]
@@ -882,7 +997,7 @@ def validate_sweep(raw: dict[str, Any], source: str = "<config>") -> SweepConfig
         config = SweepConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_messages(SweepConfig, exc, source)) from None
-    errors = _validate_search(config, source) + _validate_tune(config, source)
+    errors = _validate_search(config, source) + _validate_tune(config, source) + _validate_method(raw, config, source)
     if errors:
         raise ConfigError(errors)
     return config
@@ -900,5 +1015,16 @@ def run_config_from_flat(base: RunConfig, flat: Mapping[str, Any]) -> RunConfig:
 
 
 def to_yaml_dict(config: BaseModel) -> dict[str, Any]:
-    """The resolved config as plain data (DESIGN.md's keys), for printing and saving."""
-    return config.model_dump(mode="json")
+    """The resolved config as plain data (DESIGN.md's keys), for printing and saving.
+
+    Only the running method's block is kept (none, and no ``method`` key, for DNR: a DNR config reads
+    as before methods existed, and its older checkpoints still resume); a sweep over ``method`` keeps
+    them all."""
+    data = config.model_dump(mode="json")
+    if isinstance(config, RunConfig) and "method" not in getattr(config, "search", {}):
+        for name in rc.METHODS[1:]:
+            if name != config.method:
+                data.pop(name, None)
+        if config.method == "dnr":
+            data.pop("method", None)
+    return data
