@@ -50,9 +50,9 @@ from dnr_sweep import attacks, dataset_specs, gpu_data, methods, state_codec
 from dnr_sweep import run_contract as rc
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import DataSplits, build_datasets, make_loaders
-from dnr_sweep.models import get_model
 from dnr_sweep.methods.base import EpochPlan
 from dnr_sweep.methods.cost import step_cost
+from dnr_sweep.models import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
 
 #: layout version of :meth:`DNRRun.state_dict` (2: compact encoding, z by reference, selected weights optional)

@@ -154,6 +154,8 @@ def phase_epochs_metric(phase: str) -> str:
 
 def is_phase_epochs_metric(name: str) -> bool:
     return name.startswith(PHASE_EPOCHS_PREFIX) and name[len(PHASE_EPOCHS_PREFIX) :] in PHASES
+
+
 #: Tune-result-only keys: the epoch just trained and whether this result is the trial's last
 EPOCH_KEY: Final = "epoch"
 FINAL_FLAG: Final = "final"

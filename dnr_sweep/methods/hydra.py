@@ -105,7 +105,9 @@ class HydraMethod(PhasedMethod):
         elif phase.name == "finetune":
             if fresh and self.scores:
                 budget = self.budget()
-                pruning.set_masks(self.run.masking, {n: pruning.topk_mask(s, budget[n]) for n, s in self.scores.items()})
+                pruning.set_masks(
+                    self.run.masking, {n: pruning.topk_mask(s, budget[n]) for n, s in self.scores.items()}
+                )
             self._unhook()
             self.scores, self.score_optimizer = {}, None
 
