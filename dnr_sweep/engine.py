@@ -408,9 +408,17 @@ class DNRRun:
         return EpochReport(epoch, metrics, self.selected(), final=last)
 
     def selected(self) -> dict[str, Any]:
-        """The selected epoch's figures so far: selection-split accuracies, sparsity, bookkeeping."""
+        """The selected epoch's figures so far: selection-split accuracies, sparsity, bookkeeping.
+
+        Before the method's first selectable epoch (a baseline's final phase) nothing is selected:
+        ``selected_epoch`` is ``None`` and the figures are NaN (a dense pre-training epoch is never
+        offered as the pruned result)."""
         if self.selection.epoch is None:
-            raise RuntimeError("no epoch has completed yet")
+            if self.epoch == 0:
+                raise RuntimeError("no epoch has completed yet")
+            names = (*rc.selection_metrics(self.selection_split), *rc.SPARSITY_METRICS)
+            return {"selected_epoch": None, "selected_on": self.selection_split,
+                    "select_metric": self.config.train.resolved_select_metric, **dict.fromkeys(names, math.nan)}  # fmt: skip
         return {
             "selected_epoch": self.selection.epoch,
             "selected_on": self.selection_split,

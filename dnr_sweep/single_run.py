@@ -126,7 +126,7 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
         rows.append({rc.EPOCH_KEY: report.epoch, **report.metrics})
         log(epoch_line(report, config.train.epochs))
         epoch = run.selection.epoch
-        if epoch not in selected.epochs():
+        if epoch is not None and epoch not in selected.epochs():  # None: a baseline before its final phase
             selected.write(epoch, run.selected_state_dict())
         checkpoint.save({"config": resolved, "run": run.state_dict(selected_weights=False), "rows": rows}, ckpt_path)
         selected.retain({epoch})  # only after the checkpoint that no longer names the old one
