@@ -32,6 +32,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     field_validator,
     model_validator,
@@ -230,11 +231,28 @@ class DNRConfig(Strict):
 # separate runs). Only epochs of the final phase are selected (``train.select_metric`` on validation).
 
 
+def _layer_ratios(value: Any) -> str | dict[str, float]:
+    """``naive``, ``uniform`` or ``{layer: density}``, each density in (0, 1]; one message otherwise."""
+    if isinstance(value, str) and value in ("naive", "uniform"):
+        return value
+    if isinstance(value, Mapping) and value:
+        ratios = {}
+        for layer, density in value.items():
+            if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density <= 1:
+                raise ValueError(f"layer {layer!r}: a density must be a number in (0, 1], got {density!r}")
+            ratios[str(layer)] = float(density)
+        return ratios
+    raise ValueError(f"must be naive, uniform or a mapping {{layer: density}}, got {value!r}")
+
+
+LayerRatios = Annotated[str | dict[str, float], PlainValidator(_layer_ratios)]
+
+
 class ADMMConfig(Strict):
     """ADMM robust pruning (Ye et al., ICCV 2019; the DNR paper's [17], Section 4.3)."""
 
     density: Density = Field(0.05, description="overall target density (layer_ratios naive/uniform)")
-    layer_ratios: Literal["naive", "uniform"] | dict[str, Density] = Field(
+    layer_ratios: LayerRatios = Field(
         "naive",
         description="per-layer densities: naive (first prunable layer dense, the rest one density meeting "
         "the target: the paper's 'ADMM naive'), uniform (every layer at density), or {layer: density}",

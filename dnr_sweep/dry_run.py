@@ -121,7 +121,7 @@ def check_data(config: RunConfig) -> list[str]:
         problems.append("evaluate.split: 'val' but data.val_size is 0 (no validation split); set a data.val_size "
                         "or evaluate.split: test")  # fmt: skip
     late = [m for m in train.lr_milestones if m >= train.epochs]
-    if late:
+    if late and config.method == "dnr":  # the baselines anneal each phase's own rate (config.py, ADMMConfig)
         problems.append(
             f"train.lr_milestones: {late} are not below train.epochs ({train.epochs}), so the learning rate never "
             f"decays there; use milestones below {train.epochs} (e.g. {_scaled_milestones(train.epochs)}), or [] "
@@ -222,6 +222,9 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
             except ValueError as exc:
                 found.append(f"dnr.density: {exc}")
         problems += cache.outcomes[mask_key]
+    from dnr_sweep import methods
+
+    problems += methods.get(config.method).check(config, model)  # e.g. ADMM's per-layer ratios vs the layers
     return problems
 
 
@@ -267,7 +270,7 @@ def reported_columns(config: SweepConfig) -> set[str]:
     """Columns of the run's ``results.parquet`` (besides ``layer_density/<layer>``), from its config."""
     base = config.base_run()
     columns = {"trial_id", "status", "early_stopped", "epochs_completed", *rc.RUN_KEYS, *rc.TEST_METRICS,
-               *rc.SPARSITY_METRICS, *rc.selection_metrics(base.train.select_on)}  # fmt: skip
+               *rc.SPARSITY_METRICS, *rc.selection_metrics(base.train.select_on), *rc.COST_METRICS}  # fmt: skip
     if base.evaluate is not None:
         columns |= {rc.attack_metric(a, base.evaluate.split) for a in base.evaluate.attacks}
         if base.evaluate.checks:
