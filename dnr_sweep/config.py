@@ -1035,13 +1035,14 @@ def run_config_from_flat(base: RunConfig, flat: Mapping[str, Any]) -> RunConfig:
 def to_yaml_dict(config: BaseModel) -> dict[str, Any]:
     """The resolved config as plain data (DESIGN.md's keys), for printing and saving.
 
-    Only the running method's block is kept (none, and no ``method`` key, for DNR: a DNR config reads
-    as before methods existed, and its older checkpoints still resume); a sweep over ``method`` keeps
-    them all."""
+    A baseline's block left at its defaults, by a config that does not run it, is left out, and so is
+    ``method: dnr``: a DNR config reads as before methods existed (and its older checkpoints still
+    resume); nothing that differs from a default is ever dropped (a sweep's base config carries the
+    blocks its ``method`` trials read)."""
     data = config.model_dump(mode="json")
-    if isinstance(config, RunConfig) and "method" not in getattr(config, "search", {}):
+    if isinstance(config, RunConfig):
         for name in rc.METHODS[1:]:
-            if name != config.method:
+            if name != config.method and data.get(name) == type(getattr(config, name))().model_dump(mode="json"):
                 data.pop(name, None)
         if config.method == "dnr":
             data.pop("method", None)

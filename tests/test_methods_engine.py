@@ -126,3 +126,15 @@ def test_resume_inside_a_phase_continues_exactly(tmp_path, changes):
     )
     resumed = train_to_dir(config, out, resume=True, log=lambda _: None)
     assert resumed == straight
+
+
+def test_a_trial_of_a_method_sweep_reads_its_block_from_the_base_config():
+    from dnr_sweep.config import RunConfig, run_config_from_flat, to_yaml_dict, validate_sweep
+
+    sweep = validate_sweep({"train": {"epochs": 5, "warmup_epochs": 1, "lr_milestones": [3]},
+                            "admm": {"pretrain_epochs": 1, "admm_epochs": 2, "retrain_epochs": 3},
+                            "search": {"method": {"grid": ["dnr", "admm"]}}})  # fmt: skip
+    base = RunConfig.model_validate(to_yaml_dict(sweep.base_run()))  # what the trainable is given
+    trial = run_config_from_flat(base, {"method": "admm"})
+    assert trial.train.epochs == 6 and trial.admm.retrain_epochs == 3
+    assert set(to_yaml_dict(RunConfig())) == {"name", "data", "model", "train", "dnr", "attack", "evaluate", "export"}
