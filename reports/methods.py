@@ -21,6 +21,7 @@ from pathlib import Path
 import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from dnr_sweep import run_contract as rc
 from dnr_sweep.files import atomic_write_handle
@@ -111,6 +112,8 @@ def figure(df: pd.DataFrame) -> Figure:
             ax.scatter(everyone["compression"], everyone[test], color=color, alpha=0.25, s=14)
             ax.plot(rows["compression"], rows[test], "-o", color=color, label=label, ms=4)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("Compression (×)")
         ax.set_title(f"{title} (test; fronts chosen on validation)", fontsize=9)
     axes[0].set_ylabel("Accuracy (%)")
