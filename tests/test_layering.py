@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("foundation",),  # run contract, errors, files, storage, locks, safe YAML, attack names
     ("attacks", "data", "models", "sparsity"),  # the paper's pieces, each on its own
     ("config",),  # the typed YAML schema (reads dataset facts and attack names)
+    ("methods",),  # training methods: DNR and the baselines (ADMM, L1 Lasso, HYDRA), each one module
     ("reports", "artifacts"),  # results files -> figures (no torch); model and checkpoint files
     ("evaluation", "export"),  # attacks on a trained model; physical shrinking
     ("training",),  # one run, epoch by epoch

@@ -19,7 +19,13 @@ PAPER = ["ablation_dynamic_l2.yaml", "cifar100_resnet18.yaml", "cifar10_table2.y
 #: searches over beta, rho and the pruning rate (validation chooses; issue #14)
 SEARCHES = ["cifar10_resnet18_search.yaml", "digits_search.yaml"]
 #: CPU configs on the embedded digits data
-DIGITS = ["digits_channel_modes.yaml", "digits_quick.yaml", "digits_search_confirm.yaml", "digits_trends.yaml"]
+DIGITS = [
+    "digits_channel_modes.yaml",
+    "digits_quick.yaml",
+    "digits_search_confirm.yaml",
+    "digits_table2.yaml",
+    "digits_trends.yaml",
+]
 EPOCHS = {"cifar10": 200, "cifar100": 170, "tinyimagenet": 60}
 SEARCHED = {"dnr.beta": (0.2, 1.0), "dnr.rho": (1e-6, 1e-2), "dnr.prune_rate": (0.1, 0.9)}
 

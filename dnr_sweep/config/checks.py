@@ -171,3 +171,29 @@ def _validate_points(config: SweepConfig, source: str) -> list[str]:
                 errors.append(f"{where}[{index}].{path}: {value!r} is outside its search rule "
                               f"{kind}: {list(rule)}; widen the rule or change the point")  # fmt: skip
     return errors
+
+
+def validate_method(raw: Mapping[str, Any], config: SweepConfig, source: str) -> list[str]:
+    """A baseline's ``train.epochs`` is the sum of its phases: a different value written in the YAML
+    (or by --set) is refused, not silently replaced. A search path of a method the config never runs
+    (``method`` neither set to it nor searched) would change nothing, so it is refused too (a block of
+    another method is allowed: every resolved config.yaml holds all of them)."""
+    errors: list[str] = []
+    if "method" in config.search:  # trials of several methods: each reads its own block
+        return errors
+    block = config.method_block
+    train = raw.get("train")
+    written = train.get("epochs") if isinstance(train, Mapping) else None
+    if block is not None and written is not None and written != block.total_epochs:
+        errors.append(
+            f"{source}: train.epochs: method {config.method} trains for the sum of its phases' epochs "
+            f"({block.total_epochs}); drop train.epochs and set the {config.method}.*_epochs instead"
+        )
+    for name in rc.METHODS[1:]:
+        used = [path for path in config.search if path.split(".", 1)[0] == name]
+        if name != config.method and used:
+            errors.append(
+                f"{source}: search.{used[0]}: a setting of method {name!r}, but this config runs method "
+                f"{config.method!r}, so every trial would be the same; set method: {name}, search method, or drop it"
+            )
+    return errors

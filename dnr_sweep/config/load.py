@@ -14,11 +14,12 @@ from pydantic import (
     ValidationError,
 )
 
-from dnr_sweep.config.checks import validate_search, validate_tune
+from dnr_sweep.config.checks import validate_method, validate_search, validate_tune
 from dnr_sweep.config.messages import validation_messages
 from dnr_sweep.config.overrides import apply_overrides, set_path
 from dnr_sweep.config.run import RunConfig
 from dnr_sweep.config.sweep import SweepConfig
+from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import yaml_safe
 from dnr_sweep.foundation.errors import ConfigError
 
@@ -95,7 +96,7 @@ def validate_sweep(raw: dict[str, Any], source: str = "<config>") -> SweepConfig
         config = SweepConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_messages(SweepConfig, exc, source)) from None
-    errors = validate_search(config, source) + validate_tune(config, source)
+    errors = validate_search(config, source) + validate_tune(config, source) + validate_method(raw, config, source)
     if errors:
         raise ConfigError(errors)
     return config
@@ -113,5 +114,17 @@ def run_config_from_flat(base: RunConfig, flat: Mapping[str, Any]) -> RunConfig:
 
 
 def to_yaml_dict(config: BaseModel) -> dict[str, Any]:
-    """The resolved config as plain data (DESIGN.md's keys), for printing and saving."""
-    return config.model_dump(mode="json")
+    """The resolved config as plain data (DESIGN.md's keys), for printing and saving.
+
+    A baseline's block left at its defaults, by a config that does not run it, is left out, and so is
+    ``method: dnr``: a DNR config reads as before methods existed (and its older checkpoints still
+    resume); nothing that differs from a default is ever dropped (a sweep's base config carries the
+    blocks its ``method`` trials read)."""
+    data = config.model_dump(mode="json")
+    if isinstance(config, RunConfig):
+        for name in rc.METHODS[1:]:
+            if name != config.method and data.get(name) == type(getattr(config, name))().model_dump(mode="json"):
+                data.pop(name, None)
+        if config.method == "dnr":
+            data.pop("method", None)
+    return data

@@ -33,6 +33,7 @@ from dnr_sweep.config.fields import (
     attack_name,
     in_range,
 )
+from dnr_sweep.config.methods import ADMMConfig, HydraConfig, LassoConfig
 from dnr_sweep.data import fetch
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation import run_contract as rc
@@ -206,14 +207,28 @@ class RunConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     dnr: DNRConfig = Field(default_factory=DNRConfig)
+    method: Literal[rc.METHODS] = Field(  # type: ignore[valid-type]
+        "dnr", description=f"training method: {', '.join(rc.METHODS)} (dnr_sweep/methods/; dnr = the paper's)"
+    )
+    admm: ADMMConfig = Field(default_factory=ADMMConfig)
+    lasso: LassoConfig = Field(default_factory=LassoConfig)
+    hydra: HydraConfig = Field(default_factory=HydraConfig)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     evaluate: EvaluateConfig | None = Field(None, description="extra attacks on the selected model at the end")
     export: bool = Field(
         False, description="channel modes: physically shrink the selected model, export it, time its speedup"
     )
 
+    @property
+    def method_block(self) -> ADMMConfig | LassoConfig | HydraConfig | None:
+        """The active baseline's block (``admm``, ``lasso``, ``hydra``); ``None`` for DNR."""
+        return None if self.method == "dnr" else getattr(self, self.method)
+
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        block = self.method_block
+        if block is not None and self.train.epochs != block.total_epochs:
+            self.train.epochs = block.total_epochs  # a baseline's epochs are its phases'
         if self.train.select_on == "val" and self.data.val_size == 0:
             raise ValueError(
                 "train.select_on is 'val' but data.val_size is 0: there is no validation split to choose the "

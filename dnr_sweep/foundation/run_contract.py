@@ -104,18 +104,58 @@ TEST_METRICS: Final[tuple[str, ...]] = ("clean_acc", "fgsm_acc", "pgd_acc")
 #: the paper protocol's per-epoch figures (``train.select_on: test``): the test split, per epoch
 TEST_SELECTION_METRICS: Final[tuple[str, ...]] = ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc")
 
-#: what one epoch measured; ``epochs.parquet`` columns (plus ``trial_id``, ``epoch`` and layer densities)
+#: what one epoch measured; ``epochs.parquet`` columns (plus ``trial_id``, ``epoch`` and layer densities).
+#: ``loss_l2`` is the method's regulariser (DNR: dynamic L2; ADMM: rho/2 ||W - Z + U||^2; Lasso:
+#: lambda |W|_1; HYDRA: 0); ``fwd_equiv``: the epoch's training cost per image (see TRAIN_FWD_EQUIV)
 EPOCH_METRICS: Final[tuple[str, ...]] = (
     "phase", "lr", "loss", "loss_clean", "loss_adv", "loss_l2", "train_acc",
     *VAL_METRICS, *TEST_SELECTION_METRICS,
-    *SPARSITY_METRICS, "prune_rate", "train_time_s", "epoch_time_s",
+    *SPARSITY_METRICS, "prune_rate", "train_time_s", "epoch_time_s", "fwd_equiv",
 )  # fmt: skip
 
 #: the selected epoch's figures (every Tune result, metrics.json, results.parquet)
 SELECTED_METRICS: Final[tuple[str, ...]] = (*VAL_METRICS, *TEST_SELECTION_METRICS, *SPARSITY_METRICS)
 
-#: bookkeeping keys of a run's result
-RUN_KEYS: Final[tuple[str, ...]] = ("selected_epoch", "selected_on", "select_metric", "epochs")
+#: training methods (``method:`` in a config; :mod:`dnr_sweep.methods` holds one module each)
+METHODS: Final[tuple[str, ...]] = ("dnr", "admm", "lasso", "hydra")
+#: the phases a method's epochs belong to (an epoch's ``phase``; ``epochs_<phase>`` counts them)
+PHASES: Final[tuple[str, ...]] = ("warmup", "hybrid", "pretrain", "admm", "lasso", "prune", "retrain", "finetune")
+
+#: bookkeeping keys of a run's result (``method``, ``pruning_type``: what trained it, for Table 2)
+RUN_KEYS: Final[tuple[str, ...]] = (
+    "selected_epoch", "selected_on", "select_metric", "epochs", "method", "pruning_type",
+)  # fmt: skip
+
+# Training cost (every method; the run's result). A *forward-equivalent* (FE) is the compute of one
+# forward pass of one image; a backward pass counts 2 FE (the usual FLOP ratio, weight or input
+# gradients alike). Per training step and image: every attack step is one forward and one backward
+# (3 FE; PGD-k: 3k, FGSM: 3); every forward through the network for the loss is 1 FE and the loss's
+# backward 2 FE per such forward. So clean-only training costs 3 FE, the hybrid loss with PGD-7
+# 21 + 2 + 4 = 27 FE, PGD-7 adversarial-only training (beta 0) 21 + 1 + 2 = 24 FE. An epoch's
+# ``fwd_equiv`` is its FE per training-set image (its steps' FE weighted by their batch sizes, over
+# the training-set size); the per-epoch validation, the final test evaluation and post-training
+# attacks are not training and are not counted (their cost is the same for every method).
+#: forward-equivalents per training image, summed over every epoch of every phase
+TRAIN_FWD_EQUIV: Final = "train_fwd_equiv"
+COST_METRICS: Final[tuple[str, ...]] = (TRAIN_FWD_EQUIV,)
+#: a report column, not a run metric: seconds of all epochs (the sum of their ``epoch_time_s``:
+#: training, per-epoch validation, mask updates; no final test evaluation). Kept out of metrics.json
+#: so that a run's result is deterministic (a resumed run's equals an uninterrupted one's)
+TRAIN_WALL_S: Final = "train_wall_s"
+PHASE_EPOCHS_PREFIX: Final = "epochs_"
+
+
+def phase_epochs_metric(phase: str) -> str:
+    """``epochs_pretrain``: the epochs a run spent in ``phase`` (one of :data:`PHASES`)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+    return PHASE_EPOCHS_PREFIX + phase
+
+
+def is_phase_epochs_metric(name: str) -> bool:
+    return name.startswith(PHASE_EPOCHS_PREFIX) and name[len(PHASE_EPOCHS_PREFIX) :] in PHASES
+
+
 #: Tune-result-only keys: the epoch just trained and whether this result is the trial's last
 EPOCH_KEY: Final = "epoch"
 FINAL_FLAG: Final = "final"
@@ -180,6 +220,8 @@ def is_run_metric(name: str) -> bool:
         or name in TEST_METRICS
         or name in RUN_KEYS
         or name in POST_TRAINING_METRICS
+        or name in COST_METRICS
+        or is_phase_epochs_metric(name)
         or is_layer_metric(name)
         or is_attack_metric(name)
     )

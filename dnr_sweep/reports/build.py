@@ -201,6 +201,12 @@ def build_report(
 
     table = pareto_table(selection)
     written.extend(write_tables(table, out))
+    from . import methods as method_report  # Table 2 and one colour per method, when baselines ran
+
+    labelled, labelled_epochs = method_report.from_runs([(results, epochs, run.config)])
+    if method_report.worth_writing(labelled):
+        written.extend(method_report.write(labelled, labelled_epochs, out, formats=formats_out,
+                                           select_metric=method_report.select_metric_of(run.config)))  # fmt: skip
     links = [(p.name, p.name) for p in written if p.parent == out and p.suffix != ".png"]
     epochs_total = (
         (run.config.get("train") or {}).get("epochs") if isinstance(run.config.get("train"), Mapping) else None

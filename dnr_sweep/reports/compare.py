@@ -255,6 +255,13 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     tables = [TableEntry("Pareto-optimal models, by run", display_table(pareto_table(selection)),
                          f"{protocol.chosen()} (objectives: {selection.chosen_on_text}).")]  # fmt: skip
     written += write_tables(pareto_table(selection), out)
+    from . import methods as method_report  # Table 2 over every run's trials, one colour per method
+
+    runs = list(comparison.runs.values())
+    labelled, labelled_epochs = method_report.from_runs([(r.results, r.epochs, r.config) for r in runs])
+    if method_report.worth_writing(labelled):
+        written += method_report.write(labelled, labelled_epochs, out, formats=formats_out,
+                                       select_metric=method_report.select_metric_of(runs[0].config))  # fmt: skip
     hv = comparison.hypervolume
     if hv is not None and hv.curves:
         fig = figs.hypervolume_curves(hv)

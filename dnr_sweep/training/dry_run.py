@@ -130,6 +130,8 @@ def schedule_warnings(config: RunConfig) -> list[str]:
     shortening a paper config (``--set train.epochs=4``) is the usual first smoke test."""
     train, found = config.train, []
     late = [m for m in train.lr_milestones if m >= train.epochs]
+    if config.method != "dnr":  # the baselines anneal each phase's own rate (config/methods.py)
+        return found
     if late:
         scaled = _scaled_milestones(train.epochs)
         found.append(f"train.lr_milestones: {late} are not below train.epochs ({train.epochs}), so the learning "
@@ -234,6 +236,9 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
             except ValueError as exc:
                 found.append(f"dnr.density: {exc}")
         problems += cache.outcomes[mask_key]
+    from dnr_sweep import methods
+
+    problems += methods.get(config.method).check(config, model)  # e.g. ADMM's per-layer ratios vs the layers
     return problems
 
 
@@ -279,7 +284,7 @@ def reported_columns(config: SweepConfig) -> set[str]:
     """Columns of the run's ``results.parquet`` (besides ``layer_density/<layer>``), from its config."""
     base = config.base_run()
     columns = {"trial_id", "status", "early_stopped", "epochs_completed", *rc.RUN_KEYS, *rc.TEST_METRICS,
-               *rc.SPARSITY_METRICS, *rc.selection_metrics(base.train.select_on)}  # fmt: skip
+               *rc.SPARSITY_METRICS, *rc.selection_metrics(base.train.select_on), *rc.COST_METRICS}  # fmt: skip
     if base.evaluate is not None:
         columns |= {rc.attack_metric(a, base.evaluate.split) for a in base.evaluate.attacks}
         if base.evaluate.checks:

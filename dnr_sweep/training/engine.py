@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from dnr_sweep import methods
 from dnr_sweep.artifacts import state_codec
 from dnr_sweep.attacks import gradient as attacks
 from dnr_sweep.config import RunConfig
@@ -53,6 +54,8 @@ from dnr_sweep.data import device_loader as gpu_data
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.loaders import DataSplits, build_datasets, make_loaders
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.methods.base import EpochPlan
+from dnr_sweep.methods.cost import step_cost
 from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
 
@@ -207,18 +210,14 @@ class DNRRun:
             self.optimizer, milestones=config.train.lr_milestones, gamma=config.train.lr_gamma
         )
         mask_rng = torch.Generator().manual_seed(config.train.seed + 1)
-        self.masking = Masking(
-            self.model,
-            self.optimizer,
-            density=config.dnr.density,
-            pruning=config.dnr.pruning,
-            prune_rate=config.dnr.prune_rate,
-            total_epochs=config.train.epochs,
-            prune_linear=config.dnr.prune_linear,
-            generator=mask_rng,
-        )
+        # the training method (dnr_sweep/methods/): its masks, loss, step and per-epoch mask update
+        self.method = methods.build(config)
+        self.masking: Masking = self.method.make_masking(self.model, self.optimizer, mask_rng)
         self.l2 = DynamicL2(self.masking, rho=config.dnr.rho)
         self.l2.snapshot()
+        self.method.attach(self)
+        # training cost so far (run contract: TRAIN_FWD_EQUIV, TRAIN_WALL_S, epochs per phase)
+        self.cost: dict[str, Any] = {"fwd_equiv": 0.0, "phase_epochs": {}}
         # the attack's random starts draw from their own stream, on the device
         self.attack_rng = torch.Generator(device=self.device).manual_seed(config.train.seed + 2)
 
@@ -256,11 +255,12 @@ class DNRRun:
                 random_start=spec.random_start, generator=self.attack_rng, bn_mode=spec.bn_mode,
             )  # fmt: skip
 
-    def _train_one_epoch(self, progress: Callable[[int, int], None] | None) -> dict[str, float]:
+    def _train_one_epoch(
+        self, progress: Callable[[int, int], None] | None, plan: EpochPlan | None = None
+    ) -> dict[str, float]:
         config = self.config
-        hybrid = self.epoch >= config.train.warmup_epochs
-        beta = config.dnr.beta if hybrid else 1.0
-        use_l2 = hybrid and config.dnr.dynamic_l2 and config.dnr.rho > 0
+        plan = plan if plan is not None else self.method.start_epoch(self.epoch)
+        beta = plan.beta
         self.model.train()
         zero = torch.zeros((), device=self.device)
         totals = _EpochTotals(zero.clone(), zero.clone(), zero.clone(), zero.clone(), zero.clone())
@@ -272,11 +272,12 @@ class DNRRun:
                 logits = self.net(images)
                 loss_clean = F.cross_entropy(logits, labels)
                 loss_adv = F.cross_entropy(self.net(adv), labels) if adv is not None else zero
-            loss_l2 = self.l2.penalty() if use_l2 else zero
-            loss = beta * (loss_clean + loss_l2) + (1.0 - beta) * loss_adv
+            loss_reg = self.method.regulariser(plan)
+            loss_l2 = loss_reg if loss_reg is not None else zero
+            loss = self.method.objective(loss_clean, loss_adv, loss_l2, beta)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.masking.step()  # optimizer step, then the masks are re-applied
+            self.method.step(plan)  # optimizer step, then the masks are re-applied
 
             finite = torch.isfinite(loss.detach())
             totals.bad_step = torch.where(~finite & (totals.bad_step < 0), step, totals.bad_step)
@@ -299,13 +300,16 @@ class DNRRun:
                 "lower train.lr or check the data"
             )
         seen = max(totals.seen, 1)
+        spec = config.attack.train
+        cost = step_cost(adversarial=beta < 1.0, kind=spec.kind, steps=spec.steps)
         return {
             "loss": float(totals.loss) / seen,
             "loss_clean": float(totals.loss_clean) / seen,
             "loss_adv": float(totals.loss_adv) / seen,
             "loss_l2": float(totals.loss_l2) / seen,
             "train_acc": 100.0 * float(totals.correct) / seen,
-            "phase": "hybrid" if hybrid else "warmup",
+            "phase": plan.phase,
+            "fwd_equiv": cost * totals.seen / max(len(self.data.train), 1),
         }
 
     # ----------------------------------------------------------------------------------------
@@ -377,8 +381,9 @@ class DNRRun:
             raise RuntimeError(f"the run already completed its {self.config.train.epochs} epochs")
         config = self.config
         start = time.perf_counter()
+        plan = self.method.start_epoch(self.epoch)  # learning rate, phase entry
         metrics: dict[str, Any] = {"lr": self.optimizer.param_groups[0]["lr"]}
-        metrics.update(self._train_one_epoch(progress))
+        metrics.update(self._train_one_epoch(progress, plan))
         self.scheduler.step()
         train_time = time.perf_counter() - start
 
@@ -391,27 +396,33 @@ class DNRRun:
         metrics.update(figures)
         metrics.update(sparsity)
 
-        if self.selection.better(figures[select_metric]):
+        if plan.selectable and self.selection.better(figures[select_metric]):
             if not robust:  # the selected epoch's robust figures are always measured
                 figures = self._selection_figures(robust=True)
                 metrics.update(figures)
             self.selection.take(epoch, figures[select_metric], {**figures, **sparsity})
             self.selected_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-        stats = None
-        if not last:
-            stats = self.masking.rewire(self.epoch)
-            self.l2.snapshot()
-        metrics["prune_rate"] = stats.prune_rate if stats is not None else 0.0
+        metrics["prune_rate"] = self.method.end_epoch(self.epoch, last)  # DNR: rewiring (not after the last)
         self.epoch = epoch
         metrics["train_time_s"] = train_time
         metrics["epoch_time_s"] = time.perf_counter() - start
+        self.cost["fwd_equiv"] += metrics["fwd_equiv"]
+        self.cost["phase_epochs"][plan.phase] = self.cost["phase_epochs"].get(plan.phase, 0) + 1
         return EpochReport(epoch, metrics, self.selected(), final=last)
 
     def selected(self) -> dict[str, Any]:
-        """The selected epoch's figures so far: selection-split accuracies, sparsity, bookkeeping."""
+        """The selected epoch's figures so far: selection-split accuracies, sparsity, bookkeeping.
+
+        Before the method's first selectable epoch (a baseline's final phase) nothing is selected:
+        ``selected_epoch`` is ``None`` and the figures are NaN (a dense pre-training epoch is never
+        offered as the pruned result)."""
         if self.selection.epoch is None:
-            raise RuntimeError("no epoch has completed yet")
+            if self.epoch == 0:
+                raise RuntimeError("no epoch has completed yet")
+            names = (*rc.selection_metrics(self.selection_split), *rc.SPARSITY_METRICS)
+            return {"selected_epoch": None, "selected_on": self.selection_split,
+                    "select_metric": self.config.train.resolved_select_metric, **dict.fromkeys(names, math.nan)}  # fmt: skip
         return {
             "selected_epoch": self.selection.epoch,
             "selected_on": self.selection_split,
@@ -435,8 +446,20 @@ class DNRRun:
                 **self.selected(),
                 **dict(zip(rc.TEST_METRICS, (test[kind] for kind in rc.ACCURACY_KINDS), strict=True)),
                 "epochs": self.epoch,
+                **self.cost_metrics(),
             }
         return dict(self.final)
+
+    def cost_metrics(self) -> dict[str, Any]:
+        """What the run is and what its training cost (run contract: method, pruning type, forward-equivalents
+        per image, epochs per phase). Wall time is the sum of the epochs' ``epoch_time_s`` (the report adds
+        it up): a run's result stays deterministic, so a resumed run's equals an uninterrupted one's."""
+        return {
+            "method": self.method.name,
+            "pruning_type": self.method.pruning_type,
+            rc.TRAIN_FWD_EQUIV: self.cost["fwd_equiv"],
+            **{rc.phase_epochs_metric(p): n for p, n in self.cost["phase_epochs"].items()},
+        }
 
     def selected_state_dict(self) -> dict[str, Tensor]:
         """The selected epoch's weights (masks applied), for ``model.pt``."""
@@ -492,6 +515,8 @@ class DNRRun:
             "selection": self.selection.state_dict(),
             "selected_state": self.selected_state if selected_weights else None,
             "final": dict(self.final) if self.final is not None else None,
+            "method": self.method.state_dict(),
+            "cost": {**self.cost, "phase_epochs": dict(self.cost["phase_epochs"])},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
@@ -526,6 +551,9 @@ class DNRRun:
         self.selection.load_state_dict(selection)
         self.selected_state = {k: v.to(self.device) for k, v in selected.items()} if selected is not None else None
         self.final = state["final"]
+        self.method.load_state_dict(state.get("method") or {})
+        cost = state.get("cost") or {"fwd_equiv": 0.0, "phase_epochs": {}}  # older states: none
+        self.cost = {**cost, "phase_epochs": dict(cost["phase_epochs"])}
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and self.device.type == "cuda":

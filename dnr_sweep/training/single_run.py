@@ -75,6 +75,16 @@ def _progress_bar(stream) -> Callable[[int, int], None] | None:
     return show
 
 
+def _same_config(saved: Any, config: RunConfig) -> bool:
+    """Whether a checkpoint's config is ``config`` (as saved, or with blocks it left at their defaults)."""
+    if saved == to_yaml_dict(config):
+        return True
+    try:
+        return RunConfig.model_validate(saved).model_dump() == config.model_dump()
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return False
+
+
 def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
                  log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
     """Run every remaining epoch of ``config``, writing the files above; return the run's result."""
@@ -89,7 +99,7 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
             raise PathError(f"{ckpt_path}: nothing to resume (run without --resume to start)")
         state = checkpoint.load_mapping(ckpt_path, keys=("config", "run", "rows"), fix=fix,
                                         what="the checkpoint `dnr-sweep train` writes (config, run, rows)")  # fmt: skip
-        if state["config"] != resolved:
+        if not _same_config(state["config"], config):
             raise ConfigError(
                 f"{ckpt_path}: the run was started with a different config; resume with the same CONFIG "
                 "and --set values, or train into a new --out folder"
@@ -117,7 +127,7 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
         rows.append({rc.EPOCH_KEY: report.epoch, **report.metrics})
         log(epoch_line(report, config.train.epochs))
         epoch = run.selection.epoch
-        if epoch not in selected.epochs():
+        if epoch is not None and epoch not in selected.epochs():  # None: a baseline before its final phase
             selected.write(epoch, run.selected_state_dict())
         checkpoint.save({"config": resolved, "run": run.state_dict(selected_weights=False), "rows": rows}, ckpt_path)
         selected.retain({epoch})  # only after the checkpoint that no longer names the old one

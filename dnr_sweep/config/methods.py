@@ -1,0 +1,95 @@
+"""The config blocks of the baseline training methods beside DNR (``method: admm | lasso | hydra``;
+:mod:`dnr_sweep.methods`).
+
+Baseline methods beside DNR (``method: admm | lasso | hydra``; dnr_sweep/methods/). Each has its
+own phases, each phase its own epochs and initial learning rate, annealed by a cosine to 0 within
+the phase (HYDRA's public code's schedule; Ye et al. and Rakin et al. give none the DNR paper
+repeats); ``train.epochs`` is derived as the sum of the phases, ``train.lr``/``lr_milestones``/
+``warmup_epochs`` are DNR's and unused. ``beta`` is the clean weight of ``beta * CE(clean) +
+(1 - beta) * CE(adv)`` (0 = Madry adversarial training, as the three papers train), and the
+method's regulariser is added outside it. Momentum and weight decay: ``train.momentum`` and
+``train.weight_decay``; the optimizer's momentum restarts at every phase (each paper's phases are
+separate runs). Only epochs of the final phase are selected (``train.select_metric`` on validation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import Field, PlainValidator
+
+from dnr_sweep.config.fields import Density, Fraction, NonNegInt, PosFloat, PosInt, Strict
+
+
+def _layer_ratios(value: Any) -> str | dict[str, float]:
+    """``naive``, ``uniform`` or ``{layer: density}``, each density in (0, 1]; one message otherwise."""
+    if isinstance(value, str) and value in ("naive", "uniform"):
+        return value
+    if isinstance(value, Mapping) and value:
+        ratios = {}
+        for layer, density in value.items():
+            if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density <= 1:
+                raise ValueError(f"layer {layer!r}: a density must be a number in (0, 1], got {density!r}")
+            ratios[str(layer)] = float(density)
+        return ratios
+    raise ValueError(f"must be naive, uniform or a mapping {{layer: density}}, got {value!r}")
+
+
+LayerRatios = Annotated[str | dict[str, float], PlainValidator(_layer_ratios)]
+
+
+class ADMMConfig(Strict):
+    """ADMM robust pruning (Ye et al., ICCV 2019; the DNR paper's [17], Section 4.3)."""
+
+    density: Density = Field(0.05, description="overall target density (layer_ratios naive/uniform)")
+    layer_ratios: LayerRatios = Field(
+        "naive",
+        description="per-layer densities: naive (first prunable layer dense, the rest one density meeting "
+        "the target: the paper's 'ADMM naive'), uniform (every layer at density), or {layer: density}",
+    )
+    rho: PosFloat = Field(1.0e-3, description="ADMM penalty rho_admm (paper Section 4.3: 1e-3)")
+    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
+    pretrain_epochs: NonNegInt = Field(100, description="dense adversarial pre-training")
+    admm_epochs: PosInt = Field(30, description="ADMM pruning epochs (paper: 30); Z and U updated after each")
+    retrain_epochs: PosInt = Field(50, description="masked adversarial retraining after the hard prune")
+    pretrain_lr: PosFloat = 0.1
+    admm_lr: PosFloat = 0.01
+    retrain_lr: PosFloat = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.admm_epochs + self.retrain_epochs
+
+
+class LassoConfig(Strict):
+    """L1 Lasso robust sparse regularisation (Rakin et al. 2019; the DNR paper's [21])."""
+
+    lam: PosFloat = Field(1.0e-5, description="L1 coefficient lambda of lambda * sum |W| (prunable weights)")
+    threshold: PosFloat = Field(1.0e-3, description="after the L1 phase, weights with |w| below this become 0")
+    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
+    lasso_epochs: PosInt = Field(100, description="adversarial training with the L1 term, from scratch")
+    retrain_epochs: PosInt = Field(50, description="masked adversarial retraining after thresholding")
+    lasso_lr: PosFloat = 0.1
+    retrain_lr: PosFloat = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.lasso_epochs + self.retrain_epochs
+
+
+class HydraConfig(Strict):
+    """HYDRA (Sehwag et al., NeurIPS 2020; the DNR paper's [20])."""
+
+    density: Density = Field(0.05, description="fraction k of each prunable layer's weights kept (top-k scores)")
+    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
+    pretrain_epochs: NonNegInt = Field(100, description="dense adversarial pre-training")
+    prune_epochs: PosInt = Field(20, description="score optimisation, weights frozen (HYDRA: 20)")
+    finetune_epochs: PosInt = Field(100, description="adversarial fine-tuning of the kept weights")
+    pretrain_lr: PosFloat = 0.1
+    prune_lr: PosFloat = Field(0.1, description="learning rate of the importance scores")
+    finetune_lr: PosFloat = 0.01
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.prune_epochs + self.finetune_epochs

@@ -1,0 +1,146 @@
+"""The interface between the training engine and a training method (DNR, ADMM, Lasso, HYDRA).
+
+The engine (:class:`dnr_sweep.training.engine.DNRRun`) owns what every method shares: data, model, SGD,
+attacks, evaluation, selection, checkpoints, the run contract. A method owns what makes it that
+method, through a small protocol the engine calls at fixed points of each epoch:
+
+1. :meth:`TrainingMethod.make_masking` once, at construction: the masks it starts from (DNR: the
+   target density at random positions; the baselines: dense, pruned later);
+2. :meth:`TrainingMethod.attach` once, with the run: the model, optimizer, masks and L2 term;
+3. :meth:`TrainingMethod.start_epoch` before each epoch: sets the learning rate, enters a new phase
+   (hard pruning, score initialisation, ...) and returns the epoch's :class:`EpochPlan`;
+4. per step, :meth:`TrainingMethod.regulariser` and :meth:`TrainingMethod.objective` build the loss
+   from the clean and adversarial cross-entropies, :meth:`TrainingMethod.step` steps and re-masks;
+5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U).
+
+Selection: the engine selects only among epochs whose plan is ``selectable``; the baselines make
+only their final phase's epochs selectable (a dense pre-trained epoch is never a pruned result),
+DNR every epoch. A method's extra state round-trips through ``state_dict``/``load_state_dict``; a
+resumed run re-enters the current phase with ``fresh=False`` (state loaded, nothing recomputed).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from dnr_sweep.foundation import run_contract as rc
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dnr_sweep.config import RunConfig
+    from dnr_sweep.sparsity import Masking
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs trained one way. ``lr``: initial learning rate, cosine-annealed to 0 over
+    the phase (``None``: the engine's MultiStep schedule runs on, DNR's case); ``beta``: the clean
+    weight of the loss (1.0: no adversarial examples are generated)."""
+
+    name: str
+    epochs: int
+    lr: float | None
+    beta: float
+
+    def __post_init__(self) -> None:
+        if self.name not in rc.PHASES:
+            raise ValueError(f"unknown phase {self.name!r}; valid: {', '.join(rc.PHASES)}")
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """How the engine trains one epoch: its phase, the loss's clean weight, whether it may be selected."""
+
+    phase: str
+    beta: float
+    selectable: bool
+    index: int  # epoch within the phase, 0-based
+
+
+def cosine_lr(lr: float, index: int, epochs: int) -> float:
+    """``lr * (1 + cos(pi * index / epochs)) / 2``: the learning rate of a phase's epoch ``index``."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * index / epochs))
+
+
+class TrainingMethod(ABC):
+    """One training method, called by the engine at the points the module docstring lists."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.run: Any = None  # the DNRRun, after attach()
+
+    # -- what the method is
+    @abstractmethod
+    def phases(self) -> list[Phase]:
+        """The method's phases in order (phases of zero epochs left out)."""
+
+    @property
+    def pruning_type(self) -> str:
+        """Table 2's "pruning type" of the result (irregular, channel, channel_group)."""
+        return "irregular"
+
+    @classmethod
+    def check(cls, config: RunConfig, model: nn.Module) -> list[str]:
+        """Problems of ``config`` knowable from the built model (messages start with the field)."""
+        return []
+
+    # -- construction
+    @abstractmethod
+    def make_masking(self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> Masking:
+        """The masks the run starts from."""
+
+    def attach(self, run: Any) -> None:
+        """Called once the run has its model, optimizer, masking and dynamic L2 term."""
+        self.run = run
+
+    # -- one epoch
+    def phase_at(self, epoch: int) -> tuple[Phase, int, bool]:
+        """(phase, epoch within it, whether it is the final phase) of 0-based run epoch ``epoch``."""
+        phases = self.phases()
+        start = 0
+        for k, phase in enumerate(phases):
+            if epoch < start + phase.epochs:
+                return phase, epoch - start, k == len(phases) - 1
+            start += phase.epochs
+        raise ValueError(f"epoch {epoch} is past the method's {start} epochs")
+
+    @abstractmethod
+    def start_epoch(self, epoch: int) -> EpochPlan:
+        """Prepare 0-based epoch ``epoch`` (learning rate, phase entry); its plan."""
+
+    def regulariser(self, plan: EpochPlan) -> Tensor | None:
+        """The method's regularisation term of this step (``None``: none)."""
+        return None
+
+    @abstractmethod
+    def objective(self, loss_clean: Tensor, loss_adv: Tensor, loss_reg: Tensor, beta: float) -> Tensor:
+        """The training loss from the clean and adversarial cross-entropies and the regulariser."""
+
+    def step(self, plan: EpochPlan) -> None:
+        """The optimizer step of this batch, then the masks re-applied."""
+        self.run.masking.step()
+
+    def end_epoch(self, epoch: int, last: bool) -> float:
+        """After 0-based epoch ``epoch`` was trained and evaluated; the pruning rate it applied."""
+        return 0.0
+
+    def masks(self) -> dict[str, Tensor]:
+        """The masks the weights carry now (layer name -> 0/1 tensor)."""
+        return dict(self.run.masking.masks)
+
+    # -- state
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"method {self.name} keeps no state, but the checkpoint holds {sorted(state)}")

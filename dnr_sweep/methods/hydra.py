@@ -1,0 +1,151 @@
+"""HYDRA (Sehwag et al., "HYDRA: Pruning Adversarially Robust Neural Networks", NeurIPS 2020; the
+DNR paper's [20]).
+
+1. ``pretrain``: dense adversarial training.
+2. ``prune``: every prunable layer gets an importance score per weight, initialised from the
+   pre-trained weights as HYDRA's public code does (``initialize_scaled_score``: ``s = sqrt(6 /
+   fan_in) * W / max|W|``, close to a Kaiming-uniform scale). The layer computes with ``W * m``,
+   ``m`` = the top-k of ``|s|`` in that layer (``k = round(hydra.density * numel)``); the mask's
+   gradient passes straight through to the scores. The weights, biases and BatchNorm affine
+   parameters are frozen (``requires_grad`` off; HYDRA freezes every ``weight`` and ``bias``), only
+   the scores are optimised (SGD, ``hydra.prune_lr``, ``train.momentum``, ``train.weight_decay``) under the
+   robust loss.
+3. ``finetune``: the mask is fixed to the final top-k, the dropped weights are zeroed and the kept
+   ones are adversarially fine-tuned; only these epochs are selected.
+
+Each layer keeps exactly ``round(k * numel)`` weights (HYDRA prunes ``int((1 - k) numel)``; the two
+differ by at most one weight per layer).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dnr_sweep.methods import pruning
+from dnr_sweep.methods.base import Phase
+from dnr_sweep.methods.phased import PhasedMethod
+
+
+class TopKStraightThrough(torch.autograd.Function):
+    """Forward: the 0/1 top-``k`` mask of ``scores``; backward: the gradient passed through unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, scores: Tensor, k: int) -> Tensor:
+        return pruning.topk_mask(scores, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+def scaled_score_init(weight: Tensor) -> Tensor:
+    """``sqrt(6 / fan_in) * W / max|W|`` (HYDRA's ``initialize_scaled_score``)."""
+    fan_in = nn.init._calculate_correct_fan(weight, "fan_in")
+    peak = weight.detach().abs().max()
+    scale = math.sqrt(6.0 / fan_in)
+    return scale * weight.detach() / peak if peak > 0 else torch.full_like(weight, scale)
+
+
+def masked_forward(module: nn.Module, scores: Tensor, k: int):
+    """A forward for ``module`` (Conv2d or Linear) computing with ``weight * topk(|scores|)``."""
+
+    def forward(x: Tensor) -> Tensor:
+        weight = module.weight * TopKStraightThrough.apply(scores.abs(), k)
+        if isinstance(module, nn.Conv2d):
+            return module._conv_forward(x, weight, module.bias)
+        return F.linear(x, weight, module.bias)
+
+    return forward
+
+
+class HydraMethod(PhasedMethod):
+    name = "hydra"
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.scores: dict[str, nn.Parameter] = {}
+        self.score_optimizer: torch.optim.Optimizer | None = None
+        self._pending_optimizer: dict[str, Any] | None = None
+        self._hooked: list[nn.Module] = []
+
+    def phases(self) -> list[Phase]:
+        h = self.config.hydra
+        phases = [Phase("pretrain", h.pretrain_epochs, h.pretrain_lr, h.beta), Phase("prune", h.prune_epochs,
+                  h.prune_lr, h.beta), Phase("finetune", h.finetune_epochs, h.finetune_lr, h.beta)]  # fmt: skip
+        return [p for p in phases if p.epochs > 0]
+
+    def budget(self) -> dict[str, int]:
+        return {n: pruning.kept(self.config.hydra.density, w.numel()) for n, w in self.prunable()}
+
+    def _modules(self) -> dict[str, nn.Module]:
+        wanted = set(self.run.masking.layer_names)
+        return {n: m for n, m in self.run.model.named_modules() if n in wanted}
+
+    def enter(self, phase: Phase, *, fresh: bool) -> None:
+        if phase.name == "prune":
+            if fresh or not self.scores:
+                self.scores = {n: nn.Parameter(scaled_score_init(w)) for n, w in self.prunable()}
+            train = self.config.train
+            self.score_optimizer = torch.optim.SGD(list(self.scores.values()), lr=phase.lr,
+                                                   momentum=train.momentum, weight_decay=train.weight_decay)  # fmt: skip
+            if self._pending_optimizer is not None and not fresh:
+                self.score_optimizer.load_state_dict(self._pending_optimizer)
+            self._pending_optimizer = None
+            for p in self.run.model.parameters():
+                p.requires_grad_(False)
+            budget = self.budget()
+            for name, module in self._modules().items():
+                module.forward = masked_forward(module, self.scores[name], budget[name])
+                self._hooked.append(module)
+        elif phase.name == "finetune":
+            if fresh and self.scores:
+                budget = self.budget()
+                pruning.set_masks(
+                    self.run.masking, {n: pruning.topk_mask(s, budget[n]) for n, s in self.scores.items()}
+                )
+            self._unhook()
+            self.scores, self.score_optimizer = {}, None
+
+    def _unhook(self) -> None:
+        for module in self._hooked:
+            del module.forward  # the class's own forward again
+        self._hooked = []
+        for p in self.run.model.parameters():
+            p.requires_grad_(True)
+
+    def start_epoch(self, epoch: int):
+        plan = super().start_epoch(epoch)
+        if plan.phase == "prune" and self.score_optimizer is not None:
+            for group in self.score_optimizer.param_groups:
+                group["lr"] = self.run.optimizer.param_groups[0]["lr"]
+        return plan
+
+    def step(self, plan) -> None:
+        if plan.phase == "prune":  # the weights are frozen: only the scores move
+            assert self.score_optimizer is not None
+            self.score_optimizer.step()
+            self.score_optimizer.zero_grad(set_to_none=True)
+        else:
+            self.run.masking.step()
+
+    def masks(self) -> dict[str, Tensor]:
+        if self.scores:
+            budget = self.budget()
+            return {n: pruning.topk_mask(s, budget[n]) for n, s in self.scores.items()}
+        return super().masks()
+
+    def state_dict(self) -> dict[str, Any]:
+        if not self.scores:
+            return {}
+        return {"scores": {n: s.detach().clone() for n, s in self.scores.items()},
+                "optimizer": self.score_optimizer.state_dict() if self.score_optimizer is not None else None}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = self.run.device
+        self.scores = {n: nn.Parameter(t.to(device)) for n, t in state.get("scores", {}).items()}
+        self._pending_optimizer = state.get("optimizer")

@@ -1,0 +1,72 @@
+"""ADMM robust pruning against references: brute-force projection, hand-computed Z/U updates, budgets."""
+
+import itertools
+
+import pytest
+import torch
+
+from dnr_sweep.methods import admm, pruning
+
+
+def brute_force_projection(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The closest tensor with at most k nonzeros, by trying every support of size k."""
+    flat = values.flatten()
+    best, best_dist = None, float("inf")
+    for support in itertools.combinations(range(flat.numel()), k):
+        candidate = torch.zeros_like(flat)
+        candidate[list(support)] = flat[list(support)]
+        dist = float((candidate - flat).pow(2).sum())
+        if dist < best_dist:
+            best, best_dist = candidate, dist
+    return best.reshape(values.shape)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [0, 1, 3, 7])
+def test_projection_equals_brute_force_top_k(seed, k):
+    values = torch.randn(2, 2, 2, generator=torch.Generator().manual_seed(seed))  # distinct almost surely
+    assert torch.equal(pruning.project(values, k), brute_force_projection(values, k))
+
+
+def test_projection_is_per_layer():
+    weights = {"a": torch.tensor([3.0, -1.0, 0.5, -4.0]), "b": torch.tensor([0.1, 0.2, -0.3])}
+    duals = {n: torch.zeros_like(w) for n, w in weights.items()}
+    z = admm.z_update(weights, duals, {"a": 2, "b": 1})
+    assert torch.equal(z["a"], torch.tensor([3.0, 0.0, 0.0, -4.0]))
+    assert torch.equal(z["b"], torch.tensor([0.0, 0.0, -0.3]))
+
+
+def test_z_and_dual_updates_on_a_hand_example():
+    # W = [1, -2, 3, 0.5], U = [0.5, 0.5, -4, 0], k = 2
+    # W + U = [1.5, -1.5, -1, 0.5]: top-2 magnitudes are 1.5, -1.5 -> Z = [1.5, -1.5, 0, 0]
+    # U' = U + W - Z = [0.5 + 1 - 1.5, 0.5 - 2 + 1.5, -4 + 3 - 0, 0 + 0.5 - 0] = [0, 0, -1, 0.5]
+    w = {"l": torch.tensor([1.0, -2.0, 3.0, 0.5])}
+    u = {"l": torch.tensor([0.5, 0.5, -4.0, 0.0])}
+    z = admm.z_update(w, u, {"l": 2})
+    assert torch.equal(z["l"], torch.tensor([1.5, -1.5, 0.0, 0.0]))
+    assert torch.equal(admm.u_update(w, z, u)["l"], torch.tensor([0.0, 0.0, -1.0, 0.5]))
+
+
+def test_naive_budget_keeps_the_first_layer_dense_and_meets_the_target_exactly():
+    numels = [27, 1000, 999, 10]
+    counts = pruning.naive_budget(numels, 0.1)
+    assert counts[0] == 27 and sum(counts) == round(0.1 * sum(numels))
+    assert all(1 <= c <= n for c, n in zip(counts, numels, strict=True))
+    # the others share one density (to rounding): (204 - 27) / 2009
+    share = (sum(counts) - 27) / sum(numels[1:])
+    assert all(abs(c - share * n) < 1 for c, n in zip(counts[1:], numels[1:], strict=True))
+
+
+def test_naive_budget_below_the_dense_first_layer_is_refused():
+    with pytest.raises(ValueError, match="first layer dense"):
+        pruning.naive_budget([500, 100], 0.1)
+
+
+def test_explicit_ratios_name_every_layer():
+    from dnr_sweep.config import RunConfig
+
+    config = RunConfig(method="admm", admm={"layer_ratios": {"a": 0.5, "x": 0.2}})
+    with pytest.raises(ValueError, match=r"unknown layers \['x'\]; missing layers \['b'\]"):
+        admm.layer_budget(config, ["a", "b"], [10, 10])
+    config = RunConfig(method="admm", admm={"layer_ratios": {"a": 0.5, "b": 0.25}})
+    assert admm.layer_budget(config, ["a", "b"], [10, 8]) == [5, 2]

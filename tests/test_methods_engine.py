@@ -1,0 +1,140 @@
+"""Every training method through the engine on digits: targets met exactly (Lasso: its outcome
+reported exactly), the compression reported equals the nonzeros of the saved model.pt, selection
+within the final phase, frozen weights in HYDRA's score phase, costs by hand, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dnr_sweep.artifacts import checkpoint
+from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.single_run import train_to_dir
+from tests.test_engine import digits_config
+
+SMALL = {"train__batch_size": 128, "train__eval_subset": 60}
+ADMM = {"method": "admm", "admm__pretrain_epochs": 1, "admm__admm_epochs": 2, "admm__retrain_epochs": 1,
+        "admm__density": 0.1, "admm__pretrain_lr": 0.05, "admm__admm_lr": 0.02, "admm__retrain_lr": 0.02}  # fmt: skip
+LASSO = {"method": "lasso", "lasso__lasso_epochs": 2, "lasso__retrain_epochs": 1, "lasso__lam": 1e-3,
+         "lasso__threshold": 2e-2, "lasso__lasso_lr": 0.05}  # fmt: skip
+HYDRA = {"method": "hydra", "hydra__pretrain_epochs": 1, "hydra__prune_epochs": 2, "hydra__finetune_epochs": 1,
+         "hydra__density": 0.1, "hydra__pretrain_lr": 0.05}  # fmt: skip
+
+
+def model_counts(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, tuple[int, int]]:
+    """(nonzero, all) of each named layer's weight in a saved state_dict, counted here."""
+    return {n: (int((state[f"{n}.weight"] != 0).sum()), state[f"{n}.weight"].numel()) for n in names}
+
+
+def all_weight_layers(state: dict[str, torch.Tensor]) -> list[str]:
+    return [k[: -len(".weight")] for k, v in state.items() if k.endswith(".weight") and v.dim() in (2, 4)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = {}
+    for name, changes in (("admm", ADMM), ("lasso", LASSO), ("hydra", HYDRA)):
+        folder = tmp_path_factory.mktemp(name)
+        result = train_to_dir(digits_config(**SMALL, **changes), folder, log=lambda _: None)
+        out[name] = (result, torch.load(folder / rc.MODEL_FILE, weights_only=True), folder)
+    return out
+
+
+@pytest.mark.parametrize("name", ["admm", "lasso", "hydra"])
+def test_reported_compression_is_the_saved_models_nonzeros(runs, name):
+    result, state, folder = runs[name]
+    counts = model_counts(state, all_weight_layers(state))
+    nonzero, total = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    assert result["compression"] == pytest.approx(total / nonzero, rel=1e-12)
+    convs = [n for n in counts if state[f"{n}.weight"].dim() == 4]
+    assert result["density"] == pytest.approx(sum(counts[n][0] for n in convs) / sum(counts[n][1] for n in convs))
+    assert json.loads((folder / rc.METRICS_FILE).read_text())["compression"] == result["compression"]
+    assert result["method"] == name and result["pruning_type"] == "irregular"
+
+
+def test_admm_naive_meets_its_target_exactly(runs):
+    result, state, _ = runs["admm"]
+    convs = [n for n in all_weight_layers(state) if state[f"{n}.weight"].dim() == 4]
+    counts = model_counts(state, convs)
+    total = sum(c[1] for c in counts.values())
+    first = counts[convs[0]]
+    assert first[0] == first[1]  # naive: the first layer dense
+    assert sum(c[0] for c in counts.values()) == round(0.1 * total)
+
+
+def test_hydra_keeps_round_k_of_every_layer(runs):
+    _, state, _ = runs["hydra"]
+    for nonzero, numel in model_counts(
+        state, [n for n in all_weight_layers(state) if state[f"{n}.weight"].dim() == 4]
+    ).values():
+        assert nonzero == max(1, round(0.1 * numel))
+
+
+def test_lasso_reports_its_outcome_exactly(runs):
+    result, state, _ = runs["lasso"]
+    convs = [n for n in all_weight_layers(state) if state[f"{n}.weight"].dim() == 4]
+    counts = model_counts(state, convs)
+    assert result["density"] == sum(c[0] for c in counts.values()) / sum(c[1] for c in counts.values())
+    assert 0.0 < result["density"] < 1.0  # an outcome of lambda and the threshold, neither target nor dense
+
+
+@pytest.mark.parametrize("name,final_phase_start", [("admm", 4), ("lasso", 3), ("hydra", 4)])
+def test_selection_only_in_the_final_phase(runs, name, final_phase_start):
+    result, _, _ = runs[name]
+    assert result["selected_epoch"] >= final_phase_start
+
+
+def test_costs_by_hand(runs):
+    # PGD-3 training adversary, beta 0: 3 * 3 (attack) + 2 forwards + their backward (6) = 15 FE per image-step
+    result, _, _ = runs["hydra"]
+    assert result[rc.TRAIN_FWD_EQUIV] == pytest.approx(4 * 15)
+    assert (result["epochs_pretrain"], result["epochs_prune"], result["epochs_finetune"]) == (1, 2, 1)
+    dnr = DNRRun(digits_config(**SMALL, train__epochs=2, train__warmup_epochs=1))
+    assert [dnr.train_epoch().metrics["fwd_equiv"] for _ in range(2)] == [3.0, 15.0]  # clean-only, then hybrid
+
+
+def test_hydra_score_phase_moves_scores_not_weights():
+    run = DNRRun(digits_config(**SMALL, **HYDRA))
+    run.train_epoch()  # pretrain
+    before = {
+        k: v.clone()
+        for k, v in run.model.state_dict().items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
+    run.method.start_epoch(1)
+    scores_at_start = {n: s.detach().clone() for n, s in run.method.scores.items()}
+    run.method.current = None  # let train_epoch enter the phase as usual (fresh scores from the same weights)
+    run.train_epoch()
+    after = run.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(scores_at_start[n], s) for n, s in run.method.scores.items())
+
+
+@pytest.mark.parametrize("changes", [ADMM, HYDRA], ids=["admm", "hydra"])
+def test_resume_inside_a_phase_continues_exactly(tmp_path, changes):
+    config = digits_config(**SMALL, **changes)
+    straight = train_to_dir(config, tmp_path / "straight", log=lambda _: None)
+    run = DNRRun(config)
+    rows = [{"epoch": r.epoch, **r.metrics} for r in (run.train_epoch() for _ in range(2))]  # inside admm / prune
+    out = tmp_path / "run"
+    out.mkdir()
+    checkpoint.save(
+        {"config": config.model_dump(mode="json"), "run": run.state_dict(), "rows": rows}, out / rc.CHECKPOINT_FILE
+    )
+    resumed = train_to_dir(config, out, resume=True, log=lambda _: None)
+    assert resumed == straight
+
+
+def test_a_trial_of_a_method_sweep_reads_its_block_from_the_base_config():
+    from dnr_sweep.config import RunConfig, run_config_from_flat, to_yaml_dict, validate_sweep
+
+    sweep = validate_sweep({"train": {"epochs": 5, "warmup_epochs": 1, "lr_milestones": [3]},
+                            "admm": {"pretrain_epochs": 1, "admm_epochs": 2, "retrain_epochs": 3},
+                            "search": {"method": {"grid": ["dnr", "admm"]}}})  # fmt: skip
+    base = RunConfig.model_validate(to_yaml_dict(sweep.base_run()))  # what the trainable is given
+    trial = run_config_from_flat(base, {"method": "admm"})
+    assert trial.train.epochs == 6 and trial.admm.retrain_epochs == 3
+    assert set(to_yaml_dict(RunConfig())) == {"name", "data", "model", "train", "dnr", "attack", "evaluate", "export"}

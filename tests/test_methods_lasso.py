@@ -1,0 +1,26 @@
+"""L1 Lasso against hand values: the penalty, its gradient, the thresholding."""
+
+import torch
+
+from dnr_sweep.methods import lasso
+
+
+def test_l1_penalty_and_gradient_by_hand():
+    w1 = torch.tensor([0.5, -2.0, 0.0], requires_grad=True)
+    w2 = torch.tensor([[1.0, -0.25]], requires_grad=True)
+    penalty = lasso.l1_penalty([w1, w2], lam=0.1)
+    # 0.1 * (0.5 + 2 + 0 + 1 + 0.25) = 0.375
+    assert torch.isclose(penalty, torch.tensor(0.375))
+    penalty.backward()
+    assert torch.equal(w1.grad, torch.tensor([0.1, -0.1, 0.0]))  # lam * sign(w), 0 at 0
+    assert torch.equal(w2.grad, torch.tensor([[0.1, -0.1]]))
+
+
+def test_threshold_zeroes_weights_under_it():
+    w = torch.tensor([0.001, -0.02, 0.5, -0.0099, 0.01])
+    assert torch.equal(lasso.threshold_mask(w, 0.01), torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0]))
+
+
+def test_threshold_keeps_the_largest_weight_of_a_layer_it_would_empty():
+    w = torch.tensor([0.001, -0.003, 0.002])
+    assert torch.equal(lasso.threshold_mask(w, 0.5), torch.tensor([0.0, 1.0, 0.0]))
