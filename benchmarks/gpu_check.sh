@@ -4,7 +4,7 @@
 # Runs the core on the interpreter's own torch with PYTHONPATH=<repo>, no `pip install -e .`: the GPU
 # machine has torch 2.11 / torchvision 0.26 and no network. Wheels of packages that interpreter lacks
 # (pydantic & co., torchattacks; see benchmarks/fetch_gpu_wheels.sh) are taken from .gpu_wheels/ when
-# it was carried along: only those whose module is not importable are installed, with --no-deps
+# it was carried along: only those missing here (or older here than the wheel) are installed, with --no-deps
 # --no-index, into a private folder put first on PYTHONPATH. PYTHON picks the interpreter (python3).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,15 +16,29 @@ if [ $# -lt 1 ]; then
 fi
 SITE=""
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
-    missing=()
-    for whl in "$WHEELS"/*.whl; do
-        base="$(basename "$whl")"
-        module="${base%%-*}"          # distribution name as wheels spell it (pydantic_core, typing_inspection)
-        if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)" \
-                "$module" 2> /dev/null; then
-            missing+=("$whl")
-        fi
-    done
+    # the wheels whose distribution is missing here or older than the wheel (typing-extensions: pydantic
+    # needs >= 4.16, the machine's may be older); the others are left to the interpreter's own copy
+    mapfile -t missing < <("$PYTHON" - "$WHEELS"/*.whl <<'PY'
+import importlib.metadata as md
+import sys
+from pathlib import Path
+
+for wheel in sys.argv[1:]:
+    dist, version = Path(wheel).name.split("-")[:2]
+    try:
+        have = md.version(dist)
+    except md.PackageNotFoundError:
+        print(wheel)
+        continue
+    try:
+        from packaging.version import Version
+
+        if Version(have) < Version(version):
+            print(wheel)
+    except Exception:  # no packaging, or an odd version: keep the interpreter's copy
+        pass
+PY
+)
     if [ ${#missing[@]} -gt 0 ]; then
         SITE="$(mktemp -d "${TMPDIR:-/tmp}/dnr-gpu-site.XXXXXX")"
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "${missing[@]}"

@@ -125,7 +125,7 @@ SMOKE = Profile(
     pack_ready_timeout_s=90.0,
     data_images=256,
     data_workers=(2,),
-    budgets={"numerics": 20, "precision": 20, "epoch_speed": 30, "packing": 60, "data_path": 15},
+    budgets={"numerics": 8, "precision": 8, "epoch_speed": 15, "packing": 22, "data_path": 5},  # <= 60 s in all
 )
 
 
