@@ -66,8 +66,12 @@ class Recorder:
         with (self.out / LOG_NAME).open("a") as f:
             f.write(line + "\n")
 
-    def run(self, name: str, profile: parts.Profile) -> None:
-        budget = parts.Budget(profile.budgets[name], self.log)
+    def run(self, name: str, profile: parts.Profile, later: list[str]) -> None:
+        # the part's own budget, cut where the whole run would otherwise pass TOTAL_BUDGET_S
+        # (never below a quarter of it: a part that cannot start properly reports that instead)
+        own = profile.budgets[name]
+        left = TOTAL_BUDGET_S - (time.perf_counter() - self.t0) - sum(profile.budgets[n] for n in later)
+        budget = parts.Budget(max(0.25 * own, min(own, left)), self.log)
         self.log(f"{name}: start (budget {budget.seconds:g} s)")
         entry: dict[str, Any] = {"budget_s": budget.seconds}
         try:
@@ -393,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = Recorder(out, meta(profile))
     rec.log(f"gpu_check {profile.name} on {rec.data['meta'].get('gpu', profile.device)}, torch {torch.__version__}")
     rec.write()
-    for name in args.parts:
-        rec.run(name, profile)
+    for i, name in enumerate(args.parts):
+        rec.run(name, profile, later=args.parts[i + 1 :])
     rec.log(f"done in {time.perf_counter() - rec.t0:.0f} s; {out / MD_NAME}")
     print(yaml.safe_dump(_finite(rec.data["recommendations"]), sort_keys=False))
     return 0 if all(e["status"] == "ok" for e in rec.data["parts"].values()) else 1
