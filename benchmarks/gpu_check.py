@@ -39,7 +39,7 @@ import gpu_check_parts as parts  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from dnr_sweep.files import atomic_write  # noqa: E402
+from dnr_sweep.foundation.files import atomic_write  # noqa: E402
 
 JSON_NAME, MD_NAME, LOG_NAME = "gpu_check.json", "gpu_check.md", "gpu_check.log"
 TOTAL_BUDGET_S = 480

@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from dnr_sweep import attacks
+from dnr_sweep.attacks import gradient as attacks
 from dnr_sweep.config import RunConfig
-from dnr_sweep.data import DataSplits
-from dnr_sweep.engine import DNRRun, NonFiniteLossError
-from dnr_sweep.gpu_data import DeviceLoader
-from dnr_sweep.models import get_model
+from dnr_sweep.data.device_loader import DeviceLoader
+from dnr_sweep.data.loaders import DataSplits
+from dnr_sweep.models.architectures import get_model
+from dnr_sweep.training.engine import DNRRun, NonFiniteLossError
 
 #: dense bf16 matrix rate measured on this workplace's H200 (8192^3 products, 769-798 TFLOP/s)
 PEAK_TFLOPS = 790.0

@@ -39,10 +39,10 @@ sys.meta_path.insert(0, _Blocked())
 
 #: everything the GPU check needs, and the rest of the core that must run without Ray
 CORE_MODULES = [
-    "dnr_sweep.config", "dnr_sweep.engine", "dnr_sweep.attacks", "dnr_sweep.gpu_data", "dnr_sweep.models",
-    "dnr_sweep.data", "dnr_sweep.sparsity", "dnr_sweep.evaluation", "dnr_sweep.checkpoint",
-    "dnr_sweep.single_run", "dnr_sweep.dry_run", "dnr_sweep.export", "dnr_sweep.cli", "reports.build",
-    "gpu_check", "gpu_check_parts", "gpu_check_plain",
+    "dnr_sweep.config", "dnr_sweep.training.engine", "dnr_sweep.attacks.gradient", "dnr_sweep.data.device_loader", "dnr_sweep.models.architectures",
+    "dnr_sweep.data.loaders", "dnr_sweep.sparsity", "dnr_sweep.evaluation", "dnr_sweep.artifacts.checkpoint",
+    "dnr_sweep.training.single_run", "dnr_sweep.training.dry_run", "dnr_sweep.export", "dnr_sweep.cli", "dnr_sweep.reports.build",
+    "dnr_sweep.methods", "dnr_sweep.data.fetch", "gpu_check", "gpu_check_parts", "gpu_check_plain",
 ]  # fmt: skip
 
 
