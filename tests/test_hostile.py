@@ -537,12 +537,12 @@ class Call:
 def test_tune_state_screen_spots_hostile_pickles_in_every_protocol(tmp_path, protocol):
     import ray.cloudpickle
 
-    from dnr_sweep.sweep.restore import _pickle_problem
+    from dnr_sweep.sweep.tune_state import problem_of_pickle
 
     for hostile in (Hostile(tmp_path / "PWNED"), Eval(), Call(), {"nested": [Hostile(tmp_path / "PWNED")]}):
-        assert "imports" in _pickle_problem(pickle.dumps(hostile, protocol=protocol))
-    assert "imports" in _pickle_problem(ray.cloudpickle.dumps({"x": Hostile(tmp_path / "PWNED")}))
-    assert _pickle_problem(pickle.dumps({"os": ["system", "eval"]}, protocol=protocol)) is None  # names as data
+        assert "imports" in problem_of_pickle(pickle.dumps(hostile, protocol=protocol))
+    assert "imports" in problem_of_pickle(ray.cloudpickle.dumps({"x": Hostile(tmp_path / "PWNED")}))
+    assert problem_of_pickle(pickle.dumps({"os": ["system", "eval"]}, protocol=protocol)) is None  # names as data
 
 
 def test_hostile_pickle_embedded_in_tune_json_state_is_refused(tmp_path, no_ray):
@@ -709,7 +709,7 @@ def test_resume_commands_are_shell_quoted(tmp_path, no_ray):
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from dnr_sweep import folder_lock
+    from dnr_sweep.foundation import locks as folder_lock
     with folder_lock.hold(sys.argv[1], purpose="test"):
         print("held", flush=True)
         time.sleep(600)
