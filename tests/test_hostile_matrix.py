@@ -189,3 +189,25 @@ def test_an_unreadable_evaluation_json_is_kept_aside(tmp_path):
     with pytest.warns(DataRecoveryWarning, match="moved aside"):
         write_evaluation({"clean": 1.0, "checks": []}, tmp_path)
     assert (tmp_path / "evaluation.json.unreadable").read_bytes() == b"{oops"
+
+
+# ------------------------------------------------------------------------------------------------
+# Unknown keys: every block names what it takes (never an empty list)
+
+
+@pytest.mark.parametrize("prefix", ["", "data", "model", "train", "dnr", "attack.train", "attack.eval.pgd", "tune",
+                                    "tune.scheduler.asha", "tune.search_alg.optuna", "search.dnr.density",
+                                    "tune.resources_per_trial", "evaluate", "report"])  # fmt: skip
+def test_an_unknown_key_in_any_block_lists_the_valid_ones(prefix):
+    data = json.loads(json.dumps(BASE))
+    data["search"] = {"dnr.density": {"grid": [0.1]}}
+    data["tune"] = {**data["tune"], "scheduler": {"asha": {}}, "search_alg": {"optuna": {}}}
+    node = data
+    for part in ("search", "dnr.density") if prefix.startswith("search") else [p for p in prefix.split(".") if p]:
+        node = node.setdefault(part, {})
+    node["zzz_unknown"] = 1
+    with pytest.raises(ConfigError) as info:
+        validate_sweep(data)
+    line = next(m for m in info.value.messages if "zzz_unknown" in m)
+    listed = "valid keys: " in line or "expected exactly one of grid, choice" in line  # a search rule names its kinds
+    assert listed and not line.rstrip().endswith(("valid keys:", "one of")), line
