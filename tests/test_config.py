@@ -136,7 +136,7 @@ BAD_CONFIGS = {
     "density above 1": ("dnr: {density: 1.5}", ["dnr.density", "must be in (0, 1], got 1.5"]),
     "density zero": ("dnr: {density: 0}", ["dnr.density", "must be in (0, 1], got 0"]),
     "beta outside [0, 1]": ("dnr: {beta: 1.2}", ["dnr.beta", "must be in [0, 1]"]),
-    "negative rho": ("dnr: {rho: -0.1}", ["dnr.rho", "must be in [0, inf]"]),
+    "negative rho": ("dnr: {rho: -0.1}", ["dnr.rho", "must be in [0, inf)"]),
     "prune_rate outside [0, 1]": ("dnr: {prune_rate: 2}", ["dnr.prune_rate", "must be in [0, 1]"]),
     "negative eps": ("attack: {train: {eps: -0.1}}", ["attack.train.eps", "must be in [0, 1]"]),
     "eps not a number": ("attack: {train: {eps: lots}}", ["attack.train.eps", "fraction like '8/255'"]),

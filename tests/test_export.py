@@ -346,10 +346,10 @@ def test_cli_prints_json_and_reports_errors(tmp_path, capsys) -> None:
     printed = json.loads(capsys.readouterr().out)
     assert printed["input_size"] == [3, 16, 16] and printed["channels_removed"] == 2 and out.is_file()
 
-    assert cli(["export", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert cli(["export", str(tmp_path / "missing"), "--out", str(out), "--force"]) == 2
     err = capsys.readouterr().err
     assert "no model.pt" in err and "Traceback" not in err
-    assert cli(["export", str(folder), "--out", str(out), "--input-size", "3,2,2", "--repeats", "1"]) == 2
+    assert cli(["export", str(folder), "--out", str(out), "--force", "--input-size", "3,2,2", "--repeats", "1"]) == 2
     assert "--input-size" in capsys.readouterr().err
     wrong = tmp_path / "wrong"  # model.pt of width 0.5 beside a config that says width 1
     wrong.mkdir()
@@ -357,7 +357,7 @@ def test_cli_prints_json_and_reports_errors(tmp_path, capsys) -> None:
         yaml.safe_dump(to_yaml_dict(config.model_copy(update={"model": RunConfig().model})))
     )
     checkpoint.save(small.state_dict(), wrong / "model.pt")
-    assert cli(["export", str(wrong), "--out", str(out)]) == 2
+    assert cli(["export", str(wrong), "--out", str(out), "--force"]) == 2
     assert "does not fit" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         cli(["export", str(folder), "--out", str(out), "--input-size", "3,x"])

@@ -137,11 +137,11 @@ def test_config_that_cannot_run_fails_validate_and_run_before_ray(tmp_path, case
 
 
 def test_empty_config_no_longer_validates(tmp_path):
-    """Its defaults hold out 5,000 validation images of digits' 1,437."""
+    """Its defaults hold out 5,000 validation images of digits' 1,437: it gets its own message."""
     path = tmp_path / "empty.yaml"
     path.write_text("")
     code, err = call(["validate", str(path)])
-    assert code == 2 and "data.val_size: 5000" in err
+    assert code == 2 and "the config is empty" in err and "val_size: 5000" not in err
 
 
 def test_train_refuses_before_any_work(tmp_path):
@@ -539,12 +539,12 @@ class Call:
 def test_tune_state_screen_spots_hostile_pickles_in_every_protocol(tmp_path, protocol):
     import ray.cloudpickle
 
-    from dnr_sweep.sweep.restore import _pickle_problem
+    from dnr_sweep.sweep.tune_state import problem_of_pickle
 
     for hostile in (Hostile(tmp_path / "PWNED"), Eval(), Call(), {"nested": [Hostile(tmp_path / "PWNED")]}):
-        assert "imports" in _pickle_problem(pickle.dumps(hostile, protocol=protocol))
-    assert "imports" in _pickle_problem(ray.cloudpickle.dumps({"x": Hostile(tmp_path / "PWNED")}))
-    assert _pickle_problem(pickle.dumps({"os": ["system", "eval"]}, protocol=protocol)) is None  # names as data
+        assert "imports" in problem_of_pickle(pickle.dumps(hostile, protocol=protocol))
+    assert "imports" in problem_of_pickle(ray.cloudpickle.dumps({"x": Hostile(tmp_path / "PWNED")}))
+    assert problem_of_pickle(pickle.dumps({"os": ["system", "eval"]}, protocol=protocol)) is None  # names as data
 
 
 def test_hostile_pickle_embedded_in_tune_json_state_is_refused(tmp_path, no_ray):

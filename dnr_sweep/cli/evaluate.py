@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from dnr_sweep.foundation.attack_names import ATTACK_FORMS, parse_attacks
+from dnr_sweep.foundation.bounds import MAX_BATCH_SIZE, MAX_IMAGES, MAX_SEED
 from dnr_sweep.foundation.errors import UserError
 
 DEFAULT_ATTACKS = "fgsm,pgd,pgd20,pgd50x10"
@@ -67,7 +68,7 @@ def _check_flags(args: argparse.Namespace) -> tuple[list, float | None, list[flo
     from dnr_sweep import evaluation as ev
 
     try:
-        specs = parse_attacks(["clean", *args.attacks.split(",")])
+        specs = parse_attacks(["clean", *(spec.name for spec in parse_attacks(args.attacks))])
     except ValueError as exc:
         raise UserError(f"--attacks: {exc}") from None
     if any(spec.kind == "autoattack" for spec in specs):
@@ -82,9 +83,10 @@ def _check_flags(args: argparse.Namespace) -> tuple[list, float | None, list[flo
     )  # fmt: skip
     if not curve_eps:
         raise UserError("--curve-eps: no value given; e.g. --curve-eps 2/255,8/255")
-    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag}: must be >= 1, got {value}")
+    for flag, value, hi in (("--limit", args.limit, MAX_IMAGES), ("--batch-size", args.batch_size, MAX_BATCH_SIZE),
+                            ("--seed", args.seed, MAX_SEED)):  # fmt: skip
+        if value is not None and not (0 if flag == "--seed" else 1) <= value <= hi:
+            raise UserError(f"{flag}: must be in [{0 if flag == '--seed' else 1}, {hi}], got {value}")
     if args.alpha is not None and not (0 < args.alpha <= 1):  # also refuses nan
         raise UserError(f"--alpha: must be in (0, 1] (pixel units), got {args.alpha}")
     return specs, eps_override, curve_eps

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="FILE.pt2", help="where the exported program goes (JSON beside it)")
     p.add_argument("--trial", default=None, metavar="ID", help="trial id (or a unique part of it) inside a run folder")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing FILE.pt2 (and its JSON) instead of refusing"
+    )
     p.add_argument("--no-shrink", action="store_true", help="export the masked full-size model, for comparison")
     p.add_argument(
         "--input-size",
@@ -67,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from dnr_sweep.foundation.files import output_file
 
     out = output_file(args.out, "--out")  # before anything is loaded
+    existing = [path for path in (out, out.with_suffix(".json")) if path.exists()]
+    if existing and not args.force:  # nothing written is lost: an earlier export is kept unless asked
+        raise UserError(f"--out {args.out}: {existing[0]} exists (an earlier export?); choose another file, or pass "
+                        "--force to replace it")  # fmt: skip
     from dnr_sweep.export import export_model, summary_text
 
     try:

@@ -33,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
         cluster.check_cluster_address(args.address)
     run_dir = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
     config = run_folder.load_run_dir_config(run_dir)
-    if run_dir.local is not None:  # Tune's state on remote storage is read by Tune itself
-        restore.check_restorable(run_dir.local)
+    restore.check_restorable(run_dir)  # local or remote: every pickle Tune would load passes the allowlist
     if args.address is None:
         cluster.check_local_resources(config)
     from dnr_sweep.data import fetch as data_fetch

@@ -16,15 +16,28 @@ from pydantic import (
 )
 
 from dnr_sweep.foundation.attack_names import parse_attack
+from dnr_sweep.foundation.bounds import (
+    MAX_ATTACK_STEPS,
+    MAX_BATCH_SIZE,
+    MAX_CHECKPOINTS,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    MAX_RESTARTS,
+    MAX_SEED,
+)
 
 # --------------------------------------------------------------------------------------------
 # Constrained value types with messages that say the valid range and the value given
 
 
+def _bound(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def in_range(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False):
-    left = "(" if lo_open else "["
-    right = ")" if hi_open else "]"
-    text = f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}{right}"
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"  # an infinite end is never in the range
+    text = f"{left}{'-inf' if lo is None else _bound(lo)}, {'inf' if hi is None else _bound(hi)}{right}"
 
     def check(value: float) -> float:
         bad = (
@@ -82,6 +95,14 @@ PosFloat = Annotated[float, NUMBER, in_range(0.0, None, lo_open=True)]
 PosInt = Annotated[int, NUMBER, in_range(1, None)]
 NonNegInt = Annotated[int, NUMBER, in_range(0, None)]
 Int = Annotated[int, NUMBER]
+Seed = Annotated[int, NUMBER, in_range(0, MAX_SEED)]  # what torch.manual_seed, NumPy and Optuna all accept
+Epochs = Annotated[int, NUMBER, in_range(1, MAX_EPOCHS)]
+NonNegEpochs = Annotated[int, NUMBER, in_range(0, MAX_EPOCHS)]
+AttackSteps = Annotated[int, NUMBER, in_range(1, MAX_ATTACK_STEPS)]
+Restarts = Annotated[int, NUMBER, in_range(1, MAX_RESTARTS)]
+BatchSize = Annotated[int, NUMBER, in_range(1, MAX_BATCH_SIZE)]
+Images = Annotated[int, NUMBER, in_range(1, MAX_IMAGES)]
+Checkpoints = Annotated[int, NUMBER, in_range(1, MAX_CHECKPOINTS)]
 Eps = Annotated[float, NUMBER, BeforeValidator(parse_eps), in_range(0.0, 1.0)]
 
 

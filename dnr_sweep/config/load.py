@@ -87,7 +87,12 @@ def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfi
 def load_sweep_config(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
     """Read, override and validate a sweep YAML. Raises :class:`ConfigError` with every problem."""
     source = str(path)
-    raw = apply_overrides(read_yaml(path), overrides)
+    overrides = list(overrides)
+    data = read_yaml(path)
+    if not data and not overrides:  # its defaults never run (5,000 validation images of digits' 1,437)
+        raise ConfigError([f"{path}: the config is empty (no settings); write at least a data: block, e.g. "
+                           "`data: {dataset: digits, val_size: 200}`, or start from a file in search_spaces/"])  # fmt: skip
+    raw = apply_overrides(data, overrides)
     return validate_sweep(raw, source)
 
 

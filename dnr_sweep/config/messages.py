@@ -19,13 +19,18 @@ from pydantic import (
 def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The config class whose fields live at ``loc`` (for suggesting keys)."""
     model: Any = root
+    in_mapping = False  # the previous field was a dict[str, Model]: this part is one of its keys
     for part in loc:
+        if in_mapping:
+            in_mapping = False
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None
         field = model.model_fields.get(part)
         if field is None:
             return None
         annotation = field.annotation
+        in_mapping = getattr(annotation, "__origin__", None) is dict
         for candidate in getattr(annotation, "__args__", ()) or (annotation,):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 model = candidate
@@ -49,6 +54,8 @@ def format_error(root: type[BaseModel], error: dict[str, Any], prefix: str = "")
         key = str(loc[-1])
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
+        if not valid:  # never an empty list of valid keys
+            return f"{path}: unknown key '{key}'; remove it (see the README for what this block takes)"
         return f"{path}: unknown key '{key}'; {hint}valid keys: {', '.join(valid)}"
     message = error["msg"]
     for noise in ("Value error, ", "Assertion failed, "):

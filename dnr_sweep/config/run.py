@@ -20,15 +20,20 @@ from dnr_sweep.config.fields import (
     MAX_WIDTH,
     MAX_WORKERS,
     NUMBER,
+    AttackSteps,
+    BatchSize,
     Density,
+    Epochs,
     Eps,
     Fraction,
-    Int,
+    Images,
+    NonNegEpochs,
     NonNegFloat,
     NonNegInt,
     PosFloat,
-    PosInt,
+    Restarts,
     RunName,
+    Seed,
     Strict,
     attack_name,
     in_range,
@@ -89,24 +94,24 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    epochs: PosInt = 200
-    batch_size: PosInt = 128
-    eval_batch_size: PosInt | None = None
+    epochs: Epochs = 200
+    batch_size: BatchSize = 128
+    eval_batch_size: BatchSize | None = None
     lr: PosFloat = 0.1
     momentum: Annotated[float, NUMBER, in_range(0.0, 1.0, hi_open=True)] = 0.9
     weight_decay: NonNegFloat = 5.0e-4
-    lr_milestones: list[PosInt] = Field(default_factory=lambda: [80, 120, 160])
+    lr_milestones: list[Epochs] = Field(default_factory=lambda: [80, 120, 160])
     lr_gamma: Annotated[float, NUMBER, in_range(0.0, 1.0, lo_open=True)] = 0.2
-    warmup_epochs: NonNegInt = Field(5, description="clean-only sparse epochs before the hybrid loss")
+    warmup_epochs: NonNegEpochs = Field(5, description="clean-only sparse epochs before the hybrid loss")
     select_on: Literal["val", "test"] = Field(
         "val", description="split that chooses the epoch; 'test' is the paper's protocol (labelled wherever shown)"
     )
     select_metric: str | None = Field(
         None, description="figure that chooses the epoch: val_clean_acc (default), val_fgsm_acc, val_pgd_acc"
     )
-    eval_every: PosInt = Field(1, description="robust accuracy of every Nth epoch (always: last, selected)")
-    eval_subset: PosInt | None = Field(None, description="images used for per-epoch robust evaluation")
-    seed: Int = 0
+    eval_every: Epochs = Field(1, description="robust accuracy of every Nth epoch (always: last, selected)")
+    eval_subset: Images | None = Field(None, description="images used for per-epoch robust evaluation")
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast on CUDA; auto = bf16 where supported, fp32 on CPU"
@@ -157,7 +162,7 @@ class TrainAttackConfig(Strict):
     kind: Literal["pgd", "fgsm"] = "pgd"
     eps: Eps = 8 / 255
     alpha: PosFloat = 0.01
-    steps: PosInt = 7
+    steps: AttackSteps = 7
     random_start: bool = True
     bn_mode: Literal["eval", "train"] = Field(
         "eval", description="BatchNorm mode while generating training adversaries (eval = running stats)"
@@ -171,9 +176,9 @@ class FGSMConfig(Strict):
 class PGDConfig(Strict):
     eps: Eps = 8 / 255
     alpha: PosFloat = 0.01
-    steps: PosInt = 7
+    steps: AttackSteps = 7
     random_start: bool = True
-    restarts: PosInt = 1
+    restarts: Restarts = 1
 
 
 class EvalAttackConfig(Strict):
@@ -193,7 +198,7 @@ class EvaluateConfig(Strict):
         default_factory=lambda: ["pgd50x10"], description="e.g. [pgd20, pgd50x10, autoattack]"
     )
     split: Literal["test", "val"] = "test"
-    limit: PosInt | None = Field(None, description="evaluate on the first N images only")
+    limit: Images | None = Field(None, description="evaluate on the first N images only")
     curves: bool = Field(False, description="accuracy vs PGD steps and eps (Fig. 4): attack_strength.json")
     curve_eps: list[Eps] | None = Field(None, description="eps values of the curve (default 1/255 ... 16/255)")
     checks: bool = Field(False, description="gradient-masking checks: evaluation.json, masking_checks_passed")

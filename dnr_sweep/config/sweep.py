@@ -16,7 +16,17 @@ from pydantic import (
     model_validator,
 )
 
-from dnr_sweep.config.fields import NUMBER, Int, NonNegFloat, PosFloat, PosInt, Strict, in_range
+from dnr_sweep.config.fields import (
+    NUMBER,
+    Checkpoints,
+    Epochs,
+    NonNegFloat,
+    PosFloat,
+    PosInt,
+    Seed,
+    Strict,
+    in_range,
+)
 from dnr_sweep.config.run import RunConfig
 from dnr_sweep.foundation import run_contract as rc
 
@@ -121,9 +131,9 @@ class SearchSpec(Strict):
 
 
 class AshaConfig(Strict):
-    grace_period: PosInt = 1
+    grace_period: Epochs = 1
     reduction_factor: Annotated[float, NUMBER, in_range(1.0, None, lo_open=True)] = 3.0
-    max_t: PosInt | None = Field(None, description="defaults to train.epochs")
+    max_t: Epochs | None = Field(None, description="defaults to train.epochs")
     metric: Metric | None = Field(None, description="defaults to tune.metric")
     mode: Direction | None = None
     group_by: list[str] | None = Field(
@@ -143,7 +153,7 @@ class OptunaConfig(Strict):
     objectives: dict[Metric, Direction] | None = Field(
         None, description="multi-objective search, e.g. {val_pgd_acc: max, compression: max}"
     )
-    seed: Int | None = None
+    seed: Seed | None = None
     population_size: Annotated[int, NUMBER, in_range(2, None)] | None = Field(
         None,
         description="NSGA-II only: trials per generation (Optuna's default 50; a generation smaller than "
@@ -180,12 +190,12 @@ class TuneConfig(Strict):
     max_concurrent_trials: PosInt | None = None
     resources_per_trial: Resources = Field(default_factory=Resources)
     max_failures: Annotated[int, NUMBER, in_range(-1, None)] = 2
-    checkpoint_every: PosInt | Literal["auto"] = Field(
+    checkpoint_every: Epochs | Literal["auto"] = Field(
         "auto",
         description="epochs between a trial's checkpoints; 'auto': as often as keeps the measured save "
         "time (serialise + copy to storage) at most 2% of the training time between checkpoints",
     )
-    keep_checkpoints: PosInt = Field(2, description="checkpoints kept per trial (the newest)")
+    keep_checkpoints: Checkpoints = Field(2, description="checkpoints kept per trial (the newest)")
     points_to_evaluate: list[dict[str, Any]] | None = Field(
         None,
         description="configurations run first, as given (dotted search path -> value), e.g. the paper's "

@@ -361,5 +361,50 @@ def evaluate_model(
 
 
 def write_evaluation(result: dict, folder: str | Path) -> Path:
-    """Write ``{attack: accuracy %, ..., "checks": [...], ...}`` as ``<folder>/evaluation.json``."""
-    return checkpoint.write_json(result, Path(folder) / EVALUATION_FILE)
+    """Write ``{attack: accuracy %, ..., "checks": [...], ...}`` as ``<folder>/evaluation.json``, merged by
+    attack into what an earlier call wrote there (an attack measured again is replaced, the others are
+    kept, and so are their settings, under ``"earlier"``); see :func:`merge_evaluations`."""
+    path = Path(folder) / EVALUATION_FILE
+    return checkpoint.write_json(merge_evaluations(_read_earlier(path), result), path)
+
+
+def _read_earlier(path: Path) -> dict | None:
+    """The earlier ``evaluation.json``, or ``None``; an unreadable one is kept aside, never overwritten."""
+    import json
+    import warnings
+
+    from dnr_sweep.foundation.errors import DataRecoveryWarning
+
+    if not path.exists():
+        return None
+    try:
+        earlier = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        earlier = None
+    if not isinstance(earlier, dict):
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        warnings.warn(f"{path}: not readable JSON; moved aside to {aside.name}", DataRecoveryWarning, stacklevel=3)
+        return None
+    return earlier
+
+
+def merge_evaluations(earlier: dict | None, new: dict) -> dict:
+    """``new``, plus every attack of ``earlier`` that ``new`` did not measure (with the settings it was
+    measured under, in ``earlier[attack]``): a second ``evaluate --attacks clean`` keeps the first call's
+    ``fgsm`` figure instead of dropping it."""
+    if not earlier:
+        return new
+    merged = dict(new)
+    kept = dict(earlier.get("earlier") or {}) if isinstance(earlier.get("earlier"), dict) else {}
+    for key, value in earlier.items():
+        if key in ("checks", "settings", "earlier") or key in new or not isinstance(value, int | float):
+            continue
+        merged[key] = value
+        kept[key] = {"accuracy": value, "settings": earlier.get("settings")}
+    for key in list(kept):
+        if key in new:
+            del kept[key]  # measured again now: the new figure and settings stand
+    if kept:
+        merged["earlier"] = kept
+    return merged

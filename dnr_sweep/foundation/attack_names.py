@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from dnr_sweep.foundation.bounds import MAX_ATTACK_STEPS, MAX_RESTARTS
+
 AttackKind = Literal["clean", "fgsm", "pgd", "autoattack"]
 
 
@@ -43,15 +45,30 @@ class AttackSpec:
 
 _COUNT = r"[1-9][0-9]*"  # a positive integer without leading zeros
 
+
+def _bounded(text: str, hi: int, what: str) -> int:
+    if len(text) > len(str(hi)) or int(text) > hi:  # the length first: int() of 10**5 digits is slow
+        raise ValueError(f"{what} {text if len(text) <= 24 else text[:20] + '...'} is above the bound {hi}")
+    return int(text)
+
+
+def _steps(text: str) -> int:
+    return _bounded(text, MAX_ATTACK_STEPS, "pgdK: K (PGD steps)")
+
+
+def _restarts(text: str) -> int:
+    return _bounded(text, MAX_RESTARTS, "pgdKxR: R (random restarts)")
+
+
 #: (pattern of the canonical name, description of the form, how to build the spec from the match)
 _FORMS: Final[tuple[tuple[str, str, Callable[[re.Match[str]], AttackSpec]], ...]] = (
     ("clean", "clean", lambda m: AttackSpec("clean", "clean")),
     ("fgsm", "fgsm", lambda m: AttackSpec("fgsm", "fgsm")),
     ("pgd", "pgd (the config's eval PGD)", lambda m: AttackSpec("pgd", "pgd")),
     (rf"pgd({_COUNT})", "pgdK (K steps, e.g. pgd20)",
-     lambda m: AttackSpec(m[0], "pgd", steps=int(m[1]), restarts=1)),
+     lambda m: AttackSpec(m[0], "pgd", steps=_steps(m[1]), restarts=1)),
     (rf"pgd({_COUNT})x({_COUNT})", "pgdKxR (K steps, R random restarts, e.g. pgd50x10)",
-     lambda m: AttackSpec(m[0], "pgd", steps=int(m[1]), restarts=int(m[2]), random_start=True)),
+     lambda m: AttackSpec(m[0], "pgd", steps=_steps(m[1]), restarts=_restarts(m[2]), random_start=True)),
     ("autoattack", "autoattack (standard AutoAttack, needs the [eval] extra)",
      lambda m: AttackSpec("autoattack", "autoattack")),
 )  # fmt: skip
@@ -73,7 +90,10 @@ def parse_attack(name: str) -> AttackSpec:
     for pattern, build in _COMPILED:
         match = pattern.fullmatch(text)
         if match:
-            return build(match)
+            try:
+                return build(match)
+            except ValueError as exc:
+                raise ValueError(f"attack {name.strip()!r}: {exc}") from None
     raise ValueError(f"unknown attack {name!r}; valid forms: {', '.join(ATTACK_FORMS)}")
 
 

@@ -18,7 +18,29 @@ import yaml
 
 
 class SafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also resolves YAML 1.2 floats such as ``1e-4`` and ``1.0e6``."""
+    """``yaml.SafeLoader`` that also resolves YAML 1.2 floats such as ``1e-4`` and ``1.0e6``, and refuses
+    a key given twice in one mapping (PyYAML keeps the last silently: a second ``train:`` would drop the
+    first block; YAML 1.2 says keys are unique). Keys merged in with ``<<`` may still be overridden."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in first_line
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r} (first at line {first_line[key] + 1}); PyYAML would keep only the "
+                        "second silently: merge the two into one", key_node.start_mark,
+                    )  # fmt: skip
+                first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 SafeLoader.add_implicit_resolver(
