@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator
 
-from dnr_sweep.config.fields import Density, Fraction, NonNegInt, PosFloat, PosInt, Strict
+from dnr_sweep.config.fields import Density, Epochs, Fraction, NonNegEpochs, PosFloat, Strict
 
 
 def _layer_ratios(value: Any) -> str | dict[str, float]:
@@ -50,9 +50,9 @@ class ADMMConfig(Strict):
     )
     rho: PosFloat = Field(1.0e-3, description="ADMM penalty rho_admm (paper Section 4.3: 1e-3)")
     beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
-    pretrain_epochs: NonNegInt = Field(100, description="dense adversarial pre-training")
-    admm_epochs: PosInt = Field(30, description="ADMM pruning epochs (paper: 30); Z and U updated after each")
-    retrain_epochs: PosInt = Field(50, description="masked adversarial retraining after the hard prune")
+    pretrain_epochs: NonNegEpochs = Field(100, description="dense adversarial pre-training")
+    admm_epochs: Epochs = Field(30, description="ADMM pruning epochs (paper: 30); Z and U updated after each")
+    retrain_epochs: Epochs = Field(50, description="masked adversarial retraining after the hard prune")
     pretrain_lr: PosFloat = 0.1
     admm_lr: PosFloat = 0.01
     retrain_lr: PosFloat = 0.01
@@ -68,8 +68,8 @@ class LassoConfig(Strict):
     lam: PosFloat = Field(1.0e-5, description="L1 coefficient lambda of lambda * sum |W| (prunable weights)")
     threshold: PosFloat = Field(1.0e-3, description="after the L1 phase, weights with |w| below this become 0")
     beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
-    lasso_epochs: PosInt = Field(100, description="adversarial training with the L1 term, from scratch")
-    retrain_epochs: PosInt = Field(50, description="masked adversarial retraining after thresholding")
+    lasso_epochs: Epochs = Field(100, description="adversarial training with the L1 term, from scratch")
+    retrain_epochs: Epochs = Field(50, description="masked adversarial retraining after thresholding")
     lasso_lr: PosFloat = 0.1
     retrain_lr: PosFloat = 0.01
 
@@ -83,9 +83,9 @@ class HydraConfig(Strict):
 
     density: Density = Field(0.05, description="fraction k of each prunable layer's weights kept (top-k scores)")
     beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
-    pretrain_epochs: NonNegInt = Field(100, description="dense adversarial pre-training")
-    prune_epochs: PosInt = Field(20, description="score optimisation, weights frozen (HYDRA: 20)")
-    finetune_epochs: PosInt = Field(100, description="adversarial fine-tuning of the kept weights")
+    pretrain_epochs: NonNegEpochs = Field(100, description="dense adversarial pre-training")
+    prune_epochs: Epochs = Field(20, description="score optimisation, weights frozen (HYDRA: 20)")
+    finetune_epochs: Epochs = Field(100, description="adversarial fine-tuning of the kept weights")
     pretrain_lr: PosFloat = 0.1
     prune_lr: PosFloat = Field(0.1, description="learning rate of the importance scores")
     finetune_lr: PosFloat = 0.01
