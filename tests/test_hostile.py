@@ -709,7 +709,7 @@ def test_resume_commands_are_shell_quoted(tmp_path, no_ray):
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from dnr_sweep import folder_lock
+    from dnr_sweep.foundation import locks as folder_lock
     with folder_lock.hold(sys.argv[1], purpose="test"):
         print("held", flush=True)
         time.sleep(600)

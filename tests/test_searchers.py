@@ -59,3 +59,17 @@ def test_the_config_layer_imports_neither_ray_nor_optuna():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("sampler", list(searchers.OPTUNA_SAMPLERS))
+def test_every_searcher_survives_the_pickling_tune_does_when_a_sweep_starts(sampler):
+    """Tune pickles the searcher with the Tuner's state; Optuna 5's NSGA-II holds a threading.Lock."""
+    from ray import cloudpickle
+
+    from dnr_sweep.sweep.search import build_search_alg
+
+    goals = {"val_pgd_acc": "max", "compression": "max"}
+    config = validate_sweep({**BASE, "tune": {"search_alg": {"optuna": {"sampler": sampler, "objectives": goals}}}})
+    searcher = build_search_alg(config)
+    copy = cloudpickle.loads(cloudpickle.dumps(searcher))
+    assert type(copy._sampler) is type(searcher._sampler)

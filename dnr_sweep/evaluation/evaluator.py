@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -306,28 +306,13 @@ class Evaluator:
 
 
 def evaluate_model(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    attacks: str | Sequence[str],
-    eps: float,
-    pgd_alpha: float,
-    pgd_steps: int,
-    pgd_random_start: bool = True,
-    pgd_restarts: int = 1,
-    fgsm_eps: float | None = None,
-    batch_size: int = 256,
-    limit: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    autoattack_version: AutoAttackVersion = "standard",
-    autoattack_attacks: Sequence[str] | None = None,
+    model: nn.Module, dataset: Dataset, *, attacks: str | Sequence[str], **settings: Any
 ) -> dict[str, float]:
     """Top-1 accuracy (%) of ``model`` on ``dataset`` under each named attack, keyed by the name.
 
     ``attacks``: names of the forms in :data:`~dnr_sweep.foundation.attack_names.ATTACK_FORMS` (a list or a comma-separated string), e.g.
-    ``["clean", "fgsm", "pgd", "pgd20", "pgd50x10", "autoattack"]``. See :class:`Evaluator` for the
-    other arguments.
+    ``["clean", "fgsm", "pgd", "pgd20", "pgd50x10", "autoattack"]``. ``settings``: the keyword arguments
+    of :class:`Evaluator` (``eps``, ``pgd_alpha``, ``pgd_steps``, ...), written once, there.
 
     Example::
         >>> evaluate_model(model, splits.test, attacks="clean,pgd,pgd50x10", eps=8 / 255,
@@ -341,11 +326,7 @@ def evaluate_model(
     specs = parse_attacks(attacks)
     if any(spec.kind == "autoattack" for spec in specs):
         require_autoattack()  # fail before any other attack has run
-    evaluator = Evaluator(
-        model, dataset, eps=eps, pgd_alpha=pgd_alpha, pgd_steps=pgd_steps, pgd_random_start=pgd_random_start,
-        pgd_restarts=pgd_restarts, fgsm_eps=fgsm_eps, batch_size=batch_size, limit=limit, seed=seed,
-        device=device, autoattack_version=autoattack_version, autoattack_attacks=autoattack_attacks,
-    )  # fmt: skip
+    evaluator = Evaluator(model, dataset, **settings)
     return evaluator.evaluate([spec.name for spec in specs])
 
 
