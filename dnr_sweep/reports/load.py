@@ -37,6 +37,9 @@ Recovery (what cannot be read is rebuilt or skipped, with a
 * a ``result.json`` line that is not a JSON object (a line cut short by a crash) is skipped; a
   ``result.json`` that cannot be read at all leaves its trial out;
 * an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve).
+
+Size (over ~400 lines) on purpose: one concept (a run folder -> its two normalised tables, rebuilt when missing,
+set aside when damaged); Tune's files are read by :mod:`.trial_files`.
 """
 
 from __future__ import annotations

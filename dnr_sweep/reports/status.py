@@ -24,6 +24,9 @@ will still create. Sweep phases: ``starting``, ``running``, ``finished``, ``inte
 
 Only validation chooses: "best so far" is the best ``val_clean_acc`` / ``val_pgd_acc`` at each
 trial's selected epoch, per pruning type; test figures are never read here.
+
+Size (over ~400 lines) on purpose: one command's view (read the run folder's files, merge them per trial, format);
+the reading half is shared with the other readers through :mod:`.trial_files`.
 """
 
 from __future__ import annotations

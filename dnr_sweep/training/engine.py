@@ -29,6 +29,10 @@ through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues
 CPU. The state is compact (:mod:`dnr_sweep.artifacts.state_codec`: masks as bits, masked weights as their
 nonzero values, ``z`` rebuilt from the weights when it equals them) and may leave the selected
 weights to the caller, who keeps them beside its checkpoints. Nothing here imports Ray.
+
+Size (over ~400 lines) on purpose: one class, :class:`DNRRun`, whose state (model, masks, optimizer, schedule,
+three RNG streams, selection) is checkpointed and restored as one; the attacks it runs are the registry
+:mod:`dnr_sweep.attacks.registry`.
 """
 
 from __future__ import annotations
