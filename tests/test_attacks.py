@@ -341,3 +341,17 @@ def test_attack_strength_ordering() -> None:
     assert clean >= 0.8 * len(labels)  # the model learnt the task, so the ordering means something
     assert adv_fgsm < clean
     assert pgd10 < pgd1 <= clean
+
+
+def test_the_attack_registry_covers_the_name_grammar_and_fails_loudly():
+    import typing
+
+    from dnr_sweep.attacks import registry
+    from dnr_sweep.foundation.attack_names import AttackKind
+
+    assert set(registry.ATTACKS) == set(typing.get_args(AttackKind))
+    assert registry.get("pgd").metric("pgd50x10", "val") == "val_pgd50x10_acc"
+    with pytest.raises(ValueError, match="unknown attack kind 'cw'; valid: clean, fgsm, pgd, autoattack"):
+        registry.get("cw")
+    with pytest.raises(ValueError, match="whole set"):
+        registry.perturb("autoattack", None, None, None, registry.AttackSettings(eps=0.1))

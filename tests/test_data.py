@@ -376,7 +376,7 @@ def test_synthetic_shape_options_and_labels(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# The dataset registry (dnr_sweep/dataset_specs.py) and the builders keyed by it
+# The dataset registry (dnr_sweep/data/specs.py) and the builders keyed by it
 
 
 def test_builders_and_specs_cover_the_same_names():

@@ -81,15 +81,16 @@ def validate_tune(config: SweepConfig, source: str) -> list[str]:
             f"{source}: tune.num_samples: {config.grid_size()} trials (num_samples x grid sizes) is more than "
             f"{MAX_TRIALS}; lower tune.num_samples or shorten the grids"
         )
-    if tune.search_alg is not None:
+    searcher, searcher_spec = tune.search_alg.chosen if tune.search_alg is not None else (None, None)
+    if searcher is not None:
         grids = [path for path, spec in config.search.items() if spec.rule[0] == "grid"]
-        if grids:
+        if grids and not searcher.accepts_grid:
             errors.append(
-                f"{source}: search.{grids[0]}: Optuna cannot take grid dimensions; "
-                "use 'choice' (Optuna samples it as a categorical) or drop tune.search_alg"
+                f"{source}: search.{grids[0]}: {searcher.label} cannot take grid dimensions; "
+                f"use 'choice' ({searcher.label} samples it as a categorical) or drop tune.search_alg"
             )
-        if not config.search:
-            errors.append(f"{source}: tune.search_alg: Optuna needs at least one search dimension")
+        if not config.search and searcher.needs_dimensions:
+            errors.append(f"{source}: tune.search_alg: {searcher.label} needs at least one search dimension")
     asha = tune.scheduler.asha if tune.scheduler is not None else None
     if asha is not None and asha.grace_period > (asha.max_t or config.train.epochs):
         errors.append(
@@ -97,7 +98,7 @@ def validate_tune(config: SweepConfig, source: str) -> list[str]:
             f"({asha.max_t or config.train.epochs}{'' if asha.max_t else ', train.epochs'}): no trial could be "
             "stopped early; lower grace_period or raise max_t"
         )
-    single_objective = tune.search_alg is not None and not tune.search_alg.optuna.objectives
+    single_objective = searcher is not None and not searcher_spec.objectives
     if tune.metric is None and (single_objective or (asha is not None and asha.metric is None)):
         errors.append(
             f"{source}: tune.metric: the searcher or scheduler needs a metric; e.g. tune.metric: val_clean_acc"
@@ -112,8 +113,8 @@ def validate_tune(config: SweepConfig, source: str) -> list[str]:
     errors += _validate_points(config, source)
     if config.train.select_on == "test":
         used = {"tune.metric": tune.metric, "tune.scheduler.asha.metric": asha.metric if asha else None}
-        if tune.search_alg is not None:
-            used.update({f"tune.search_alg.optuna.objectives.{k}": k for k in tune.search_alg.optuna.objectives or {}})
+        if searcher is not None:
+            used.update({f"tune.search_alg.{searcher.name}.objectives.{k}": k for k in searcher_spec.objectives or {}})
         for where, metric in used.items():
             if metric is not None and rc.is_validation_metric(metric):
                 errors.append(

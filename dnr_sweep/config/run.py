@@ -60,7 +60,7 @@ def _mirror(value: str) -> str:
 
 class DataConfig(Strict):
     dataset: Annotated[str, AfterValidator(_dataset_name)] = Field(
-        "digits", description=f"one of {', '.join(dataset_specs.DATASET_NAMES)} (dnr_sweep/dataset_specs.py)"
+        "digits", description=f"one of {', '.join(dataset_specs.DATASET_NAMES)} (dnr_sweep/data/specs.py)"
     )
     root: str = Field("~/.cache/dnr-sweep/data", description="where the data set lives (or is downloaded to)")
     download: bool = Field(

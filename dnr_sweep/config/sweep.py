@@ -1,6 +1,6 @@
 """The blocks of a sweep (``search``, ``tune``, ``report``) and :class:`SweepConfig`: a run config plus
-how Ray Tune varies it. Metrics a searcher, scheduler or ``tune.metric`` may use come from the run
-contract and must be validation figures.
+how Ray Tune varies it. Metrics a searcher, scheduler or ``tune.metric`` may use are :mod:`.metrics`;
+the searchers (``tune.search_alg``) are the registry :mod:`.searchers`.
 """
 
 from __future__ import annotations
@@ -10,47 +10,20 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     Field,
     field_validator,
     model_validator,
 )
 
-from dnr_sweep.config.fields import (
-    NUMBER,
-    Checkpoints,
-    Epochs,
-    NonNegFloat,
-    PosFloat,
-    PosInt,
-    Seed,
-    Strict,
-    in_range,
-)
+from dnr_sweep.config.fields import NUMBER, Checkpoints, Epochs, NonNegFloat, PosFloat, PosInt, Strict, in_range
+from dnr_sweep.config.metrics import Direction, Metric, _choosable_metric
 from dnr_sweep.config.run import RunConfig
-from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.config.searchers import OptunaConfig, SearchAlgConfig
 
-# --------------------------------------------------------------------------------------------
-# Metrics a searcher, scheduler or tune.metric may use (names from the run contract)
-
-Direction = Literal["max", "min"]
-
-
-def _choosable_metric(value: str) -> str:
-    """Only validation and sparsity figures choose; a test figure is refused with its val twin."""
-    if value in rc.CHOOSABLE_METRICS:
-        return value
-    twin = rc.validation_twin(value)
-    if twin is not None:
-        raise ValueError(
-            f"{value!r} is a test-split figure, and only validation chooses; use {twin!r} "
-            "(the test figures are measured once on the selected weights and only reported)"
-        )
-    raise ValueError(f"no trial reports {value!r} to choose by; valid metrics: {', '.join(rc.CHOOSABLE_METRICS)}")
-
-
-Metric = Annotated[str, AfterValidator(_choosable_metric)]
-
+__all__ = [  # Direction, Metric, OptunaConfig, SearchAlgConfig: re-exported from their own modules
+    "AshaConfig", "Direction", "Metric", "OptunaConfig", "ReportConfig", "Resources", "SchedulerConfig",
+    "SearchAlgConfig", "SearchSpec", "SweepConfig", "TuneConfig", "_choosable_metric",
+]  # fmt: skip
 
 # --------------------------------------------------------------------------------------------
 # A sweep
@@ -146,32 +119,6 @@ class AshaConfig(Strict):
 
 class SchedulerConfig(Strict):
     asha: AshaConfig
-
-
-class OptunaConfig(Strict):
-    sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
-    objectives: dict[Metric, Direction] | None = Field(
-        None, description="multi-objective search, e.g. {val_pgd_acc: max, compression: max}"
-    )
-    seed: Seed | None = None
-    population_size: Annotated[int, NUMBER, in_range(2, None)] | None = Field(
-        None,
-        description="NSGA-II only: trials per generation (Optuna's default 50; a generation smaller than "
-        "the trial budget, or NSGA-II is random search)",
-    )
-
-    @model_validator(mode="after")
-    def _population_for_nsga2(self) -> OptunaConfig:
-        if self.population_size is not None and self.sampler != "nsga2":
-            raise ValueError(
-                f"population_size is an NSGA-II setting, but sampler is {self.sampler!r}; "
-                "drop population_size or use sampler: nsga2"
-            )
-        return self
-
-
-class SearchAlgConfig(Strict):
-    optuna: OptunaConfig
 
 
 class Resources(Strict):

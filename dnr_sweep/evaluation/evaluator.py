@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +24,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dnr_sweep.artifacts import checkpoint
-from dnr_sweep.attacks.gradient import accuracy, attack_mode, fgsm, pgd
+from dnr_sweep.attacks import registry as attack_registry
+from dnr_sweep.attacks.gradient import accuracy, attack_mode
+from dnr_sweep.attacks.registry import AttackSettings
 from dnr_sweep.foundation.attack_names import AttackSpec, parse_attack, parse_attacks
 from dnr_sweep.foundation.run_contract import EVALUATION_FILE
 
@@ -71,15 +72,6 @@ class _Collect(logging.Handler):
 
 # --------------------------------------------------------------------------------------------------
 # The evaluator: runs attacks over a dataset, caching each distinct attack configuration
-
-
-@dataclass(frozen=True)
-class _PGDKey:
-    eps: float
-    alpha: float
-    steps: int
-    random_start: bool
-    restarts: int
 
 
 class Evaluator:
@@ -151,7 +143,7 @@ class Evaluator:
         self.autoattack_version = autoattack_version
         self.autoattack_attacks = list(autoattack_attacks) if autoattack_attacks is not None else None
         self.autoattack_flags: list[str] = []
-        self._cache: dict[object, float] = {}
+        self._cache: dict[tuple[str, AttackSettings | None], float] = {}  # (kind, settings) -> %
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -178,12 +170,34 @@ class Evaluator:
 
     # -- single attacks --------------------------------------------------------------------------
 
+    def measure(self, kind: str, settings: AttackSettings) -> float:
+        """Accuracy (%) under the registry's attack ``kind`` with ``settings``, cached per kind and the
+        settings it reads; each configuration draws its random starts from a fresh generator seeded with
+        ``seed``, shared by its batches in order."""
+        attack = attack_registry.get(kind)
+        if attack.perturb is None:
+            return self.autoattack()
+        key = attack.key(settings)
+        if kind != "clean" and key.eps == 0:
+            return self.clean()
+        generator = self._generator() if attack.random else None
+        return self._percent((kind, key), lambda x, y: attack.perturb(self.model, x, y, key, generator))
+
+    def settings(self, spec: AttackSpec) -> AttackSettings:
+        """The configured settings, with what the name sets (``pgdK``: steps, one restart; ``pgdKxR``: steps,
+        restarts, a random start); ``fgsm`` at its own radius."""
+        return AttackSettings(
+            eps=self.fgsm_eps if spec.kind == "fgsm" else self.eps, alpha=self.alpha,
+            steps=self.steps if spec.steps is None else spec.steps,
+            restarts=self.restarts if spec.restarts is None else spec.restarts,
+            random_start=self.random_start if spec.random_start is None else spec.random_start,
+        )  # fmt: skip
+
     def clean(self) -> float:
-        return self._percent("clean", lambda x, y: x)
+        return self.measure("clean", AttackSettings(eps=0.0))
 
     def fgsm(self, eps: float | None = None) -> float:
-        eps = self.fgsm_eps if eps is None else eps
-        return self._percent(("fgsm", eps), lambda x, y: fgsm(self.model, x, y, eps=eps))
+        return self.measure("fgsm", AttackSettings(eps=self.fgsm_eps if eps is None else eps))
 
     def pgd(
         self,
@@ -196,34 +210,17 @@ class Evaluator:
         """PGD accuracy; unset arguments are the configured ones. A different ``eps`` scales alpha."""
         eps = self.eps if eps is None else eps
         alpha = self.alpha if eps == self.eps else self.alpha * eps / self.eps
-        key = _PGDKey(
+        settings = AttackSettings(
             eps=eps, alpha=alpha, steps=self.steps if steps is None else steps,
             random_start=self.random_start if random_start is None else random_start,
             restarts=self.restarts if restarts is None else restarts,
         )  # fmt: skip
-        if key.eps == 0:
-            return self.clean()
-        generator = self._generator()  # one per configuration, shared by its batches, in order
-
-        def attack(images: Tensor, labels: Tensor) -> Tensor:
-            return pgd(
-                self.model,
-                images,
-                labels,
-                eps=key.eps,
-                alpha=key.alpha,
-                steps=key.steps,
-                random_start=key.random_start,
-                restarts=key.restarts,
-                generator=generator,
-            )
-
-        return self._percent(key, attack)
+        return self.measure("pgd", settings)
 
     def autoattack(self) -> float:
         """AutoAttack accuracy (%); its warnings (masking flags) are kept in ``autoattack_flags``."""
-        if "autoattack" in self._cache:
-            return self._cache["autoattack"]
+        if ("autoattack", None) in self._cache:
+            return self._cache[("autoattack", None)]
         auto_attack_cls = require_autoattack()
         logger = logging.getLogger("auto-attack")
         collect, propagate = _Collect(), logger.propagate
@@ -243,12 +240,12 @@ class Evaluator:
             logger.removeHandler(collect)
             logger.propagate = propagate
         self.autoattack_flags = collect.messages
-        self._cache["autoattack"] = 100.0 * correct / self.n
-        return self._cache["autoattack"]
+        self._cache[("autoattack", None)] = 100.0 * correct / self.n
+        return self._cache[("autoattack", None)]
 
     def zero_gradient_count(self) -> int:
         """Examples whose cross-entropy input gradient is exactly zero (AutoAttack's zero-gradient flag)."""
-        if "zero_grad" not in self._cache:
+        if ("zero_grad", None) not in self._cache:
             zero = 0
             with torch.enable_grad(), attack_mode(self.model, "eval"):
                 for images, labels in self._batches():
@@ -256,23 +253,15 @@ class Evaluator:
                     loss = F.cross_entropy(self.model(x), labels, reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x)
                     zero += int((grad.flatten(1).abs().sum(dim=1) == 0).sum())
-            self._cache["zero_grad"] = float(zero)
-        return int(self._cache["zero_grad"])
+            self._cache[("zero_grad", None)] = float(zero)
+        return int(self._cache[("zero_grad", None)])
 
     # -- named attacks ---------------------------------------------------------------------------
 
     def run(self, spec: AttackSpec | str) -> float:
         """Accuracy (%) under one named attack (see :data:`~dnr_sweep.foundation.attack_names.ATTACK_FORMS`)."""
         spec = parse_attack(spec) if isinstance(spec, str) else spec
-        if spec.kind == "clean":
-            return self.clean()
-        if spec.kind == "fgsm":
-            return self.fgsm()
-        if spec.kind == "autoattack":
-            return self.autoattack()
-        if spec.steps is None:  # "pgd": the configured eval PGD
-            return self.pgd()
-        return self.pgd(steps=spec.steps, restarts=spec.restarts, random_start=spec.random_start)
+        return self.measure(spec.kind, self.settings(spec))
 
     def evaluate(self, attacks: str | Sequence[str]) -> dict[str, float]:
         return {spec.name: self.run(spec) for spec in parse_attacks(attacks)}
@@ -280,8 +269,8 @@ class Evaluator:
     def pgd_points(self) -> list[tuple[str, int, int, float]]:
         """PGD results run so far at the configured eps and alpha: (label, steps, restarts, accuracy %)."""
         points = []
-        for key, value in self._cache.items():
-            if isinstance(key, _PGDKey) and key.eps == self.eps and key.alpha == self.alpha:
+        for (kind, key), value in self._cache.items():
+            if kind == "pgd" and key.eps == self.eps and key.alpha == self.alpha:
                 label = f"pgd{key.steps}" + (f"x{key.restarts}" if key.restarts > 1 else "")
                 label += "" if key.random_start else " (no random start)"
                 points.append((label, key.steps, key.restarts, value))
@@ -290,15 +279,15 @@ class Evaluator:
     def pgd_radii(self) -> set[float]:
         """Radii > 0 run so far with the configured steps and random start, one restart (an eps curve)."""
         return {
-            key.eps for key in self._cache
-            if isinstance(key, _PGDKey) and key.eps > 0 and key.steps == self.steps and key.restarts == 1
+            key.eps for kind, key in self._cache
+            if kind == "pgd" and key.eps > 0 and key.steps == self.steps and key.restarts == 1
             and key.random_start == self.random_start
         }  # fmt: skip
 
     @property
     def autoattack_accuracy(self) -> float | None:
         """AutoAttack accuracy (%) if :meth:`autoattack` has run, else None (it is never run implicitly)."""
-        return self._cache.get("autoattack")
+        return self._cache.get(("autoattack", None))
 
     # -- Fig. 4 ----------------------------------------------------------------------------------
 
@@ -317,28 +306,13 @@ class Evaluator:
 
 
 def evaluate_model(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    attacks: str | Sequence[str],
-    eps: float,
-    pgd_alpha: float,
-    pgd_steps: int,
-    pgd_random_start: bool = True,
-    pgd_restarts: int = 1,
-    fgsm_eps: float | None = None,
-    batch_size: int = 256,
-    limit: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    autoattack_version: AutoAttackVersion = "standard",
-    autoattack_attacks: Sequence[str] | None = None,
+    model: nn.Module, dataset: Dataset, *, attacks: str | Sequence[str], **settings: Any
 ) -> dict[str, float]:
     """Top-1 accuracy (%) of ``model`` on ``dataset`` under each named attack, keyed by the name.
 
     ``attacks``: names of the forms in :data:`~dnr_sweep.foundation.attack_names.ATTACK_FORMS` (a list or a comma-separated string), e.g.
-    ``["clean", "fgsm", "pgd", "pgd20", "pgd50x10", "autoattack"]``. See :class:`Evaluator` for the
-    other arguments.
+    ``["clean", "fgsm", "pgd", "pgd20", "pgd50x10", "autoattack"]``. ``settings``: the keyword arguments
+    of :class:`Evaluator` (``eps``, ``pgd_alpha``, ``pgd_steps``, ...), written once, there.
 
     Example::
         >>> evaluate_model(model, splits.test, attacks="clean,pgd,pgd50x10", eps=8 / 255,
@@ -352,11 +326,7 @@ def evaluate_model(
     specs = parse_attacks(attacks)
     if any(spec.kind == "autoattack" for spec in specs):
         require_autoattack()  # fail before any other attack has run
-    evaluator = Evaluator(
-        model, dataset, eps=eps, pgd_alpha=pgd_alpha, pgd_steps=pgd_steps, pgd_random_start=pgd_random_start,
-        pgd_restarts=pgd_restarts, fgsm_eps=fgsm_eps, batch_size=batch_size, limit=limit, seed=seed,
-        device=device, autoattack_version=autoattack_version, autoattack_attacks=autoattack_attacks,
-    )  # fmt: skip
+    evaluator = Evaluator(model, dataset, **settings)
     return evaluator.evaluate([spec.name for spec in specs])
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -21,29 +21,26 @@ from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE
 
 
 def strength_curves(
-    model: nn.Module,
-    dataset: Dataset,
+    model: nn.Module | Evaluator,
+    dataset: Dataset | None = None,
     *,
-    eps: float,
-    pgd_alpha: float,
-    pgd_steps: int,
-    pgd_random_start: bool = True,
     steps_values: Sequence[int] = CURVE_STEPS,
     eps_values: Sequence[float] = CURVE_EPS,
-    batch_size: int = 256,
-    limit: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
+    **settings: Any,
 ) -> dict[str, dict[str, float]]:
     """Fig. 4: PGD accuracy (%) vs steps (at ``eps``) and vs eps (at ``pgd_steps``, alpha scaled with eps).
 
+    ``model``: an :class:`Evaluator` (its cached results are reused), or a model with ``dataset`` and
+    ``settings``, the keyword arguments of :class:`Evaluator` (``eps``, ``pgd_alpha``, ``pgd_steps``, ...).
     Returns ``{"steps": {"1": acc, ..., "50": acc}, "eps": {str(float(e)): acc, ...}}``, the shape of
     ``attack_strength.json`` (:func:`write_strength_curves`).
     """
-    evaluator = Evaluator(
-        model, dataset, eps=eps, pgd_alpha=pgd_alpha, pgd_steps=pgd_steps, pgd_random_start=pgd_random_start,
-        batch_size=batch_size, limit=limit, seed=seed, device=device,
-    )  # fmt: skip
+    if isinstance(model, Evaluator):
+        if dataset is not None or settings:
+            raise TypeError("strength_curves(evaluator) takes no dataset or settings: the evaluator has them")
+        evaluator = model
+    else:
+        evaluator = Evaluator(model, dataset, **settings)
     return evaluator.strength_curves(steps_values, eps_values)
 
 

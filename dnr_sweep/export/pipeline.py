@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.export.cost import measure_latency
 from dnr_sweep.export.shrinking import shrink as _shrink_fn  # export_model's `shrink` flag shadows the name
 from dnr_sweep.sparsity.channel_spaces import ExportError
@@ -36,13 +37,10 @@ TOLERANCE = 1e-5
 MAX_EXPORT_BATCH = 65536
 
 
-_DEFAULT_SIZES = {"digits": 8, "synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
-
-
 def default_input_size(config: Any, model: nn.Module) -> tuple[int, int, int]:
-    """(C, H, W) of the run's images: digits 8 (or ``data.image_size``), CIFAR 32, Tiny-ImageNet 64;
-    channels from the model's normalisation stem (or its first conv)."""
-    side = config.data.image_size or _DEFAULT_SIZES[config.data.dataset]
+    """(C, H, W) of the run's images: ``data.image_size``, else the data set's native size (its spec in
+    :mod:`dnr_sweep.data.specs`); channels from the model's normalisation stem (or its first conv)."""
+    side = config.data.image_size or dataset_specs.get(config.data.dataset).image_size
     stem = getattr(model, "normalize", None)
     if stem is not None and hasattr(stem, "mean"):
         channels = int(stem.mean.shape[1])

@@ -286,7 +286,9 @@ def metrics_json(result: Mapping[str, Any]) -> dict[str, Any]:
     """
     unknown = sorted(k for k in result if not is_run_metric(k))
     if unknown:
-        raise ValueError(f"not metrics of the run contract: {unknown}; register them in dnr_sweep/run_contract.py")
+        raise ValueError(
+            f"not metrics of the run contract: {unknown}; register them in dnr_sweep/foundation/run_contract.py"
+        )
     out: dict[str, Any] = {k: result[k] for k in METRICS_JSON_HEAD if k in result}
     for key in sorted(k for k in result if k not in out and not is_layer_metric(k)):
         out[key] = result[key]

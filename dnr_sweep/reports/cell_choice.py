@@ -11,13 +11,13 @@ never looked at here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.reports import trial_files
 from dnr_sweep.reports.selection import finished_mask
 
 #: the dimensions that make a cell of a DNR search
@@ -56,15 +56,13 @@ def proposal_order(run_dir: str | Path) -> dict[str, int]:
     each trial folder instead, ``<trainable>_<trial_id>_<n>_<sampled values>_<date>``.
     """
     order: dict[str, int] = {}
-    for result in sorted(Path(run_dir).glob(f"*/{rc.TUNE_RESULT_FILE}")):
-        with result.open() as handle:
-            first = handle.readline()
-        if not first.strip():
+    for folder in trial_files.trial_folders(run_dir):
+        trial_id = trial_files.first_trial_id(folder)
+        if trial_id is None:
             continue
-        trial_id = str(json.loads(first)["trial_id"])
-        _, sep, rest = result.parent.name.partition(f"_{trial_id}_")
+        _, sep, rest = folder.name.partition(f"_{trial_id}_")
         number = rest.split("_", 1)[0]
         if not sep or not number.isdigit():
-            raise ValueError(f"{result.parent}: not a Tune trial folder <trainable>_{trial_id}_<n>_...")
+            raise ValueError(f"{folder}: not a Tune trial folder <trainable>_{trial_id}_<n>_...")
         order[trial_id] = int(number)
     return order

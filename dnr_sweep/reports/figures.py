@@ -15,6 +15,9 @@ Drawn artists carry a ``gid`` (e.g. ``"front:clean_acc:irregular"``, ``"ci:pgd_a
 Configurations with several seeds are drawn at their mean with a 95% confidence interval (error
 bars; a shaded band for the dense baseline); a single seed is drawn as a plain point. Figures of a
 ``select_on: test`` run say "selected on test (paper protocol)".
+
+Size (over ~400 lines) on purpose: one drawing function per figure of the paper, each only drawing its object of
+:mod:`.figure_data`.
 """
 
 from __future__ import annotations

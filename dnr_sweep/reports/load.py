@@ -37,6 +37,9 @@ Recovery (what cannot be read is rebuilt or skipped, with a
 * a ``result.json`` line that is not a JSON object (a line cut short by a crash) is skipped; a
   ``result.json`` that cannot be read at all leaves its trial out;
 * an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve).
+
+Size (over ~400 lines) on purpose: one concept (a run folder -> its two normalised tables, rebuilt when missing,
+set aside when damaged); Tune's files are read by :mod:`.trial_files`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from dnr_sweep.foundation.errors import DataRecoveryWarning, InputFileError, Pat
 from dnr_sweep.foundation.files import atomic_write
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, CONFIG_FILE, EPOCHS_FILE, LAYER_PREFIX, RESULTS_FILE
 from dnr_sweep.foundation.run_contract import TUNE_RESULT_FILE as TRIAL_RESULT_FILE
+from dnr_sweep.reports import trial_files
 
 __all__ = [
     "EPOCHS_FILE", "RESULTS_FILE", "LAYER_PREFIX", "Run", "extra_attack_columns", "flatten", "layer_columns",
@@ -192,31 +196,15 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return loaded
 
 
-def trial_dirs(run_dir: Path) -> list[Path]:
-    """Sub-folders of the run that hold a Tune ``result.json``, sorted by name."""
-    return sorted(p.parent for p in Path(run_dir).glob(f"*/{TRIAL_RESULT_FILE}"))
+trial_dirs = trial_files.trial_folders
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON-object lines of a Tune ``result.json``; any other line (cut short by a crash,
-    damaged) is skipped with a warning naming it."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        _warn(f"{path}: cannot be read ({exc.strerror}); its trial is left out")
-        return []
-    lines = []
-    for number, text in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            line = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply to be a result
-            line = None
-        if isinstance(line, dict):
-            lines.append(line)
-        else:
-            _warn(f"{path}:{number} is not a complete JSON line (cut short by a crash?); skipped")
+    """The JSON-object lines of a Tune ``result.json`` (:mod:`.trial_files`); each line or file that
+    could not be read is skipped with a warning naming it."""
+    lines, notes = trial_files.read_result_lines(path)
+    for note in notes:
+        _warn(note)
     return lines
 
 

@@ -21,6 +21,9 @@
 ...     "val_clean_acc": [80.0, 81.0], "clean_acc": [82.0, 79.0]})
 >>> select(df, y=["clean_acc"]).fronts[("", "irregular")]["trial_id"].tolist()   # chosen on validation
 ['b']
+
+Size (over ~400 lines) on purpose: one choice (finished trials -> configurations -> the joint Pareto set ->
+baselines) whose steps share the selection rules.
 """
 
 from __future__ import annotations

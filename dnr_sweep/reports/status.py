@@ -24,6 +24,9 @@ will still create. Sweep phases: ``starting``, ``running``, ``finished``, ``inte
 
 Only validation chooses: "best so far" is the best ``val_clean_acc`` / ``val_pgd_acc`` at each
 trial's selected epoch, per pruning type; test figures are never read here.
+
+Size (over ~400 lines) on purpose: one command's view (read the run folder's files, merge them per trial, format);
+the reading half is shared with the other readers through :mod:`.trial_files`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any
 from dnr_sweep.config import SweepConfig, load_sweep_config
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.reports.trial_files import first_trial_id, read_params, read_result_lines
 
 #: the driver rewrites Tune's experiment state about every 10 s; silence this long means it stopped
 STALE_AFTER_S = 300.0
@@ -106,33 +110,6 @@ class SweepStatus:
 
 # ------------------------------------------------------------------------------------------------
 # Reading the files
-
-
-def read_result_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """``result.json`` -> its complete lines, and a note per line that could not be read.
-
-    Tune appends one JSON object per line; a reader can meet the last one half-written.
-    """
-    if not path.is_file():
-        return [], []
-    lines: list[dict[str, Any]] = []
-    notes: list[str] = []
-    raw = path.read_text(errors="replace").split("\n")
-    for number, text in enumerate(raw, start=1):
-        if not text.strip():
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            last = all(not rest.strip() for rest in raw[number:])
-            what = "a half-written last line" if last else f"unreadable line {number}"
-            notes.append(f"{path}: skipped {what}")
-            continue
-        if isinstance(value, dict):
-            lines.append(value)
-        else:
-            notes.append(f"{path}: skipped line {number} (not a JSON object)")
-    return lines, notes
 
 
 def error_summary(text: str) -> str:
@@ -372,16 +349,10 @@ def _mtime(path: Path | None) -> float | None:
 
 
 def _folder_trial_id(folder: Path) -> str:
-    lines, _ = read_result_lines(folder / rc.TUNE_RESULT_FILE)
-    return str(lines[0].get("trial_id", folder.name)) if lines else folder.name
+    return first_trial_id(folder) or folder.name
 
 
-def _params(folder: Path) -> dict[str, Any]:
-    try:
-        value = json.loads((folder / rc.TUNE_PARAMS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+_params = read_params
 
 
 def _text(value: Any) -> str | None:

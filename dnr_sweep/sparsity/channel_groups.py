@@ -79,6 +79,9 @@ regrowth (new channels are read by no old channel), and the readers' slices rece
 the next step on. A group pruned and regrown in the same rewiring keeps its values (Algorithm 1's
 Prune, Regrow, applyMask order). The momentum ranking mostly sees recently pruned groups (a dead
 group's momentum only decays); among groups without momentum the lowest channel comes first.
+
+Size (over ~400 lines) on purpose: one algorithm (group discovery, group scores, group masks) whose parts share the
+group index and are tested together.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ Initial masks (random positions drawn with the caller's ``generator``):
 Momentum is read from the optimizer: ``state[p]["momentum_buffer"]`` (SGD) or ``state[p]["exp_avg"]``
 (Adam, AdamW); missing (before the first step, or SGD without momentum) means zeros. Momentum is
 never masked: regrowth reads it at the inactive positions.
+
+Size (over ~400 lines) on purpose: one class, :class:`Masking`, owning the masks and the optimizer step they wrap;
+rewiring and accounting are modules of their own.
 """
 
 from __future__ import annotations

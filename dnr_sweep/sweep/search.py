@@ -3,8 +3,9 @@
 ``search:`` rules map to Tune's sampling functions (``grid`` -> ``tune.grid_search``, ``choice``, ``uniform``,
 ``loguniform``, ``randint``, ``quniform``); the config layer already refused raw Tune keys (``grid_search``/``eval``:
 Tune would evaluate an ``{eval: ...}`` dict as code). ``tune.search_alg``: none (grid and random variants) or
-Optuna (TPE, NSGA-II, GP or random sampler; single- or multi-objective); Optuna cannot take grid dimensions, so
-the config layer rejects them and says to use ``choice``. ``tune.points_to_evaluate`` run first.
+a searcher of the registry :mod:`dnr_sweep.config.searchers` (Optuna: TPE, NSGA-II, GP or random sampler; single-
+or multi-objective), built by :mod:`dnr_sweep.sweep.searchers`; one that cannot take grid dimensions has them
+rejected by the config layer, which says to use ``choice``. ``tune.points_to_evaluate`` run first.
 ``tune.scheduler``: none or ASHA on one metric, optionally with rungs per group of trials (``group_by``). A trial
 it stops early reports partial metrics; Optuna is told it completed, so the results mark such trials
 ``early_stopped`` and the Pareto code leaves them out.
@@ -59,15 +60,16 @@ def param_space(config: SweepConfig) -> dict[str, Any]:
 def objectives(config: SweepConfig) -> dict[str, str]:
     """The metrics the search optimises: Optuna's objectives, or the single tune.metric."""
     alg = config.tune.search_alg
-    if alg is not None and alg.optuna.objectives:
-        return dict(alg.optuna.objectives)
+    if alg is not None and alg.chosen[1].objectives:
+        return dict(alg.chosen[1].objectives)
     return {config.tune.metric: config.tune.mode} if config.tune.metric is not None else {}
 
 
 def build_search_alg(config: SweepConfig) -> Any:
-    """Optuna (TPE, NSGA-II, GP or random sampler), or Tune's own variant generator.
+    """The configured searcher (the registry :mod:`dnr_sweep.config.searchers`, built by
+    :data:`dnr_sweep.sweep.searchers.BUILDERS`), or Tune's own variant generator.
 
-    ``tune.points_to_evaluate`` are run first either way: Optuna enqueues them, Tune's generator
+    ``tune.points_to_evaluate`` are run first either way: a searcher enqueues them, Tune's generator
     crosses each with the grid dimensions.
     """
     alg = config.tune.search_alg
@@ -78,23 +80,10 @@ def build_search_alg(config: SweepConfig) -> Any:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(points_to_evaluate=points)
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
+    from dnr_sweep.sweep.searchers import BUILDERS
 
-    spec = alg.optuna
-    goals = objectives(config)
-    nsga2 = {} if spec.population_size is None else {"population_size": spec.population_size}
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=spec.seed, **nsga2),
-        "gp": lambda: optuna.samplers.GPSampler(seed=spec.seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
-    }
-    sampler = samplers[spec.sampler]()
-    if len(goals) == 1:
-        ((metric, mode),) = goals.items()
-        return OptunaSearch(metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points)
-    return OptunaSearch(metric=list(goals), mode=list(goals.values()), sampler=sampler, points_to_evaluate=points)
+    searcher, spec = alg.chosen
+    return BUILDERS[searcher.name](spec, objectives(config), points)
 
 
 def build_scheduler(config: SweepConfig) -> Any:

@@ -29,6 +29,10 @@ through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues
 CPU. The state is compact (:mod:`dnr_sweep.artifacts.state_codec`: masks as bits, masked weights as their
 nonzero values, ``z`` rebuilt from the weights when it equals them) and may leave the selected
 weights to the caller, who keeps them beside its checkpoints. Nothing here imports Ray.
+
+Size (over ~400 lines) on purpose: one class, :class:`DNRRun`, whose state (model, masks, optimizer, schedule,
+three RNG streams, selection) is checkpointed and restored as one; the attacks it runs are the registry
+:mod:`dnr_sweep.attacks.registry`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from torch.utils.data import DataLoader
 from dnr_sweep import methods
 from dnr_sweep.artifacts import state_codec
 from dnr_sweep.attacks import gradient as attacks
+from dnr_sweep.attacks import registry as attack_registry
+from dnr_sweep.attacks.registry import AttackSettings
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import device_loader as gpu_data
 from dnr_sweep.data import specs as dataset_specs
@@ -247,13 +253,11 @@ class DNRRun:
 
     def _adversarial(self, images: Tensor, labels: Tensor) -> Tensor:
         spec = self.config.attack.train
+        settings = AttackSettings(
+            eps=spec.eps, alpha=spec.alpha, steps=spec.steps, random_start=spec.random_start, bn_mode=spec.bn_mode
+        )
         with self._autocast():
-            if spec.kind == "fgsm":
-                return attacks.fgsm(self.net, images, labels, eps=spec.eps)
-            return attacks.pgd(
-                self.net, images, labels, eps=spec.eps, alpha=spec.alpha, steps=spec.steps,
-                random_start=spec.random_start, generator=self.attack_rng, bn_mode=spec.bn_mode,
-            )  # fmt: skip
+            return attack_registry.perturb(spec.kind, self.net, images, labels, settings, self.attack_rng)
 
     def _train_one_epoch(
         self, progress: Callable[[int, int], None] | None, plan: EpochPlan | None = None
@@ -326,6 +330,16 @@ class DNRRun:
         correct = {"clean": 0, "fgsm": 0, "pgd": 0}
         seen = {"clean": 0, "robust": 0}
         eval_rng = torch.Generator(device=self.device).manual_seed(self.config.train.seed + 3)
+        robust_attacks = {  # kind -> (settings, generator of its random starts), run in this order
+            "fgsm": (AttackSettings(eps=spec.fgsm.eps), None),
+            "pgd": (
+                AttackSettings(
+                    eps=spec.pgd.eps, alpha=spec.pgd.alpha, steps=spec.pgd.steps,
+                    random_start=spec.pgd.random_start, restarts=spec.pgd.restarts,
+                ),
+                eval_rng,
+            ),
+        }  # fmt: skip
         for images, labels in self._batches(loader):
             correct["clean"] += int(attacks.accuracy(self.net, images, labels))
             seen["clean"] += labels.shape[0]
@@ -333,14 +347,9 @@ class DNRRun:
                 continue
             if limit is not None and seen["robust"] + labels.shape[0] > limit:
                 images, labels = images[: limit - seen["robust"]], labels[: limit - seen["robust"]]
-            adv = attacks.fgsm(self.net, images, labels, eps=spec.fgsm.eps)
-            correct["fgsm"] += int(attacks.accuracy(self.net, adv, labels))
-            adv = attacks.pgd(
-                self.net, images, labels, eps=spec.pgd.eps, alpha=spec.pgd.alpha,
-                steps=spec.pgd.steps, random_start=spec.pgd.random_start,
-                restarts=spec.pgd.restarts, generator=eval_rng,
-            )  # fmt: skip
-            correct["pgd"] += int(attacks.accuracy(self.net, adv, labels))
+            for kind, (settings, generator) in robust_attacks.items():
+                adv = attack_registry.perturb(kind, self.net, images, labels, settings, generator)
+                correct[kind] += int(attacks.accuracy(self.net, adv, labels))
             seen["robust"] += labels.shape[0]
         result = {"clean": 100.0 * correct["clean"] / max(seen["clean"], 1)}
         if robust:
