@@ -356,3 +356,29 @@ def test_grouped_asha_decides_like_one_tune_asha_per_group():
     sparse = [t.trial_id for t in trials if t.config["dnr.density"] == 0.1]
     assert sum(reached[t] == 9 for t in sparse) >= 1
     assert sum(reached[t] == 9 for t in sparse) > sum(reached_shared[t] == 9 for t in sparse)
+
+
+@pytest.mark.parametrize(
+    ("search_alg", "group_by"),
+    [(None, None), ({"optuna": {"sampler": "tpe", "seed": 0}}, None), (None, ["dnr.pruning"])],
+    ids=["variants", "optuna-single", "grouped"],
+)
+def test_single_objective_asha_sweep_runs(ray_session, tmp_path, capsys, search_alg, group_by):
+    """Regression (issue 27): Tune takes metric and mode once; ASHA carries them, so TuneConfig must not
+    (every single-objective ASHA sweep crashed at ``run`` with "You passed a `metric` or `mode` argument")."""
+    search = {"dnr.pruning": {"choice" if search_alg else "grid": ["irregular", "channel"]}}
+    asha = {"grace_period": 1, "reduction_factor": 2, **({"group_by": group_by} if group_by else {})}
+    config = write_config(
+        tmp_path,
+        train={**BASE["train"], "epochs": 1},
+        search=search,
+        tune={**BASE["tune"], "num_samples": 2 if search_alg else 1, "max_concurrent_trials": 2,
+              "metric": "val_clean_acc", "mode": "max", "scheduler": {"asha": asha},
+              **({"search_alg": search_alg} if search_alg else {})},
+    )  # fmt: skip
+    code = cli.main(["run", str(config), "--storage", str(tmp_path), "--name", "asha", "--no-dashboard", "--no-report"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err + captured.out
+    assert "You passed a `metric`" not in captured.err + captured.out
+    results = pd.read_parquet(tmp_path / "asha" / "results.parquet")
+    assert len(results) == 2 and results["val_clean_acc"].notna().all()

@@ -47,12 +47,16 @@ def build_tuner(config: SweepConfig, run_dir: storage_.Location) -> Any:
     from ray import tune
 
     trainable = make_trainable(config)
-    multi = len(objectives(config)) > 1
+    scheduler = build_scheduler(config)
+    # Tune takes the metric and mode once: a scheduler built with its own (ASHA always is) refuses a second
+    # pair from TuneConfig ("You passed a `metric` or `mode` argument to `Tuner(...)`"), and several
+    # objectives have no single pair to give
+    tuner_metric = len(objectives(config)) == 1 and scheduler is None
     tune_config = tune.TuneConfig(
-        metric=None if multi else config.tune.metric,
-        mode=None if multi else config.tune.mode,
+        metric=config.tune.metric if tuner_metric else None,
+        mode=config.tune.mode if tuner_metric else None,
         search_alg=build_search_alg(config),
-        scheduler=build_scheduler(config),
+        scheduler=scheduler,
         num_samples=config.tune.num_samples,
         max_concurrent_trials=config.tune.max_concurrent_trials,
         # a finished trial's worker takes the next trial (reset_config rebuilds the run): saves the
