@@ -8,7 +8,9 @@ modules (torch, Ray, matplotlib) are imported inside ``run``, so ``dnr-sweep --h
 :func:`main` is the one place where expected failures become messages: a
 :class:`~dnr_sweep.foundation.errors.UserError` (bad config or flag, a file that cannot be loaded, a path that
 cannot be used, a busy folder, an unreachable cluster; raised where the input is read) prints its
-message without a traceback and exits with code 2. Anything else is a bug and keeps its traceback.
+message without a traceback and exits with code 2; so does the filesystem's refusal (disk full, quota,
+read-only, I/O error, a symbolic-link loop in a path argument: :mod:`dnr_sweep.foundation.os_errors`).
+Anything else is a bug and keeps its traceback.
 A :class:`~dnr_sweep.foundation.errors.DataRecoveryWarning` (a skipped truncated line, a rebuilt table) or
 :class:`~dnr_sweep.foundation.errors.ConfigWarning` (a value that runs, likely not as meant) prints as one
 ``warning:`` line.
@@ -22,6 +24,7 @@ import warnings
 from collections.abc import Sequence
 
 from dnr_sweep.cli import data, evaluate, export, report, resume, run, status, submit, train, validate
+from dnr_sweep.foundation import os_errors
 from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigWarning, DataRecoveryWarning, UserError
 
 #: command name -> module, in the order `dnr-sweep --help` lists them
@@ -68,9 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("default", ConfigWarning)
         warnings.showwarning = _show_recovery
         try:
+            os_errors.refuse_symlink_loops(vars(args))
             return COMMANDS[args.command].run(args)
         except UserError as exc:
             print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except (OSError, RuntimeError) as exc:  # the machine's refusal (disk full, a link loop): not a bug
+            if not os_errors.is_outside_world(exc):
+                raise
+            print(os_errors.storage_error(exc), file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

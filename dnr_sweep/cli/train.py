@@ -4,19 +4,23 @@ Before anything is written: the config is validated and dry-prepared (:mod:`dnr_
 data set is fetched and verified if missing (:func:`dnr_sweep.data.fetch.prepare`), and ``--out`` is checked (not empty, not a file, writable). Then the
 folder's lock is taken (:mod:`dnr_sweep.foundation.locks`: a second ``train`` into the same folder is
 refused, naming the first) and the folder must be new or empty, or hold this run's checkpoint with
-``--resume``: files already there are never written over.
+``--resume``: files already there are never written over. A train that fails (a full disk, Ctrl-C) before its
+first checkpoint leaves ``--out`` as it found it, so the next train can use it; after one, the message says
+how to continue with ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 from dnr_sweep.cli._common import add_set
+from dnr_sweep.foundation import os_errors
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, PathError
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, PathError, StorageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +48,20 @@ def check_out_contents(out: Path, *, resume: bool) -> None:
                         f"{rc.METRICS_FILE} there, so choose a new or empty --out folder")  # fmt: skip
 
 
+def discard_unstarted(out: Path) -> None:
+    """Remove what a fresh train wrote into ``out`` before its first checkpoint (its config, epoch table,
+    selected weights), keeping the lock file: :func:`check_out_contents` found ``out`` empty under the lock,
+    so everything else in it is this train's, and none of it can be resumed. Best effort: the failure being
+    raised matters more."""
+    for entry in out.iterdir():
+        if entry.name == rc.LOCK_FILE:
+            continue
+        try:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        except OSError:
+            pass
+
+
 def run(args: argparse.Namespace) -> int:
     from dnr_sweep.config import load_run_config
     from dnr_sweep.foundation import files
@@ -61,14 +79,26 @@ def run(args: argparse.Namespace) -> int:
         data_fetch.prepare(config.data)  # fetched and verified here if missing, before training
         print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
               f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
+        command = ["dnr-sweep", "train", args.config, "--out", str(out)]
+        command += [part for item in args.overrides for part in ("--set", item)] + ["--resume"]
         try:
             final = train_to_dir(config, out, resume=args.resume)
-        except KeyboardInterrupt:
-            command = ["dnr-sweep", "train", args.config, "--out", str(out)]
-            command += [part for item in args.overrides for part in ("--set", item)] + ["--resume"]
-            print(f"\ninterrupted; every finished epoch is in {out / rc.CHECKPOINT_FILE}. Continue with:\n"
-                  f"  {shlex.join(command)}", file=sys.stderr)  # fmt: skip
-            return EXIT_INTERRUPTED
+        except BaseException as exc:
+            started = args.resume or (out / rc.CHECKPOINT_FILE).exists()
+            if not started:  # nothing to resume: what this train wrote goes, so the next train may use --out
+                discard_unstarted(out)
+            if isinstance(exc, KeyboardInterrupt):
+                print(f"\ninterrupted; every finished epoch is in {out / rc.CHECKPOINT_FILE}. Continue with:\n"
+                      f"  {shlex.join(command)}" if started else "\ninterrupted before the first epoch finished; "
+                      f"nothing was kept in {out}", file=sys.stderr)  # fmt: skip
+                return EXIT_INTERRUPTED
+            if os_errors.is_outside_world(exc):  # a full disk, a read-only mount: one message, what was kept
+                if started:
+                    kept = f"Every finished epoch is in {out / rc.CHECKPOINT_FILE}; then continue with: {shlex.join(command)}"
+                else:
+                    kept = f"Nothing of this run was kept in {out}"
+                raise StorageError(f"{os_errors.storage_error(exc, doing='write')}. {kept}") from None
+            raise
     print(
         f"done: selected epoch {final['selected_epoch']}, test clean {final['clean_acc']:.2f}% "
         f"fgsm {final['fgsm_acc']:.2f}% pgd {final['pgd_acc']:.2f}% at {final['compression']:.2f}x "

@@ -39,6 +39,7 @@ from torchvision import transforms
 
 from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.data import specs as dataset_specs
+from dnr_sweep.data.images import open_rgb
 from dnr_sweep.data.specs import DatasetSpec
 from dnr_sweep.foundation.errors import DatasetNotFoundError
 
@@ -165,8 +166,7 @@ class TinyImageNetFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.samples[index]
-        with Image.open(path) as image:
-            return image.convert("RGB"), label  # some Tiny-ImageNet JPEGs are greyscale
+        return open_rgb(path, folder=self.folder), label  # a damaged file: ImageDecodeError naming it
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ was wrong, so callers and tests can tell them apart:
   unwritable, already holding a run);
 - :class:`FolderBusyError`: another dnr-sweep process writes into the folder (its lock is held);
 - :class:`ClusterError`: the Ray cluster cannot be reached or cannot host a trial;
-- :class:`DatasetNotFoundError`: a data set is not under ``data.root`` and cannot be fetched.
+- :class:`DatasetNotFoundError`: a data set is not under ``data.root`` and cannot be fetched;
+- :class:`StorageError`: the filesystem refused a read or write (disk full, quota, read-only, I/O error,
+  a symbolic-link loop): :mod:`dnr_sweep.foundation.os_errors`.
 
 Standard library only: the reports import it too.
 """
@@ -66,6 +68,11 @@ class ClusterError(UserError):
 class DatasetNotFoundError(UserError, FileNotFoundError):
     """A data set's files are missing under ``data.root`` (and cannot be fetched); the message names
     the data set, where it looked, what it tried and the ways out."""
+
+
+class StorageError(UserError, OSError):
+    """The filesystem refused a read or write the input did not cause (disk full, quota, read-only, I/O
+    error, a symbolic-link loop); the message names the file and what to do."""
 
 
 class ConfigWarning(UserWarning):

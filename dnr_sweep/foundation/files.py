@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from dnr_sweep.foundation.errors import PathError
+from dnr_sweep.foundation.os_errors import is_outside_world, storage_error
 
 
 def process_umask() -> int:
@@ -38,7 +39,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it over ``path``.
 
     The file gets mode ``0666 & ~umask`` (what ``open(path, "w")`` would give), is fsynced before
-    the rename, and the temporary file is removed when ``write`` fails.
+    the rename, and the temporary file is removed when ``write`` fails. A full disk (or quota, read-only
+    mount, I/O error) raises :class:`~dnr_sweep.foundation.errors.StorageError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
             os.close(fd)
         os.chmod(tmp, 0o666 & ~process_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_outside_world(exc):  # disk full, quota, read-only, I/O error: the file named, not its temporary
+            raise storage_error(exc, path, doing="write") from None
         raise
     return path
 
