@@ -16,11 +16,11 @@ BASE = {
 CASES = [
     ({"method": "admn"}, "method: Input should be 'dnr', 'admm', 'lasso' or 'hydra'"),
     ({"method": 3}, "method:"),
-    ({"method": "admm", "admm": {"rho": -1}}, "admm.rho: must be in (0, inf]"),
+    ({"method": "admm", "admm": {"rho": -1}}, "admm.rho: must be in (0, inf)"),
     ({"method": "admm", "admm": {"layer_ratios": "smart"}}, "admm.layer_ratios"),
     ({"method": "admm", "admm": {"layer_ratios": {"nope": 0.5}}}, "admm.layer_ratios: unknown layers ['nope']"),
     ({"method": "admm", "admm": {"density": 0.01}}, "admm.density: density 0.01 keeps"),
-    ({"method": "admm", "admm": {"retrain_epochs": 0}}, "admm.retrain_epochs: must be in [1, inf]"),
+    ({"method": "admm", "admm": {"retrain_epochs": 0}}, "admm.retrain_epochs: must be in [1, 10000]"),
     ({"method": "lasso", "lasso": {"lam": True}}, "lasso.lam: expected a number, got the boolean true"),
     ({"method": "lasso", "lasso": {"gamma": 1}}, "lasso.gamma: unknown key 'gamma'; did you mean 'lam'?"),
     ({"method": "hydra", "hydra": {"density": 0}}, "hydra.density: must be in (0, 1]"),

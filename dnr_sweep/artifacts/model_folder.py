@@ -15,6 +15,7 @@ from torch import nn
 
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, read_yaml, validation_messages
+from dnr_sweep.config.load import LEFT_OUT_WHEN_DEFAULT
 from dnr_sweep.data.loaders import DataSplits, build_datasets
 from dnr_sweep.foundation.errors import ConfigError, InputFileError, PathError
 from dnr_sweep.foundation.run_contract import CONFIG_FILE, MODEL_FILE
@@ -72,7 +73,7 @@ def load_run_config(folder: Path) -> RunConfig:
         raise InputFileError(config_path, "no such file", expected=f"the run's resolved config beside {MODEL_FILE}",
                              fix=_RETRAIN)  # fmt: skip
     raw = read_yaml(config_path)
-    missing = [key for key in RunConfig.model_fields if key not in raw]
+    missing = [key for key in RunConfig.model_fields if key not in raw and key not in LEFT_OUT_WHEN_DEFAULT]
     if missing:  # dnr-sweep writes the resolved config: every section is there
         problem = "is empty" if not raw else f"lacks {', '.join(missing)} (cut short?)"
         raise InputFileError(config_path, problem, expected="the resolved run config dnr-sweep wrote (every section)",

@@ -118,6 +118,11 @@ def run_config_from_flat(base: RunConfig, flat: Mapping[str, Any]) -> RunConfig:
         raise ConfigError(validation_messages(RunConfig, exc, "trial config")) from None
 
 
+#: run-config keys :func:`to_yaml_dict` leaves out when they hold their defaults (a DNR run's ``method`` and the
+#: blocks of the baselines it does not run); every other key is in every config.yaml dnr-sweep writes
+LEFT_OUT_WHEN_DEFAULT: tuple[str, ...] = ("method", *rc.METHODS[1:])
+
+
 def to_yaml_dict(config: BaseModel) -> dict[str, Any]:
     """The resolved config as plain data (DESIGN.md's keys), for printing and saving.
 

@@ -62,6 +62,8 @@ _CALLABLES = {
     *_names("numpy.random._pickle", "__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor"),
     *_names("optuna.study._study_direction", "StudyDirection"), *_names("optuna.trial._state", "TrialState"),
     *_names("pyarrow._fs", "FileSystem._from_uri"), *_names("ray.air._internal.usage", "AirEntrypoint"),
+    # the run folder's filesystem when storage is a URI (a client built from options; it runs no code)
+    *_names("pyarrow._s3fs", "S3FileSystem._reconstruct"), *_names("pyarrow._gcsfs", "GcsFileSystem._reconstruct"),
 }  # fmt: skip
 
 #: instantiated without __init__ (NEWOBJ), then their state set: data classes of Tune, Optuna, argparse
