@@ -3,7 +3,7 @@
 - every count a config or flag takes has a bound torch/NumPy/Optuna accept, named in the message;
 - no message contradicts itself (an infinite end written as if it were in the range);
 - YAML keys given twice are refused, wherever they are, naming the key and both lines;
-- outputs are kept or refused, never silently replaced (export, evaluate).
+- outputs are kept or refused, never silently replaced (export, evaluate, attack-strength curves).
 
 Tune-state pickles: tests/test_tune_state.py. The helpers are tests/test_hostile.py's.
 """
@@ -189,6 +189,39 @@ def test_an_unreadable_evaluation_json_is_kept_aside(tmp_path):
     with pytest.warns(DataRecoveryWarning, match="moved aside"):
         write_evaluation({"clean": 1.0, "checks": []}, tmp_path)
     assert (tmp_path / "evaluation.json.unreadable").read_bytes() == b"{oops"
+
+
+def test_attack_strength_curves_are_kept_never_replaced(tmp_path):
+    from dnr_sweep.evaluation import write_strength_curves
+
+    first = {"steps": {"1": 50.0}, "eps": {"0.1": 40.0}}
+    second = {"steps": {"1": 45.0}, "eps": {"0.2": 30.0}}
+    path = write_strength_curves(first, tmp_path)
+    write_strength_curves(first, tmp_path)  # the same curves again: nothing to keep
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attack_strength.json"]
+    write_strength_curves(second, tmp_path)
+    write_strength_curves({"steps": {"2": 1.0}, "eps": {}}, tmp_path)
+    assert json.loads(path.read_text()) == {"steps": {"2": 1.0}, "eps": {}}
+    assert json.loads((tmp_path / "attack_strength.earlier-1.json").read_text()) == first
+    assert json.loads((tmp_path / "attack_strength.earlier-2.json").read_text()) == second
+    (tmp_path / "attack_strength.json").write_bytes(b"{oops")  # an unreadable one is kept too
+    write_strength_curves(first, tmp_path)
+    assert (tmp_path / "attack_strength.earlier-3.json").read_bytes() == b"{oops"
+
+
+def test_evaluate_curves_twice_keeps_the_first_curves(tmp_path):
+    """Through the command: a second ``evaluate --curves`` under another eps keeps the first file whole."""
+    from tests.test_outside_world import TINY_RUN
+
+    model = tmp_path / "model"
+    assert call(["train", str(write_yaml(tmp_path / "c.yaml", TINY_RUN)), "--out", str(model)])[0] == 0
+    for eps in ("0.1", "0.2"):
+        code, err = call(["evaluate", str(model), "--curves", "--curve-eps", eps, "--limit", "8", "--eps", eps,
+                          "--no-checks", "--device", "cpu"])  # fmt: skip
+        assert code == 0, err
+    earlier = json.loads((model / "attack_strength.earlier-1.json").read_text())
+    assert list(earlier["eps"]) == ["0.1"]
+    assert list(json.loads((model / "attack_strength.json").read_text())["eps"]) == ["0.2"]
 
 
 # ------------------------------------------------------------------------------------------------

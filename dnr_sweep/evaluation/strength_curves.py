@@ -1,5 +1,5 @@
 """Attack-strength curves (the paper's Fig. 4): PGD accuracy vs steps (at the configured eps) and vs eps (at the
-configured steps), saved as ``attack_strength.json``.
+configured steps), saved as ``attack_strength.json`` (earlier curves kept beside it, never replaced).
 
 Step size for other radii: an eps sweep keeps the configured ratio ``alpha / eps`` (``alpha_e = alpha * e /
 eps``), so every radius gets the same relative attack and 7 steps can reach the boundary of the large-eps ball
@@ -8,6 +8,7 @@ eps``), so every radius gets the same relative attack and 7 steps can reach the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.evaluation.evaluator import CURVE_EPS, CURVE_STEPS, Evaluator
+from dnr_sweep.foundation import files
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE
 
 
@@ -45,8 +47,20 @@ def strength_curves(
 
 
 def write_strength_curves(curves: dict[str, dict[str, float]], folder: str | Path) -> Path:
-    """Write ``curves`` as ``<folder>/attack_strength.json`` (atomically); returns the path."""
+    """Write ``curves`` as ``<folder>/attack_strength.json`` (atomically); returns the path.
+
+    Curves written there before are kept, never replaced: as ``attack_strength.earlier-<n>.json``
+    (:func:`~dnr_sweep.foundation.files.keep_earlier`), whole, since a curve measured under other settings (eps,
+    alpha, ``--limit``, seed: not in the file) cannot be merged point by point into a new one.
+    """
     unknown = set(curves) - {"steps", "eps"}
     if unknown:
         raise ValueError(f"attack-strength curves have unknown key(s) {sorted(unknown)}; valid: eps, steps")
-    return checkpoint.write_json(curves, Path(folder) / ATTACK_STRENGTH_FILE)
+    path = Path(folder) / ATTACK_STRENGTH_FILE
+    try:
+        same = json.loads(path.read_text()) == curves if path.is_file() else False
+    except (OSError, ValueError, RecursionError):
+        same = False
+    if not same:
+        files.keep_earlier(path)
+    return checkpoint.write_json(curves, path)

@@ -74,6 +74,29 @@ def atomic_write_handle(path: str | os.PathLike[str], write: Callable[[IO[bytes]
     return atomic_write(path, to_path)
 
 
+def keep_earlier(path: str | os.PathLike[str]) -> Path | None:
+    """Before ``path`` is replaced: keep its current file as ``<stem>.earlier-<n><suffix>`` (the next free ``n``)
+    and return that name, or ``None`` when there is no file. A hard link, so ``path`` itself stays in place
+    until the atomic replace: no moment without it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    for n in range(1, 100_000):
+        aside = path.with_name(f"{path.stem}.earlier-{n}{path.suffix}")
+        try:
+            os.link(path, aside)
+        except FileExistsError:
+            continue
+        except OSError:  # a filesystem without hard links: a copy does as well
+            import shutil
+
+            if aside.exists():
+                continue
+            shutil.copy2(path, aside)
+        return aside
+    raise PathError(f"{path}: 100,000 earlier copies beside it already; move some away")
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.exists():
