@@ -3,7 +3,8 @@
 - every count a config or flag takes has a bound torch/NumPy/Optuna accept, named in the message;
 - no message contradicts itself (an infinite end written as if it were in the range);
 - YAML keys given twice are refused, wherever they are, naming the key and both lines;
-- outputs are kept or refused, never silently replaced (export, evaluate, attack-strength curves).
+- outputs are kept or refused, never silently replaced (export, evaluate, attack-strength curves);
+- ``status`` tells running, interrupted and finished runs apart from their files (hand-made run folders).
 
 Tune-state pickles: tests/test_tune_state.py. The helpers are tests/test_hostile.py's.
 """
@@ -222,6 +223,144 @@ def test_evaluate_curves_twice_keeps_the_first_curves(tmp_path):
     earlier = json.loads((model / "attack_strength.earlier-1.json").read_text())
     assert list(earlier["eps"]) == ["0.1"]
     assert list(json.loads((model / "attack_strength.json").read_text())["eps"]) == ["0.2"]
+
+
+# ------------------------------------------------------------------------------------------------
+# `status` tells what the files say: hand-made run folders of each situation
+
+
+def _status_run(folder, *, epochs_done, tune_status, end=None, parquet=False, state=None):  # noqa: ANN001, ANN202
+    """A run folder of 2 trials x 2 epochs: Tune's state (or ``state`` bytes, damaged), trial folders with
+    ``epochs_done`` result lines each, the live report's ``results.parquet`` when ``parquet``, and the
+    driver's end mark (``end``: "finished" or "interrupted") when given. Written in that order, as the driver
+    does, each file a second newer than the one before."""
+    import os
+    import time
+
+    import pandas as pd
+    import yaml
+
+    from dnr_sweep.foundation import run_contract as rc
+
+    folder.mkdir()
+    clock = [time.time() - 60]
+
+    def written(path):  # noqa: ANN001, ANN202
+        clock[0] += 1
+        os.utime(path, (clock[0], clock[0]))
+
+    config = {**BASE, "train": {**BASE["train"], "epochs": 2}, "search": {"dnr.density": {"grid": [0.1, 0.5]}}}
+    (folder / rc.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    (folder / rc.SWEEP_FILE).write_text(json.dumps({"overrides": [], "config_source": "x.yaml"}))
+    written(folder / rc.CONFIG_FILE)
+    trials = []
+    for i, density in enumerate((0.1, 0.5)):
+        trial_id, name = f"t{i}", f"DNRTrainable_t{i}"
+        (folder / name).mkdir()
+        (folder / name / rc.TUNE_PARAMS_FILE).write_text(json.dumps({"dnr.density": density}))
+        lines = [
+            {"trial_id": trial_id, **rc.tune_result(e, {"epoch_time_s": 1.0}, {"selected_epoch": e, "val_clean_acc": 50.0},
+                                                  {"epochs": 2} if e == 2 else None)}
+            for e in range(1, epochs_done + 1)
+        ]  # fmt: skip
+        (folder / name / rc.TUNE_RESULT_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+        written(folder / name / rc.TUNE_RESULT_FILE)
+        trials.append([json.dumps({"trial_id": trial_id, "status": tune_status, "relative_logdir": name,
+                                   "config": {"dnr.density": density}}), json.dumps({"num_failures": 0})])  # fmt: skip
+    state_path = folder / "experiment_state-2026-01-01_00-00-00.json"
+    state_path.write_bytes(state if state is not None else json.dumps({"trial_data": trials}).encode())
+    written(state_path)
+    if parquet:
+        table = pd.DataFrame({"trial_id": ["t0", "t1"], "epochs_completed": [epochs_done] * 2,
+                              "status": ["TERMINATED" if end == "finished" else "RUNNING"] * 2})  # fmt: skip
+        table.to_parquet(folder / rc.RESULTS_FILE)
+        written(folder / rc.RESULTS_FILE)
+    if end is not None:
+        (folder / rc.DRIVER_END_FILE).write_text(json.dumps({"ended": clock[0], "interrupted": end == "interrupted"}))
+        written(folder / rc.DRIVER_END_FILE)
+    return folder
+
+
+DAMAGED_STATES = {"empty": b"", "truncated": b'{"trial_data": [["{\\"trial_id', "garbage": b"\x00\xff" * 40,
+                  "a list": b"[]", "no trials": b'{"stats": {}}'}  # fmt: skip
+
+
+def test_status_says_running_while_the_live_report_rewrites_the_tables(tmp_path):
+    """Seen twice: "interrupted, 0 running" mid-sweep, because the live report's results.parquet was newer
+    than Tune's last snapshot and counted as the driver's end."""
+    from dnr_sweep.reports.status import sweep_status
+
+    run = _status_run(tmp_path / "run", epochs_done=1, tune_status="RUNNING", parquet=True)
+    status = sweep_status(run)
+    assert status.phase == "running" and status.live, status.notes
+    assert status.counts["running"] == 2 and status.counts["interrupted"] == 0
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_STATES))
+def test_status_of_a_finished_run_with_a_damaged_state_is_finished(tmp_path, damage):
+    from dnr_sweep.reports.status import sweep_status
+
+    run = _status_run(tmp_path / "run", epochs_done=2, tune_status="TERMINATED", end="finished", parquet=True)
+    state = next(run.glob("experiment_state-*.json"))
+    state.write_bytes(DAMAGED_STATES[damage])  # damaged after the end: now the newest file of the folder
+    status = sweep_status(run)
+    assert status.phase == "finished" and not status.live, (damage, status.phase, status.notes)
+    assert status.counts["finished"] == 2 and status.counts["running"] == 0
+    if damage != "no trials":
+        assert any("unreadable Tune state" in note for note in status.notes)
+
+
+@pytest.mark.parametrize(
+    ("situation", "build", "phase", "counts"),
+    [
+        (
+            "finished",
+            {"epochs_done": 2, "tune_status": "TERMINATED", "end": "finished", "parquet": True},
+            "finished",
+            {"finished": 2},
+        ),
+        (
+            "interrupted by Ctrl-C",
+            {"epochs_done": 1, "tune_status": "RUNNING", "end": "interrupted", "parquet": True},
+            "interrupted",
+            {"interrupted": 2, "running": 0},
+        ),
+        (
+            "killed driver, live tables left",
+            {"epochs_done": 1, "tune_status": "RUNNING", "parquet": True},
+            "interrupted",
+            {"interrupted": 2, "running": 0},
+        ),
+        ("training, no tables yet", {"epochs_done": 1, "tune_status": "RUNNING"}, "running", {"running": 2}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_status_phase_matrix(tmp_path, situation, build, phase, counts):
+    import time
+
+    from dnr_sweep.reports.status import sweep_status
+
+    run = _status_run(tmp_path / "run", **build)
+    # a driver killed an hour ago has written nothing since; the others are read at once
+    later = time.time() + (3600 if situation.startswith("killed") else 0)
+    status = sweep_status(run, now=later)
+    assert status.phase == phase, (situation, status.phase, status.notes)
+    for state, count in counts.items():
+        assert status.counts[state] == count, (situation, state, status.counts)
+
+
+def test_status_of_a_resumed_run_is_running_again(tmp_path):
+    """A resumed session saves Tune's state again, after the last session's end mark: running."""
+    import os
+    import time
+
+    from dnr_sweep.reports.status import sweep_status
+
+    run = _status_run(tmp_path / "run", epochs_done=1, tune_status="RUNNING", end="interrupted", parquet=True)
+    state = next(run.glob("experiment_state-*.json"))
+    os.utime(state, (time.time(), time.time()))
+    status = sweep_status(run)
+    assert status.phase == "running" and status.counts["running"] == 2, status.notes
 
 
 # ------------------------------------------------------------------------------------------------

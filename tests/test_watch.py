@@ -89,6 +89,7 @@ def real_runs(ray_session, tmp_path_factory) -> dict[str, Path]:
     running = runs["running"] = shutil.copytree(runs["finished"], root / "running")
     first, second = sorted(p.parent for p in result_files(running))
     (running / rc.RESULTS_FILE).unlink()
+    (running / rc.DRIVER_END_FILE).unlink()
     (running / rc.EPOCHS_FILE).unlink()
     for name in (rc.MODEL_FILE, rc.METRICS_FILE, rc.FINAL_STATE_FILE):
         (first / name).unlink()

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 
 from dnr_sweep.cli._common import add_ray
+from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import storage
 
 
@@ -49,5 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
             prepare_nodes(config.data)
         print(f"resuming {run_dir}")
+        if run_dir.local is not None:  # a new session of the driver: the last one's end no longer holds
+            (run_dir.local / rc.DRIVER_END_FILE).unlink(missing_ok=True)
         outcome = tuner.fit(config, run_dir, restore=True)
         return finish(outcome, config, report=not args.no_report)

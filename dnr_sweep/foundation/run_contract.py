@@ -66,6 +66,9 @@ SWEEP_FILE: Final = "sweep.json"  # the --set overrides and the config's source 
 RESULTS_FILE: Final = "results.parquet"  # one row per trial at its selected epoch
 EPOCHS_FILE: Final = "epochs.parquet"  # one row per trial-epoch
 REPORT_DIR: Final = "report"  # figures, tables, index.html
+#: the driver's last word, written once ``Tuner.fit`` returned and the tables are written ({"ended", "interrupted"}):
+#: ``results.parquet`` alone cannot say so, the live report rewrites it while the sweep trains
+DRIVER_END_FILE: Final = "driver_end.json"
 
 
 def selected_weights_file(epoch: int) -> str:

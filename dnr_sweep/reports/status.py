@@ -16,6 +16,9 @@ Sources, all optional except ``config.yaml``:
 - ``error.txt`` (Tune's traceback of a failed trial): the exception's first line.
 - ``results.parquet``, once the driver wrote it after ``Tuner.fit``: rows for trials that never
   reported an epoch, and errors whose ``error.txt`` is gone.
+- ``driver_end.json``: the driver's session ended (written after ``Tuner.fit`` returned). Only this says so:
+  the live report rewrites ``results.parquet`` while trials train, and an unreadable Tune state's age says
+  nothing (its time is not counted as the driver's).
 
 Trial states: ``finished`` (its last line is ``final``), ``early_stopped`` (Tune terminated it
 before its last epoch: a scheduler), ``errored``, ``running``, ``interrupted`` (running when the
@@ -49,6 +52,9 @@ from dnr_sweep.reports.trial_files import first_trial_id, read_params, read_resu
 STALE_AFTER_S = 300.0
 #: epoch time of a trial = mean of its last this many epochs (warm-up epochs are faster)
 RECENT_EPOCHS = 3
+
+#: the note :func:`read_tune_state` gives for a state file it cannot read
+UNREADABLE_STATE = "unreadable Tune state"
 
 TRIAL_STATES = ("running", "finished", "early_stopped", "errored", "interrupted", "pending")
 
@@ -159,7 +165,7 @@ def read_tune_state(path: Path) -> tuple[list[_TuneTrial], float | None, list[st
         return (
             [],
             None,
-            [f"{path}: unreadable Tune state ({type(exc).__name__}); trial states come from the trial folders"],
+            [f"{path}: {UNREADABLE_STATE} ({type(exc).__name__}); trial states come from the trial folders"],
         )
     trials: list[_TuneTrial] = []
     notes: list[str] = []
@@ -230,14 +236,18 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
 
     tune_trials: list[_TuneTrial] = []
     session_start = None
+    state_time = None  # when the driver last saved a state we can read (a damaged file's age is no sign of life)
     if state_path is not None:
         tune_trials, session_start, state_notes = read_tune_state(state_path)
         notes += state_notes
+        if not any(UNREADABLE_STATE in note for note in state_notes):
+            state_time = _mtime(state_path)
     tune_trials += _unlisted_trials(run_dir, tune_trials)
     results_path = run_dir / rc.RESULTS_FILE
-    # the driver writes results.parquet after Tune's last snapshot; a resumed sweep snapshots again
-    results_written = _mtime(results_path)
-    driver_done = results_written is not None and results_written >= (_mtime(state_path) or -math.inf)
+    # the driver marks its end after Tune's last snapshot; a resumed sweep snapshots again (and drops the mark)
+    ended = _mtime(run_dir / rc.DRIVER_END_FILE)
+    driver_done = ended is not None and ended >= (state_time or -math.inf)
+    results_written = _mtime(results_path) if driver_done else None
     results_rows: dict[str, dict[str, Any]] = {}
     if driver_done:
         try:
@@ -245,7 +255,7 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
         except Exception as exc:  # noqa: BLE001 - a damaged table must not hide the rest
             notes.append(f"{results_path}: unreadable ({type(exc).__name__}); statuses come from Tune's files")
 
-    changed = [_mtime(state_path), _mtime(run_dir / rc.CONFIG_FILE)]
+    changed = [state_time, _mtime(run_dir / rc.CONFIG_FILE)]
     trial_lines: dict[str, list[dict[str, Any]]] = {}
     for trial in tune_trials:
         result_file = run_dir / trial.folder / rc.TUNE_RESULT_FILE if trial.folder else None
@@ -274,7 +284,8 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
     # `dnr-sweep run` copies config.yaml into the folder just before Tune starts
     starts = [session_start, *(t.start_time for t in tune_trials), _mtime(run_dir / rc.CONFIG_FILE)]
     started = min((s for s in starts if s is not None), default=None)
-    end = now if live else (results_written if driver_done else last_update)
+    end = now if live else ((ended if results_written is None else max(ended, results_written)) if driver_done
+                            else last_update)  # fmt: skip
     elapsed = None if started is None or end is None else max(0.0, end - started)
     eta_s, eta = _eta(trials, counts["not_started"], config, live)
     return SweepStatus(
@@ -373,13 +384,15 @@ def _trial_status(trial: _TuneTrial, lines: list[dict[str, Any]], run_dir: Path,
     elif row is not None:
         error = _text(row.get("error"))
 
-    if trial.status == "ERROR":
+    # a trial Tune's state does not list (unreadable, or too new): its row in the finished driver's table says
+    status = trial.status or (str(row.get("status") or "") if row is not None else "")
+    if status == "ERROR":
         state = "errored"
     elif last.get(rc.FINAL_FLAG):
         state = "finished"
-    elif trial.status == "TERMINATED":
+    elif status in ("TERMINATED", "EARLY_STOPPED"):
         state = "early_stopped"
-    elif not lines and trial.status != "RUNNING":
+    elif not lines and status != "RUNNING":
         state = "pending"
     else:  # RUNNING, or it reported epochs since Tune's last snapshot (which still says PENDING)
         state = "running" if live else "interrupted"

@@ -86,6 +86,7 @@ def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool)
     write_parquet_atomic(results, folder / rc.RESULTS_FILE)
     if len(epochs):
         write_parquet_atomic(epochs, folder / rc.EPOCHS_FILE)
+    _write_driver_end(folder, interrupted=bool(outcome.interrupted))
 
     summary = SweepSummary(
         [f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"]
@@ -122,3 +123,15 @@ def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool)
                 figure = run_dir / figure.relative_to(folder).as_posix()
             summary.lines.append(f"report: {index}" + (f" (figure: {figure})" if figure else ""))
     return summary
+
+
+def _write_driver_end(folder: Path, *, interrupted: bool) -> None:
+    """``driver_end.json``: this session of the driver is over (``dnr-sweep status`` reads it, not the tables'
+    age: the live report rewrites those while trials train)."""
+    import json
+    import time
+
+    from dnr_sweep.foundation.files import atomic_write_handle
+
+    text = json.dumps({"ended": time.time(), "interrupted": interrupted})
+    atomic_write_handle(folder / rc.DRIVER_END_FILE, lambda handle: handle.write(text.encode()))
