@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from dnr_sweep.config import validate_sweep
+from dnr_sweep.config import MAX_TRIALS, validate_sweep
 from dnr_sweep.foundation import bounds
 from dnr_sweep.foundation.errors import ConfigError
 from tests.test_hostile import _merged, _model_folder, call, write_yaml
@@ -31,6 +31,7 @@ COUNT_FIELDS = {
     "attack.train.steps": bounds.MAX_ATTACK_STEPS, "attack.eval.pgd.steps": bounds.MAX_ATTACK_STEPS,
     "attack.eval.pgd.restarts": bounds.MAX_RESTARTS, "tune.keep_checkpoints": bounds.MAX_CHECKPOINTS,
     "tune.checkpoint_every": bounds.MAX_EPOCHS, "evaluate.limit": bounds.MAX_IMAGES,
+    "tune.max_concurrent_trials": MAX_TRIALS, "tune.num_samples": MAX_TRIALS, "tune.max_failures": bounds.MAX_FAILURES,
 }  # fmt: skip
 ABSURD = [2**64, 10**22, 2**63, -(2**63) - 1]
 

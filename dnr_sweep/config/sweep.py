@@ -15,10 +15,20 @@ from pydantic import (
     model_validator,
 )
 
-from dnr_sweep.config.fields import NUMBER, Checkpoints, Epochs, NonNegFloat, PosFloat, PosInt, Strict, in_range
+from dnr_sweep.config.fields import (
+    MAX_TRIALS,
+    NUMBER,
+    Checkpoints,
+    Epochs,
+    NonNegFloat,
+    PosFloat,
+    Strict,
+    in_range,
+)
 from dnr_sweep.config.metrics import Direction, Metric, _choosable_metric
 from dnr_sweep.config.run import RunConfig
 from dnr_sweep.config.searchers import OptunaConfig, SearchAlgConfig
+from dnr_sweep.foundation.bounds import MAX_FAILURES
 
 __all__ = [  # Direction, Metric, OptunaConfig, SearchAlgConfig: re-exported from their own modules
     "AshaConfig", "Direction", "Metric", "OptunaConfig", "ReportConfig", "Resources", "SchedulerConfig",
@@ -127,16 +137,17 @@ class Resources(Strict):
 
 
 class TuneConfig(Strict):
-    num_samples: PosInt = 1
+    num_samples: Annotated[int, NUMBER, in_range(1, MAX_TRIALS)] = 1
     metric: Metric | None = Field(
         "val_clean_acc", description="the single metric of the searcher/scheduler and the 'best trial'"
     )
     mode: Direction = "max"
     scheduler: SchedulerConfig | None = None
     search_alg: SearchAlgConfig | None = None
-    max_concurrent_trials: PosInt | None = None
+    # more trials at a time than a sweep may have means nothing (Tune would take any number)
+    max_concurrent_trials: Annotated[int, NUMBER, in_range(1, MAX_TRIALS)] | None = None
     resources_per_trial: Resources = Field(default_factory=Resources)
-    max_failures: Annotated[int, NUMBER, in_range(-1, None)] = 2
+    max_failures: Annotated[int, NUMBER, in_range(-1, MAX_FAILURES)] = 2
     checkpoint_every: Epochs | Literal["auto"] = Field(
         "auto",
         description="epochs between a trial's checkpoints; 'auto': as often as keeps the measured save "

@@ -15,6 +15,7 @@ MAX_RESTARTS = 1_000  # PGD random restarts per example
 MAX_BATCH_SIZE = 1 << 20  # images per batch
 MAX_IMAGES = 10**9  # an image count (eval_subset, limit)
 MAX_CHECKPOINTS = 1_000  # checkpoints kept per trial
+MAX_FAILURES = 1_000  # retries of one failed trial (tune.max_failures; -1, without end, stays allowed)
 
 
 def check_count(value: int, *, lo: int, hi: int, what: str) -> int:
