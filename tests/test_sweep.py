@@ -237,6 +237,9 @@ def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
     output, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, output
     assert f"dnr-sweep resume {run_dir}" in output
+    # dnr-sweep's resume line only: not Ray's Python hint, nor its missing-metrics noise or any traceback
+    for noise in ("Tuner.restore(", "Failed to fetch metrics", "FileNotFoundError", "Traceback"):
+        assert noise not in output, (noise, output[-3000:])
     finished_before = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("*/model.pt")}
 
     assert cli.main(["resume", str(run_dir), "--no-dashboard", "--no-report"]) == 0
@@ -247,6 +250,46 @@ def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
         assert (run_dir / name / "model.pt").stat().st_mtime_ns == mtime
     epochs = pd.read_parquet(run_dir / "epochs.parquet")
     assert len(epochs) == 9 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_ray_hints_that_mislead_are_filtered_during_fit_and_only_then():
+    """Ray's own records, on the loggers Ray's modules log to (its "ray" handler does not propagate)."""
+    import logging
+
+    import ray  # noqa: F401 - sets up Ray's logging
+
+    from dnr_sweep.sweep.ray_logs import filtered_ray_logs
+
+    seen: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    capture = Capture(level=logging.DEBUG)
+    logging.getLogger("ray").addHandler(capture)
+    tune_log, analysis_log = (
+        logging.getLogger("ray.tune.tune"),
+        logging.getLogger("ray.tune.analysis.experiment_analysis"),
+    )
+    hint = ("Experiment has been interrupted, but the most recent state was saved.\n"
+            'Resume experiment with: Tuner.restore(path="/runs/x", trainable=...)')  # fmt: skip
+    missing = "Failed to fetch metrics for 1 trial(s):\n- DNRTrainable_1: FileNotFoundError('Could not fetch metrics')"
+    try:
+        with filtered_ray_logs() as ray_logs:
+            tune_log.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.")
+            tune_log.warning(hint)
+            analysis_log.warning(missing)
+            analysis_log.warning("Failed to fetch metrics for 1 trial(s):\n- t: ValueError('bad json')")
+            tune_log.error("Trials did not complete: [t]")
+        assert ray_logs.interrupted
+        assert not any("Tuner.restore(" in m or "FileNotFoundError" in m for m in seen), seen
+        assert any("Stop signal received" in m for m in seen) and any("ValueError" in m for m in seen)
+        assert any("Trials did not complete" in m for m in seen)
+        tune_log.warning(hint)  # outside fit, Ray's loggers are as they were
+        assert seen[-1] == hint
+    finally:
+        logging.getLogger("ray").removeHandler(capture)
 
 
 @pytest.mark.parametrize(("sampler", "expected"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),

@@ -9,7 +9,6 @@ best model by the selection metric is never lost.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from dnr_sweep.config import SweepConfig, to_yaml_dict
 from dnr_sweep.foundation import storage as storage_
 from dnr_sweep.sweep.cluster import trial_resources
 from dnr_sweep.sweep.outcome import SweepOutcome, outcome_from_grid
+from dnr_sweep.sweep.ray_logs import filtered_ray_logs
 from dnr_sweep.sweep.search import build_scheduler, build_search_alg, objectives, param_space
 
 #: the trial table Tune prints: the epoch and the selected epoch's validation figures so far
@@ -110,30 +110,8 @@ def fit(config: SweepConfig, run_dir: storage_.Location, *, restore: bool) -> Sw
                                    resume_errored=True)  # fmt: skip
     else:
         tuner = build_tuner(config, run_dir)
-    watcher = _InterruptWatcher()
-    tune_logger = logging.getLogger("ray.tune.tune")
-    tune_logger.addHandler(watcher)
-    try:
+    with filtered_ray_logs() as ray_logs:  # Ray's Tuner.restore(...) hint and its missing-metrics noise
         result_grid = tuner.fit()
-    finally:
-        tune_logger.removeHandler(watcher)
-    outcome = outcome_from_grid(result_grid, run_dir)
-    outcome.interrupted = outcome.interrupted or watcher.interrupted
+        outcome = outcome_from_grid(result_grid, run_dir)
+    outcome.interrupted = outcome.interrupted or ray_logs.interrupted
     return outcome
-
-
-class _InterruptWatcher(logging.Handler):
-    """Notices Tune's "Experiment has been interrupted" (its SIGINT handler's only trace).
-
-    On Ctrl-C Tune stops gracefully and saves its state, then marks the stopped trials TERMINATED
-    and returns normally, so neither the statuses nor an exception tell an interrupted sweep from a
-    finished one; this log record does (Ray 2.60, ``ray/tune/tune.py``).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.interrupted = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "has been interrupted" in record.getMessage():
-            self.interrupted = True
