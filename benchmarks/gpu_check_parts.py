@@ -5,7 +5,7 @@ Each ``part_*`` function takes the run's :class:`Profile` (sizes: the full H200 
 ``--smoke`` one) and a :class:`Budget` (seconds, and the progress log), and returns a dict of
 figures, each beside its same-run reference. A part checks its budget between measurements and
 lists what it left out under ``skipped`` instead of running over. Nothing here imports Ray,
-Optuna or ``trainables``: the check runs where only torch and the core's few pure wheels are.
+Optuna or ``dnr_sweep.sweep``: the check runs where only torch and the core's few pure wheels are.
 """
 
 from __future__ import annotations

@@ -230,3 +230,36 @@ def test_trial_asks_for_checkpoints_every_n_epochs_or_by_measured_cost(ray_sessi
     auto._save_seconds = 1e9
     assert auto.train()[SHOULD_CHECKPOINT] is False
     auto.stop()
+
+
+def test_trial_rewrites_its_epoch_record_every_epoch_and_carries_it_in_checkpoints(ray_session):
+    """The record survives what Tune's driver-staged result.json does not: a restore from a checkpoint
+    older than the last reported epoch (tests/test_reports_load.py reads the record into the tables)."""
+    import json
+    from pathlib import Path
+
+    from ray import tune
+
+    from dnr_sweep.config import to_yaml_dict
+    from dnr_sweep.sweep.trainable import DNRTrainable
+
+    trainable = tune.with_parameters(DNRTrainable, base=to_yaml_dict(digits_config(train__epochs=3)))
+    first = trainable({})
+    results = [first.train()]
+    saved = first.save()  # the epoch-1 checkpoint
+    results += [first.train(), first.train()]
+    record = json.loads((Path(first.logdir) / rc.TRIAL_EPOCHS_FILE).read_text())
+    assert [entry["epoch"] for entry in record] == [1, 2, 3]
+    for entry, result in zip(record, results, strict=True):  # every figure the trial reported to Tune
+        assert entry == {"epoch": result["epoch"], **rc.split_epoch_result(result)[0]}
+    first.stop()
+
+    restored = trainable({})  # another trial folder: only the checkpoint carries epoch 1
+    restored.restore(saved)
+    assert (Path(restored.logdir) / rc.TRIAL_EPOCHS_FILE).exists() is False
+    restored.train()
+    again = json.loads((Path(restored.logdir) / rc.TRIAL_EPOCHS_FILE).read_text())
+    assert [entry["epoch"] for entry in again] == [1, 2]
+    assert again[0] == record[0]  # epoch 1 as the checkpoint recorded it, not trained again
+    assert again[1]["val_clean_acc"] == record[1]["val_clean_acc"]  # epoch 2 trained again, the same
+    restored.stop()

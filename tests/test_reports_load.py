@@ -122,6 +122,41 @@ def test_restored_trial_keeps_last_line_per_epoch_and_nested_config(tmp_path):
     assert pd.isna(results.loc[0, "model.arch"])  # neither in the trial config nor in a config.yaml
 
 
+def _trial_line(epoch: int, loss: float, *, final: bool = False) -> dict:
+    line = {"trial_id": "a", "epoch": epoch, "this_epoch/loss": loss, "config": {"dnr": {"density": 0.1}},
+            "selected_epoch": epoch, "val_clean_acc": 50.0 + epoch, "final": final}  # fmt: skip
+    return {**line, "clean_acc": 80.0, "compression": 5.0} if final else line
+
+
+def test_epochs_a_killed_driver_lost_come_from_the_trials_own_record(tmp_path):
+    # Tune stages result.json on the driver: the killed driver's copy on storage had epoch 1 only, and the
+    # trial, restored from its epoch-2 checkpoint, appended epoch 3; its record holds all three
+    folder = tmp_path / "exp" / "trial_a"
+    folder.mkdir(parents=True)
+    lines = [_trial_line(1, 2.0), _trial_line(3, 1.0, final=True)]
+    (folder / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    record = [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.5}, {"epoch": 3, "loss": 1.0}]
+    (folder / "epochs.json").write_text(json.dumps(record))
+    results, epochs = rebuild_tables(tmp_path / "exp")
+    assert epochs["epoch"].tolist() == [1, 2, 3] and epochs["loss"].tolist() == [2.0, 1.5, 1.0]
+    assert epochs["dnr.density"].tolist() == [0.1] * 3
+    assert results["status"].tolist() == ["TERMINATED"] and results["epochs_completed"].tolist() == [3]
+    # where both hold an epoch, the record wins (the trial continued from it)
+    (folder / "epochs.json").write_text(json.dumps([{"epoch": 1, "loss": 1.9}]))
+    assert rebuild_tables(tmp_path / "exp")[1]["loss"].tolist() == [1.9, 1.0]
+
+
+@pytest.mark.parametrize("damage", ["{cut", "[1, 2]", '{"epoch": 1}', '[{"epoch": "1"}]', '[{"epoch": true}]'])
+def test_an_unreadable_epoch_record_is_named_and_result_json_used(tmp_path, damage):
+    folder = tmp_path / "exp" / "trial_a"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(_trial_line(1, 2.0)) + "\n")
+    (folder / "epochs.json").write_text(damage)
+    with pytest.warns(DataRecoveryWarning, match=r"trial_a/epochs\.json: .*come from result\.json alone"):
+        _, epochs = rebuild_tables(tmp_path / "exp")
+    assert epochs["loss"].tolist() == [2.0]
+
+
 def test_missing_run_dir_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.*results.parquet"):
         reports.load(tmp_path / "nowhere")

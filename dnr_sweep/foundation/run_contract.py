@@ -60,6 +60,9 @@ FINAL_STATE_FILE: Final = "final_state.pt"  # a finished trial's result, replaye
 #: the selected epoch's weights beside the checkpoints that reference them, one file per epoch
 SELECTED_DIR: Final = "selected"
 TUNE_RESULT_FILE: Final = "result.json"  # Ray Tune's per-trial JSON lines, one per reported epoch
+#: a sweep trial's own record of its epochs (a JSON list of {"epoch", this epoch's metrics}), rewritten by
+#: the trial each epoch: Tune stages result.json on the driver, so a driver that dies loses its newest lines
+TRIAL_EPOCHS_FILE: Final = "epochs.json"
 
 #: run folder (``dnr-sweep run``)
 SWEEP_FILE: Final = "sweep.json"  # the --set overrides and the config's source path

@@ -17,7 +17,9 @@ Both sources pass through the same normalisation, so a rebuilt table equals the 
 Rebuilding rules (result.json -> tables):
 
 * an epoch row is a line's ``this_epoch/`` metrics (prefix dropped) and its ``epoch``; a restored
-  trial's repeated epochs keep their last line;
+  trial's repeated epochs keep their last line; the trial's own record (``epochs.json``, rewritten by
+  the trial every epoch) adds the epochs that ``result.json`` lost when the driver died (Tune stages
+  that file on the driver) and wins where both have an epoch;
 * a results row is the last line's top-level run metrics (:func:`run_contract.is_run_metric`: the
   selected epoch's figures, and on a finished trial its test figures and post-training metrics);
 * parameters come from the line's ``config`` (flattened to dotted names), restricted to the
@@ -240,13 +242,16 @@ def _trial_tables(
         if epoch is None:
             _warn(f"{path}: a line with epoch {line.get(rc.EPOCH_KEY)!r} (not a number) is skipped")
             continue
-        by_epoch[epoch] = line  # a restored trial repeats epochs: the last line wins
+        by_epoch[epoch] = rc.split_epoch_result(line)[0]  # a restored trial repeats epochs: the last line wins
     if not by_epoch:
         return None
-    epoch_rows = []
-    for epoch in sorted(by_epoch):
-        metrics, _ = rc.split_epoch_result(by_epoch[epoch])
-        epoch_rows.append({"trial_id": trial_id, "epoch": epoch, **metrics, **params})
+    # the trial's own record holds the epochs a killed driver's result.json lost; where both hold an epoch,
+    # the record (rewritten from the restored trial's checkpoint) is the one the trial continued from
+    record, notes = trial_files.read_epoch_record(path.parent)
+    for note in notes:
+        _warn(note)
+    by_epoch.update(record)
+    epoch_rows = [{"trial_id": trial_id, "epoch": epoch, **by_epoch[epoch], **params} for epoch in sorted(by_epoch)]
 
     finished = bool(last.get(rc.FINAL_FLAG, False))
     result: dict[str, Any] = {

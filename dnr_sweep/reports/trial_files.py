@@ -53,6 +53,29 @@ def read_result_lines(path: Path, *, max_lines: int | None = None) -> tuple[list
     return lines, notes
 
 
+def read_epoch_record(folder: Path) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """A sweep trial's own epoch record (:data:`run_contract.TRIAL_EPOCHS_FILE`) -> ``{epoch: this epoch's
+    metrics}``, and a note when the file is there but cannot be read. A missing file is ``({}, [])``
+    (folders written before the record existed, and trials Tune ran without a trial folder)."""
+    path = folder / rc.TRIAL_EPOCHS_FILE
+    if not path.is_file():
+        return {}, []
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8", errors="replace"))
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not readable JSON"
+        return {}, [f"{path}: cannot be read ({why}); its epochs come from {rc.TUNE_RESULT_FILE} alone"]
+    record: dict[int, dict[str, Any]] = {}
+    entries = value if isinstance(value, list) else [None]
+    for entry in entries:
+        epoch = entry.get(rc.EPOCH_KEY) if isinstance(entry, dict) else None
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            return {}, [f"{path}: not a list of {{{rc.EPOCH_KEY!r}: n, ...}} objects; its epochs come from "
+                        f"{rc.TUNE_RESULT_FILE} alone"]  # fmt: skip
+        record[epoch] = {k: v for k, v in entry.items() if k != rc.EPOCH_KEY}
+    return record, []
+
+
 def first_trial_id(folder: Path) -> str | None:
     """The ``trial_id`` of a trial folder's first result line, or None when it has none."""
     lines, _ = read_result_lines(folder / rc.TUNE_RESULT_FILE, max_lines=1)

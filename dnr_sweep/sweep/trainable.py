@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -83,6 +84,7 @@ class DNRTrainable(tune.Trainable):
         self._on_disk: set[int] = set()  # selected epochs written beside the checkpoints
         self._save_seconds: float | None = None  # the last checkpoint's cost, measured
         self._trained_since_save = 0.0  # training seconds since the last checkpoint
+        self._epochs: list[dict[str, Any]] = []  # the trial's own epoch record (rc.TRIAL_EPOCHS_FILE)
         self._load_final_state()
 
     # ------------------------------------------------------------------------------------------
@@ -135,6 +137,7 @@ class DNRTrainable(tune.Trainable):
             # killed between the trial's end and Tune's next experiment snapshot): report it again
             return {**self.last_result, DONE: True}
         report = self.run.train_epoch(self.epoch_progress())
+        self._record_epoch(report.epoch, report.metrics)
         final = self._finish() if report.final else None
         result = rc.tune_result(report.epoch, report.metrics, report.selected, final)
         if final is not None:
@@ -148,6 +151,13 @@ class DNRTrainable(tune.Trainable):
         result[DONE] = report.final
         dashboard_metrics.report_epoch(result, run=self.trial_dir.parent.name, trial_id=self.trial_id)
         return result
+
+    def _record_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Rewrite the trial's epoch record, every epoch so far, before Tune sees the result: Tune's
+        ``result.json`` is staged on the driver and copied to storage from time to time, so a driver
+        that dies loses its newest lines, and a trial restored from a checkpoint never writes them again."""
+        self._epochs = [e for e in self._epochs if e[rc.EPOCH_KEY] < epoch] + [{rc.EPOCH_KEY: epoch, **metrics}]
+        storage.write_text(self.trial_location / rc.TRIAL_EPOCHS_FILE, json.dumps(self._epochs))
 
     def _checkpoint_due(self, epoch: int) -> bool:
         if self.checkpoint_every != "auto":
@@ -174,7 +184,7 @@ class DNRTrainable(tune.Trainable):
             checkpoint.save({"finished": True}, path)  # final_state.pt has all a finished trial needs
             return
         if self._selected is None:
-            checkpoint.save({"run": self.run.state_dict()}, path)
+            checkpoint.save({"run": self.run.state_dict(), "epochs": self._epochs}, path)
             return
         epoch = self.run.selection.epoch
         if epoch is not None and epoch not in self._on_disk:
@@ -183,7 +193,8 @@ class DNRTrainable(tune.Trainable):
         # Tune keeps the newest `keep` checkpoints and drops the oldest only after this one is
         # persisted: the selections of the newest keep + 1 saves may still be needed
         self._refs = [*self._refs, epoch][-(int(self.keep_checkpoints) + 1) :]
-        checkpoint.save({"run": self.run.state_dict(selected_weights=False), "selected_refs": list(self._refs)}, path)
+        checkpoint.save({"run": self.run.state_dict(selected_weights=False), "selected_refs": list(self._refs),
+                         "epochs": self._epochs}, path)  # fmt: skip
         needed = {e for e in self._refs if e is not None}
         self._selected.retain(needed)
         self._on_disk &= needed
@@ -208,6 +219,7 @@ class DNRTrainable(tune.Trainable):
         self.run.load_state_dict(run_state, selected_state=selected)
         self._refs = list(state.get("selected_refs", []))
         self._on_disk = {e for e in self._refs if e is not None}
+        self._epochs = list(state.get("epochs", []))  # before 2026-12: no record in the checkpoint
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self._build(new_config)
