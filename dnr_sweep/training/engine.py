@@ -41,6 +41,7 @@ import contextlib
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,7 +394,11 @@ class DNRRun:
         plan = self.method.start_epoch(self.epoch)  # learning rate, phase entry
         metrics: dict[str, Any] = {"lr": self.optimizer.param_groups[0]["lr"]}
         metrics.update(self._train_one_epoch(progress, plan))
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # HYDRA's score phase steps the scores' optimizer, not this one; resumed inside that phase, torch
+            # would warn that the (restored) schedule steps before an optimizer step it never sees
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
         train_time = time.perf_counter() - start
 
         epoch = self.epoch + 1
