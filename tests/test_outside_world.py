@@ -124,6 +124,31 @@ def test_every_refusal_of_the_filesystem_names_its_kind(tmp_path, monkeypatch, n
     _assert_one_message(code, err, rc.CONFIG_FILE, errno.errorcode[number])
 
 
+@pytest.mark.parametrize("number", [errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC])
+@pytest.mark.parametrize("command", ["report", "data fetch"])
+def test_an_output_folder_the_filesystem_will_not_create_is_one_message(tmp_path, monkeypatch, command, number):
+    """What os.access cannot tell before: /proc takes no new folder (ENOENT, even for root), an ACL or a
+    read-only mount refuses it. Only the mkdir tells, and it is one message naming the flag."""
+    refused = tmp_path / "refused"
+    real = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self == refused or refused in self.parents:
+            raise OSError(number, os.strerror(number), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    if command == "report":
+        argv = ["report", str(write_synthetic_run(tmp_path / "run")), "--out", str(refused / "figures")]
+    else:
+        argv = ["data", "fetch", "cifar10", "--root", str(refused), "--mirror", str(tmp_path / "mirror")]
+    code, err = call(argv)
+    flag = "--out" if command == "report" else "data.root"
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert (flag in err or errno.errorcode[number] in err) and str(refused) in err, err
+    assert not refused.exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # A full disk: report
 

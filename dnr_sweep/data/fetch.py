@@ -346,9 +346,9 @@ def ensure(
         return "present"
     if not download and not (root / archive.filename).is_file():
         raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
-    from dnr_sweep.foundation.files import output_folder
+    from dnr_sweep.foundation.files import make_folder, output_folder
 
-    output_folder(root, "data.root")  # a folder this process can write into (or a PathError)
+    make_folder(output_folder(root, "data.root"), "data.root")  # a folder this process can write into (or a PathError)
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(root / f".{archive.folder}.lock"))

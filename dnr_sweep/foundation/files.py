@@ -135,6 +135,22 @@ def output_folder(text: str | os.PathLike[str], flag: str) -> Path:
     return path
 
 
+def make_folder(path: str | os.PathLike[str], flag: str) -> Path:
+    """Create the output folder ``path`` (and its parents) named by ``flag``; what the filesystem
+    refuses (a mount that takes no new folders, permission, a full disk) is one :class:`PathError`
+    (or :class:`StorageError`) naming the flag, never a traceback. :func:`output_folder` checks a path
+    before work starts; this is the moment the folder is made, where only trying tells."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_outside_world(exc):
+            raise storage_error(exc, folder, doing="create") from None
+        raise PathError(f"{flag} {folder}: cannot create the folder ({exc.strerror}); name a folder you can "
+                        "write to") from None  # fmt: skip
+    return folder
+
+
 def output_file(text: str | os.PathLike[str], flag: str) -> Path:
     """A file argument that will be written (e.g. ``export --out FILE``): not empty, not a folder,
     its folder creatable and writable."""

@@ -19,7 +19,7 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dnr_sweep.foundation.files import atomic_write_handle
+from dnr_sweep.foundation.files import atomic_write_handle, make_folder
 from dnr_sweep.foundation.run_contract import TEST_SELECTION_METRICS, VAL_METRICS, selection_metrics
 
 from . import figure_data as data
@@ -192,7 +192,7 @@ def build_report(
         written.append(write_parquet_atomic(run.results, run.path / RESULTS_FILE))
         written.append(write_parquet_atomic(run.epochs, run.path / EPOCHS_FILE))
     out = Path(out_dir) if out_dir is not None else run.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     formats_out = tuple(dict.fromkeys([*settings.formats, "png"]))
     entries: list[FigureEntry] = []
     for plan in plans:

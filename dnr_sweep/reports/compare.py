@@ -221,7 +221,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
                      formats: Sequence[str] | None = None) -> list[Path]:  # fmt: skip
     """Figures (Fig. 3 panels with every run's fronts, Fig. 3(c), hypervolume vs compute), the
     Pareto table, the hypervolume table and ``index.html`` into ``out_dir``; every file written."""
-    from dnr_sweep.foundation.files import atomic_write_handle
+    from dnr_sweep.foundation.files import atomic_write_handle, make_folder
 
     from . import figure_data as data
     from . import figures as figs
@@ -234,7 +234,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     if bad:
         raise ValueError(f"unknown figure format(s) {bad}; valid formats: {', '.join(FORMATS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     formats_out = tuple(dict.fromkeys([*formats, "png"]))
     selection = comparison.selection
     protocol = selection.protocol

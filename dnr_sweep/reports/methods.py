@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.files import atomic_write_handle
+from dnr_sweep.foundation.files import atomic_write_handle, make_folder
 
 from .pareto import pareto_front
 
@@ -129,7 +129,7 @@ def write(df: pd.DataFrame, epochs: pd.DataFrame, out_dir: str | os.PathLike[str
     if df.empty or df["label"].nunique() == 0:
         return []
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     written = []
     fig = figure(df)
     with mpl.rc_context({"font.size": 9}):
