@@ -124,6 +124,38 @@ def test_every_refusal_of_the_filesystem_names_its_kind(tmp_path, monkeypatch, n
     _assert_one_message(code, err, rc.CONFIG_FILE, errno.errorcode[number])
 
 
+def test_torch_save_on_a_full_disk_is_the_storage_message_not_torchs_runtime_error(tmp_path, monkeypatch):
+    """torch's writer turns the file's ENOSPC into its own RuntimeError ("unexpected pos ..."), the OSError
+    only its context: a real full disk under torch.save, the handle's write refusing after 4 KiB."""
+    from dnr_sweep.artifacts import checkpoint
+
+    class FullHandle:
+        def __init__(self, handle):  # noqa: ANN001
+            self.handle, self.written = handle, 0
+
+        def write(self, data):  # noqa: ANN001, ANN202
+            self.written += len(data)
+            if self.written > 4096:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.handle.write(data)
+
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(self.handle, name)
+
+        def __enter__(self):  # noqa: ANN204
+            return self
+
+        def __exit__(self, *exc):  # noqa: ANN002, ANN204
+            self.handle.close()
+
+    monkeypatch.setattr(files, "open", lambda *a, **k: FullHandle(open(*a, **k)), raising=False)
+    from dnr_sweep.foundation.errors import StorageError
+
+    with pytest.raises(StorageError, match=r"state\.pt: cannot write it: no space left on the device"):
+        checkpoint.save({"w": torch.randn(10_000)}, tmp_path / "state.pt")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
 @pytest.mark.parametrize("number", [errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC])
 @pytest.mark.parametrize("command", ["report", "data fetch"])
 def test_an_output_folder_the_filesystem_will_not_create_is_one_message(tmp_path, monkeypatch, command, number):

@@ -41,13 +41,29 @@ OUTSIDE_WORLD: Final[Mapping[int, tuple[str, str]]] = MappingProxyType({
 PATHLIB_LOOP_PREFIX: Final = "Symlink loop from "
 
 
+def _refusal_inside(exc: BaseException) -> OSError | None:
+    """The :data:`OUTSIDE_WORLD` ``OSError`` that ``exc`` is, or that a ``RuntimeError`` was raised while
+    handling: ``torch.save`` into a file on a full disk raises its own ``RuntimeError`` ("unexpected pos
+    ...") with the file's ``OSError`` as its context."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError):
+            return exc if exc.errno in OUTSIDE_WORLD else None
+        if not isinstance(exc, RuntimeError):
+            return None
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def is_outside_world(exc: BaseException) -> bool:
-    """An ``OSError`` whose errno is one of :data:`OUTSIDE_WORLD`, or pathlib's symlink-loop ``RuntimeError``."""
+    """An ``OSError`` whose errno is one of :data:`OUTSIDE_WORLD` (also as the context of a ``RuntimeError``,
+    as torch's writer raises it), or pathlib's symlink-loop ``RuntimeError``."""
     if isinstance(exc, StorageError):
         return True
-    if isinstance(exc, OSError):
-        return exc.errno in OUTSIDE_WORLD
-    return isinstance(exc, RuntimeError) and str(exc).startswith(PATHLIB_LOOP_PREFIX)
+    if isinstance(exc, RuntimeError) and str(exc).startswith(PATHLIB_LOOP_PREFIX):
+        return True
+    return _refusal_inside(exc) is not None
 
 
 def storage_error(exc: BaseException, path: object = None, *, doing: str = "use") -> StorageError:
@@ -55,9 +71,10 @@ def storage_error(exc: BaseException, path: object = None, *, doing: str = "use"
     <fix>``. ``path`` names the file when the error does not (a temporary file's name means nothing to a user)."""
     if isinstance(exc, StorageError):
         return exc
-    if isinstance(exc, OSError):
-        code = exc.errno
-        name = path if path is not None else (exc.filename or "a file this command writes")
+    refusal = _refusal_inside(exc)
+    if refusal is not None:
+        code = refusal.errno
+        name = path if path is not None else (refusal.filename or "a file this command writes")
     else:  # pathlib's RuntimeError("Symlink loop from '...'")
         code = errno.ELOOP
         name = path if path is not None else str(exc)[len(PATHLIB_LOOP_PREFIX) :].strip("'\"")
