@@ -70,3 +70,39 @@ def test_explicit_ratios_name_every_layer():
         admm.layer_budget(config, ["a", "b"], [10, 10])
     config = RunConfig(method="admm", admm={"layer_ratios": {"a": 0.5, "b": 0.25}})
     assert admm.layer_budget(config, ["a", "b"], [10, 8]) == [5, 2]
+
+
+@pytest.mark.parametrize(("ratios", "message"), [
+    ({"a": 0.5}, r"missing layers \['b'\]: give a density"),
+    ({"a": 0.5, "b": 0.5, "x": 0.1}, r"unknown layers \['x'\]: give a density"),
+])  # fmt: skip
+def test_explicit_ratios_missing_or_unknown_alone_are_refused(ratios, message):
+    from dnr_sweep.config import RunConfig
+
+    config = RunConfig(method="admm", admm={"layer_ratios": ratios})
+    with pytest.raises(ValueError, match=message):
+        admm.layer_budget(config, ["a", "b"], [10, 10])
+
+
+def test_the_admm_regulariser_is_rho_half_the_squared_distance_to_z_minus_u():
+    """rho_admm/2 * sum_l ||W_l - Z_l + U_l||^2, summed here by hand over random Z and U (rho != 1, so a
+    rho in the wrong place shows); no term outside the ADMM phase."""
+    from dnr_sweep.methods.base import EpochPlan
+    from dnr_sweep.training.engine import DNRRun
+    from tests.test_engine import digits_config
+
+    run = DNRRun(digits_config(method="admm", admm__rho=0.03, train__batch_size=128))
+    method = run.method
+    gen = torch.Generator().manual_seed(0)
+    weights = {n: w.detach().clone() for n, w in method.prunable()}
+    method.z = {n: torch.randn(w.shape, generator=gen) for n, w in weights.items()}
+    method.u = {n: torch.randn(w.shape, generator=gen) for n, w in weights.items()}
+    expected = 0.0
+    for n, w in weights.items():
+        for wi, zi, ui in zip(w.flatten().tolist(), method.z[n].flatten().tolist(), method.u[n].flatten().tolist(),
+                              strict=True):  # fmt: skip
+            expected += (wi - zi + ui) ** 2
+    value = method.regulariser(EpochPlan("admm", 1.0, False, 0))
+    assert float(value.detach()) == pytest.approx(0.03 / 2 * expected, rel=1e-5)
+    for phase in ("pretrain", "retrain"):
+        assert method.regulariser(EpochPlan(phase, 1.0, True, 0)) is None

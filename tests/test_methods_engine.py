@@ -87,6 +87,37 @@ def test_selection_only_in_the_final_phase(runs, name, final_phase_start):
     assert result["selected_epoch"] >= final_phase_start
 
 
+@pytest.mark.parametrize(("name", "dense_phases", "pruned_phases"), [
+    ("admm", ["pretrain", "admm"], ["retrain"]),  # ADMM trains dense under its penalty; the hard prune is at retrain
+    ("lasso", ["lasso"], ["retrain"]),
+    ("hydra", ["pretrain"], ["finetune"]),  # the score phase keeps the weights dense (the top-k of the scores masks them)
+])  # fmt: skip
+def test_each_phase_is_dense_or_pruned_as_the_method_says_and_rewires_nothing(runs, name, dense_phases, pruned_phases):
+    import pandas as pd
+
+    result, _, folder = runs[name]
+    epochs = pd.read_csv(folder / rc.EPOCHS_CSV)
+    for phase in dense_phases:
+        assert (epochs.loc[epochs["phase"] == phase, "mask_density"] == 1.0).all(), phase
+    for phase in pruned_phases:
+        densities = epochs.loc[epochs["phase"] == phase, "density"]
+        assert len(densities) and (densities == result["density"]).all(), phase
+    assert (epochs["prune_rate"] == 0.0).all()  # prune_rate is DNR's rewiring; no baseline rewires
+
+
+@pytest.mark.parametrize("changes,zero,expected", [
+    (ADMM, "admm__pretrain_epochs", ["admm", "retrain"]),
+    (HYDRA, "hydra__pretrain_epochs", ["prune", "finetune"]),
+])  # fmt: skip
+def test_a_phase_of_zero_epochs_is_left_out(changes, zero, expected):
+    from dnr_sweep import methods
+
+    config = digits_config(**{**changes, zero: 0})
+    phases = methods.build(config).phases()
+    assert [p.name for p in phases] == expected
+    assert config.train.epochs == sum(p.epochs for p in phases)
+
+
 def test_costs_by_hand(runs):
     # PGD-3 training adversary, beta 0: 3 * 3 (attack) + 2 forwards + their backward (6) = 15 FE per image-step
     result, _, _ = runs["hydra"]
