@@ -21,8 +21,10 @@ resumed run re-enters the current phase with ``fresh=False`` (state loaded, noth
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -136,6 +138,17 @@ class TrainingMethod(ABC):
     def masks(self) -> dict[str, Tensor]:
         """The masks the weights carry now (layer name -> 0/1 tensor)."""
         return dict(self.run.masking.masks)
+
+    def mask_density(self) -> float:
+        """Active entries of :meth:`masks` / all prunable weights."""
+        return self.run.masking.mask_density()
+
+    @contextlib.contextmanager
+    def network_as_computed(self) -> Iterator[None]:
+        """Inside: the model's weights as the network computes with them, so that sparsity is counted on
+        what is evaluated. Most methods compute with the weights themselves; HYDRA's score phase
+        multiplies them by the top-k of its scores in the forward pass."""
+        yield
 
     # -- state
     def state_dict(self) -> dict[str, Any]:

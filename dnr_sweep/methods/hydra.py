@@ -19,7 +19,9 @@ differ by at most one weight per layer).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -138,6 +140,29 @@ class HydraMethod(PhasedMethod):
             budget = self.budget()
             return {n: pruning.topk_mask(s, budget[n]) for n, s in self.scores.items()}
         return super().masks()
+
+    def mask_density(self) -> float:
+        if not self.scores:
+            return super().mask_density()
+        return sum(int(m.count_nonzero()) for m in self.masks().values()) / self.run.masking.num_prunable
+
+    @contextlib.contextmanager
+    def network_as_computed(self) -> Iterator[None]:
+        """In the score phase: each layer's weight times its top-k mask, put back afterwards."""
+        if not self.scores:
+            yield
+            return
+        masks, modules = self.masks(), self._modules()
+        kept = {n: modules[n].weight.detach().clone() for n in masks}
+        try:
+            with torch.no_grad():
+                for n, mask in masks.items():
+                    modules[n].weight.mul_(mask)
+            yield
+        finally:
+            with torch.no_grad():
+                for n, weight in kept.items():
+                    modules[n].weight.copy_(weight)
 
     def state_dict(self) -> dict[str, Any]:
         if not self.scores:

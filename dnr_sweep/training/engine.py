@@ -359,16 +359,19 @@ class DNRRun:
         return result
 
     def sparsity_metrics(self) -> dict[str, Any]:
-        """The model's sparsity as it is now (DESIGN.md definitions, counted on the weights)."""
+        """The model's sparsity as it is now (DESIGN.md definitions, counted on the weights the network
+        computes with: HYDRA's score phase masks them in the forward pass); ``mask_density``: the
+        method's masks."""
         prune_linear = self.config.dnr.prune_linear
-        metrics: dict[str, Any] = {
-            "density": accounting.density(self.model, prune_linear=prune_linear),
-            "mask_density": self.masking.mask_density(),
-            "compression": accounting.compression(self.model),
-            "channels_present": accounting.channels_present(self.model, prune_linear=prune_linear),
-        }
-        for name, value in accounting.layer_density(self.model, prune_linear=prune_linear).items():
-            metrics[rc.LAYER_PREFIX + name] = value
+        with self.method.network_as_computed():
+            metrics: dict[str, Any] = {
+                "density": accounting.density(self.model, prune_linear=prune_linear),
+                "mask_density": self.method.mask_density(),
+                "compression": accounting.compression(self.model),
+                "channels_present": accounting.channels_present(self.model, prune_linear=prune_linear),
+            }
+            for name, value in accounting.layer_density(self.model, prune_linear=prune_linear).items():
+                metrics[rc.LAYER_PREFIX + name] = value
         return metrics
 
     # ----------------------------------------------------------------------------------------
