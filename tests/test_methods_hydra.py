@@ -44,3 +44,9 @@ def test_gradients_flow_to_the_scores_not_to_the_frozen_weights():
     # straight through: d sum(out) / d s = G * W * sign(s) with G = d sum(out) / d (W * m), also where m = 0
     g = torch.nn.grad.conv2d_weight(x, conv.weight.shape, torch.ones_like(out))
     assert torch.allclose(scores.grad, g * conv.weight * scores.sign(), atol=1e-5)
+
+
+def test_scaled_score_init_of_an_all_zero_layer_is_the_scale_not_nan():
+    w = torch.zeros(4, 2, 3, 3)
+    scores = hydra.scaled_score_init(w)
+    assert torch.equal(scores, torch.full_like(w, (6.0 / (2 * 3 * 3)) ** 0.5))

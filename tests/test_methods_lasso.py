@@ -24,3 +24,18 @@ def test_threshold_zeroes_weights_under_it():
 def test_threshold_keeps_the_largest_weight_of_a_layer_it_would_empty():
     w = torch.tensor([0.001, -0.003, 0.002])
     assert torch.equal(lasso.threshold_mask(w, 0.5), torch.tensor([0.0, 1.0, 0.0]))
+
+
+def test_the_lasso_term_is_on_in_the_lasso_phase_only():
+    """Through the method on a model: lam * sum |w| over the prunable weights (summed here), none at retrain."""
+    import pytest
+
+    from dnr_sweep.methods.base import EpochPlan
+    from dnr_sweep.training.engine import DNRRun
+    from tests.test_engine import digits_config
+
+    run = DNRRun(digits_config(method="lasso", lasso__lam=0.003, train__batch_size=128))
+    expected = sum(abs(v) for _, w in run.method.prunable() for v in w.detach().flatten().tolist())
+    value = run.method.regulariser(EpochPlan("lasso", 1.0, False, 0))
+    assert float(value.detach()) == pytest.approx(0.003 * expected, rel=1e-5)
+    assert run.method.regulariser(EpochPlan("retrain", 1.0, True, 0)) is None
