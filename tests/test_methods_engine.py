@@ -169,3 +169,16 @@ def test_a_trial_of_a_method_sweep_reads_its_block_from_the_base_config():
     trial = run_config_from_flat(base, {"method": "admm"})
     assert trial.train.epochs == 6 and trial.admm.retrain_epochs == 3
     assert set(to_yaml_dict(RunConfig())) == {"name", "data", "model", "train", "dnr", "attack", "evaluate", "export"}
+
+
+def test_hydra_scores_follow_the_prune_phases_cosine_learning_rate():
+    from dnr_sweep.methods.base import cosine_lr
+
+    run = DNRRun(digits_config(**SMALL, **{**HYDRA, "hydra__prune_epochs": 3, "hydra__prune_lr": 0.2}))
+    run.train_epoch()  # pretrain
+    seen = []
+    for _ in range(3):
+        run.train_epoch()
+        seen.append(run.method.score_optimizer.param_groups[0]["lr"])
+    assert seen == [cosine_lr(0.2, index, 3) for index in range(3)]
+    assert seen[1] < seen[0]  # the schedule really moved
