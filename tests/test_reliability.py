@@ -18,6 +18,7 @@ import yaml
 
 from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
+from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.sweep import trainable
 from dnr_sweep.training.engine import DNRRun
 from tests.test_config import BAD_CONFIGS
@@ -80,8 +81,23 @@ def test_killed_trial_restarts_from_its_checkpoint_and_ends_identical(ray_sessio
         assert results[key].iloc[0] == final[key], key
 
 
+def _first_trial_finished(run_dir: Path) -> bool:
+    return bool(list(run_dir.glob("*/model.pt")))
+
+
+def _second_trial_mid_way(run_dir: Path) -> bool:
+    """A trial that has recorded an epoch but not finished, after another one finished."""
+    if not _first_trial_finished(run_dir):
+        return False
+    for record in run_dir.glob(f"*/{rc.TRIAL_EPOCHS_FILE}"):
+        if not (record.parent / "model.pt").exists() and json.loads(record.read_text() or "[]"):
+            return True
+    return False
+
+
 @pytest.mark.slow
-def test_killed_driver_is_completed_by_resume_without_rerunning(ray_session, tmp_path):
+@pytest.mark.parametrize("kill_when", [_first_trial_finished, _second_trial_mid_way], ids=["between", "mid-trial"])
+def test_killed_driver_is_completed_by_resume_without_rerunning(ray_session, tmp_path, kill_when):
     config_path = write_config(
         tmp_path, train={**BASE["train"], "epochs": 3},
         search={"dnr.density": {"grid": [0.1, 0.2, 0.3]}}, tune={**BASE["tune"], "max_concurrent_trials": 1},
@@ -93,14 +109,19 @@ def test_killed_driver_is_completed_by_resume_without_rerunning(ray_session, tmp
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
     )  # fmt: skip
     deadline = time.monotonic() + 240
-    while not list(run_dir.glob("*/model.pt")) and time.monotonic() < deadline and driver.poll() is None:
-        time.sleep(0.2)
-    assert list(run_dir.glob("*/model.pt")), "no trial finished in time"
-    time.sleep(1.0)  # let Tune snapshot the experiment once after the trial ended
+    while not kill_when(run_dir) and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    assert kill_when(run_dir), f"not reached in time: {kill_when.__doc__ or kill_when.__name__}"
+    if kill_when is _first_trial_finished:
+        time.sleep(1.0)  # let Tune snapshot the experiment once after the trial ended
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
     finished = {p.parent.name: (p.stat().st_mtime_ns, json.loads((p.parent / "metrics.json").read_text()))
                 for p in run_dir.glob("*/model.pt")}  # fmt: skip
+    if kill_when is _second_trial_mid_way:  # what Tune's periodic copy of its driver-staged result.json may leave
+        for lines in run_dir.glob(f"*/{rc.TUNE_RESULT_FILE}"):
+            if not (lines.parent / "model.pt").exists():
+                lines.write_text("".join(lines.read_text().splitlines(keepends=True)[:1]))
 
     assert cli.main(["resume", str(run_dir), "--no-dashboard", "--no-report"]) == 0
     results = pd.read_parquet(run_dir / "results.parquet")
