@@ -106,3 +106,23 @@ def test_the_admm_regulariser_is_rho_half_the_squared_distance_to_z_minus_u():
     assert float(value.detach()) == pytest.approx(0.03 / 2 * expected, rel=1e-5)
     for phase in ("pretrain", "retrain"):
         assert method.regulariser(EpochPlan(phase, 1.0, True, 0)) is None
+
+
+def test_naive_budget_gives_the_remainders_by_size_and_never_fills_a_layer_past_its_size():
+    # first layer 3 dense; the other 4 + 6 weights share 7: exact 2.8 and 4.2 -> 2 + 4, one more to the larger
+    # remainder (0.8)
+    assert pruning.naive_budget([3, 4, 6], 10 / 13) == [3, 3, 4]
+    # share 6/7 of [1, 3, 3]: 0.857 -> 1 (a layer of one weight is full), 2.571, 2.571 -> 2, 2; the one
+    # remaining weight skips the full layer although its remainder is the largest
+    assert pruning.naive_budget([2, 1, 3, 3], 8 / 9) == [2, 1, 3, 2]
+
+
+def test_naive_budget_at_its_least_density_keeps_one_weight_per_layer_and_below_names_that_least():
+    assert pruning.naive_budget([5, 10, 10], 7 / 25) == [5, 1, 1]  # the first layer dense, one weight each
+    with pytest.raises(ValueError, match=r"keeps 6 weights.*\(5 weights\).*at least 0\.28;"):
+        pruning.naive_budget([5, 10, 10], 6 / 25)
+
+
+@pytest.mark.parametrize(("density", "numel", "kept"), [(0.001, 100, 1), (0.0, 7, 1), (0.5, 7, 4), (1.0, 7, 7)])
+def test_kept_rounds_and_keeps_at_least_one(density, numel, kept):
+    assert pruning.kept(density, numel) == kept

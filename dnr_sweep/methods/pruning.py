@@ -7,6 +7,7 @@ magnitude (``torch.topk``; ties go to the lower flat index, as ``topk`` orders t
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ def naive_budget(numels: list[int], density: float) -> list[int]:
     if target < first + len(rest):
         raise ValueError(
             f"density {density:g} keeps {target} weights, but naive ratios keep the first layer dense ({first} "
-            f"weights) and one weight of each other layer: at least {math.ceil((first + len(rest)) / total * 1e4) / 1e4:g}; "
+            f"weights) and one weight of each other layer: at least {math.ceil(Fraction(first + len(rest), total) * 10_000) / 10_000:g}; "
             "raise the density or use layer_ratios: uniform"
         )
     share = (target - first) / sum(rest)
