@@ -39,3 +39,13 @@ def test_the_lasso_term_is_on_in_the_lasso_phase_only():
     value = run.method.regulariser(EpochPlan("lasso", 1.0, False, 0))
     assert float(value.detach()) == pytest.approx(0.003 * expected, rel=1e-5)
     assert run.method.regulariser(EpochPlan("retrain", 1.0, True, 0)) is None
+
+
+def test_the_baselines_loss_is_beta_clean_plus_one_minus_beta_adversarial_plus_the_regulariser():
+    from dnr_sweep import methods
+    from tests.test_engine import digits_config
+
+    for name in ("admm", "lasso", "hydra"):
+        method = methods.build(digits_config(method=name))
+        value = method.objective(torch.tensor(2.0), torch.tensor(3.0), torch.tensor(0.5), beta=0.25)
+        assert float(value) == 0.25 * 2.0 + 0.75 * 3.0 + 0.5, name
