@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 # quiet, deterministic Ray output; never attach to a stale local cluster
 export RAY_AIR_NEW_OUTPUT ?= 0
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast test-torch-min lint install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: $(RUN_STAMP)
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q
+	bash tests/torch_min.sh
+
+# the core's tests on the lower end of the supported torch range (torch 2.11, Python 3.12, no Ray): see the script
+test-torch-min:
+	bash tests/torch_min.sh
 
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -44,4 +49,4 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-torch-min runs .pytest_cache

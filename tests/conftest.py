@@ -26,6 +26,16 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "may_skip(reason): this test may skip (only for skips that lose no check, e.g. a GPU-only path)"
     )
+    config.addinivalue_line(
+        "markers", "needs_tune: needs Ray Tune or Optuna; left out of tests/torch_min.sh (the GPU machine has neither)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts the session's Ray needs Ray Tune: it carries ``needs_tune``."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_tune)
 
 
 @pytest.hookimpl(hookwrapper=True)

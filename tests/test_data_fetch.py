@@ -282,6 +282,7 @@ def _assert_ways_out(err: str, dataset: str, root: Path, url: str) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.needs_tune  # `run` is Ray Tune's command
 def test_closed_port_ends_the_headline_command_in_seconds_before_ray(tmp_path, monkeypatch):
     no_ray(monkeypatch)
     root = tmp_path / "nodata"
@@ -309,6 +310,7 @@ def test_http_404_is_one_message_and_one_request(tmp_path, monkeypatch, serve):
     assert not (root / "tiny-imagenet-200").exists()
 
 
+@pytest.mark.needs_tune  # `run` is Ray Tune's command
 def test_download_off_and_data_missing_names_the_ways_out_without_a_request(tmp_path, monkeypatch, serve):
     no_ray(monkeypatch)
     mirror = serve({})
@@ -358,6 +360,7 @@ def test_truncated_archive_under_the_root_is_named_never_deleted(tmp_path, monke
     assert archive.stat().st_size == 1000 and not (root / "cifar-10-batches-py").exists()
 
 
+@pytest.mark.needs_tune  # `run` is Ray Tune's command
 def test_corrupted_or_partial_extraction_is_named_by_check_and_by_run(tmp_path, monkeypatch, serve):
     no_ray(monkeypatch)
     built = cifar10_archive(tmp_path)
