@@ -510,6 +510,8 @@ def test_hand_example_channel_prune_regrow_by_frobenius_norms():
     # Active after pruning 2 + 2 + 3 = 7, budget 14 - 7 = 7 weights: A 1.75 (0.875 ch), B 5.25 (1.75 ch)
     # -> floors 0, 1; then A +1 (3 + 1 <= 7), B +1 (5 + 1.5 <= 7): regrow 1 and 2 channels.
     assert stats.regrown_channels == {"1": 1, "2": 2}
+    # in weights: A's slices hold 2 weights, B's 3
+    assert (stats.pruned, stats.regrown) == ({"1": 4, "2": 3}, {"1": 2, "2": 6})
     # A zero channels {1, 2, 3}: momentum norms 0.354, 0.354, 0.141 -> channel 1 (tie -> lower index)
     assert mk.masks["1"][0, :, 0, 0].tolist() == [1, 1, 0, 0]
     # B zero channels {0, 2, 3}: momentum norms 1.299, 0, 1.732 -> channels 3 and 0
@@ -546,3 +548,55 @@ def test_round_to_slices_within_half_the_largest_slice():
         counts = round_to_slices(ideal, sizes, budget)
         assert all(c in (math.floor(x), math.ceil(x)) for c, x in zip(counts, ideal, strict=True))
         assert abs(sum(c * s for c, s in zip(counts, sizes, strict=True)) - budget) <= Fraction(max(sizes), 2)
+
+
+def test_water_fill_refuses_a_budget_outside_its_capacity():
+    for budget in (-1, 11):
+        with pytest.raises(ValueError, match=r"outside \[0, total capacity 10\]"):
+            water_fill(budget, [1.0, 1.0], [4, 6], [1.0, 1.0])
+
+
+def test_water_fill_without_importance_uses_the_fallback_then_the_capacity():
+    # no layer has momentum: the fallback weights (layer sizes) split the budget, 1 : 3 of 8
+    assert water_fill(8, [0.0, 0.0], [10, 10], [1.0, 3.0]) == [2, 6]
+    # neither: the remaining capacity does, 2 : 6 of 4
+    assert water_fill(4, [0.0, 0.0], [2, 6], [0.0, 0.0]) == [1, 3]
+
+
+def test_round_to_slices_adds_by_largest_remainder_and_at_exactly_half_a_slice():
+    # ideal 1.3 and 2.6 channels of 2 weights (budget 7.8): floors give 6; layer 1 (remainder 0.6) first
+    # takes one (6 + 1 <= 7.8), then layer 0 would overshoot (8 + 1 > 7.8)
+    assert round_to_slices([Fraction(13, 10), Fraction(26, 10)], [2, 2], Fraction(78, 10)) == [1, 3]
+    # a channel is added when the total stays within half a slice, boundary included
+    assert round_to_slices([Fraction(1, 2)], [2], 1) == [1]
+
+
+def test_live_first_second_stage_fills_each_layers_zero_momentum_room():
+    from dnr_sweep.sparsity.rewiring import _live_first_shares
+
+    # 5 to place, equal importance; 1 live candidate per layer, room 2 and 6: stage 1 places 1 + 1, stage 2
+    # splits the 3 left over the zero-momentum room (1 and 5): 1.5 each, capped at 1 -> 1 + 2
+    assert _live_first_shares(5, [1.0, 1.0], [1, 1], [2, 6], [1.0, 1.0], largest_remainder) == [2, 3]
+
+
+def test_channel_regrowth_prefers_live_channels_and_regrows_nothing_without_budget():
+    from dnr_sweep.sparsity.rewiring import rewire_channel
+
+    def layers():
+        weights = [torch.tensor([1.0, 2.0, 0.0, 0.0]).view(1, 4, 1, 1) for _ in range(2)]
+        masks = [torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 4, 1, 1) for _ in range(2)]
+        # A: important (mean |momentum| 1 on its active weights) but its zero channels get no gradient;
+        # B: unimportant (0.1), its channel 2 is live
+        momenta = [
+            torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 4, 1, 1),
+            torch.tensor([0.1, 0.1, 0.1, 0.0]).view(1, 4, 1, 1),
+        ]
+        return weights, masks, momenta
+
+    weights, masks, momenta = layers()
+    _, regrown, _, _, _ = rewire_channel(weights, masks, momenta, prune_rate=0.0, target_active=5)
+    assert regrown == [0, 1]  # the one weight of budget goes to B's live channel, not to A's dead ones
+    assert masks[0].flatten().tolist() == [1, 1, 0, 0] and masks[1].flatten().tolist() == [1, 1, 1, 0]
+    weights, masks, momenta = layers()
+    _, regrown, _, _, _ = rewire_channel(weights, masks, momenta, prune_rate=0.0, target_active=4)
+    assert regrown == [0, 0] and [m.flatten().tolist() for m in masks] == [[1, 1, 0, 0]] * 2  # no budget
