@@ -14,6 +14,10 @@
   (:meth:`DNRRun.state_dict`); the selected epoch's weights live beside the checkpoints in the trial
   folder (:class:`~dnr_sweep.artifacts.checkpoint.SelectedWeights`), written only when a checkpoint needs a
   selection not yet on disk, so a restored trial continues exactly;
+- every epoch, before Tune sees its result, the trial rewrites its own record of its epochs,
+  ``epochs.json`` (also carried in its checkpoints): Tune stages ``result.json`` on the driver and
+  copies it to storage from time to time, so a driver that dies loses its newest lines, and the run's
+  tables take those epochs from the record (:mod:`dnr_sweep.reports.load`);
 - a finished trial leaves ``final_state.pt`` (its result only) and drops its ``selected/`` folder
   (``model.pt`` holds those weights); its end-of-trial checkpoint is a small marker: a finished
   trial never trains again, it only reports its result again if Tune restores it;
