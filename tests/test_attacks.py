@@ -188,6 +188,21 @@ def test_restarts_keep_first_fooling_attempt() -> None:
     assert set(model.batch_sizes) == unfooled
 
 
+def test_a_single_unfooled_example_is_still_re_attacked() -> None:
+    """The restart loop stops when no example is left, not one earlier: one image, a seed whose first
+    random start does not fool the ThresholdNet and whose second does (found by hand prediction)."""
+    eps, image, label = 0.25, torch.full((1, 1), 0.5), torch.zeros(1, dtype=torch.long)
+
+    def starts(seed: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        return [torch.clamp(image + torch.empty(1, 1).uniform_(-eps, eps, generator=g), 0, 1) for _ in range(2)]
+
+    seed = next(s for s in range(100) if starts(s)[0][0, 0] <= 0.5 < starts(s)[1][0, 0])
+    got = pgd(ThresholdNet(), image, label, eps=eps, alpha=0.01, steps=1, random_start=True, restarts=2,
+              generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    assert torch.equal(got, starts(seed)[1])
+
+
 def test_restarts_never_weaken_pgd() -> None:
     model, images, labels = trained_model_and_data()
     kwargs = dict(eps=8 / 255, alpha=2 / 255, steps=3, random_start=True)
