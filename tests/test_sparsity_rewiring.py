@@ -567,6 +567,8 @@ def test_round_to_slices_adds_by_largest_remainder_and_at_exactly_half_a_slice()
     # ideal 1.3 and 2.6 channels of 2 weights (budget 7.8): floors give 6; layer 1 (remainder 0.6) first
     # takes one (6 + 1 <= 7.8), then layer 0 would overshoot (8 + 1 > 7.8)
     assert round_to_slices([Fraction(13, 10), Fraction(26, 10)], [2, 2], Fraction(78, 10)) == [1, 3]
+    # by remainder (0.6 before 0.3), not by size: the smaller layer gets the channel
+    assert round_to_slices([Fraction(16, 10), Fraction(23, 10)], [2, 2], Fraction(78, 10)) == [2, 2]
     # a channel is added when the total stays within half a slice, boundary included
     assert round_to_slices([Fraction(1, 2)], [2], 1) == [1]
 
