@@ -253,3 +253,14 @@ def test_load_state_dict_rejects_other_layout():
     _, _, c = _make(density=0.5, pruning="channel")
     with pytest.raises(ValueError, match="pruning"):
         c.load_state_dict(a.state_dict())
+
+
+def test_the_least_density_a_message_names_is_rounded_up_exactly():
+    from fractions import Fraction
+
+    from dnr_sweep.sparsity.masks import _ceil_to
+
+    # in floats 7/25 * 1000 = 280.00000000000006 and 0.28 would read "0.2801"
+    assert [_ceil_to(Fraction(n, d)) for n, d in [(7, 25), (1, 10), (1, 3), (1, 1000), (12345, 100000), (1, 1)]] == [
+        "0.28", "0.1", "0.3334", "0.001", "0.1235", "1"]  # fmt: skip
+    assert _ceil_to(Fraction(0)) == "0"

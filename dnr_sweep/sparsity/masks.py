@@ -87,12 +87,14 @@ def _check_prune_rate(prune_rate: float) -> float:
     return float(prune_rate)
 
 
-def _ceil_to(value: float, digits: int = 4) -> str:
-    """``value`` rounded *up* to ``digits`` significant digits, as text (a density that is enough)."""
+def _ceil_to(value: Fraction, digits: int = 4) -> str:
+    """``value`` (exact: a count over a count) rounded *up* to ``digits`` significant digits, as text (a
+    density that is enough). Exact arithmetic: in floats 7/25 * 1000 is 280.00000000000006, "0.2801"."""
+    value = Fraction(value)
     if value <= 0:
         return "0"
-    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
-    return f"{math.ceil(value * scale) / scale:.{digits}g}"
+    scale = Fraction(10) ** (digits - 1 - math.floor(math.log10(value)))
+    return f"{float(math.ceil(value * scale) / scale):.{digits}g}"
 
 
 def _channel_floor(weights: list[Tensor]) -> int:
@@ -241,7 +243,7 @@ class Masking:
                 f"({floor / self.num_prunable:.4g}): the first layer {self._names[0]!r} is kept dense "
                 f"({stem_w.numel()} weights) and every other prunable layer keeps at least one input "
                 f"channel ({floor - stem_w.numel()} weights), {floor} of {self.num_prunable} prunable "
-                f"weights; set density >= {_ceil_to(floor / self.num_prunable)} (or use pruning='irregular')"
+                f"weights; set density >= {_ceil_to(Fraction(floor, self.num_prunable))} (or use pruning='irregular')"
             )
         budget = self.target_active - stem_w.numel()
         slice_sizes = [w.numel() // w.shape[1] for _, w in others]
@@ -260,7 +262,7 @@ class Masking:
                 f"density={self.density} is below the minimum for channel_group pruning of this model "
                 f"({floor / self.num_prunable:.4g}): every prunable channel space keeps at least one channel "
                 f"({len(self.groups.spaces)} spaces, {floor} of {self.num_prunable} prunable weights); set "
-                f"density >= {_ceil_to(floor / self.num_prunable)} (or use pruning='irregular')"
+                f"density >= {_ceil_to(Fraction(floor, self.num_prunable))} (or use pruning='irregular')"
             )
         if self.density < 1.0:
             self.groups.init_masks(self.target_active, generator)
