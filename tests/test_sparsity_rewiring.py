@@ -602,3 +602,11 @@ def test_channel_regrowth_prefers_live_channels_and_regrows_nothing_without_budg
     weights, masks, momenta = layers()
     _, regrown, _, _, _ = rewire_channel(weights, masks, momenta, prune_rate=0.0, target_active=4)
     assert regrown == [0, 0] and [m.flatten().tolist() for m in masks] == [[1, 1, 0, 0]] * 2  # no budget
+
+
+def test_minimum_density_by_hand_for_irregular_and_channel():
+    from dnr_sweep.sparsity import minimum_density
+
+    # Net: stem 216 (dense in channel mode), c1 1152 (8 slices of 144), c2 2304 (16 of 144), c3 512 (16 of 32)
+    assert minimum_density(Net(), "irregular") == 4 / 4184  # one weight per layer
+    assert minimum_density(Net(), "channel") == (216 + 144 + 144 + 32) / 4184
