@@ -610,3 +610,18 @@ def test_minimum_density_by_hand_for_irregular_and_channel():
     # Net: stem 216 (dense in channel mode), c1 1152 (8 slices of 144), c2 2304 (16 of 144), c3 512 (16 of 32)
     assert minimum_density(Net(), "irregular") == 4 / 4184  # one weight per layer
     assert minimum_density(Net(), "channel") == (216 + 144 + 144 + 32) / 4184
+
+
+def test_channel_regrowth_falls_back_to_dead_channels_when_the_live_ones_run_out():
+    from dnr_sweep.sparsity.rewiring import rewire_channel
+
+    # two layers of 4 input channels, slices of 2 weights; channels 0, 1 active in both
+    weights = [torch.tensor([[1.0, 2.0, 0.0, 0.0]] * 2).view(2, 4, 1, 1) for _ in range(2)]
+    masks = [torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 2).view(2, 4, 1, 1) for _ in range(2)]
+    momenta = [torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 2).view(2, 4, 1, 1),  # A: important, no live channel
+               torch.tensor([[0.1, 0.1, 0.1, 0.0]] * 2).view(2, 4, 1, 1)]  # fmt: skip  # B: channel 2 live
+    # budget 6 weights (3 channels): B's live channel first (2 weights), then 4 over the dead room, A 4 and
+    # B 2 weights, by importance 10 : 1 -> A 3.64, B 0.36; channels A 1.82, B 1.18 -> A 2, B 1
+    _, regrown, _, regrown_w, _ = rewire_channel(weights, masks, momenta, prune_rate=0.0, target_active=14)
+    assert regrown == [2, 1] and regrown_w == [4, 2]
+    assert masks[0][0, :, 0, 0].tolist() == [1, 1, 1, 1] and masks[1][0, :, 0, 0].tolist() == [1, 1, 1, 0]
