@@ -157,6 +157,13 @@ def test_bad_arguments_raise_value_error(kwargs, match):
         Masking(model, opt, **args)
 
 
+@pytest.mark.parametrize("kwargs", [{"total_epochs": 1}, {"prune_rate": 0.0}, {"prune_rate": 1.0}, {"density": 1.0}])
+def test_the_edges_of_the_ranges_are_accepted(kwargs):
+    model = TinyNet()
+    args = {"density": 0.5, "pruning": "irregular", "prune_rate": 0.5, "total_epochs": 10} | kwargs
+    Masking(model, torch.optim.SGD(model.parameters(), lr=0.1), **args)
+
+
 def test_channel_mode_below_minimum_density_raises():
     model = TinyNet()  # stem 108 + one channel of conv (72) and of conv2 (8) = 188 of 460 weights
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

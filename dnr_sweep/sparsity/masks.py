@@ -199,8 +199,6 @@ class Masking:
         self._names: list[str] = [name for name, _ in layers]
         self._weights: list[nn.Parameter] = [m.weight for _, m in layers]
         self.num_prunable: int = sum(w.numel() for w in self._weights)
-        #: the dense, never-rewired first layer in channel mode; None in irregular mode
-        self.stem: str | None = self._names[0] if self.pruning == "channel" else None
 
         self.masks: dict[str, Tensor] = {}
         #: channel_group only: the groups and the extra (parameter, mask) pairs masked with them
