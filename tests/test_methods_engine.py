@@ -90,7 +90,7 @@ def test_selection_only_in_the_final_phase(runs, name, final_phase_start):
 @pytest.mark.parametrize(("name", "dense_phases", "pruned_phases"), [
     ("admm", ["pretrain", "admm"], ["retrain"]),  # ADMM trains dense under its penalty; the hard prune is at retrain
     ("lasso", ["lasso"], ["retrain"]),
-    ("hydra", ["pretrain"], ["finetune"]),  # the score phase keeps the weights dense (the top-k of the scores masks them)
+    ("hydra", ["pretrain"], ["prune", "finetune"]),  # the score phase computes with weight * top-k(scores)
 ])  # fmt: skip
 def test_each_phase_is_dense_or_pruned_as_the_method_says_and_rewires_nothing(runs, name, dense_phases, pruned_phases):
     import pandas as pd

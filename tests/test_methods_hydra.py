@@ -23,6 +23,8 @@ def test_scaled_score_init_formula():
     w = torch.tensor([[[[0.5]], [[-2.0]]], [[[1.0]], [[0.25]]]])  # conv 2x2x1x1: fan_in 2
     expected = math.sqrt(6 / 2) * w / 2.0
     assert torch.allclose(hydra.scaled_score_init(w), expected)
+    small = w / 8  # max |W| 0.25: below 1, still divided by it
+    assert torch.allclose(hydra.scaled_score_init(small), math.sqrt(6 / 2) * small / 0.25)
 
 
 def test_gradients_flow_to_the_scores_not_to_the_frozen_weights():
