@@ -100,8 +100,9 @@ def test_each_phase_is_dense_or_pruned_as_the_method_says_and_rewires_nothing(ru
     for phase in dense_phases:
         assert (epochs.loc[epochs["phase"] == phase, "mask_density"] == 1.0).all(), phase
     for phase in pruned_phases:
-        densities = epochs.loc[epochs["phase"] == phase, "density"]
-        assert len(densities) and (densities == result["density"]).all(), phase
+        rows = epochs.loc[epochs["phase"] == phase]
+        assert len(rows) and (rows["density"] == result["density"]).all(), phase
+        assert (rows["mask_density"] == rows["density"]).all(), phase  # the masks are what the weights show
     assert (epochs["prune_rate"] == 0.0).all()  # prune_rate is DNR's rewiring; no baseline rewires
 
 
@@ -139,9 +140,15 @@ def test_hydra_score_phase_moves_scores_not_weights():
     scores_at_start = {n: s.detach().clone() for n, s in run.method.scores.items()}
     run.method.current = None  # let train_epoch enter the phase as usual (fresh scores from the same weights)
     run.train_epoch()
-    after = run.model.state_dict()
+    after = {k: v.clone() for k, v in run.model.state_dict().items()}
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert any(not torch.equal(scores_at_start[n], s) for n, s in run.method.scores.items())
+    assert not any(p.requires_grad for p in run.model.parameters())  # frozen: no gradient is even computed
+    run.train_epoch()  # the second score epoch
+    run.train_epoch()  # finetune: the kept weights train again
+    assert all(p.requires_grad for p in run.model.parameters())
+    trained = run.model.state_dict()
+    assert any(not torch.equal(after[k], trained[k]) for k in before if k.endswith(".weight"))
 
 
 @pytest.mark.parametrize("changes", [ADMM, HYDRA], ids=["admm", "hydra"])

@@ -90,6 +90,7 @@ class HydraMethod(PhasedMethod):
 
     def enter(self, phase: Phase, *, fresh: bool) -> None:
         if phase.name == "prune":
+            self._unhook()  # entering twice (a caller's own start_epoch) hooks each layer once
             if fresh or not self.scores:
                 self.scores = {n: nn.Parameter(scaled_score_init(w)) for n, w in self.prunable()}
             train = self.config.train
