@@ -41,7 +41,7 @@ from dnr_sweep.foundation import locks as folder_lock
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import DataRecoveryWarning, FolderBusyError, InputFileError, UserError
 from dnr_sweep.models.architectures import get_model
-from dnr_sweep.reports.load import load_run
+from dnr_sweep.reports.load import load_run, rebuild_tables
 from dnr_sweep.reports.synthetic import synthetic_tables, write_synthetic_run
 from dnr_sweep.training import dry_run
 from tests.test_sweep import BASE
@@ -597,6 +597,52 @@ def test_unreadable_parquet_is_rebuilt_from_result_json_and_kept_aside(synthetic
     pd.testing.assert_frame_equal(run.results, reference.results, check_dtype=False)
     assert (synthetic_run / f"{name}.unreadable").read_bytes() == bad  # kept, never deleted
     assert not (synthetic_run / name).exists()  # the report writes the rebuilt table in its place
+
+
+EPOCH_RECORD_DAMAGE = {
+    **{name: None for name in CORRUPTIONS if name != "hostile"},  # filled from the good record in the test
+    "nested": b"[" * 100_000,
+    "another shape": b'{"epoch": 1, "loss": 0.5}',
+    "epoch as text": b'[{"epoch": "1", "loss": 0.5}]',
+    "epoch beyond any run": b'[{"epoch": 100000000000000000000, "loss": 0.5}]',
+    "another trial's id": b'[{"epoch": 1, "trial_id": "someone_else", "loss": 0.5}]',
+    "a metric as text": b'[{"epoch": 1, "loss": "low"}]',
+    "an unknown phase": b'[{"epoch": 1, "phase": "<script>"}]',
+}
+
+
+@pytest.mark.parametrize("damage", sorted(EPOCH_RECORD_DAMAGE))
+def test_a_damaged_epoch_record_is_named_and_the_report_uses_result_json(synthetic_run, damage):
+    """A trial's epochs.json (its own record) that is not what a trial writes: one warning naming it, every
+    trial and epoch still in the tables from result.json, the file left as it was."""
+    reference = rebuild_tables(synthetic_run)[1]
+    record = sorted(synthetic_run.glob(f"*/{rc.TUNE_RESULT_FILE}"))[0].parent / rc.TRIAL_EPOCHS_FILE
+    good = json.dumps([{"epoch": 1, "loss": 0.5}]).encode()
+    bad = EPOCH_RECORD_DAMAGE[damage]
+    if bad is None:
+        bad = _corruptions(good, wrong_kind=b'{"trial_id": "x"}', hostile=b"")[damage]
+    record.write_bytes(bad)
+    for name in (rc.RESULTS_FILE, rc.EPOCHS_FILE):
+        (synthetic_run / name).unlink()
+    code, err = call(["report", str(synthetic_run)])
+    assert code == 0 and "Traceback" not in err, err
+    assert f"{record.parent.name}/{rc.TRIAL_EPOCHS_FILE}" in err and "come from result.json alone" in err, err
+    epochs = pd.read_parquet(synthetic_run / rc.EPOCHS_FILE)
+    assert epochs[["trial_id", "epoch"]].values.tolist() == reference[["trial_id", "epoch"]].values.tolist()
+    assert record.read_bytes() == bad
+
+
+def test_a_result_json_metric_that_is_no_number_is_left_empty_with_a_warning(synthetic_run):
+    for name in (rc.RESULTS_FILE, rc.EPOCHS_FILE):
+        (synthetic_run / name).unlink()
+    lines_path = sorted(synthetic_run.glob(f"*/{rc.TUNE_RESULT_FILE}"))[0]
+    lines = [json.loads(line) for line in lines_path.read_text().splitlines()]
+    lines[0]["this_epoch/loss"] = "low"
+    lines_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, err = call(["report", str(synthetic_run)])
+    assert (
+        code == 0 and "Traceback" not in err and "loss: 1 value(s) that are no number (e.g. 'low') left empty" in err
+    ), err
 
 
 def test_unreadable_parquet_without_result_json_is_refused_by_name(tmp_path):

@@ -110,9 +110,14 @@ def _ordered_params(columns: Iterable[str]) -> list[str]:
 
 
 def _numeric(out: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Metric columns as float64; a value that is no number (a damaged line or table) is left empty, with a warning."""
     for c in columns:
         if c not in _TEXT_COLUMNS:
-            out[c] = pd.to_numeric(out[c]).astype("float64")
+            converted = pd.to_numeric(out[c], errors="coerce")
+            bad = converted.isna() & out[c].notna()
+            if bad.any():
+                _warn(f"{c}: {int(bad.sum())} value(s) that are no number (e.g. {out[c][bad].iloc[0]!r}) left empty")
+            out[c] = converted.astype("float64")
 
 
 def normalise_results(df: pd.DataFrame) -> pd.DataFrame:
@@ -251,7 +256,8 @@ def _trial_tables(
     for note in notes:
         _warn(note)
     by_epoch.update(record)
-    epoch_rows = [{"trial_id": trial_id, "epoch": epoch, **by_epoch[epoch], **params} for epoch in sorted(by_epoch)]
+    # the row's own keys last: a figure named like them (a damaged line) cannot move the row to another trial
+    epoch_rows = [{**by_epoch[epoch], **params, "trial_id": trial_id, "epoch": epoch} for epoch in sorted(by_epoch)]
 
     finished = bool(last.get(rc.FINAL_FLAG, False))
     result: dict[str, Any] = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation.bounds import MAX_EPOCHS
 
 
 def trial_folders(run_dir: str | Path) -> list[Path]:
@@ -53,26 +54,38 @@ def read_result_lines(path: Path, *, max_lines: int | None = None) -> tuple[list
     return lines, notes
 
 
+def _record_value_ok(key: str, value: Any) -> bool:
+    """A figure of the epoch record as the trial writes it: a contract epoch metric or layer density, a number
+    (``phase``: one of the contract's phase names)."""
+    if key == "phase":
+        return value in rc.PHASES
+    known = key in rc.EPOCH_METRICS or rc.is_layer_metric(key)
+    return known and isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def read_epoch_record(folder: Path) -> tuple[dict[int, dict[str, Any]], list[str]]:
     """A sweep trial's own epoch record (:data:`run_contract.TRIAL_EPOCHS_FILE`) -> ``{epoch: this epoch's
-    metrics}``, and a note when the file is there but cannot be read. A missing file is ``({}, [])``
-    (folders written before the record existed, and trials Tune ran without a trial folder)."""
+    metrics}``, and a note when the file is there but is not a record the trial wrote (unreadable, another
+    shape, an unknown figure or a value of the wrong kind, an epoch outside [1, MAX_EPOCHS]): then none of it
+    is used. A missing file is ``({}, [])`` (folders written before the record existed)."""
     path = folder / rc.TRIAL_EPOCHS_FILE
     if not path.is_file():
         return {}, []
+    fallback = f"its epochs come from {rc.TUNE_RESULT_FILE} alone"
     try:
         value = json.loads(path.read_bytes().decode("utf-8", errors="replace"))
     except (OSError, json.JSONDecodeError, RecursionError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "not readable JSON"
-        return {}, [f"{path}: cannot be read ({why}); its epochs come from {rc.TUNE_RESULT_FILE} alone"]
+        return {}, [f"{path}: cannot be read ({why}); {fallback}"]
     record: dict[int, dict[str, Any]] = {}
-    entries = value if isinstance(value, list) else [None]
-    for entry in entries:
+    for entry in value if isinstance(value, list) else [None]:
         epoch = entry.get(rc.EPOCH_KEY) if isinstance(entry, dict) else None
-        if not isinstance(epoch, int) or isinstance(epoch, bool):
-            return {}, [f"{path}: not a list of {{{rc.EPOCH_KEY!r}: n, ...}} objects; its epochs come from "
-                        f"{rc.TUNE_RESULT_FILE} alone"]  # fmt: skip
-        record[epoch] = {k: v for k, v in entry.items() if k != rc.EPOCH_KEY}
+        valid = isinstance(epoch, int) and not isinstance(epoch, bool) and 1 <= epoch <= MAX_EPOCHS
+        figures = {k: v for k, v in entry.items() if k != rc.EPOCH_KEY} if valid else {}
+        if not valid or not all(_record_value_ok(k, v) for k, v in figures.items()):
+            return {}, [f"{path}: not the record a trial writes (a list of {{{rc.EPOCH_KEY!r}: 1..{MAX_EPOCHS}, "
+                        f"epoch metric: number}} objects); {fallback}"]  # fmt: skip
+        record[epoch] = figures
     return record, []
 
 
