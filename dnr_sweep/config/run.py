@@ -107,7 +107,7 @@ class TrainConfig(Strict):
         "val", description="split that chooses the epoch; 'test' is the paper's protocol (labelled wherever shown)"
     )
     select_metric: str | None = Field(
-        None, description="figure that chooses the epoch: val_clean_acc (default), val_fgsm_acc, val_pgd_acc"
+        None, description="figure that chooses the epoch: val_pgd_acc (default), val_clean_acc, val_fgsm_acc"
     )
     eval_every: Epochs = Field(1, description="robust accuracy of every Nth epoch (always: last, selected)")
     eval_subset: Images | None = Field(None, description="images used for per-epoch robust evaluation")
@@ -144,8 +144,8 @@ class TrainConfig(Strict):
 
     @property
     def resolved_select_metric(self) -> str:
-        """``select_metric``, defaulting to the selection split's clean accuracy."""
-        return self.select_metric or rc.selection_metrics(self.select_on)[0]
+        """``select_metric``, defaulting to validation PGD accuracy (the paper's protocol: clean test accuracy)."""
+        return self.select_metric or rc.default_select_metric(self.select_on)
 
 
 class DNRConfig(Strict):

@@ -209,6 +209,25 @@ def selection_metrics(split: str) -> tuple[str, str, str]:
     return VAL_METRICS if split == "val" else TEST_SELECTION_METRICS  # type: ignore[return-value]
 
 
+#: the accuracy kind that chooses the epoch by default on validation: robust accuracy
+#: (README "Only validation chooses"; evidence in docs/REPRODUCE.md); the paper's protocol chooses on clean
+DEFAULT_SELECT_KIND: Final = {"val": "pgd", "test": "clean"}
+
+
+def default_select_metric(split: str) -> str:
+    """The figure that chooses the epoch when ``train.select_metric`` is not given."""
+    return selection_metrics(split)[ACCURACY_KINDS.index(DEFAULT_SELECT_KIND[split])]
+
+
+def tie_break_metric(select_metric: str) -> str:
+    """The figure that breaks a tie on ``select_metric``: clean accuracy, or PGD when clean chooses."""
+    for split in SELECTION_SPLITS:
+        names = selection_metrics(split)
+        if select_metric in names:
+            return names[2] if select_metric == names[0] else names[0]
+    raise ValueError(f"{select_metric!r} is not a per-epoch selection figure; valid: {', '.join(VAL_METRICS)}")
+
+
 def is_layer_metric(name: str) -> bool:
     return name.startswith(LAYER_PREFIX) and len(name) > len(LAYER_PREFIX)
 

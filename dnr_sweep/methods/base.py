@@ -13,9 +13,9 @@ method, through a small protocol the engine calls at fixed points of each epoch:
    from the clean and adversarial cross-entropies, :meth:`TrainingMethod.step` steps and re-masks;
 5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U).
 
-Selection: the engine selects only among epochs whose plan is ``selectable``; the baselines make
-only their final phase's epochs selectable (a dense pre-trained epoch is never a pruned result),
-DNR every epoch. A method's extra state round-trips through ``state_dict``/``load_state_dict``; a
+Selection: the engine selects only among epochs whose plan is ``selectable``: for every method the
+epochs of its final phase (the network at its final sparsity, trained with its final loss; a dense
+pre-trained or a clean warm-up epoch is never the result). A method's extra state round-trips through ``state_dict``/``load_state_dict``; a
 resumed run re-enters the current phase with ``fresh=False`` (state loaded, nothing recomputed).
 """
 
