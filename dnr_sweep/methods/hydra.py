@@ -15,9 +15,9 @@ DNR paper's [20]), following the authors' code (inspire-group/hydra) and its def
 Every phase trains with TRADES (``hydra.loss: trades``, ``hydra.trades_beta`` 6, the adversary from
 :mod:`dnr_sweep.attacks.trades` with ``attack.train``'s eps, alpha, steps) or, ``hydra.loss: pgd``, with
 ``beta * CE(clean) + (1 - beta) * CE(adv)``. Kept and not kept of the authors' defaults:
-:class:`dnr_sweep.config.methods.HydraConfig`. Also not kept, as the loss's gradient does not change:
+:class:`dnr_sweep.config.methods.HydraConfig`. Also not kept (the loss and its gradient are the same):
 the authors' step runs three clean forwards (one before the attack) and one adversarial in train mode,
-here one each after the attack, so BatchNorm's running statistics see fewer clean batches.
+here one of each after the attack, so BatchNorm's running statistics see fewer clean batches.
 Each layer keeps ``round(k * numel)`` weights (the authors prune ``int((1 - k) numel)``; at most one
 weight per layer apart).
 """
