@@ -239,5 +239,13 @@ class RunConfig(Strict):
                 "train.select_on is 'val' but data.val_size is 0: there is no validation split to choose the "
                 "epoch; set data.val_size (e.g. 5000 for CIFAR) or, for the paper's protocol only, select_on: test"
             )
+        spec = self.attack.train
+        if self.method == "hydra" and self.hydra.loss == "trades" and (spec.kind != "pgd" or not spec.random_start):
+            raise ValueError(
+                f"attack.train: hydra.loss trades runs TRADES' KL adversary (PGD steps from x + 0.001 * N(0, 1), "
+                f"reading eps, alpha, steps and bn_mode), which kind {spec.kind} with random_start "
+                f"{str(spec.random_start).lower()} does not describe; set attack.train.kind: pgd and "
+                "random_start: true, or hydra.loss: pgd"
+            )
         # warmup_epochs > epochs runs (clean-only throughout): dnr_sweep.training.dry_run warns, for shortened configs
         return self

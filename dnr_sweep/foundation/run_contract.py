@@ -135,9 +135,10 @@ RUN_KEYS: Final[tuple[str, ...]] = (
 # Training cost (every method; the run's result). A *forward-equivalent* (FE) is the compute of one
 # forward pass of one image; a backward pass counts 2 FE (the usual FLOP ratio, weight or input
 # gradients alike). Per training step and image: every attack step is one forward and one backward
-# (3 FE; PGD-k: 3k, FGSM: 3); every forward through the network for the loss is 1 FE and the loss's
-# backward 2 FE per such forward. So clean-only training costs 3 FE, the hybrid loss with PGD-7
-# 21 + 2 + 4 = 27 FE, PGD-7 adversarial-only training (beta 0) 21 + 1 + 2 = 24 FE. An epoch's
+# (3 FE; PGD-k: 3k, FGSM: 3; TRADES' KL adversary adds the forward of its clean target: 3k + 1); every
+# forward through the network for the loss is 1 FE and the loss's backward 2 FE per such forward. So
+# clean-only training costs 3 FE, the hybrid loss with PGD-7 21 + 2 + 4 = 27 FE, PGD-7 adversarial-only
+# training (beta 0) 21 + 1 + 2 = 24 FE, HYDRA's TRADES-7 22 + 2 + 4 = 28 FE. An epoch's
 # ``fwd_equiv`` is its FE per training-set image (its steps' FE weighted by their batch sizes, over
 # the training-set size); the per-epoch validation, the final test evaluation and post-training
 # attacks are not training and are not counted (their cost is the same for every method).

@@ -266,12 +266,9 @@ class DNRRun:
             yield images, labels.to(self.device, non_blocking=True)
 
     def _adversarial(self, images: Tensor, labels: Tensor) -> Tensor:
-        spec = self.config.attack.train
-        settings = AttackSettings(
-            eps=spec.eps, alpha=spec.alpha, steps=spec.steps, random_start=spec.random_start, bn_mode=spec.bn_mode
-        )
+        """The training adversaries the method makes (``attack.train``'s attack unless it has its own)."""
         with self._autocast():
-            return attack_registry.perturb(spec.kind, self.net, images, labels, settings, self.attack_rng)
+            return self.method.adversary(self.net, images, labels, self.attack_rng)
 
     def _train_one_epoch(
         self, progress: Callable[[int, int], None] | None, plan: EpochPlan | None = None
@@ -289,7 +286,7 @@ class DNRRun:
             with self._autocast():
                 logits = self.net(images)
                 loss_clean = F.cross_entropy(logits, labels)
-                loss_adv = F.cross_entropy(self.net(adv), labels) if adv is not None else zero
+                loss_adv = self.method.adversarial_loss(self.net(adv), logits, labels) if adv is not None else zero
             loss_reg = self.method.regulariser(plan)
             loss_l2 = loss_reg if loss_reg is not None else zero
             loss = self.method.objective(loss_clean, loss_adv, loss_l2, beta)
@@ -319,7 +316,7 @@ class DNRRun:
             )
         seen = max(totals.seen, 1)
         spec = config.attack.train
-        cost = step_cost(adversarial=beta < 1.0, kind=spec.kind, steps=spec.steps)
+        cost = step_cost(adversarial=beta < 1.0, kind=self.method.training_attack, steps=spec.steps)
         return {
             "loss": float(totals.loss) / seen,
             "loss_clean": float(totals.loss_clean) / seen,
