@@ -1,6 +1,7 @@
 """ADMM robust pruning against references: brute-force projection, hand-computed Z/U updates, budgets."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -126,3 +127,168 @@ def test_naive_budget_at_its_least_density_keeps_one_weight_per_layer_and_below_
 @pytest.mark.parametrize(("density", "numel", "kept"), [(0.001, 100, 1), (0.0, 7, 1), (0.5, 7, 4), (1.0, 7, 7)])
 def test_kept_rounds_and_keeps_at_least_one(density, numel, kept):
     assert pruning.kept(density, numel) == kept
+
+
+# -- the authors' schedule: Z/U every admm_epoch epochs, rho x 1.3 at each update (admm/admm.py: admm_update,
+#    admm_multi_rho_scheduler; ADMM_examples/cifar10/config.yaml.example: admm_epoch 20, rho 1e-3, multi_rho)
+
+CHEAP_ADMM = {"method": "admm", "train__batch_size": 128, "train__eval_subset": 60, "admm__beta": 1.0,
+              "admm__density": 0.1, "admm__pretrain_lr": 0.05, "admm__admm_lr": 0.02, "admm__retrain_lr": 0.02}  # fmt: skip
+
+
+def test_the_authors_defaults():
+    from dnr_sweep.config import RunConfig
+
+    config = RunConfig(method="admm").admm
+    assert (config.rho, config.update_every, config.rho_growth) == (1e-3, 20, 1.3)
+
+
+@pytest.mark.parametrize(("growth", "rhos"), [
+    (1.3, [1e-3, 1e-3, 1e-3 * 1.3, 1e-3 * 1.3, 1e-3 * 1.3**2, 1e-3 * 1.3**2]),
+    (1.0, [1e-3] * 6),
+])  # fmt: skip
+def test_z_and_u_update_every_admm_epoch_epochs_and_rho_grows_at_each(monkeypatch, growth, rhos):
+    """update_every 2 over 6 ADMM epochs, as the authors' loop runs it (updates at the start of the stage's
+    epochs 2 and 4, none after its last): Z is set at the phase's start (epoch 0) and updated after phase
+    epochs 1 and 3 only; the epochs after the j-th update report and train with 1e-3 * growth**j."""
+    from dnr_sweep.methods.base import EpochPlan
+    from dnr_sweep.training.engine import DNRRun
+    from tests.test_engine import digits_config
+
+    config = digits_config(**CHEAP_ADMM, admm__pretrain_epochs=0, admm__admm_epochs=6, admm__retrain_epochs=1,
+                           admm__update_every=2, admm__rho_growth=growth)  # fmt: skip
+    run = DNRRun(config)
+    z_at: list[int] = []
+    real_z_update = admm.z_update
+    monkeypatch.setattr(admm, "z_update", lambda *a: z_at.append(run.epoch) or real_z_update(*a))
+    reports = [run.train_epoch() for _ in range(6)]
+    assert [r.metrics["phase"] for r in reports] == ["admm"] * 6
+    assert z_at == [0, 1, 3]
+    assert [r.metrics["admm_rho"] for r in reports] == pytest.approx(rhos, rel=1e-12)
+    # the regulariser of phase epoch 5 uses that epoch's rho: rho_5/2 * sum ||W - Z + U||^2, summed here
+    by_hand = sum(float((w.detach() - run.method.z[n] + run.method.u[n]).pow(2).sum()) for n, w in run.method.prunable())
+    value = run.method.regulariser(EpochPlan("admm", 1.0, False, 5)).detach()
+    assert float(value) == pytest.approx(0.5 * rhos[5] * by_hand, rel=1e-5)
+    retrain = run.train_epoch().metrics
+    assert math.isnan(retrain["admm_rho"]) and math.isnan(retrain["admm_residual"])
+
+
+# -- whether the ADMM phase did its work: the residual ||W - Z|| per epoch, the energy the hard prune removes
+
+
+def test_primal_residual_by_hand():
+    # ||[3, -1] - [3, 0]||^2 + ||[0.5, 2] - [0, 0]||^2 = 1 + 0.25 + 4 = 5.25
+    weights = {"a": torch.tensor([3.0, -1.0]), "b": torch.tensor([[0.5, 2.0]])}
+    z = {"a": torch.tensor([3.0, 0.0]), "b": torch.zeros(1, 2)}
+    assert admm.primal_residual(weights, z) == pytest.approx(math.sqrt(5.25), rel=1e-12)
+
+
+def test_the_residual_shrinks_under_exact_admm_steps():
+    """ADMM on f(W) = 1/2 ||W - A||^2 with the W-step in closed form, W = (A + rho (Z - U)) / (1 + rho), and
+    this module's Z and U updates: with rho large the residual ||W - Z|| goes to 0, and W ends k-sparse."""
+    gen = torch.Generator().manual_seed(0)
+    a = {"l": torch.randn(50, generator=gen)}
+    budget, rho = {"l": 5}, 5.0
+    u = {"l": torch.zeros(50)}
+    z = admm.z_update(a, u, budget)
+    residuals = []
+    for _ in range(30):
+        w = {"l": (a["l"] + rho * (z["l"] - u["l"])) / (1 + rho)}
+        residuals.append(admm.primal_residual(w, z))
+        z = admm.z_update(w, u, budget)
+        u = admm.u_update(w, z, u)
+    assert residuals[-1] < 1e-4 * residuals[0]
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(residuals[5:], residuals[6:], strict=False))
+    assert int((w["l"].abs() > 1e-3).sum()) == 5
+
+
+def test_the_reported_residual_is_w_minus_z_before_the_epochs_update():
+    """Through the method: after an ADMM epoch's training, admm_residual is sqrt(sum (w - z)^2) over the Z the
+    epoch trained toward (computed here element by element), and then Z becomes proj(W + U)."""
+    from dnr_sweep.training.engine import DNRRun
+    from tests.test_engine import digits_config
+
+    run = DNRRun(digits_config(**CHEAP_ADMM, admm__pretrain_epochs=0, admm__admm_epochs=3, admm__retrain_epochs=1,
+                               admm__update_every=1))  # fmt: skip
+    method = run.method
+    method.start_epoch(0)  # enters the ADMM phase: Z = proj(W), U = 0
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, w in method.prunable():
+            w.add_(0.05 * torch.randn(w.shape, generator=gen))  # stands for the epoch's training
+    z = {n: t.clone() for n, t in method.z.items()}
+    weights = {n: w.detach().clone() for n, w in method.prunable()}
+    by_hand = math.sqrt(sum((wi - zi) ** 2 for n in weights
+                            for wi, zi in zip(weights[n].flatten().tolist(), z[n].flatten().tolist(), strict=True)))  # fmt: skip
+    method.end_epoch(0, last=False)
+    figures = method.epoch_metrics()
+    assert figures["admm_residual"] == pytest.approx(by_hand, rel=1e-9)
+    assert figures["admm_rho"] == 1e-3
+    for n, w in weights.items():  # then updated: Z = proj(W + 0), U = W - Z
+        assert torch.equal(method.z[n], pruning.project(w, method.budget[n]))
+        assert torch.equal(method.u[n], w - method.z[n])
+
+
+def test_energy_removed_by_hand():
+    # keep a's 2 and b's 1 largest: removed 1 + 0.25 + 0.01 + 0.04 = 1.3 of 26.39
+    weights = {"a": torch.tensor([3.0, -1.0, 0.5, -4.0]), "b": torch.tensor([0.1, 0.2, -0.3], dtype=torch.float64)}
+    kept = {n: pruning.project(w, k) for (n, w), k in zip(weights.items(), (2, 1), strict=True)}
+    assert pruning.energy_removed(weights, kept) == pytest.approx(1.3 / 26.39, rel=1e-12)
+    assert math.isnan(pruning.energy_removed({"a": torch.zeros(3)}, {"a": torch.zeros(3)}))
+
+
+def magnitude_energy_by_hand(weights: dict[str, torch.Tensor], budget: dict[str, int]) -> float:
+    """The energy of all but each layer's budget largest |w|, by sorting Python floats."""
+    removed = total = 0.0
+    for n, w in weights.items():
+        squares = sorted((v * v for v in w.flatten().tolist()), reverse=True)
+        removed += sum(squares[budget[n] :])
+        total += sum(squares)
+    return removed / total
+
+
+@pytest.mark.parametrize(("rho", "admm_lr"), [(1e-3, 0.02), (10.0, 0.05)], ids=["weak", "strong"])
+def test_the_energy_figures_by_hand_and_a_strong_rho_removes_less_than_magnitude_pruning(rho, admm_lr):
+    """magnitude_energy_removed: magnitude pruning of the weights entering the ADMM phase; prune_energy_removed:
+    the hard prune of the weights leaving it (both by hand here, at the method's budgets, which sum to the
+    target). With rho 10 the ADMM phase pulls W to a sparse point: the hard prune removes far less energy than
+    magnitude pruning of the pre-trained weights; with the paper's 1e-3 over 3 epochs it barely moves."""
+    from dnr_sweep.training.engine import DNRRun
+    from tests.test_engine import digits_config
+
+    changes = {**CHEAP_ADMM, "admm__pretrain_epochs": 1, "admm__admm_epochs": 3, "admm__retrain_epochs": 1,
+               "admm__update_every": 1, "admm__rho": rho, "admm__admm_lr": admm_lr}  # fmt: skip
+    run = DNRRun(digits_config(**changes))
+    snapshot = []
+    for _ in range(4):
+        snapshot.append({n: w.detach().clone() for n, w in run.method.prunable()})
+        run.train_epoch()
+    leaving = {n: w.detach().clone() for n, w in run.method.prunable()}
+    run.train_epoch()  # retrain: the hard prune at its start
+    result = run.final_metrics()
+    budget = run.method.budget
+    assert sum(budget.values()) == round(0.1 * sum(w.numel() for w in leaving.values()))
+    magnitude = magnitude_energy_by_hand(snapshot[1], budget)
+    pruned = magnitude_energy_by_hand(leaving, budget)
+    assert result["magnitude_energy_removed"] == pytest.approx(magnitude, rel=1e-9)
+    assert result["prune_energy_removed"] == pytest.approx(pruned, rel=1e-9)
+    if rho > 1:
+        assert pruned < 0.5 * magnitude
+    else:
+        assert pruned > 0.8 * magnitude
+
+
+def test_the_energy_figures_survive_a_checkpoint():
+    from dnr_sweep.training.engine import DNRRun
+    from tests.test_engine import digits_config
+
+    config = digits_config(**CHEAP_ADMM, admm__pretrain_epochs=1, admm__admm_epochs=1, admm__retrain_epochs=2)
+    run = DNRRun(config)
+    for _ in range(3):
+        run.train_epoch()
+    state = run.state_dict()
+    resumed = DNRRun(config)
+    resumed.load_state_dict(state)
+    resumed.train_epoch()
+    figures = {k: resumed.final_metrics()[k] for k in ("magnitude_energy_removed", "prune_energy_removed")}
+    assert figures == dict(run.method.energy) and all(0 < v < 1 for v in figures.values())

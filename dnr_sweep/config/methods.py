@@ -18,9 +18,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator, ValidationInfo, field_validator
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
-from dnr_sweep.config.fields import Density, Epochs, Fraction, NonNegEpochs, NonNegFloat, PosFloat, Strict
+from dnr_sweep.config.fields import (
+    NUMBER,
+    Density,
+    Epochs,
+    Fraction,
+    NonNegEpochs,
+    NonNegFloat,
+    PosFloat,
+    Strict,
+    in_range,
+)
 
 
 def _layer_ratios(value: Any) -> str | dict[str, float]:
@@ -38,6 +48,9 @@ def _layer_ratios(value: Any) -> str | dict[str, float]:
 
 
 LayerRatios = Annotated[str | dict[str, float], PlainValidator(_layer_ratios)]
+GrowthFactor = Annotated[float, NUMBER, in_range(1.0, None)]
+#: Lasso's fixed threshold when neither lasso.threshold nor lasso.density is given
+DEFAULT_THRESHOLD = 1.0e-3
 
 
 class ADMMConfig(Strict):
@@ -49,10 +62,22 @@ class ADMMConfig(Strict):
         description="per-layer densities: naive (first prunable layer dense, the rest one density meeting "
         "the target: the paper's 'ADMM naive'), uniform (every layer at density), or {layer: density}",
     )
-    rho: PosFloat = Field(1.0e-3, description="ADMM penalty rho_admm (paper Section 4.3: 1e-3)")
+    rho: PosFloat = Field(
+        1.0e-3, description="initial ADMM penalty rho_admm (paper Section 4.3 and the authors' configs: 1e-3)"
+    )
+    update_every: Epochs = Field(
+        20,
+        description="Z and U are updated after every this many ADMM epochs (the authors' admm_epoch: 20 in their "
+        "CIFAR-10 config, 4 MNIST, 10 ImageNet); never after the phase's last epoch",
+    )
+    rho_growth: GrowthFactor = Field(
+        1.3,
+        description="rho is multiplied by this at every Z/U update (the authors' multi_rho, on in their configs: "
+        "1.3, uncapped); 1.0 keeps rho fixed",
+    )
     beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
     pretrain_epochs: NonNegEpochs = Field(100, description="dense adversarial pre-training")
-    admm_epochs: Epochs = Field(30, description="ADMM pruning epochs (paper: 30); Z and U updated after each")
+    admm_epochs: Epochs = Field(30, description="ADMM pruning epochs (paper: 30); Z and U every update_every")
     retrain_epochs: Epochs = Field(50, description="masked adversarial retraining after the hard prune")
     pretrain_lr: PosFloat = 0.1
     admm_lr: PosFloat = 0.01
@@ -67,12 +92,37 @@ class LassoConfig(Strict):
     """L1 Lasso robust sparse regularisation (Rakin et al. 2019; the DNR paper's [21])."""
 
     lam: PosFloat = Field(1.0e-5, description="L1 coefficient lambda of lambda * sum |W| (prunable weights)")
-    threshold: PosFloat = Field(1.0e-3, description="after the L1 phase, weights with |w| below this become 0")
+    threshold: PosFloat | None = Field(
+        None,
+        description=f"after the L1 phase, weights with |w| below this become 0 (not given: {DEFAULT_THRESHOLD:g}, "
+        "unless density is given); the compression is an outcome",
+    )
+    density: Density | None = Field(
+        None,
+        description="instead of threshold: the one global threshold after the L1 phase is chosen so that this "
+        "fraction of the prunable weights is kept, to the weight (a compression to compare at)",
+    )
     beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
     lasso_epochs: Epochs = Field(100, description="adversarial training with the L1 term, from scratch")
     retrain_epochs: Epochs = Field(50, description="masked adversarial retraining after thresholding")
     lasso_lr: PosFloat = 0.1
     retrain_lr: PosFloat = 0.01
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> LassoConfig:
+        if self.density is not None and self.threshold is not None:
+            raise ValueError(
+                "lasso.density and lasso.threshold are both given: density chooses the threshold that keeps that "
+                "fraction of the weights; give one of them (remove lasso.threshold to prune to a density)"
+            )
+        return self
+
+    @property
+    def fixed_threshold(self) -> float | None:
+        """The threshold of the fixed-threshold mode; ``None`` when ``density`` chooses it."""
+        if self.density is not None:
+            return None
+        return self.threshold if self.threshold is not None else DEFAULT_THRESHOLD
 
     @property
     def total_epochs(self) -> int:

@@ -29,8 +29,9 @@ paper's protocol, labelled wherever its numbers appear). Its per-epoch figures a
   (:func:`attack_metric`). :func:`register_post_training` adds one.
 
 ``metrics.json`` (schema: :func:`metrics_json`) and a ``results.parquet`` row hold the selected and
-the test figures, the post-training ones and the bookkeeping keys (:data:`RUN_KEYS`): the same
-values, describing the same ``model.pt``.
+the test figures, the post-training ones, the bookkeeping keys (:data:`RUN_KEYS`), the training cost
+(:data:`COST_METRICS`) and the methods' own figures (:data:`METHOD_RUN_METRICS`; per epoch:
+:data:`METHOD_EPOCH_METRICS`), NaN where a method has none: the same values, describing the same ``model.pt``.
 """
 
 from __future__ import annotations
@@ -110,13 +111,25 @@ TEST_METRICS: Final[tuple[str, ...]] = ("clean_acc", "fgsm_acc", "pgd_acc")
 #: the paper protocol's per-epoch figures (``train.select_on: test``): the test split, per epoch
 TEST_SELECTION_METRICS: Final[tuple[str, ...]] = ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc")
 
+#: a training method's own per-epoch figures, in every epoch's metrics (NaN where the method or phase has none):
+#: ``admm_residual`` = sqrt(sum_l ||W_l - Z_l||_F^2) over the prunable layers, after the epoch's training and
+#: before its Z/U update (the distance to the sparse point the epoch was pulled to); ``admm_rho``: the
+#: epoch's penalty rho (ADMM's ``rho_growth`` schedule)
+METHOD_EPOCH_METRICS: Final[tuple[str, ...]] = ("admm_residual", "admm_rho")
+#: a training method's own run-level figures, in every run's result (NaN where the method has none):
+#: ``prune_energy_removed`` = ||W - prune(W)||^2 / ||W||^2 over the prunable weights at the hard prune
+#: (ADMM: retraining's start; Lasso: the threshold step); ``magnitude_energy_removed``: the same fraction
+#: for magnitude pruning of the pre-trained weights (ADMM: the weights entering its ADMM phase) at the
+#: same per-layer budgets. An ADMM phase that did its work removes much less than magnitude pruning
+METHOD_RUN_METRICS: Final[tuple[str, ...]] = ("prune_energy_removed", "magnitude_energy_removed")
+
 #: what one epoch measured; ``epochs.parquet`` columns (plus ``trial_id``, ``epoch`` and layer densities).
 #: ``loss_l2`` is the method's regulariser (DNR: dynamic L2; ADMM: rho/2 ||W - Z + U||^2; Lasso:
 #: lambda |W|_1; HYDRA: 0); ``fwd_equiv``: the epoch's training cost per image (see TRAIN_FWD_EQUIV)
 EPOCH_METRICS: Final[tuple[str, ...]] = (
     "phase", "lr", "loss", "loss_clean", "loss_adv", "loss_l2", "train_acc",
     *VAL_METRICS, *TEST_SELECTION_METRICS,
-    *SPARSITY_METRICS, "prune_rate", "train_time_s", "epoch_time_s", "fwd_equiv",
+    *SPARSITY_METRICS, "prune_rate", "train_time_s", "epoch_time_s", "fwd_equiv", *METHOD_EPOCH_METRICS,
 )  # fmt: skip
 
 #: the selected epoch's figures (every Tune result, metrics.json, results.parquet)
@@ -144,7 +157,10 @@ RUN_KEYS: Final[tuple[str, ...]] = (
 # attacks are not training and are not counted (their cost is the same for every method).
 #: forward-equivalents per training image, summed over every epoch of every phase
 TRAIN_FWD_EQUIV: Final = "train_fwd_equiv"
-COST_METRICS: Final[tuple[str, ...]] = (TRAIN_FWD_EQUIV,)
+#: epochs whose training steps generated adversarial examples (the loss's clean weight beta < 1; DNR's
+#: clean-only warmup and a baseline's clean phases are not counted)
+TRAIN_ADV_EPOCHS: Final = "train_adv_epochs"
+COST_METRICS: Final[tuple[str, ...]] = (TRAIN_FWD_EQUIV, TRAIN_ADV_EPOCHS)
 #: a report column, not a run metric: seconds of all epochs (the sum of their ``epoch_time_s``:
 #: training, per-epoch validation, mask updates; no final test evaluation). Kept out of metrics.json
 #: so that a run's result is deterministic (a resumed run's equals an uninterrupted one's)
@@ -247,6 +263,7 @@ def is_run_metric(name: str) -> bool:
         or name in RUN_KEYS
         or name in POST_TRAINING_METRICS
         or name in COST_METRICS
+        or name in METHOD_RUN_METRICS
         or is_phase_epochs_metric(name)
         or is_layer_metric(name)
         or is_attack_metric(name)

@@ -14,7 +14,10 @@ method, through a small protocol the engine calls at fixed points of each epoch:
    into the adversarial term (cross-entropy unless the method's loss differs), and
    :meth:`TrainingMethod.regulariser` and :meth:`TrainingMethod.objective` build the loss from it and
    the clean cross-entropy; :meth:`TrainingMethod.step` steps and re-masks;
-5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U).
+5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U), then
+   :meth:`TrainingMethod.epoch_metrics`, the method's own figures of that epoch; after the last epoch
+   :meth:`TrainingMethod.run_metrics`, its run-level figures (names: the run contract's
+   ``METHOD_EPOCH_METRICS``/``METHOD_RUN_METRICS``; the engine fills the ones a method leaves out with NaN).
 
 Selection: the engine selects only among epochs whose plan is ``selectable``: for every method the
 epochs of its final phase (the network at its final sparsity, trained with its final loss; a dense
@@ -70,6 +73,11 @@ class EpochPlan:
     beta: float
     selectable: bool
     index: int  # epoch within the phase, 0-based
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the epoch's steps generate adversarial examples (the engine's one test: ``beta < 1``)."""
+        return self.beta < 1.0
 
 
 def cosine_lr(lr: float, index: int, epochs: int) -> float:
@@ -159,6 +167,16 @@ class TrainingMethod(ABC):
     def end_epoch(self, epoch: int, last: bool) -> float:
         """After 0-based epoch ``epoch`` was trained and evaluated; the pruning rate it applied."""
         return 0.0
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """The method's own figures of the epoch :meth:`end_epoch` just closed (run contract:
+        ``METHOD_EPOCH_METRICS``); none by default."""
+        return {}
+
+    def run_metrics(self) -> dict[str, float]:
+        """The method's own run-level figures (run contract: ``METHOD_RUN_METRICS``); kept through
+        :meth:`state_dict`, so a resumed run reports them too. None by default."""
+        return {}
 
     def masks(self) -> dict[str, Tensor]:
         """The masks the weights carry now (layer name -> 0/1 tensor)."""

@@ -1,4 +1,5 @@
-"""Shared pieces of the baselines' pruning: per-layer top-k masks, per-layer budgets, dense masks.
+"""Shared pieces of the baselines' pruning: per-layer top-k masks, per-layer budgets, dense masks, the
+weight energy a pruning removes.
 
 A budget is a number of weights kept per prunable layer. Top-k keeps the ``k`` entries of largest
 magnitude (``torch.topk``; ties go to the lower flat index, as ``topk`` orders them on CPU).
@@ -29,6 +30,19 @@ def topk_mask(values: Tensor, k: int) -> Tensor:
 def project(values: Tensor, k: int) -> Tensor:
     """The Euclidean projection onto ``{card <= k}``: ``values`` with all but its top-k magnitudes zeroed."""
     return values * topk_mask(values, k)
+
+
+def masked(weights: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``W_l * m_l`` per layer."""
+    return {n: w * masks[n] for n, w in weights.items()}
+
+
+def energy_removed(weights: dict[str, Tensor], kept: dict[str, Tensor]) -> float:
+    """``sum_l ||W_l - kept_l||^2 / sum_l ||W_l||^2`` (float64 sums): the fraction of the weights' energy
+    that pruning them to ``kept`` removes; NaN for all-zero weights."""
+    total = sum(float(w.double().pow(2).sum()) for w in weights.values())
+    removed = sum(float((w.double() - kept[n].double()).pow(2).sum()) for n, w in weights.items())
+    return removed / total if total > 0 else math.nan
 
 
 def kept(density: float, numel: int) -> int:

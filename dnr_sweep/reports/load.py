@@ -76,7 +76,8 @@ RESULTS_HEAD = ("trial_id", "status", "early_stopped", "epochs_completed", "sele
 #: results.parquet metric columns in their canonical order (attack metrics are placed by name)
 RESULT_METRICS = (
     *rc.TEST_METRICS, *rc.VAL_METRICS, *rc.TEST_SELECTION_METRICS, *rc.SPARSITY_METRICS,
-    "selected_on", "select_metric", "epochs", "method", "pruning_type", *rc.COST_METRICS, *rc.POST_TRAINING_METRICS,
+    "selected_on", "select_metric", "epochs", "method", "pruning_type", *rc.COST_METRICS, *rc.METHOD_RUN_METRICS,
+    *rc.POST_TRAINING_METRICS,
 )  # fmt: skip
 _TEXT_COLUMNS = ("selected_on", "select_metric", "phase", "method", "pruning_type")
 STATUS_FINISHED = "TERMINATED"

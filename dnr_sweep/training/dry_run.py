@@ -284,7 +284,8 @@ def reported_columns(config: SweepConfig) -> set[str]:
     """Columns of the run's ``results.parquet`` (besides ``layer_density/<layer>``), from its config."""
     base = config.base_run()
     columns = {"trial_id", "status", "early_stopped", "epochs_completed", *rc.RUN_KEYS, *rc.TEST_METRICS,
-               *rc.SPARSITY_METRICS, *rc.selection_metrics(base.train.select_on), *rc.COST_METRICS}  # fmt: skip
+               *rc.SPARSITY_METRICS, *rc.selection_metrics(base.train.select_on), *rc.COST_METRICS,
+               *rc.METHOD_RUN_METRICS}  # fmt: skip
     if base.evaluate is not None:
         columns |= {rc.attack_metric(a, base.evaluate.split) for a in base.evaluate.attacks}
         if base.evaluate.checks:

@@ -19,8 +19,8 @@ masks (:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each call 
 4. rewires the masks (prune by magnitude, regrow by momentum) with the linearly decaying pruning
    rate, except after the last epoch (a regrown weight starts at zero: rewiring after the last
    epoch would leave the final model below its target density), and snapshots ``z``;
-5. returns an :class:`EpochReport`: this epoch's own figures and the selected epoch's figures,
-   named by :mod:`dnr_sweep.foundation.run_contract`.
+5. returns an :class:`EpochReport`: this epoch's own figures (with the method's own, e.g. ADMM's
+   residual) and the selected epoch's figures, named by :mod:`dnr_sweep.foundation.run_contract`.
 
 After the last epoch :meth:`DNRRun.final_metrics` evaluates the selected weights once on the full
 test split: ``clean_acc``, ``fgsm_acc``, ``pgd_acc`` are only reported, never used to choose.
@@ -71,6 +71,16 @@ from dnr_sweep.sparsity import DynamicL2, Masking, accounting
 STATE_FORMAT = 2
 #: stands for ``z`` in a state when ``z`` equals the masked weights bit for bit (rebuilt on load)
 Z_FROM_WEIGHTS = "masked_weights"
+
+
+def method_figures(figures: dict[str, float], names: tuple[str, ...], hook: str) -> dict[str, float]:
+    """A method's own figures under every contract name ``names``, NaN where it reported none, so that
+    every run's epochs and result have the same columns; a name outside the contract is refused."""
+    unknown = sorted(set(figures) - set(names))
+    if unknown:
+        raise ValueError(f"the method's {hook}() reported {unknown}, which the run contract does not know "
+                         f"({', '.join(names)}); register them in dnr_sweep/foundation/run_contract.py")  # fmt: skip
+    return {name: float(figures.get(name, math.nan)) for name in names}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -236,8 +246,8 @@ class DNRRun:
         self.l2 = DynamicL2(self.masking, rho=config.dnr.rho)
         self.l2.snapshot()
         self.method.attach(self)
-        # training cost so far (run contract: TRAIN_FWD_EQUIV, TRAIN_WALL_S, epochs per phase)
-        self.cost: dict[str, Any] = {"fwd_equiv": 0.0, "phase_epochs": {}}
+        # training cost so far (run contract: TRAIN_FWD_EQUIV, TRAIN_ADV_EPOCHS, TRAIN_WALL_S, epochs per phase)
+        self.cost: dict[str, Any] = {"fwd_equiv": 0.0, "adv_epochs": 0, "phase_epochs": {}}
         # the attack's random starts draw from their own stream, on the device
         self.attack_rng = torch.Generator(device=self.device).manual_seed(config.train.seed + 2)
 
@@ -282,7 +292,7 @@ class DNRRun:
         totals.bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
         n_batches = len(self.train_loader)
         for step, (images, labels) in enumerate(self._batches(self.train_loader)):
-            adv = self._adversarial(images, labels) if beta < 1.0 else None
+            adv = self._adversarial(images, labels) if plan.adversarial else None
             with self._autocast():
                 logits = self.net(images)
                 loss_clean = F.cross_entropy(logits, labels)
@@ -316,7 +326,7 @@ class DNRRun:
             )
         seen = max(totals.seen, 1)
         spec = config.attack.train
-        cost = step_cost(adversarial=beta < 1.0, kind=self.method.training_attack, steps=spec.steps)
+        cost = step_cost(adversarial=plan.adversarial, kind=self.method.training_attack, steps=spec.steps)
         return {
             "loss": float(totals.loss) / seen,
             "loss_clean": float(totals.loss_clean) / seen,
@@ -433,10 +443,12 @@ class DNRRun:
                 self.selected_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
         metrics["prune_rate"] = self.method.end_epoch(self.epoch, last)  # DNR: rewiring (not after the last)
+        metrics.update(method_figures(self.method.epoch_metrics(), rc.METHOD_EPOCH_METRICS, "epoch_metrics"))
         self.epoch = epoch
         metrics["train_time_s"] = train_time
         metrics["epoch_time_s"] = time.perf_counter() - start
         self.cost["fwd_equiv"] += metrics["fwd_equiv"]
+        self.cost["adv_epochs"] += int(plan.adversarial)
         self.cost["phase_epochs"][plan.phase] = self.cost["phase_epochs"].get(plan.phase, 0) + 1
         return EpochReport(epoch, metrics, self.selected(), final=last)
 
@@ -476,17 +488,19 @@ class DNRRun:
                 **dict(zip(rc.TEST_METRICS, (test[kind] for kind in rc.ACCURACY_KINDS), strict=True)),
                 "epochs": self.epoch,
                 **self.cost_metrics(),
+                **method_figures(self.method.run_metrics(), rc.METHOD_RUN_METRICS, "run_metrics"),
             }
         return dict(self.final)
 
     def cost_metrics(self) -> dict[str, Any]:
         """What the run is and what its training cost (run contract: method, pruning type, forward-equivalents
-        per image, epochs per phase). Wall time is the sum of the epochs' ``epoch_time_s`` (the report adds
+        per image, adversarial epochs, epochs per phase). Wall time is the sum of the epochs' ``epoch_time_s`` (the report adds
         it up): a run's result stays deterministic, so a resumed run's equals an uninterrupted one's."""
         return {
             "method": self.method.name,
             "pruning_type": self.method.pruning_type,
             rc.TRAIN_FWD_EQUIV: self.cost["fwd_equiv"],
+            rc.TRAIN_ADV_EPOCHS: self.cost["adv_epochs"],
             **{rc.phase_epochs_metric(p): n for p, n in self.cost["phase_epochs"].items()},
         }
 
@@ -582,7 +596,8 @@ class DNRRun:
         self.final = state["final"]
         self.method.load_state_dict(state.get("method") or {})
         cost = state.get("cost") or {"fwd_equiv": 0.0, "phase_epochs": {}}  # older states: none
-        self.cost = {**cost, "phase_epochs": dict(cost["phase_epochs"])}
+        # older states did not count adversarial epochs: unknown (NaN), never a wrong count
+        self.cost = {"adv_epochs": math.nan, **cost, "phase_epochs": dict(cost["phase_epochs"])}
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and self.device.type == "cuda":
