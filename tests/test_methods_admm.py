@@ -166,7 +166,9 @@ def test_z_and_u_update_every_admm_epoch_epochs_and_rho_grows_at_each(monkeypatc
     assert z_at == [0, 1, 3]
     assert [r.metrics["admm_rho"] for r in reports] == pytest.approx(rhos, rel=1e-12)
     # the regulariser of phase epoch 5 uses that epoch's rho: rho_5/2 * sum ||W - Z + U||^2, summed here
-    by_hand = sum(float((w.detach() - run.method.z[n] + run.method.u[n]).pow(2).sum()) for n, w in run.method.prunable())
+    by_hand = sum(
+        float((w.detach() - run.method.z[n] + run.method.u[n]).pow(2).sum()) for n, w in run.method.prunable()
+    )
     value = run.method.regulariser(EpochPlan("admm", 1.0, False, 5)).detach()
     assert float(value) == pytest.approx(0.5 * rhos[5] * by_hand, rel=1e-5)
     retrain = run.train_epoch().metrics

@@ -125,8 +125,32 @@ def test_costs_by_hand(runs):
     result, _, _ = runs["hydra"]
     assert result[rc.TRAIN_FWD_EQUIV] == pytest.approx(4 * 16)
     assert (result["epochs_pretrain"], result["epochs_prune"], result["epochs_finetune"]) == (1, 2, 1)
-    dnr = DNRRun(digits_config(**SMALL, train__epochs=2, train__warmup_epochs=1))
-    assert [dnr.train_epoch().metrics["fwd_equiv"] for _ in range(2)] == [3.0, 15.0]  # clean-only, then hybrid
+    # beta 0 throughout: every epoch of every phase generates adversarial examples
+    assert {name: runs[name][0][rc.TRAIN_ADV_EPOCHS] for name in runs} == {"admm": 4, "lasso": 3, "hydra": 4}
+    dnr = DNRRun(digits_config(**SMALL, train__epochs=3, train__warmup_epochs=1))
+    assert [dnr.train_epoch().metrics["fwd_equiv"] for _ in range(3)] == [3.0, 15.0, 15.0]  # clean-only, then hybrid
+    assert dnr.final_metrics()[rc.TRAIN_ADV_EPOCHS] == 2  # the warmup generates no adversarial examples
+
+
+@pytest.mark.parametrize("changes", [
+    {"train__epochs": 2, "train__warmup_epochs": 0, "dnr__beta": 1.0},  # DNR-C
+    {**ADMM, "admm__beta": 1.0},  # a baseline trained clean
+])  # fmt: skip
+def test_clean_training_counts_no_adversarial_epoch(changes):
+    run = DNRRun(digits_config(**SMALL, **changes))
+    while not run.finished:
+        assert run.train_epoch().metrics["fwd_equiv"] == 3.0
+    assert run.final_metrics()[rc.TRAIN_ADV_EPOCHS] == 0
+
+
+def test_the_method_figures_are_in_every_result_nan_where_a_method_has_none(runs):
+    reported = {"admm": [True, True], "lasso": [True, False], "hydra": [False, False]}  # (prune, magnitude)
+    for name, (result, _, folder) in runs.items():
+        figures = [result[k] for k in ("prune_energy_removed", "magnitude_energy_removed")]
+        assert [0 < v < 1 for v in figures] == reported[name], name
+        assert all(v != v for v, r in zip(figures, reported[name], strict=True) if not r), name  # NaN, not absent
+        written = json.loads((folder / rc.METRICS_FILE).read_text())
+        assert set(rc.METHOD_RUN_METRICS) <= set(written) and written[rc.TRAIN_ADV_EPOCHS] == result["epochs"]
 
 
 @pytest.mark.parametrize("freeze_bn", [False, True])
@@ -173,6 +197,7 @@ def test_resume_inside_a_phase_continues_exactly(tmp_path, changes):
     )
     resumed = train_to_dir(config, out, resume=True, log=lambda _: None)
     assert resumed == straight
+    assert resumed[rc.TRAIN_ADV_EPOCHS] == 4
 
 
 def test_a_trial_of_a_method_sweep_reads_its_block_from_the_base_config():
