@@ -294,3 +294,16 @@ def test_the_energy_figures_survive_a_checkpoint():
     resumed.train_epoch()
     figures = {k: resumed.final_metrics()[k] for k in ("magnitude_energy_removed", "prune_energy_removed")}
     assert figures == dict(run.method.energy) and all(0 < v < 1 for v in figures.values())
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("rho_growth", 0.9, r"admm\.rho_growth\n.*must be in \[1, inf\), got 0\.9"),
+    ("update_every", 0, r"admm\.update_every\n.*must be in \[1, "),
+])  # fmt: skip
+def test_the_schedule_fields_refuse_what_the_schedule_cannot_mean(field, value, message):
+    from pydantic import ValidationError
+
+    from dnr_sweep.config import RunConfig
+
+    with pytest.raises(ValidationError, match=message):
+        RunConfig(method="admm", admm={field: value})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -125,3 +126,21 @@ def test_the_default_selection_figure_and_its_tie_break():
     assert rc.tie_break_metric("test_clean_acc") == "test_pgd_acc"
     with pytest.raises(ValueError, match="not a per-epoch selection figure"):
         rc.tie_break_metric("pgd_acc")
+
+
+def test_the_method_figures_and_adversarial_epochs_are_contract_names_every_reader_accepts(tmp_path):
+    """A run's result with the methods' own figures (NaN where a method has none) and train_adv_epochs passes
+    metrics.json both ways; an epoch record holding ADMM's per-epoch figures is read, not refused."""
+    from dnr_sweep.reports import trial_files
+    from dnr_sweep.reports.load import RESULT_METRICS
+
+    assert rc.TRAIN_ADV_EPOCHS in rc.COST_METRICS and set(rc.METHOD_EPOCH_METRICS) <= set(rc.EPOCH_METRICS)
+    result = {"selected_epoch": 3, "clean_acc": 90.0, "fgsm_acc": 60.0, "pgd_acc": 50.0, "train_adv_epochs": 7,
+              "prune_energy_removed": 0.1, "magnitude_energy_removed": float("nan")}  # fmt: skip
+    assert rc.flat_metrics(json.loads(json.dumps(rc.metrics_json(result))))["train_adv_epochs"] == 7
+    assert all(name in RESULT_METRICS for name in (*rc.COST_METRICS, *rc.METHOD_RUN_METRICS))
+    figures = {"phase": "admm", "loss": 1.0, "admm_residual": 2.5, "admm_rho": 1.3e-3}
+    (tmp_path / rc.TRIAL_EPOCHS_FILE).write_text(json.dumps([{"epoch": 1, **figures}, {"epoch": 2, "phase": "retrain",
+                                                              "admm_residual": float("nan")}]))  # fmt: skip
+    record, notes = trial_files.read_epoch_record(tmp_path)
+    assert notes == [] and record[1] == figures and math.isnan(record[2]["admm_residual"])
