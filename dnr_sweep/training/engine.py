@@ -494,8 +494,9 @@ class DNRRun:
 
     def cost_metrics(self) -> dict[str, Any]:
         """What the run is and what its training cost (run contract: method, pruning type, forward-equivalents
-        per image, adversarial epochs, epochs per phase). Wall time is the sum of the epochs' ``epoch_time_s`` (the report adds
-        it up): a run's result stays deterministic, so a resumed run's equals an uninterrupted one's."""
+        per image, adversarial epochs, epochs per phase). Wall time is the sum of the epochs' ``epoch_time_s``
+        (the report adds it up): a run's result stays deterministic, so a resumed run's equals an
+        uninterrupted one's."""
         return {
             "method": self.method.name,
             "pruning_type": self.method.pruning_type,
