@@ -172,7 +172,7 @@ def test_z_and_u_update_every_admm_epoch_epochs_and_rho_grows_at_each(monkeypatc
     value = run.method.regulariser(EpochPlan("admm", 1.0, False, 5)).detach()
     assert float(value) == pytest.approx(0.5 * rhos[5] * by_hand, rel=1e-5)
     retrain = run.train_epoch().metrics
-    assert math.isnan(retrain["admm_rho"]) and math.isnan(retrain["admm_residual"])
+    assert "admm_rho" not in retrain and "admm_residual" not in retrain  # only the epochs that measure them
 
 
 # -- whether the ADMM phase did its work: the residual ||W - Z|| per epoch, the energy the hard prune removes

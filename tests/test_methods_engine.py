@@ -223,3 +223,16 @@ def test_hydra_scores_follow_the_prune_phases_cosine_learning_rate():
         seen.append(run.method.score_optimizer.param_groups[0]["lr"])
     assert seen == [cosine_lr(0.2, index, 3) for index in range(3)]
     assert seen[1] < seen[0]  # the schedule really moved
+
+
+def test_method_figures_keep_the_contracts_names_and_refuse_others():
+    import math
+
+    from dnr_sweep.training.engine import method_figures
+
+    names = rc.METHOD_EPOCH_METRICS
+    assert method_figures({"admm_rho": 2}, names, "epoch_metrics", fill=False) == {"admm_rho": 2.0}
+    filled = method_figures({"admm_rho": 2}, names, "epoch_metrics", fill=True)
+    assert list(filled) == list(names) and math.isnan(filled["admm_residual"]) and filled["admm_rho"] == 2.0
+    with pytest.raises(ValueError, match=r"epoch_metrics\(\) reported \['my_figure'\].*register them"):
+        method_figures({"my_figure": 1.0}, names, "epoch_metrics", fill=False)

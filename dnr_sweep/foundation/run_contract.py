@@ -30,8 +30,8 @@ paper's protocol, labelled wherever its numbers appear). Its per-epoch figures a
 
 ``metrics.json`` (schema: :func:`metrics_json`) and a ``results.parquet`` row hold the selected and
 the test figures, the post-training ones, the bookkeeping keys (:data:`RUN_KEYS`), the training cost
-(:data:`COST_METRICS`) and the methods' own figures (:data:`METHOD_RUN_METRICS`; per epoch:
-:data:`METHOD_EPOCH_METRICS`), NaN where a method has none: the same values, describing the same ``model.pt``.
+(:data:`COST_METRICS`) and the methods' own figures (:data:`METHOD_RUN_METRICS`, NaN where a method has
+none; per epoch: :data:`METHOD_EPOCH_METRICS`): the same values, describing the same ``model.pt``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ TEST_METRICS: Final[tuple[str, ...]] = ("clean_acc", "fgsm_acc", "pgd_acc")
 #: the paper protocol's per-epoch figures (``train.select_on: test``): the test split, per epoch
 TEST_SELECTION_METRICS: Final[tuple[str, ...]] = ("test_clean_acc", "test_fgsm_acc", "test_pgd_acc")
 
-#: a training method's own per-epoch figures, in every epoch's metrics (NaN where the method or phase has none):
+#: a training method's own per-epoch figures, in the metrics of the epochs that measure them (epochs.parquet
+#: leaves the other rows empty):
 #: ``admm_residual`` = sqrt(sum_l ||W_l - Z_l||_F^2) over the prunable layers, after the epoch's training and
 #: before its Z/U update (the distance to the sparse point the epoch was pulled to); ``admm_rho``: the
 #: epoch's penalty rho (ADMM's ``rho_growth`` schedule)

@@ -17,7 +17,7 @@ method, through a small protocol the engine calls at fixed points of each epoch:
 5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U), then
    :meth:`TrainingMethod.epoch_metrics`, the method's own figures of that epoch; after the last epoch
    :meth:`TrainingMethod.run_metrics`, its run-level figures (names: the run contract's
-   ``METHOD_EPOCH_METRICS``/``METHOD_RUN_METRICS``; the engine fills the ones a method leaves out with NaN).
+   ``METHOD_EPOCH_METRICS``/``METHOD_RUN_METRICS``; a result holds every run-level name, NaN where none).
 
 Selection: the engine selects only among epochs whose plan is ``selectable``: for every method the
 epochs of its final phase (the network at its final sparsity, trained with its final loss; a dense

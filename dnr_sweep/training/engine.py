@@ -73,14 +73,15 @@ STATE_FORMAT = 2
 Z_FROM_WEIGHTS = "masked_weights"
 
 
-def method_figures(figures: dict[str, float], names: tuple[str, ...], hook: str) -> dict[str, float]:
-    """A method's own figures under every contract name ``names``, NaN where it reported none, so that
-    every run's epochs and result have the same columns; a name outside the contract is refused."""
+def method_figures(figures: dict[str, float], names: tuple[str, ...], hook: str, *, fill: bool) -> dict[str, float]:
+    """A method's own figures in the contract's order ``names``; ``fill``: every name, NaN where the method
+    reported none (a run's result: every results row has the same columns); else only those reported (an
+    epoch: the epochs table leaves the rest empty). A name outside the contract is refused."""
     unknown = sorted(set(figures) - set(names))
     if unknown:
         raise ValueError(f"the method's {hook}() reported {unknown}, which the run contract does not know "
                          f"({', '.join(names)}); register them in dnr_sweep/foundation/run_contract.py")  # fmt: skip
-    return {name: float(figures.get(name, math.nan)) for name in names}
+    return {name: float(figures.get(name, math.nan)) for name in names if fill or name in figures}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -443,7 +444,9 @@ class DNRRun:
                 self.selected_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
         metrics["prune_rate"] = self.method.end_epoch(self.epoch, last)  # DNR: rewiring (not after the last)
-        metrics.update(method_figures(self.method.epoch_metrics(), rc.METHOD_EPOCH_METRICS, "epoch_metrics"))
+        metrics.update(
+            method_figures(self.method.epoch_metrics(), rc.METHOD_EPOCH_METRICS, "epoch_metrics", fill=False)
+        )
         self.epoch = epoch
         metrics["train_time_s"] = train_time
         metrics["epoch_time_s"] = time.perf_counter() - start
@@ -488,7 +491,7 @@ class DNRRun:
                 **dict(zip(rc.TEST_METRICS, (test[kind] for kind in rc.ACCURACY_KINDS), strict=True)),
                 "epochs": self.epoch,
                 **self.cost_metrics(),
-                **method_figures(self.method.run_metrics(), rc.METHOD_RUN_METRICS, "run_metrics"),
+                **method_figures(self.method.run_metrics(), rc.METHOD_RUN_METRICS, "run_metrics", fill=True),
             }
         return dict(self.final)
 
