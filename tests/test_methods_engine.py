@@ -236,3 +236,13 @@ def test_method_figures_keep_the_contracts_names_and_refuse_others():
     assert list(filled) == list(names) and math.isnan(filled["admm_residual"]) and filled["admm_rho"] == 2.0
     with pytest.raises(ValueError, match=r"epoch_metrics\(\) reported \['my_figure'\].*register them"):
         method_figures({"my_figure": 1.0}, names, "epoch_metrics", fill=False)
+
+
+def test_admms_residual_and_rho_land_in_the_epoch_rows_of_its_admm_phase(runs):
+    import pandas as pd
+
+    _, _, folder = runs["admm"]
+    epochs = pd.read_csv(folder / rc.EPOCHS_CSV)
+    admm = epochs["phase"] == "admm"
+    assert (epochs.loc[admm, "admm_residual"] > 0).all() and (epochs.loc[admm, "admm_rho"] == 1e-3).all()
+    assert epochs.loc[~admm, ["admm_residual", "admm_rho"]].isna().all().all()  # pretrain, retrain: none
