@@ -48,8 +48,8 @@ def test_the_baselines_loss_is_beta_clean_plus_one_minus_beta_adversarial_plus_t
     from dnr_sweep import methods
     from tests.test_engine import digits_config
 
-    for name in ("admm", "lasso", "hydra"):
-        method = methods.build(digits_config(method=name))
+    for name, changes in (("admm", {}), ("lasso", {}), ("hydra", {"hydra__loss": "pgd"})):  # HYDRA's default: TRADES
+        method = methods.build(digits_config(method=name, **changes))
         value = method.objective(torch.tensor(2.0), torch.tensor(3.0), torch.tensor(0.5), beta=0.25)
         assert float(value) == 0.25 * 2.0 + 0.75 * 3.0 + 0.5, name
 
