@@ -136,17 +136,19 @@ def _accuracy_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if ci_label(c) in table.columns and c != COMPRESSION_COLUMN]
 
 
-def _mean_ci(mean: Any, ci: Any, pm: str, places: int = 2) -> str:
+def _mean_ci(mean: Any, ci: Any, pm: str, missing: str) -> str:
+    """``"86.74 ± 0.31"``; the mean alone without an interval (one seed, or a compression all seeds share)."""
     if pd.isna(mean):
-        return "--" if pm != " ± " else ""
-    return f"{mean:.{places}f}" if pd.isna(ci) else f"{mean:.{places}f}{pm}{ci:.{places}f}"
+        return missing
+    return f"{mean:.2f}" if pd.isna(ci) or ci == 0 else f"{mean:.2f}{pm}{ci:.2f}"
 
 
 def display_table2(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`table2` for reading (``index.html``): ``"86.74 ± 0.31"`` cells, no separate CI columns."""
+    """:func:`table2` for reading (``index.html``, the terminal): ``"86.74 ± 0.31"`` cells."""
     out = table.drop(columns=[c for c in table.columns if c.endswith(ci_label(""))])
     for column in [COMPRESSION_COLUMN, *_accuracy_columns(table)]:
-        out[column] = [_mean_ci(m, c, " ± ") for m, c in zip(table[column], table[ci_label(column)], strict=True)]
+        cis = table[ci_label(column)]
+        out[column] = [_mean_ci(m, c, " ± ", "") for m, c in zip(table[column], cis, strict=True)]
     return out
 
 
@@ -173,7 +175,8 @@ def to_latex(table: pd.DataFrame, choice: MethodChoice) -> str:
     tail = [SEEDS_COLUMN] + [c for c in ("Adversarial epochs", "FE per image", "Wall time (s)") if c in table]
     header = {COMPRESSION_COLUMN: "Compression", "Wall time (s)": "Wall time (h)", "FE per image": "FE/image",
               "Adversarial epochs": "Adv. epochs"}  # fmt: skip
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption(choice))} "
+    text = latex_escape(caption(choice)).replace("±", r"$\pm$")
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{text} "
              r"$^\dagger$: no configuration at matched compression.}", r"\label{tab:table2}",
              rf"\begin{{tabular}}{{{'l' * (len(lead) - 1)}r{'r' * (len(accs) + len(tail))}}}", r"\toprule"]  # fmt: skip
     first = len(lead) + 1
@@ -184,9 +187,9 @@ def to_latex(table: pd.DataFrame, choice: MethodChoice) -> str:
     for _, row in table.iterrows():
         cells = [latex_escape(row[c]) for c in lead if c != COMPRESSION_COLUMN]
         mark = "" if row[MATCHED_COLUMN] == "yes" else r"$^\dagger$"
-        cells.append(_mean_ci(row[COMPRESSION_COLUMN], row[ci_label(COMPRESSION_COLUMN)], r" $\pm$ ") + r"$\times$"
-                     + mark)  # fmt: skip
-        cells += [_mean_ci(row[c], row[ci_label(c)], r" $\pm$ ") for c in accs]
+        compression = _mean_ci(row[COMPRESSION_COLUMN], row[ci_label(COMPRESSION_COLUMN)], r" $\pm$ ", "--")
+        cells.append(compression + r"$\times$" + mark)
+        cells += [_mean_ci(row[c], row[ci_label(c)], r" $\pm$ ", "--") for c in accs]
         for c in tail:
             value = row[c]
             if pd.isna(value):
@@ -203,7 +206,7 @@ def to_latex(table: pd.DataFrame, choice: MethodChoice) -> str:
 def write_table2(table: pd.DataFrame, choice: MethodChoice, out_dir: str | os.PathLike[str]) -> list[Path]:
     """``table2.csv`` (numbers, separate CI columns) and ``table2.tex`` into ``out_dir``."""
     out = Path(out_dir)
-    csv_text = table.to_csv(index=False, float_format="%.4g").encode()
+    csv_text = table.to_csv(index=False, float_format="%.6g").encode()  # six significant digits
     tex_text = to_latex(table, choice).encode()
     return [atomic_write_handle(out / "table2.csv", lambda handle: handle.write(csv_text)),
             atomic_write_handle(out / "table2.tex", lambda handle: handle.write(tex_text))]  # fmt: skip
