@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .chooser import Selection
+from .chooser import Selection, ranked
 from .labels import DEFAULT_GROUP_BY, GROUP, SCOPE, SCOPE_SEPARATOR, group_labels, is_channel_mode
 from .load import LAYER_PREFIX, layer_columns
-from .protocol import VALIDATION, Protocol
+from .protocol import VALIDATION, Protocol, tie_breaks
 from .seeds import ci_column
 from .style import DENSE, group_order
 
@@ -316,7 +316,7 @@ def layer_density_data(selection: Selection, trial_id: str | Sequence[str] | Non
         if len(candidates):
             targets = candidates.apply(_target_of, axis=1)
             for _, part in candidates.groupby([candidates[SCOPE], candidates[GROUP], targets], sort=False):
-                best.append(pd.to_numeric(part[select_by]).idxmax())
+                best.append(ranked(part, select_by, ties=tie_breaks(select_by, selection.protocol.split)).index[0])
         chosen = table.loc[best]
     panels = []
     for scope in selection.scopes:

@@ -86,14 +86,18 @@ def metric_label(column: str) -> str:
 
 
 def group_styles(groups: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``group -> (colour, marker)``: fixed ones for the pruning modes and dense, spare ones in order."""
+    """``group -> (colour, marker)``: fixed ones for the pruning modes and dense, a method's colour (and its
+    pruning type's marker) for a method's group (``"irregular · HYDRA"``), spare ones in order."""
     styles: dict[str, tuple[str, str]] = {}
     spare = 0
     for group in groups:
         if group in styles:
             continue
+        pruning, _, method = str(group).rpartition(" · ")  # "irregular · ADMM naive": a method's own group
         if group in GROUP_COLORS:
             styles[group] = (GROUP_COLORS[group], GROUP_MARKERS[group])
+        elif method in METHOD_COLORS:
+            styles[group] = (METHOD_COLORS[method], GROUP_MARKERS.get(pruning, METHOD_MARKERS[method]))
         else:
             styles[group] = (
                 _SPARE_COLORS[spare % len(_SPARE_COLORS)],
