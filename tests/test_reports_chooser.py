@@ -297,6 +297,20 @@ def test_ties_are_broken_by_the_other_validation_accuracy_then_the_trial_id_neve
         "a1", "b2", "c3", "y5", "z9"]  # fmt: skip
 
 
+def test_paper_protocol_table2_chooses_on_test_selection_figures_and_says_so():
+    rows = [_config("dnr", 0.1, 0, "d0", 10.0, 0.0), _config("admm", 0.1, 0, "a0", 10.0, 0.0),
+            _config("admm", 0.2, 0, "a1", 10.0, 0.0)]  # fmt: skip
+    paper = _trials(rows, selected_on="test", select_metric="test_clean_acc").drop(
+        columns=["val_pgd_acc", "val_clean_acc", "val_fgsm_acc"]
+    )
+    paper = paper.assign(test_clean_acc=[90.0, 80.0, 85.0], test_fgsm_acc=50.0, test_pgd_acc=40.0)
+    choice = choose_methods(select(paper, y=["clean_acc", "pgd_acc"]))
+    assert list(choice.rows["configuration"]) == ["d0", "a1"] and set(choice.rows["chosen_on"]) == {"test_clean_acc"}
+    table = method_report.table2(choice, pd.DataFrame())
+    assert set(table["Chosen on"]) == {"test_clean_acc (paper protocol)"}
+    assert "selected on test (paper protocol)" in method_report.caption(choice)
+
+
 def test_seeds_of_different_methods_are_never_one_configuration():
     rows = [_config("dnr", 0.1, 0, "d0", 10.0, 45.0), _config("admm", 0.1, 0, "a0", 10.0, 44.0)]
     table = _trials(rows).drop(columns=["dnr.density", "admm.density"])  # only the method tells them apart

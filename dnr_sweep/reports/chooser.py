@@ -29,7 +29,16 @@ import pandas as pd
 
 from dnr_sweep.foundation.run_contract import SELECTION_SPLITS, TEST_METRICS, TEST_SELECTION_METRICS, VAL_METRICS
 
-from .labels import GROUP, METHOD_LABEL, SCOPE, group_labels, method_labels, scope_columns, scope_labels
+from .labels import (
+    GROUP,
+    METHOD_LABEL,
+    METHOD_ORDER,
+    SCOPE,
+    group_labels,
+    method_labels,
+    scope_columns,
+    scope_labels,
+)
 from .pareto import Direction, pareto_front
 from .protocol import (
     DEFAULT_Y,
@@ -339,7 +348,8 @@ def choose_methods(
 ) -> MethodChoice:
     """Per scope and method label, the configuration Table 2 reports.
 
-    The candidates are the selection's finished, pruned (not dense) configurations with a method.
+    The candidates are the selection's finished configurations with a method, the dense ones left out
+    (they are the dense baseline, not a method's pruned model).
     Per method, :func:`ranked` on its :func:`method_select_metric` (ties by the other selection
     accuracies) orders them. The reference compression per scope: ``compression`` when given (the
     ``report.table2_compression`` setting), else the compression of ``reference_label``'s best
@@ -369,7 +379,7 @@ def choose_methods(
             ranking = ranked(rows, metric, ties=tie_breaks(metric, split))
             if len(ranking):
                 best[label] = (metric, ranking)
-            for test in (*TEST_METRICS, *(m for m in selection.metrics if m not in TEST_METRICS)):
+            for test in TEST_METRICS:  # the methods figure's panels
                 twin = selection_column(test, split)
                 if test in rows.columns and twin in rows.columns:
                     fronts[(scope, label, test)] = front(rows, {COMPRESSION: "max", twin: "max"}, COMPRESSION)
@@ -391,10 +401,6 @@ def choose_methods(
     columns = [*configs.columns, CHOSEN_ON, MATCHED, REFERENCE]
     rows = pd.DataFrame(chosen_rows, columns=columns)
     return MethodChoice(selection.protocol, tolerance, references, reference_from, rows, candidates, fronts)
-
-
-#: Table 2's row order (others follow by name)
-METHOD_ORDER = ("DNR", "ADMM", "ADMM naive", "L1 Lasso", "HYDRA")
 
 
 # ----------------------------------------------------------------------------------- a run's choice

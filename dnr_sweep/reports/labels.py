@@ -32,6 +32,8 @@ SCOPE_SEPARATOR = " · "
 #: ``method`` -> Table 2's name; ``admm`` with ``admm.layer_ratios: naive`` is :data:`ADMM_NAIVE`
 METHOD_NAMES = {"dnr": "DNR", "admm": "ADMM", "lasso": "L1 Lasso", "hydra": "HYDRA"}
 ADMM_NAIVE = "ADMM naive"
+#: Table 2's row order (other labels follow by name)
+METHOD_ORDER = ("DNR", "ADMM", ADMM_NAIVE, "L1 Lasso", "HYDRA")
 LAYER_RATIOS = "admm.layer_ratios"
 #: the schema's default ``admm.layer_ratios`` (dnr_sweep/config/methods.py)
 DEFAULT_LAYER_RATIOS = "naive"
