@@ -166,7 +166,7 @@ def combined_results(runs: Mapping[str, Run], group_by: str | None) -> pd.DataFr
     """Every run's results in one table, with the run label and the comparison group per trial."""
     parts = []
     for label, run in runs.items():
-        results = with_config_columns(run.results, run.config, [*LABEL_COLUMNS, group_by])
+        results = with_config_columns(run.results, run.config, [*LABEL_COLUMNS, group_by]).copy()
         if group_by is not None and group_by not in results.columns:
             results[group_by] = None
         results["trial_id"] = label + ":" + results["trial_id"].astype(str)
