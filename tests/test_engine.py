@@ -176,7 +176,7 @@ def test_train_command_writes_its_files(tmp_path, capsys):
         "layer_density",
     ):
         assert key in metrics, key
-    assert metrics["selected_on"] == "val" and metrics["select_metric"] == "val_clean_acc"
+    assert metrics["selected_on"] == "val" and metrics["select_metric"] == "val_pgd_acc"
     assert metrics["mask_density"] == pytest.approx(0.2, abs=1e-3)
     state = torch.load(out / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -233,20 +233,27 @@ def scripted_selection(run: DNRRun, monkeypatch, figures: list[dict[str, float]]
 
 
 @pytest.mark.parametrize(
-    ("select_metric", "expected_epoch"),
-    [("val_clean_acc", 2), ("val_pgd_acc", 3), ("val_fgsm_acc", 1)],
+    ("select_metric", "pgd", "expected_epoch"),
+    [
+        ("val_clean_acc", [99.0, 30.0, 20.0, 45.0, 47.0], 4),  # clean ties at 3 and 4: PGD breaks it
+        ("val_pgd_acc", [99.0, 30.0, 20.0, 45.0, 47.0], 5),
+        ("val_fgsm_acc", [99.0, 30.0, 20.0, 45.0, 47.0], 2),  # FGSM ties at 2 and 5: clean breaks it
+        ("val_pgd_acc", [99.0, 30.0, 45.0, 45.0, 30.0], 4),  # PGD and clean tie at 3 and 4: the later epoch
+    ],
 )
-def test_the_selected_epoch_is_the_first_best_on_the_validation_figure(monkeypatch, select_metric, expected_epoch):
-    clean = [50.0, 70.0, 70.0, 60.0]  # ties keep the earlier epoch
-    fgsm = [40.0, 30.0, 35.0, 40.0]
-    pgd = [30.0, 20.0, 45.0, 44.0]
+def test_the_selected_epoch_is_the_final_phase_best_with_ties_to_the_tie_figure_then_the_later_epoch(
+    monkeypatch, select_metric, pgd, expected_epoch
+):
+    # epoch 1 is the clean warm-up: best on everything, never selectable (not the method's final phase)
+    clean = [99.0, 65.0, 70.0, 70.0, 60.0]
+    fgsm = [99.0, 40.0, 30.0, 35.0, 40.0]
     figures = [
         {"val_clean_acc": c, "val_fgsm_acc": f, "val_pgd_acc": p} for c, f, p in zip(clean, fgsm, pgd, strict=True)
     ]
-    config = digits_config(train__epochs=4, train__eval_every=3, train__select_metric=select_metric)
+    config = digits_config(train__epochs=5, train__eval_every=3, train__select_metric=select_metric)
     run = DNRRun(config)
     weights = scripted_selection(run, monkeypatch, figures)
-    reports = [run.train_epoch() for _ in range(4)]
+    reports = [run.train_epoch() for _ in range(5)]
     assert [r.selected["selected_epoch"] for r in reports][-1] == expected_epoch
     chosen = figures[expected_epoch - 1]
     final = run.final_metrics()

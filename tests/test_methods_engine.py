@@ -120,30 +120,39 @@ def test_a_phase_of_zero_epochs_is_left_out(changes, zero, expected):
 
 
 def test_costs_by_hand(runs):
-    # PGD-3 training adversary, beta 0: 3 * 3 (attack) + 2 forwards + their backward (6) = 15 FE per image-step
+    # HYDRA's default TRADES with 3 KL steps: the attack's clean target forward (1) + 3 * (forward + input
+    # backward) (9) + the loss's clean and adversarial forwards (2) and their backward (4) = 16 FE per image-step
     result, _, _ = runs["hydra"]
-    assert result[rc.TRAIN_FWD_EQUIV] == pytest.approx(4 * 15)
+    assert result[rc.TRAIN_FWD_EQUIV] == pytest.approx(4 * 16)
     assert (result["epochs_pretrain"], result["epochs_prune"], result["epochs_finetune"]) == (1, 2, 1)
     dnr = DNRRun(digits_config(**SMALL, train__epochs=2, train__warmup_epochs=1))
     assert [dnr.train_epoch().metrics["fwd_equiv"] for _ in range(2)] == [3.0, 15.0]  # clean-only, then hybrid
 
 
-def test_hydra_score_phase_moves_scores_not_weights():
-    run = DNRRun(digits_config(**SMALL, **HYDRA))
+@pytest.mark.parametrize("freeze_bn", [False, True])
+def test_hydra_score_phase_moves_scores_and_batchnorm_not_weights(freeze_bn):
+    # the authors' utils/model.py freezes every weight and bias outside BatchNorm2d, BatchNorm too with --freeze-bn
+    run = DNRRun(digits_config(**SMALL, **HYDRA, hydra__freeze_bn=freeze_bn))
     run.train_epoch()  # pretrain
+    bn = {f"{name}.{p}" for name, m in run.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+          for p in ("weight", "bias")}  # fmt: skip
+    assert len(bn) == 6  # smallcnn: three BatchNorm2d
+    moving = set() if freeze_bn else bn
     before = {
         k: v.clone()
         for k, v in run.model.state_dict().items()
         if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
     }
+    stats = {k: v.clone() for k, v in run.model.state_dict().items() if k.endswith("running_mean")}
     run.method.start_epoch(1)
     scores_at_start = {n: s.detach().clone() for n, s in run.method.scores.items()}
     run.method.current = None  # let train_epoch enter the phase as usual (fresh scores from the same weights)
     run.train_epoch()
     after = {k: v.clone() for k, v in run.model.state_dict().items()}
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert {k for k in before if not torch.equal(before[k], after[k])} == moving  # the rest bit-identical
     assert any(not torch.equal(scores_at_start[n], s) for n, s in run.method.scores.items())
-    assert not any(p.requires_grad for p in run.model.parameters())  # frozen: no gradient is even computed
+    assert {n for n, p in run.model.named_parameters() if p.requires_grad} == moving  # frozen: no gradient
+    assert all(not torch.equal(v, after[k]) for k, v in stats.items())  # running statistics: train mode either way
     run.train_epoch()  # the second score epoch
     run.train_epoch()  # finetune: the kept weights train again
     assert all(p.requires_grad for p in run.model.parameters())

@@ -113,3 +113,15 @@ def test_a_metric_registered_in_the_contract_reaches_results_parquet(
     assert results["toy_score"].tolist() == [0.25]
     [metrics] = list((tmp_path / "toy").glob(f"*/{rc.METRICS_FILE}"))
     assert json.loads(metrics.read_text())["toy_score"] == 0.25
+
+
+def test_the_default_selection_figure_and_its_tie_break():
+    """Validation chooses on PGD accuracy, ties to clean; the paper's protocol chooses on clean test accuracy."""
+    assert rc.default_select_metric("val") == "val_pgd_acc"
+    assert rc.default_select_metric("test") == "test_clean_acc"
+    assert rc.tie_break_metric("val_pgd_acc") == "val_clean_acc"
+    assert rc.tie_break_metric("val_fgsm_acc") == "val_clean_acc"
+    assert rc.tie_break_metric("val_clean_acc") == "val_pgd_acc"
+    assert rc.tie_break_metric("test_clean_acc") == "test_pgd_acc"
+    with pytest.raises(ValueError, match="not a per-epoch selection figure"):
+        rc.tie_break_metric("pgd_acc")

@@ -14,8 +14,10 @@ from dnr_sweep.config import load_sweep_config
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 ALL = sorted(p.name for p in SPACES.glob("*.yaml"))
 #: the paper's experiments: its settings and its protocol (selection on clean test accuracy)
-PAPER = ["ablation_dynamic_l2.yaml", "cifar100_resnet18.yaml", "cifar10_table2.yaml", "cifar10_vgg16.yaml",
+PAPER = ["ablation_dynamic_l2.yaml", "cifar100_resnet18_paper.yaml", "cifar10_table2.yaml", "cifar10_vgg16.yaml",
          "dnrc_clean.yaml", "dnrc_clean_cifar100.yaml", "pgd_strength.yaml", "tinyimagenet_vgg16.yaml"]  # fmt: skip
+#: the headline config: the paper's settings, chosen on a held-out validation split
+HEADLINE = ["cifar100_resnet18.yaml"]
 #: searches over beta, rho and the pruning rate (validation chooses; issue #14)
 SEARCHES = ["cifar10_resnet18_search.yaml", "digits_search.yaml"]
 #: CPU configs on the embedded digits data
@@ -31,7 +33,7 @@ SEARCHED = {"dnr.beta": (0.2, 1.0), "dnr.rho": (1e-6, 1e-2), "dnr.prune_rate": (
 
 
 def test_every_shipped_config_is_classified_and_validates():
-    assert sorted(PAPER + SEARCHES + DIGITS) == ALL, "classify a new search_spaces/*.yaml in this test"
+    assert sorted(PAPER + HEADLINE + SEARCHES + DIGITS) == ALL, "classify a new search_spaces/*.yaml in this test"
     for name in ALL:
         load_sweep_config(SPACES / name)
 
@@ -45,7 +47,7 @@ def values(config, path: str, default):
     return [default]
 
 
-@pytest.mark.parametrize("name", PAPER)
+@pytest.mark.parametrize("name", PAPER + HEADLINE)
 def test_paper_settings(name):
     config = load_sweep_config(SPACES / name)
     train, dnr, attack = config.train, config.dnr, config.attack
@@ -75,6 +77,18 @@ def test_paper_configs_use_the_papers_protocol_and_say_so(name):
     assert config.tune.metric is None and config.tune.search_alg is None and config.tune.scheduler is None
     header = (SPACES / name).read_text().split("\nname:")[0]
     assert "Protocol: the paper's" in header and "select_on: test" in header
+
+
+@pytest.mark.parametrize("name", HEADLINE)
+def test_the_headline_config_chooses_on_validation_and_names_its_paper_variant(name):
+    config = load_sweep_config(SPACES / name)
+    assert config.train.select_on == "val" and config.data.val_size == 5000
+    assert config.train.resolved_select_metric == "val_pgd_acc"
+    assert config.tune.metric is None or config.tune.metric.startswith("val_")
+    paper = load_sweep_config(SPACES / name.replace(".yaml", "_paper.yaml"))
+    assert paper.search == config.search and paper.dnr == config.dnr and paper.attack == config.attack
+    header = (SPACES / name).read_text().split("\nname:")[0]
+    assert "Protocol: validation chooses" in header and name.replace(".yaml", "_paper.yaml") in header
 
 
 def test_table2_header_gives_the_densities_of_the_papers_compression():
@@ -118,7 +132,7 @@ def test_the_cifar_search_packs_fractional_gpus_and_states_its_budget():
 
 
 def test_figure_3_sweeps_cover_the_density_range_and_both_pruning_types():
-    for name in ("cifar10_vgg16.yaml", "cifar100_resnet18.yaml"):
+    for name in ("cifar10_vgg16.yaml", "cifar100_resnet18.yaml", "cifar100_resnet18_paper.yaml"):
         config = load_sweep_config(SPACES / name)
         densities = values(config, "dnr.density", config.dnr.density)
         assert min(densities) == 0.01 and max(densities) == 1.0 and len(densities) >= 6

@@ -1,5 +1,5 @@
 """The attacks, in one registry: each kind of the attack-name grammar is one :class:`Attack` entry (its
-perturbation function, label, metric name), used alike by training (``engine._adversarial``), per-epoch
+perturbation function, label, metric name), used alike by training (``TrainingMethod.adversary``), per-epoch
 evaluation (``engine.evaluate``) and the post-training evaluator (``evaluation.Evaluator``).
 
 An attack perturbs a batch under :class:`AttackSettings` (the radius and PGD's schedule; an attack reads

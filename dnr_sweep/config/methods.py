@@ -6,20 +6,21 @@ own phases, each phase its own epochs and initial learning rate, annealed by a c
 the phase (HYDRA's public code's schedule; Ye et al. and Rakin et al. give none the DNR paper
 repeats); ``train.epochs`` is derived as the sum of the phases, ``train.lr``/``lr_milestones``/
 ``warmup_epochs`` are DNR's and unused. ``beta`` is the clean weight of ``beta * CE(clean) +
-(1 - beta) * CE(adv)`` (0 = Madry adversarial training, as the three papers train), and the
-method's regulariser is added outside it. Momentum and weight decay: ``train.momentum`` and
-``train.weight_decay``; the optimizer's momentum restarts at every phase (each paper's phases are
+(1 - beta) * CE(adv)`` (0 = Madry adversarial training, as ADMM and Lasso train), and the method's
+regulariser is added outside it; HYDRA trains with TRADES by default, as its authors' code does
+(``hydra.loss``). Momentum: ``train.momentum``; weight decay: ``train.weight_decay`` (HYDRA:
+``hydra.weight_decay``); the optimizer's momentum restarts at every phase (each paper's phases are
 separate runs). Only epochs of the final phase are selected (``train.select_metric`` on validation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator
+from pydantic import Field, PlainValidator, ValidationInfo, field_validator
 
-from dnr_sweep.config.fields import Density, Epochs, Fraction, NonNegEpochs, PosFloat, Strict
+from dnr_sweep.config.fields import Density, Epochs, Fraction, NonNegEpochs, NonNegFloat, PosFloat, Strict
 
 
 def _layer_ratios(value: Any) -> str | dict[str, float]:
@@ -79,16 +80,57 @@ class LassoConfig(Strict):
 
 
 class HydraConfig(Strict):
-    """HYDRA (Sehwag et al., NeurIPS 2020; the DNR paper's [20])."""
+    """HYDRA (Sehwag et al., NeurIPS 2020; the DNR paper's [20]), with the defaults of the authors' code
+    (inspire-group/hydra: ``args.py``, ``configs/configs.yml``, the README's and
+    ``get_compact_net_adv_train.sh``'s command lines with ``--trainer adv``).
+
+    Kept: TRADES with beta 6 (``trainer/adv.py``, ``--beta``), weight decay 1e-4 (``--wd``), SGD with
+    momentum 0.9 (``train.momentum``, default 0.9), a cosine schedule per phase from lr 0.1 (pretrain,
+    prune) and 0.01 (finetune), 20 score epochs, 100 pre-training and 100 fine-tuning epochs
+    (``--epochs``), scaled score init (``--scaled-score-init``), BatchNorm affine trained with the scores
+    (``--freeze-bn`` off), weight decay on the scores too (one optimizer holds all parameters), momentum
+    fresh at each phase (each phase is its own run). Not kept: the training attack's eps/alpha/steps
+    (``attack.train``, shared by every method; the authors': 0.031, 0.0078, 10), the cosine's epoch
+    offset (the authors' epoch ``e`` uses ``e - 1``: their first epoch repeats the second's lr and a
+    one-epoch phase trains at lr 0; here epoch ``i`` of a phase uses ``i``), Linear layers pruned
+    (theirs: every conv and linear layer; here ``dnr.prune_linear``), selection (theirs: best test
+    accuracy; here the final phase's best on validation). Epochs are scaled per config.
+    """
 
     density: Density = Field(0.05, description="fraction k of each prunable layer's weights kept (top-k scores)")
-    beta: Fraction = Field(0.0, description="clean weight of the loss (0: adversarial training only)")
-    pretrain_epochs: NonNegEpochs = Field(100, description="dense adversarial pre-training")
-    prune_epochs: Epochs = Field(20, description="score optimisation, weights frozen (HYDRA: 20)")
-    finetune_epochs: Epochs = Field(100, description="adversarial fine-tuning of the kept weights")
-    pretrain_lr: PosFloat = 0.1
-    prune_lr: PosFloat = Field(0.1, description="learning rate of the importance scores")
-    finetune_lr: PosFloat = 0.01
+    loss: Literal["trades", "pgd"] = Field(
+        "trades",
+        description="trades: CE(clean) + trades_beta * KL(clean || adv) against TRADES' KL adversary (the "
+        "authors' --trainer adv); pgd: beta * CE(clean) + (1 - beta) * CE(adv) against attack.train's attack",
+    )
+    trades_beta: PosFloat = Field(6.0, description="weight of TRADES' KL term (the authors' --beta: 6)")
+    beta: Fraction = Field(0.0, description="loss: pgd only: clean weight of the loss (0: adversarial training only)")
+    weight_decay: NonNegFloat = Field(
+        1.0e-4,
+        description="weight decay of every HYDRA phase, scores included (the authors' --wd; "
+        "train.weight_decay is unused)",
+    )
+    freeze_bn: bool = Field(
+        False,
+        description="freeze BatchNorm's affine weight and bias in the score phase too (the authors' "
+        "--freeze-bn, off: they train with the scores)",
+    )
+    pretrain_epochs: NonNegEpochs = Field(100, description="dense adversarial pre-training (the authors': 100)")
+    prune_epochs: Epochs = Field(20, description="score optimisation, weights frozen (the authors': 20)")
+    finetune_epochs: Epochs = Field(100, description="adversarial fine-tuning of the kept weights (the authors': 100)")
+    pretrain_lr: PosFloat = Field(0.1, description="initial learning rate of pre-training (the authors': 0.1)")
+    prune_lr: PosFloat = Field(0.1, description="initial learning rate of the scores and BatchNorm (the authors': 0.1)")
+    finetune_lr: PosFloat = Field(0.01, description="initial learning rate of fine-tuning (the authors': 0.01)")
+
+    @field_validator("beta")
+    @classmethod
+    def _beta_is_pgds(cls, value: float, info: ValidationInfo) -> float:
+        if info.data.get("loss") == "trades" and value != 0.0:
+            raise ValueError(
+                f"weighs the clean part of loss: pgd only, got {value:g} with loss: trades, whose KL term's "
+                "weight is trades_beta (the authors': 6); set trades_beta, or loss: pgd to use beta"
+            )
+        return value
 
     @property
     def total_epochs(self) -> int:

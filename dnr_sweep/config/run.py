@@ -107,7 +107,7 @@ class TrainConfig(Strict):
         "val", description="split that chooses the epoch; 'test' is the paper's protocol (labelled wherever shown)"
     )
     select_metric: str | None = Field(
-        None, description="figure that chooses the epoch: val_clean_acc (default), val_fgsm_acc, val_pgd_acc"
+        None, description="figure that chooses the epoch: val_pgd_acc (default), val_clean_acc, val_fgsm_acc"
     )
     eval_every: Epochs = Field(1, description="robust accuracy of every Nth epoch (always: last, selected)")
     eval_subset: Images | None = Field(None, description="images used for per-epoch robust evaluation")
@@ -144,8 +144,8 @@ class TrainConfig(Strict):
 
     @property
     def resolved_select_metric(self) -> str:
-        """``select_metric``, defaulting to the selection split's clean accuracy."""
-        return self.select_metric or rc.selection_metrics(self.select_on)[0]
+        """``select_metric``, defaulting to validation PGD accuracy (the paper's protocol: clean test accuracy)."""
+        return self.select_metric or rc.default_select_metric(self.select_on)
 
 
 class DNRConfig(Strict):
@@ -238,6 +238,14 @@ class RunConfig(Strict):
             raise ValueError(
                 "train.select_on is 'val' but data.val_size is 0: there is no validation split to choose the "
                 "epoch; set data.val_size (e.g. 5000 for CIFAR) or, for the paper's protocol only, select_on: test"
+            )
+        spec = self.attack.train
+        if self.method == "hydra" and self.hydra.loss == "trades" and (spec.kind != "pgd" or not spec.random_start):
+            raise ValueError(
+                f"attack.train: hydra.loss trades runs TRADES' KL adversary (PGD steps from x + 0.001 * N(0, 1), "
+                f"reading eps, alpha, steps and bn_mode), which kind {spec.kind} with random_start "
+                f"{str(spec.random_start).lower()} does not describe; set attack.train.kind: pgd and "
+                "random_start: true, or hydra.loss: pgd"
             )
         # warmup_epochs > epochs runs (clean-only throughout): dnr_sweep.training.dry_run warns, for shortened configs
         return self

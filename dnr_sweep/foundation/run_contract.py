@@ -135,9 +135,10 @@ RUN_KEYS: Final[tuple[str, ...]] = (
 # Training cost (every method; the run's result). A *forward-equivalent* (FE) is the compute of one
 # forward pass of one image; a backward pass counts 2 FE (the usual FLOP ratio, weight or input
 # gradients alike). Per training step and image: every attack step is one forward and one backward
-# (3 FE; PGD-k: 3k, FGSM: 3); every forward through the network for the loss is 1 FE and the loss's
-# backward 2 FE per such forward. So clean-only training costs 3 FE, the hybrid loss with PGD-7
-# 21 + 2 + 4 = 27 FE, PGD-7 adversarial-only training (beta 0) 21 + 1 + 2 = 24 FE. An epoch's
+# (3 FE; PGD-k: 3k, FGSM: 3; TRADES' KL adversary adds the forward of its clean target: 3k + 1); every
+# forward through the network for the loss is 1 FE and the loss's backward 2 FE per such forward. So
+# clean-only training costs 3 FE, the hybrid loss with PGD-7 21 + 2 + 4 = 27 FE, PGD-7 adversarial-only
+# training (beta 0) 21 + 1 + 2 = 24 FE, HYDRA's TRADES-7 22 + 2 + 4 = 28 FE. An epoch's
 # ``fwd_equiv`` is its FE per training-set image (its steps' FE weighted by their batch sizes, over
 # the training-set size); the per-epoch validation, the final test evaluation and post-training
 # attacks are not training and are not counted (their cost is the same for every method).
@@ -207,6 +208,25 @@ def selection_metrics(split: str) -> tuple[str, str, str]:
     if split not in SELECTION_SPLITS:
         raise ValueError(f"unknown selection split {split!r}; valid: {', '.join(SELECTION_SPLITS)}")
     return VAL_METRICS if split == "val" else TEST_SELECTION_METRICS  # type: ignore[return-value]
+
+
+#: the accuracy kind that chooses the epoch by default on validation: robust accuracy
+#: (README "Only validation chooses"; evidence in docs/REPRODUCE.md); the paper's protocol chooses on clean
+DEFAULT_SELECT_KIND: Final = {"val": "pgd", "test": "clean"}
+
+
+def default_select_metric(split: str) -> str:
+    """The figure that chooses the epoch when ``train.select_metric`` is not given."""
+    return selection_metrics(split)[ACCURACY_KINDS.index(DEFAULT_SELECT_KIND[split])]
+
+
+def tie_break_metric(select_metric: str) -> str:
+    """The figure that breaks a tie on ``select_metric``: clean accuracy, or PGD when clean chooses."""
+    for split in SELECTION_SPLITS:
+        names = selection_metrics(split)
+        if select_metric in names:
+            return names[2] if select_metric == names[0] else names[0]
+    raise ValueError(f"{select_metric!r} is not a per-epoch selection figure; valid: {', '.join(VAL_METRICS)}")
 
 
 def is_layer_metric(name: str) -> bool:

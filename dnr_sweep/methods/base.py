@@ -9,13 +9,16 @@ method, through a small protocol the engine calls at fixed points of each epoch:
 2. :meth:`TrainingMethod.attach` once, with the run: the model, optimizer, masks and L2 term;
 3. :meth:`TrainingMethod.start_epoch` before each epoch: sets the learning rate, enters a new phase
    (hard pruning, score initialisation, ...) and returns the epoch's :class:`EpochPlan`;
-4. per step, :meth:`TrainingMethod.regulariser` and :meth:`TrainingMethod.objective` build the loss
-   from the clean and adversarial cross-entropies, :meth:`TrainingMethod.step` steps and re-masks;
+4. per step, :meth:`TrainingMethod.adversary` makes the training adversaries (``attack.train``'s
+   attack unless the method has its own), :meth:`TrainingMethod.adversarial_loss` turns their logits
+   into the adversarial term (cross-entropy unless the method's loss differs), and
+   :meth:`TrainingMethod.regulariser` and :meth:`TrainingMethod.objective` build the loss from it and
+   the clean cross-entropy; :meth:`TrainingMethod.step` steps and re-masks;
 5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U).
 
-Selection: the engine selects only among epochs whose plan is ``selectable``; the baselines make
-only their final phase's epochs selectable (a dense pre-trained epoch is never a pruned result),
-DNR every epoch. A method's extra state round-trips through ``state_dict``/``load_state_dict``; a
+Selection: the engine selects only among epochs whose plan is ``selectable``: for every method the
+epochs of its final phase (the network at its final sparsity, trained with its final loss; a dense
+pre-trained or a clean warm-up epoch is never the result). A method's extra state round-trips through ``state_dict``/``load_state_dict``; a
 resumed run re-enters the current phase with ``fresh=False`` (state loaded, nothing recomputed).
 """
 
@@ -29,8 +32,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from dnr_sweep.attacks import registry as attack_registry
+from dnr_sweep.attacks.registry import AttackSettings
 from dnr_sweep.foundation import run_contract as rc
 
 if TYPE_CHECKING:
@@ -119,13 +125,32 @@ class TrainingMethod(ABC):
     def start_epoch(self, epoch: int) -> EpochPlan:
         """Prepare 0-based epoch ``epoch`` (learning rate, phase entry); its plan."""
 
+    def adversary(self, model: nn.Module, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        """This step's training adversaries of ``images`` against ``model``, random starts drawn from
+        ``generator``. The engine calls it under its autocast, before the clean forward; by default the
+        attack ``attack.train`` names, with its settings."""
+        spec = self.config.attack.train
+        settings = AttackSettings(eps=spec.eps, alpha=spec.alpha, steps=spec.steps,
+                                  random_start=spec.random_start, bn_mode=spec.bn_mode)  # fmt: skip
+        return attack_registry.perturb(spec.kind, model, images, labels, settings, generator)
+
+    @property
+    def training_attack(self) -> str:
+        """The kind of attack :meth:`adversary` runs, as :func:`dnr_sweep.methods.cost.attack_cost` prices it."""
+        return self.config.attack.train.kind
+
+    def adversarial_loss(self, logits_adv: Tensor, logits_clean: Tensor, labels: Tensor) -> Tensor:
+        """The loss's adversarial term (``loss_adv``, weighed by :meth:`objective`) from the adversaries'
+        and the clean logits of this step: by default the mean cross-entropy on the adversaries."""
+        return F.cross_entropy(logits_adv, labels)
+
     def regulariser(self, plan: EpochPlan) -> Tensor | None:
         """The method's regularisation term of this step (``None``: none)."""
         return None
 
     @abstractmethod
     def objective(self, loss_clean: Tensor, loss_adv: Tensor, loss_reg: Tensor, beta: float) -> Tensor:
-        """The training loss from the clean and adversarial cross-entropies and the regulariser."""
+        """The training loss from the clean cross-entropy, the adversarial term and the regulariser."""
 
     def step(self, plan: EpochPlan) -> None:
         """The optimizer step of this batch, then the masks re-applied."""

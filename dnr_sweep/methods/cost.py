@@ -9,16 +9,21 @@ BACKWARD = 2
 
 
 def attack_cost(kind: str, steps: int) -> int:
-    """FE per image of generating one training adversary: each step a forward and an input-gradient backward."""
+    """FE per image of generating one training adversary: each step a forward and an input-gradient
+    backward; TRADES' KL adversary adds the one clean forward that gives its target
+    (:func:`dnr_sweep.attacks.trades.perturb`)."""
     if kind == "pgd":
         return steps * (FORWARD + BACKWARD)
     if kind == "fgsm":
         return FORWARD + BACKWARD
-    raise ValueError(f"unknown training attack {kind!r}; valid: pgd, fgsm")
+    if kind == "trades":
+        return FORWARD + steps * (FORWARD + BACKWARD)
+    raise ValueError(f"unknown training attack {kind!r}; valid: pgd, fgsm, trades")
 
 
 def step_cost(*, adversarial: bool, kind: str, steps: int) -> int:
     """FE per image of one training step: the adversary (if any), the clean forward (always: the
-    training accuracy reads it), the adversarial forward, and the loss's backward through each."""
+    training accuracy reads it; TRADES' KL term reuses it), the adversarial forward, and the loss's
+    backward through each."""
     forwards = 2 if adversarial else 1
     return (attack_cost(kind, steps) if adversarial else 0) + forwards * (FORWARD + BACKWARD)

@@ -4,7 +4,7 @@ Exactly what the engine did before methods existed, in the same order: masks at 
 (random, seeded positions); ``train.warmup_epochs`` clean-only epochs, then the hybrid loss
 ``beta * (CE(clean) + rho/2 ||theta*m - z||^2) + (1 - beta) * CE(adv)`` (Eq. 6) under the engine's
 MultiStep learning-rate schedule; after every epoch but the last the masks are rewired and ``z``
-snapshotted. Every epoch may be selected.
+snapshotted. Only hybrid epochs may be selected (the final phase, as for every method).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class DNRMethod(TrainingMethod):
                        generator=generator)  # fmt: skip
 
     def start_epoch(self, epoch: int) -> EpochPlan:
-        phase, index, _ = self.phase_at(epoch)
-        return EpochPlan(phase.name, phase.beta, selectable=True, index=index)
+        phase, index, final = self.phase_at(epoch)
+        return EpochPlan(phase.name, phase.beta, selectable=final, index=index)
 
     def regulariser(self, plan: EpochPlan) -> Tensor | None:
         dnr = self.config.dnr

@@ -1,20 +1,25 @@
 """HYDRA (Sehwag et al., "HYDRA: Pruning Adversarially Robust Neural Networks", NeurIPS 2020; the
-DNR paper's [20]).
+DNR paper's [20]), following the authors' code (inspire-group/hydra) and its defaults.
 
 1. ``pretrain``: dense adversarial training.
-2. ``prune``: every prunable layer gets an importance score per weight, initialised from the
-   pre-trained weights as HYDRA's public code does (``initialize_scaled_score``: ``s = sqrt(6 /
-   fan_in) * W / max|W|``, close to a Kaiming-uniform scale). The layer computes with ``W * m``,
-   ``m`` = the top-k of ``|s|`` in that layer (``k = round(hydra.density * numel)``); the mask's
-   gradient passes straight through to the scores. The weights, biases and BatchNorm affine
-   parameters are frozen (``requires_grad`` off; HYDRA freezes every ``weight`` and ``bias``), only
-   the scores are optimised (SGD, ``hydra.prune_lr``, ``train.momentum``, ``train.weight_decay``) under the
-   robust loss.
+2. ``prune``: every prunable layer gets an importance score per weight, ``s = sqrt(6 / fan_in) * W /
+   max|W|`` (``initialize_scaled_score``). The layer computes with ``W * m``, ``m`` = the top-k of
+   ``|s|`` in that layer (``k = round(hydra.density * numel)``); the mask's gradient passes straight
+   through to the scores. Weights and non-BatchNorm biases are frozen; BatchNorm's affine weight and
+   bias train with the scores (``hydra.freeze_bn: true`` freezes them too, the authors' ``--freeze-bn``),
+   both by SGD at the phase's lr, ``train.momentum`` and ``hydra.weight_decay``, as the authors' one
+   optimizer over all parameters does. BatchNorm running statistics update in train mode either way.
 3. ``finetune``: the mask is fixed to the final top-k, the dropped weights are zeroed and the kept
    ones are adversarially fine-tuned; only these epochs are selected.
 
-Each layer keeps exactly ``round(k * numel)`` weights (HYDRA prunes ``int((1 - k) numel)``; the two
-differ by at most one weight per layer).
+Every phase trains with TRADES (``hydra.loss: trades``, ``hydra.trades_beta`` 6, the adversary from
+:mod:`dnr_sweep.attacks.trades` with ``attack.train``'s eps, alpha, steps) or, ``hydra.loss: pgd``, with
+``beta * CE(clean) + (1 - beta) * CE(adv)``. Kept and not kept of the authors' defaults:
+:class:`dnr_sweep.config.methods.HydraConfig`. Also not kept (the loss and its gradient are the same):
+the authors' step runs three clean forwards (one before the attack) and one adversarial in train mode,
+here one of each after the attack, so BatchNorm's running statistics see fewer clean batches.
+Each layer keeps ``round(k * numel)`` weights (the authors prune ``int((1 - k) numel)``; at most one
+weight per layer apart).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from dnr_sweep.attacks import trades
 from dnr_sweep.methods import pruning
 from dnr_sweep.methods.base import Phase
 from dnr_sweep.methods.phased import PhasedMethod
@@ -75,6 +82,12 @@ class HydraMethod(PhasedMethod):
         self._pending_optimizer: dict[str, Any] | None = None
         self._hooked: list[nn.Module] = []
 
+    def attach(self, run: Any) -> None:
+        """HYDRA's phases share the run's SGD; its weight decay is ``hydra.weight_decay``."""
+        super().attach(run)
+        for group in run.optimizer.param_groups:
+            group["weight_decay"] = self.config.hydra.weight_decay
+
     def phases(self) -> list[Phase]:
         h = self.config.hydra
         phases = [Phase("pretrain", h.pretrain_epochs, h.pretrain_lr, h.beta), Phase("prune", h.prune_epochs,
@@ -93,14 +106,13 @@ class HydraMethod(PhasedMethod):
             self._unhook()  # entering twice (a caller's own start_epoch) hooks each layer once
             if fresh or not self.scores:
                 self.scores = {n: nn.Parameter(scaled_score_init(w)) for n, w in self.prunable()}
-            train = self.config.train
+            momentum, decay = self.config.train.momentum, self.config.hydra.weight_decay
             self.score_optimizer = torch.optim.SGD(list(self.scores.values()), lr=phase.lr,
-                                                   momentum=train.momentum, weight_decay=train.weight_decay)  # fmt: skip
+                                                   momentum=momentum, weight_decay=decay)  # fmt: skip
             if self._pending_optimizer is not None and not fresh:
                 self.score_optimizer.load_state_dict(self._pending_optimizer)
             self._pending_optimizer = None
-            for p in self.run.model.parameters():
-                p.requires_grad_(False)
+            self._freeze()
             budget = self.budget()
             for name, module in self._modules().items():
                 module.forward = masked_forward(module, self.scores[name], budget[name])
@@ -113,6 +125,14 @@ class HydraMethod(PhasedMethod):
                 )
             self._unhook()
             self.scores, self.score_optimizer = {}, None
+
+    def _freeze(self) -> None:
+        """The score phase's trainable parameters: BatchNorm affine (unless ``hydra.freeze_bn``), nothing else
+        of the model (the authors' ``freeze_vars`` of every ``weight`` and ``bias`` outside BatchNorm)."""
+        train_bn = not self.config.hydra.freeze_bn
+        for module in self.run.model.modules():
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(train_bn and isinstance(module, _BatchNorm))
 
     def _unhook(self) -> None:
         for module in self._hooked:
@@ -129,12 +149,36 @@ class HydraMethod(PhasedMethod):
         return plan
 
     def step(self, plan) -> None:
-        if plan.phase == "prune":  # the weights are frozen: only the scores move
+        if plan.phase == "prune":  # the weights are frozen: the scores and BatchNorm's affine parameters move
             assert self.score_optimizer is not None
             self.score_optimizer.step()
             self.score_optimizer.zero_grad(set_to_none=True)
+            self.run.optimizer.step()  # only parameters with a gradient: BatchNorm's (none with freeze_bn)
         else:
             self.run.masking.step()
+
+    # -- the loss: TRADES (the authors' --trainer adv) or the baselines' PGD loss
+    def adversary(self, model: nn.Module, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        if self.config.hydra.loss == "pgd":
+            return super().adversary(model, images, labels, generator)
+        spec = self.config.attack.train
+        return trades.perturb(model, images, eps=spec.eps, alpha=spec.alpha, steps=spec.steps,
+                              generator=generator, bn_mode=spec.bn_mode)  # fmt: skip
+
+    @property
+    def training_attack(self) -> str:
+        return "trades" if self.config.hydra.loss == "trades" else super().training_attack
+
+    def adversarial_loss(self, logits_adv: Tensor, logits_clean: Tensor, labels: Tensor) -> Tensor:
+        if self.config.hydra.loss == "pgd":
+            return super().adversarial_loss(logits_adv, logits_clean, labels)
+        return trades.robust_term(logits_adv, logits_clean)
+
+    def objective(self, loss_clean: Tensor, loss_adv: Tensor, loss_reg: Tensor, beta: float) -> Tensor:
+        """``CE(clean) + trades_beta * KL`` (TRADES); ``loss: pgd``: the baselines' ``beta``-weighted loss."""
+        if self.config.hydra.loss == "pgd":
+            return super().objective(loss_clean, loss_adv, loss_reg, beta)
+        return loss_clean + self.config.hydra.trades_beta * loss_adv + loss_reg
 
     def masks(self) -> dict[str, Tensor]:
         if self.scores:

@@ -13,8 +13,9 @@ masks (:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each call 
    attacks, the first ``train.eval_subset`` images) every ``train.eval_every`` epochs, on the last
    epoch, every epoch when ``train.select_metric`` is a robust one, and whenever the epoch becomes
    the selected one, so the selected epoch's figures are always complete;
-3. selects: the first epoch with the best ``train.select_metric`` (:class:`Selection`) and keeps
-   a copy of its weights;
+3. selects by the one rule every method shares (:class:`Selection`: the final phase's epoch with the
+   best ``train.select_metric``, ties to the tie-break figure, then the later epoch) and keeps a
+   copy of its weights;
 4. rewires the masks (prune by magnitude, regrow by momentum) with the linearly decaying pruning
    rate, except after the last epoch (a regrown weight starts at zero: rewiring after the last
    epoch would leave the final model below its target density), and snapshots ``z``;
@@ -94,29 +95,41 @@ def _use_bf16(config: RunConfig, device: torch.device) -> bool:
     return config.train.precision == "bf16"
 
 
+def _rank(value: float) -> float:
+    return -math.inf if value != value else float(value)  # NaN never wins
+
+
 @dataclass
 class Selection:
-    """The epoch chosen so far: the first epoch with the highest value of the selection metric.
+    """The epoch chosen so far, by the one selection rule every method shares.
 
-    ``train.select_metric`` (a validation figure by default) decides; a later epoch replaces the
-    chosen one only when strictly better, and NaN is never better.
+    Only the method's selectable epochs compete (its final phase: the network at its final sparsity,
+    trained with its final loss). The best ``train.select_metric`` wins; a tie goes to the better
+    tie-break figure (:func:`~dnr_sweep.foundation.run_contract.tie_break_metric`) and a full tie to
+    the later epoch: never to an epoch because it came first. NaN never wins.
     """
 
     epoch: int | None = None
     value: float = -math.inf
+    tie: float = -math.inf
     figures: dict[str, Any] = field(default_factory=dict)  # the chosen epoch's selected metrics
 
-    def better(self, value: float) -> bool:
-        return self.epoch is None or value > self.value
+    def may_win(self, value: float) -> bool:
+        """Whether an epoch with this ``select_metric`` could win (then its tie figure is needed)."""
+        return self.epoch is None or _rank(value) >= self.value
 
-    def take(self, epoch: int, value: float, figures: dict[str, Any]) -> None:
-        self.epoch, self.value, self.figures = epoch, float(value), dict(figures)
+    def wins(self, value: float, tie: float) -> bool:
+        return self.epoch is None or (_rank(value), _rank(tie)) >= (self.value, self.tie)
+
+    def take(self, epoch: int, value: float, tie: float, figures: dict[str, Any]) -> None:
+        self.epoch, self.value, self.tie, self.figures = epoch, _rank(value), _rank(tie), dict(figures)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "value": self.value, "figures": dict(self.figures)}
+        return {"epoch": self.epoch, "value": self.value, "tie": self.tie, "figures": dict(self.figures)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.take(state["epoch"], state["value"], state["figures"]) if state["epoch"] is not None else None
+        if state["epoch"] is not None:
+            self.take(state["epoch"], state["value"], state.get("tie", -math.inf), state["figures"])
 
 
 @dataclass(frozen=True)
@@ -253,12 +266,9 @@ class DNRRun:
             yield images, labels.to(self.device, non_blocking=True)
 
     def _adversarial(self, images: Tensor, labels: Tensor) -> Tensor:
-        spec = self.config.attack.train
-        settings = AttackSettings(
-            eps=spec.eps, alpha=spec.alpha, steps=spec.steps, random_start=spec.random_start, bn_mode=spec.bn_mode
-        )
+        """The training adversaries the method makes (``attack.train``'s attack unless it has its own)."""
         with self._autocast():
-            return attack_registry.perturb(spec.kind, self.net, images, labels, settings, self.attack_rng)
+            return self.method.adversary(self.net, images, labels, self.attack_rng)
 
     def _train_one_epoch(
         self, progress: Callable[[int, int], None] | None, plan: EpochPlan | None = None
@@ -276,7 +286,7 @@ class DNRRun:
             with self._autocast():
                 logits = self.net(images)
                 loss_clean = F.cross_entropy(logits, labels)
-                loss_adv = F.cross_entropy(self.net(adv), labels) if adv is not None else zero
+                loss_adv = self.method.adversarial_loss(self.net(adv), logits, labels) if adv is not None else zero
             loss_reg = self.method.regulariser(plan)
             loss_l2 = loss_reg if loss_reg is not None else zero
             loss = self.method.objective(loss_clean, loss_adv, loss_l2, beta)
@@ -306,7 +316,7 @@ class DNRRun:
             )
         seen = max(totals.seen, 1)
         spec = config.attack.train
-        cost = step_cost(adversarial=beta < 1.0, kind=spec.kind, steps=spec.steps)
+        cost = step_cost(adversarial=beta < 1.0, kind=self.method.training_attack, steps=spec.steps)
         return {
             "loss": float(totals.loss) / seen,
             "loss_clean": float(totals.loss_clean) / seen,
@@ -407,18 +417,20 @@ class DNRRun:
         epoch = self.epoch + 1
         last = epoch == config.train.epochs
         select_metric = config.train.resolved_select_metric
+        tie_metric = rc.tie_break_metric(select_metric)
         robust = last or epoch % config.train.eval_every == 0 or not select_metric.endswith("_clean_acc")
         figures = self._selection_figures(robust)
         sparsity = self.sparsity_metrics()
         metrics.update(figures)
         metrics.update(sparsity)
 
-        if plan.selectable and self.selection.better(figures[select_metric]):
-            if not robust:  # the selected epoch's robust figures are always measured
+        if plan.selectable and self.selection.may_win(figures[select_metric]):
+            if not robust:  # a contender's robust figures are always measured (the tie-break reads them)
                 figures = self._selection_figures(robust=True)
                 metrics.update(figures)
-            self.selection.take(epoch, figures[select_metric], {**figures, **sparsity})
-            self.selected_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.selection.wins(figures[select_metric], figures[tie_metric]):
+                self.selection.take(epoch, figures[select_metric], figures[tie_metric], {**figures, **sparsity})
+                self.selected_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
         metrics["prune_rate"] = self.method.end_epoch(self.epoch, last)  # DNR: rewiring (not after the last)
         self.epoch = epoch
