@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dnr_sweep.foundation.run_contract import SELECTION_SPLITS, TEST_METRICS, TEST_SELECTION_METRICS, VAL_METRICS
+from dnr_sweep.foundation.run_contract import (
+    SELECTION_SPLITS,
+    TEST_METRICS,
+    TEST_SELECTION_METRICS,
+    VAL_METRICS,
+    default_select_metric,
+)
 
 from .labels import (
     GROUP,
@@ -327,7 +333,7 @@ class MethodChoice:
 
 def method_select_metric(rows: pd.DataFrame, split: str) -> str:
     """The selection column a method's configurations are chosen on: their runs' ``select_metric``
-    (the selection split's clean accuracy when they record none).
+    (when they record none, the split's default: validation PGD, or the paper protocol's test clean).
 
     Raises:
         ValueError: its configurations were selected on different metrics.
@@ -336,7 +342,7 @@ def method_select_metric(rows: pd.DataFrame, split: str) -> str:
     if len(recorded) > 1:
         raise ValueError(f"the {rows[METHOD_LABEL].iloc[0]} trials were selected on different metrics "
                          f"({', '.join(recorded)}); Table 2 chooses each method on one: report them separately")  # fmt: skip
-    return selection_column(recorded[0] if recorded else "clean_acc", split)
+    return selection_column(recorded[0], split) if recorded else default_select_metric(split)
 
 
 def choose_methods(

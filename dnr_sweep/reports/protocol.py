@@ -26,6 +26,7 @@ from dnr_sweep.foundation.run_contract import (
     attack_metric,
     is_attack_metric,
     selection_metrics,
+    tie_break_metric,
     validation_twin,
 )
 
@@ -94,12 +95,13 @@ def selection_column(metric: str, split: str = "val") -> str:
 
 
 def tie_breaks(metric: str, split: str = "val") -> tuple[str, ...]:
-    """The selection accuracies that break a tie on ``metric``, in order: the other of clean and PGD
-    accuracy first, then FGSM (``val_pgd_acc`` -> ``val_clean_acc``, ``val_fgsm_acc``)."""
-    clean, fgsm, pgd = selection_metrics(split)
+    """The selection accuracies that break a tie on ``metric``, in order: the epoch selection's tie-break
+    figure first (:func:`~dnr_sweep.foundation.run_contract.tie_break_metric`: clean accuracy, PGD when
+    clean chooses), then the others (``val_pgd_acc`` -> ``val_clean_acc``, ``val_fgsm_acc``)."""
+    names = selection_metrics(split)
     column = selection_column(metric, split)
-    order = (pgd, clean, fgsm) if column == clean else (clean, pgd, fgsm)
-    return tuple(c for c in order if c != column)
+    first = (tie_break_metric(column),) if column in names else ()
+    return tuple(dict.fromkeys(c for c in (*first, *names) if c != column))
 
 
 def reported(df: pd.DataFrame, column: str) -> bool:
