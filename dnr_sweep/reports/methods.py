@@ -158,12 +158,13 @@ def caption(choice: MethodChoice) -> str:
         f"{scope + ': ' if scope else ''}{value:.2f}x ({choice.reference_from[scope]})"
         for scope, value in choice.references.items()
     )
-    split = "test accuracy, selected on test (paper protocol)" if choice.protocol.paper else "validation accuracy"
+    metrics = ", ".join(dict.fromkeys(map(str, choice.rows[CHOSEN_ON]))) or "its select_metric"
+    paper = f" Numbers {choice.protocol.label}." if choice.protocol.paper else ""
     return (
-        f"Per method, the configuration with the best {split} (its runs' select_metric; ties by the other "
-        f"accuracies) among those within ±{choice.tolerance:.0%} of the reference compression {references}; "
-        "a method with none there shows its best configuration, marked not matched. Test accuracy shown: "
-        "mean ± 95% CI (Student t) over seeds."
+        f"Per method, the configuration with the best {metrics} (ties: the other {choice.protocol.split_name} "
+        f"accuracies, then more seeds, then the smaller trial id) among those within ±{choice.tolerance:.0%} of the "
+        f"reference compression {references}; a method with none there shows its best configuration, marked not "
+        f"matched.{paper} Test accuracy shown: mean ± 95% CI (Student t) over seeds."
     )
 
 
