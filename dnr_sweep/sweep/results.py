@@ -1,5 +1,9 @@
 """After ``Tuner.fit``: the sweep's ``results.parquet``/``epochs.parquet``, its summary and its report.
 
+The summary prints the report's own choice (:func:`dnr_sweep.reports.chooser.choose_run` on the run
+folder's files, settings from its ``config.yaml``): the rows of ``report/pareto.csv``, Table 2's when
+methods other than DNR ran, and the best configuration by ``tune.metric``.
+
 Tables are rebuilt from the trials' Tune results (:func:`reports.load.rebuild_tables`), then every
 trial the experiment knows gets a row, even one that failed before its first epoch, with Tune's
 status (``ERROR``, ``EARLY_STOPPED`` for trials a scheduler stopped) and its error's last line.
