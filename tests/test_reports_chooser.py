@@ -411,3 +411,23 @@ def test_several_runs_share_one_table2_through_the_same_chooser(tmp_path):
     written = {p.name for p in write_comparison(comparison, tmp_path / "out", formats=["png"])}
     assert {"table2.csv", "table2.tex", "methods.png", "pareto.csv"} <= written
     assert pd.read_csv(tmp_path / "out" / "table2.csv")["Trials"].str.startswith(("dnr_run:", "baselines:")).all()
+
+
+def test_the_summary_and_table2_are_computed_without_plotting_or_torch():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from dnr_sweep.reports import methods
+from dnr_sweep.reports.chooser import choose_run
+from dnr_sweep.reports.synthetic import METHOD_CONFIG, synthetic_method_tables
+from dnr_sweep.sweep.results import summary_lines
+results, epochs = synthetic_method_tables()
+summary_lines(results, epochs, METHOD_CONFIG)
+choice = choose_run(results, epochs, METHOD_CONFIG)
+methods.methods_figure_data(choice.methods, choice.selection)
+bad = {'matplotlib', 'torch', 'ray'} & {m.split('.')[0] for m in sys.modules}
+assert not bad, bad
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
