@@ -169,8 +169,8 @@ def analyse_run(run_dir: Path, budget: float) -> dict[str, Any]:
     import pandas as pd
 
     from dnr_sweep.reports.cell_choice import choose_per_cell, finished_trials, proposal_order
+    from dnr_sweep.reports.chooser import front as chosen_front
     from dnr_sweep.reports.hypervolume import frame_hypervolume, hypervolume_history
-    from dnr_sweep.reports.pareto import pareto_front
 
     results = pd.read_parquet(run_dir / rc.RESULTS_FILE)
     results = results.assign(order=results["trial_id"].map(proposal_order(run_dir))).sort_values("order")
@@ -181,7 +181,7 @@ def analyse_run(run_dir: Path, budget: float) -> dict[str, Any]:
     counted[~within.index.isin(done.index)] = np.nan  # a trial stopped early costs its epochs, adds no point
     history = hypervolume_history(counted, within["epochs_completed"].astype(float).tolist(),
                                   [REFERENCE[k] for k in OBJECTIVES], list(OBJECTIVES.values()))  # fmt: skip
-    front = pareto_front(done, OBJECTIVES).rows
+    front = chosen_front(done, OBJECTIVES)
     chosen = choose_per_cell(done)
     wall = run_dir / "bench_wall_s.txt"
     return {

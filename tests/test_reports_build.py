@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from dnr_sweep.reports import build_report
-from dnr_sweep.reports.build import resolve_settings, with_selected_figures
-from dnr_sweep.reports.selection import select, selection_column
+from dnr_sweep.reports.chooser import select
+from dnr_sweep.reports.protocol import selection_column
+from dnr_sweep.reports.settings import resolve_settings, with_selected_figures
 from dnr_sweep.reports.synthetic import SEEDED_DENSITIES, write_synthetic_run
 from dnr_sweep.reports.tables import CHOSEN_ON, SEEDS, pareto_table, to_latex
 
@@ -268,7 +269,7 @@ def test_tables_and_figure_data_never_import_matplotlib_or_torch(tmp_path):
 import sys
 import pandas as pd
 from dnr_sweep.reports import figure_data
-from dnr_sweep.reports.selection import select
+from dnr_sweep.reports.chooser import select
 from dnr_sweep.reports.tables import pareto_table, write_tables
 from dnr_sweep.reports.synthetic import synthetic_tables
 results, _ = synthetic_tables()

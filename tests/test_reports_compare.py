@@ -135,9 +135,9 @@ def test_labels_and_outputs_are_checked(tmp_path, capsys):
 
 def test_hypervolume_follows_the_order_trials_were_created_not_their_ids(tmp_path):
     """A searcher's trial ids are random; Tune's trial folder numbers give the creation order."""
+    from dnr_sweep.reports.chooser import finished_mask
     from dnr_sweep.reports.compare import hypervolume_data
     from dnr_sweep.reports.load import load_run
-    from dnr_sweep.reports.selection import finished_mask
 
     run_dir = write_synthetic_run(tmp_path / "run")
     folders = sorted(p for p in run_dir.iterdir() if p.is_dir())

@@ -15,8 +15,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from dnr_sweep.reports import figure_data, figures
+from dnr_sweep.reports.chooser import select
 from dnr_sweep.reports.figure_data import Reference
-from dnr_sweep.reports.selection import select
 from dnr_sweep.reports.style import GROUP_COLORS
 
 NAN = float("nan")

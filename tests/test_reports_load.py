@@ -187,7 +187,7 @@ def test_attack_strength_curves(run_dir):
 def test_reports_imports_no_ray_or_torch():
     code = (
         "import sys, dnr_sweep.reports.build, dnr_sweep.reports.figures, dnr_sweep.reports.figure_data, "
-        "dnr_sweep.reports.selection, dnr_sweep.reports.seeds, dnr_sweep.reports.tables, dnr_sweep.reports.html;"
+        "dnr_sweep.reports.chooser, dnr_sweep.reports.methods, dnr_sweep.reports.seeds, dnr_sweep.reports.tables, dnr_sweep.reports.html;"
         "bad = {'ray', 'torch', 'dnr_sweep.sweep', 'matplotlib.pyplot'} & set(sys.modules);"
         "assert not bad, bad"
     )

@@ -15,11 +15,10 @@ from dnr_sweep.reports.pareto import ParetoFront, pareto_front
 
 
 def brute_force_front(rows: list[dict], objectives: dict[str, str]) -> set[int]:
-    """The most obvious O(n^2) definition: keep row i unless some row j dominates it."""
+    """The most obvious O(n^2) definition: keep row i unless some row j dominates it (rows with a
+    missing objective cannot compete; any other column, ``early_stopped`` included, is not read)."""
     candidates = []
     for i, row in enumerate(rows):
-        if row.get("early_stopped", False):
-            continue
         if any(row[c] is None or (isinstance(row[c], float) and math.isnan(row[c])) for c in objectives):
             continue
         candidates.append(i)
@@ -110,9 +109,10 @@ def test_nan_rows_left_out():
     assert pareto_front(df, {"a": "max", "b": "max"}).rows.index.tolist() == [0]
 
 
-def test_early_stopped_rows_left_out_even_if_best():
+def test_other_columns_are_not_read_even_early_stopped():
+    """Which rows may compete is the chooser's decision (reports.chooser.finished_mask), made before."""
     df = pd.DataFrame({"a": [1.0, 9.0], "b": [1.0, 9.0], "early_stopped": [False, True]})
-    assert pareto_front(df, {"a": "max", "b": "max"}).rows.index.tolist() == [0]
+    assert pareto_front(df, {"a": "max", "b": "max"}).rows.index.tolist() == [1]
 
 
 def test_single_objective_returns_all_rows_equal_to_best():

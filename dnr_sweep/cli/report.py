@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--y", default=None, help="comma-separated accuracy columns, e.g. clean_acc,pgd_acc")
     p.add_argument("--group-by", default=None, help="column that colours the figures (default dnr.pruning)")
     p.add_argument("--objectives", default=None, help="e.g. pgd_acc:max,compression:max")
+    p.add_argument("--table2-compression", type=float, default=None, metavar="X",
+                   help="Table 2's reference compression: each method at its best configuration within +-10%% of "
+                        "it (default: report.table2_compression, else DNR's chosen configuration's)")  # fmt: skip
 
 
 def _objectives(text: str | None) -> dict[str, str] | None:
@@ -50,8 +53,8 @@ def _items(text: str | None) -> tuple[str, ...] | None:
 
 def check_settings(run_dir: Path, **flags) -> None:
     """The report settings (flags over the config's ``report:`` block) name columns the run has."""
-    from dnr_sweep.reports.build import resolve_settings
     from dnr_sweep.reports.load import flatten, load_run
+    from dnr_sweep.reports.settings import resolve_settings
 
     run = load_run(run_dir)
     try:
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("RUN_DIR '': an empty path; pass the run folder `dnr-sweep run` printed")
     out = None if args.out is None else output_folder(args.out, "--out")
     flags = {"formats": _items(args.format), "x": args.x, "y": _items(args.y),
-             "objectives": _objectives(args.objectives), "group_by": args.group_by}  # fmt: skip
+             "objectives": _objectives(args.objectives), "group_by": args.group_by,
+             "table2_compression": args.table2_compression}  # fmt: skip
     if len(args.run_dirs) > 1:
         return _compare(args, out, flags)
     if args.labels is not None:

@@ -178,6 +178,11 @@ class ReportConfig(Strict):
         60.0, description="refresh the live report at most this often (and after each finished trial)"
     )
     live: bool = Field(True, description="refresh results and report while the sweep runs")
+    table2_compression: PosFloat | None = Field(
+        None,
+        description="Table 2's reference compression: each method is reported at its best configuration "
+        "within +-10% of it (default: DNR's chosen configuration's compression, else the methods' median)",
+    )
 
 
 class SweepConfig(RunConfig):

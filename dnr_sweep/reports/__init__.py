@@ -6,8 +6,10 @@
 >>> choice.fronts[("", "irregular")]                              # doctest: +SKIP
 >>> reports.build_report("runs/cifar10_vgg16")                    # doctest: +SKIP
 
-Compute first, draw second: :mod:`reports.selection`, :mod:`reports.seeds`,
-:mod:`reports.figure_data` and :mod:`reports.tables` never import matplotlib; only
+One chooser, :mod:`reports.chooser`, decides which trials are finished, which configurations form a
+front and which represent a method in Table 2; every output reads it. Compute first, draw second:
+:mod:`reports.chooser`, :mod:`reports.seeds`, :mod:`reports.figure_data`, :mod:`reports.tables` and
+:mod:`reports.methods` never import matplotlib; only
 :mod:`reports.figures` (drawing) and :mod:`reports.build` do. ``reports.load`` and
 ``reports.load_epochs`` are functions (the module is ``reports.load`` only in
 ``from dnr_sweep.reports.load import ...``). ``build_report`` is imported on first use, so ``from dnr_sweep import reports``
@@ -18,17 +20,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .chooser import MethodChoice, RunChoice, Selection, choose_methods, choose_run, select
 from .load import load, load_epochs, load_run, rebuild_tables
 from .pareto import ParetoFront, pareto_front
-from .selection import Selection, select
 
 if TYPE_CHECKING:
     from .build import build_report
 
 __all__ = [
+    "MethodChoice",
     "ParetoFront",
+    "RunChoice",
     "Selection",
     "build_report",
+    "choose_methods",
+    "choose_run",
     "load",
     "load_epochs",
     "load_run",

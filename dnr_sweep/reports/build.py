@@ -1,10 +1,12 @@
 """``build_report``: a run directory -> Parquet tables, figures, tables and ``report/index.html``.
 
-Settings come, in rising priority, from the defaults here, the ``report:`` block of the run's
-``config.yaml`` (``x``, ``y``, ``group_by``, ``objectives``, ``formats``) and the function's arguments
-(the CLI's flags). The report's choice (:func:`reports.selection.select`: one joint Pareto set per
-pruning type and the dense baseline, chosen on validation figures, seeds aggregated) is made once,
-before anything is drawn, and every figure and table shows it. Only figures that have data are drawn.
+Settings come, in rising priority, from the schema's defaults, the ``report:`` block of the run's
+``config.yaml`` and the function's arguments (the CLI's flags): :mod:`reports.settings`. The report's
+choice (:func:`reports.chooser.choose_run`: one joint Pareto set per pruning type and the dense
+baseline, Table 2's configuration per method at matched compression, all chosen on validation
+figures over seed-aggregated configurations) is made once, before anything is drawn, and every
+figure and table shows it; the terminal summary of ``dnr-sweep run`` reads the same choice. Only
+figures that have data are drawn.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib as mpl
 import pandas as pd
@@ -24,107 +25,17 @@ from dnr_sweep.foundation.run_contract import TEST_SELECTION_METRICS, VAL_METRIC
 
 from . import figure_data as data
 from . import figures as figs
+from . import methods as method_report
+from .chooser import MethodChoice, RunChoice, Selection, choose_run
 from .html import FINAL, FigureEntry, PageStatus, TableEntry, write_index
-from .load import (
-    EPOCHS_FILE,
-    RESULTS_FILE,
-    Run,
-    flatten,
-    layer_columns,
-    load_attack_strength,
-    load_run,
-    write_parquet_atomic,
-)
-from .pareto import DIRECTIONS, Direction
+from .labels import GROUP
+from .load import EPOCHS_FILE, RESULTS_FILE, Run, layer_columns, load_attack_strength, load_run, write_parquet_atomic
 from .seeds import N_SEEDS
-from .selection import DEFAULT_GROUP_BY, DEFAULT_Y, GROUP, Selection, select
+from .settings import DEFAULT_FORMATS, FORMATS
 from .style import DENSE, RC
 from .tables import display_table, pareto_table, write_tables
 
-FORMATS = ("pdf", "png", "svg")
-REPORT_KEYS = ("x", "y", "group_by", "objectives", "formats", "live", "live_every_s")  # the last two: the sweep
-DEFAULT_FORMATS = ("pdf", "png")
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    """Resolved report settings (see the module docstring for where each comes from).
-
-    ``objectives=None`` means the default: ``x`` max and every ``y`` max, each chosen on its
-    validation twin (:func:`reports.selection.selection_objectives`).
-    """
-
-    x: str = "compression"
-    y: tuple[str, ...] = DEFAULT_Y
-    group_by: str | None = DEFAULT_GROUP_BY
-    objectives: dict[str, Direction] | None = None
-    formats: tuple[str, ...] = DEFAULT_FORMATS
-
-
-def resolve_settings(
-    config: Mapping[str, Any],
-    *,
-    formats: Sequence[str] | None = None,
-    x: str | None = None,
-    y: Sequence[str] | None = None,
-    objectives: Mapping[str, str] | None = None,
-    group_by: str | None = None,
-) -> ReportSettings:
-    """Merge defaults, ``config['report']`` and explicit arguments (non-None wins); validate once."""
-    block = config.get("report") or {}
-    if not isinstance(block, Mapping):
-        raise ValueError(f"config.yaml 'report:' must be a mapping with keys {', '.join(REPORT_KEYS)}")
-    unknown = sorted(set(block) - set(REPORT_KEYS))
-    if unknown:
-        raise ValueError(f"config.yaml 'report:' has unknown key(s) {unknown}; valid keys: {', '.join(REPORT_KEYS)}")
-
-    def pick(arg: Any, key: str, default: Any) -> Any:
-        return arg if arg is not None else block.get(key, default)
-
-    x_ = str(pick(x, "x", "compression"))
-    y_raw = pick(y, "y", DEFAULT_Y)
-    y_ = (y_raw,) if isinstance(y_raw, str) else tuple(str(m) for m in y_raw)
-    if not y_:
-        raise ValueError("report y must name at least one accuracy column, e.g. [clean_acc, pgd_acc]")
-    group = pick(group_by, "group_by", DEFAULT_GROUP_BY)
-    fmts_raw = pick(formats, "formats", DEFAULT_FORMATS)
-    fmts = (fmts_raw,) if isinstance(fmts_raw, str) else tuple(str(f).lower().lstrip(".") for f in fmts_raw)
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise ValueError(f"unknown figure format(s) {bad or fmts}; valid formats: {', '.join(FORMATS)}")
-    raw_objectives = pick(objectives, "objectives", None)
-    if raw_objectives is not None and not isinstance(raw_objectives, Mapping):
-        raise ValueError(f"report objectives must map columns to max or min, got {raw_objectives!r}")
-    objs = None if raw_objectives is None else {str(k): v for k, v in raw_objectives.items()}
-    for name, direction in (objs or {}).items():
-        if direction not in DIRECTIONS:
-            raise ValueError(f"objective {name!r} has unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
-    return ReportSettings(x_, y_, None if group is None else str(group), objs, fmts)
-
-
-def _with_config_columns(df: pd.DataFrame, config: Mapping[str, Any], columns: Sequence[str | None]) -> pd.DataFrame:
-    """Add constant columns from ``config.yaml`` (e.g. ``dnr.pruning`` when it was not swept)."""
-    flat = flatten({k: v for k, v in config.items() if k not in ("search", "report")})
-    extra = {c: flat[c] for c in columns if c and c not in df.columns and c in flat}
-    return df.assign(**extra) if extra else df
-
-
-def with_selected_figures(results: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Fill selection figures (``val_*_acc``/``test_*_acc``) a results table lacks from its epochs table.
-
-    Runs written before ``results.parquet`` carried the selected epoch's validation figures still
-    have them in ``epochs.parquet``: they are taken from each trial's row at its ``selected_epoch``.
-    Columns the results table already has are left alone.
-    """
-    wanted = [c for c in (*VAL_METRICS, *TEST_SELECTION_METRICS) if c in epochs.columns and c not in results.columns]
-    if not wanted or "selected_epoch" not in results.columns or not {"trial_id", "epoch"} <= set(epochs.columns):
-        return results
-    at = epochs[["trial_id", "epoch", *wanted]].drop_duplicates(["trial_id", "epoch"], keep="last")
-    keys = results[["trial_id", "selected_epoch"]].rename(columns={"selected_epoch": "epoch"})
-    keys["epoch"] = pd.to_numeric(keys["epoch"], errors="coerce").astype("float64")
-    at = at.assign(epoch=pd.to_numeric(at["epoch"], errors="coerce").astype("float64"))
-    filled = keys.merge(at, on=["trial_id", "epoch"], how="left")
-    return results.assign(**{c: filled[c].to_numpy() for c in wanted})
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "build_report", "trials_table"]
 
 
 def _save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
@@ -161,11 +72,12 @@ def build_report(
     y: Sequence[str] | None = None,
     objectives: Mapping[str, str] | None = None,
     group_by: str | None = None,
+    table2_compression: float | None = None,
     status: PageStatus = FINAL,
 ) -> list[Path]:
     """Load ``run_dir``, (re)write its Parquet tables when rebuilt, draw every figure that has data,
-    write the Pareto table (CSV, LaTeX) and ``index.html`` into ``out_dir`` (default
-    ``run_dir/report``). Returns every file written, in writing order.
+    write the Pareto table (CSV, LaTeX), Table 2 when methods other than DNR ran, and ``index.html``
+    into ``out_dir`` (default ``run_dir/report``). Returns every file written, in writing order.
 
     ``formats`` defaults to ``("pdf", "png")`` (or ``report.formats``); PNG is always written too,
     because ``index.html`` shows it. ``status`` marks a live page (the sweep still runs; the page
@@ -179,13 +91,10 @@ def build_report(
     run: Run = load_run(run_dir)
     if run.results.empty:
         raise ValueError(f"{run.path / RESULTS_FILE} holds no trials; run a sweep into {run.path} first")
-    settings = resolve_settings(run.config, formats=formats, x=x, y=y, objectives=objectives, group_by=group_by)
-    results = _with_config_columns(run.results, run.config, [settings.group_by])
-    epochs = _with_config_columns(run.epochs, run.config, [settings.group_by])
-    group = settings.group_by if settings.group_by in results.columns else None
-    results = with_selected_figures(results, epochs)
-    selection = select(results, x=settings.x, y=settings.y, objectives=settings.objectives, group_by=group)
-    plans = _figure_plans(selection, results, epochs, run.path, group)  # every figure's data, computed first
+    choice = choose_run(run.results, run.epochs, run.config, formats=formats, x=x, y=y, objectives=objectives,
+                        group_by=group_by, table2_compression=table2_compression)  # fmt: skip
+    selection = choice.selection
+    plans = _figure_plans(choice, run.path)  # every figure's data, computed first
 
     written: list[Path] = []
     if run.rebuilt:
@@ -193,7 +102,7 @@ def build_report(
         written.append(write_parquet_atomic(run.epochs, run.path / EPOCHS_FILE))
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     make_folder(out, "--out")
-    formats_out = tuple(dict.fromkeys([*settings.formats, "png"]))
+    formats_out = tuple(dict.fromkeys([*choice.settings.formats, "png"]))
     entries: list[FigureEntry] = []
     for plan in plans:
         written.extend(_save(plan.draw(), out, plan.stem, formats_out))
@@ -201,32 +110,50 @@ def build_report(
 
     table = pareto_table(selection)
     written.extend(write_tables(table, out))
-    from . import methods as method_report  # Table 2 and one colour per method, when baselines ran
-
-    labelled, labelled_epochs = method_report.from_runs([(results, epochs, run.config)])
-    if method_report.worth_writing(labelled):
-        written.extend(method_report.write(labelled, labelled_epochs, out, formats=formats_out,
-                                           select_metric=method_report.select_metric_of(run.config)))  # fmt: skip
+    tables = [TableEntry("Pareto-optimal models", display_table(table), _table_note(selection))]
+    if choice.methods is not None:
+        paths, entry = write_table2(choice.methods, choice.epochs, out)
+        written.extend(paths)
+        tables.append(entry)
     links = [(p.name, p.name) for p in written if p.parent == out and p.suffix != ".png"]
     epochs_total = (
         (run.config.get("train") or {}).get("epochs") if isinstance(run.config.get("train"), Mapping) else None
     )
     trials_note = "Selected figures so far; test accuracy only for finished trials (measured once, at the end)."
+    tables.append(TableEntry("Trials", trials_table(choice.results, epochs_total), trials_note))
     written.append(
         write_index(
             out,
             f"DNR sweep report: {run.path.name}",
             entries,
-            [
-                TableEntry("Pareto-optimal models", display_table(table), _table_note(selection)),
-                TableEntry("Trials", trials_table(results, epochs_total), trials_note),
-            ],
-            meta=_meta(run.path.name, results, selection),
+            tables,
+            meta=_meta(run.path.name, choice.results, selection),
             links=links,
             status=status,
         )
     )
     return written
+
+
+def write_table2(methods: MethodChoice, epochs: pd.DataFrame, out: Path) -> tuple[list[Path], TableEntry]:
+    """``table2.csv``/``table2.tex`` into ``out`` and the page's Table 2."""
+    table = method_report.table2(methods, epochs)
+    entry = TableEntry("Table 2: methods at matched compression", method_report.display_table2(table),
+                       method_report.caption(methods))  # fmt: skip
+    return method_report.write_table2(table, methods, out), entry
+
+
+def methods_plan(methods: MethodChoice, selection: Selection) -> FigurePlan:
+    """The methods figure's plan: its data computed now, drawn later."""
+    figure = method_report.methods_figure_data(methods, selection)
+    seeds = " Error bars: 95% CI over seeds." if (methods.candidates[N_SEEDS] > 1).any() else ""
+    paper = f" Numbers {methods.protocol.label}." if methods.protocol.paper else ""
+    return FigurePlan(
+        "methods", "Methods side by side (Table 2)",
+        f"Per method, its {methods.protocol.split_name} front of compression and each panel's accuracy (seed "
+        f"means), drawn with test accuracy; faint points: every finished trial.{seeds}{paper}",
+        lambda: figs.methods(figure),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -239,10 +166,9 @@ class FigurePlan:
     draw: Callable[[], Figure]
 
 
-def _figure_plans(
-    selection: Selection, results: pd.DataFrame, epochs: pd.DataFrame, run_path: Path, group: str | None
-) -> list[FigurePlan]:
+def _figure_plans(choice: RunChoice, run_path: Path) -> list[FigurePlan]:
     """Compute every figure's data (no drawing yet); a figure without data gets no plan."""
+    selection, results, epochs, group = choice.selection, choice.results, choice.epochs, choice.group_by
     plans: list[FigurePlan] = []
     protocol = selection.protocol
     paper = f" Numbers {protocol.label}." if protocol.paper else ""
@@ -295,6 +221,8 @@ def _figure_plans(
             "Accuracy under PGD vs attack iterations and vs eps (in /255).",
             lambda: figs.attack_strength(strength),
         ))  # fmt: skip
+    if choice.methods is not None:
+        plans.append(methods_plan(choice.methods, selection))
     return plans
 
 

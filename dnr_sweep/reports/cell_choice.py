@@ -4,8 +4,8 @@ A DNR search samples the target density and the pruning type along with beta, rh
 rate, and its searcher optimises a validation front (``val_pgd_acc`` vs ``compression``). Within one
 (density, pruning) cell the compression is fixed by the target, so the cell's piece of that front is
 its trial with the best validation PGD accuracy: that is the configuration the search chooses for
-the cell (ties: the better validation clean accuracy, then the earlier trial). Only trials that ran
-every epoch compete (a trial a scheduler stopped early reports partial figures). Test figures are
+the cell (:func:`reports.chooser.ranked`; ties: the better validation clean accuracy, then the smaller
+trial id). Only trials that ran every epoch compete (a trial a scheduler stopped early reports partial figures). Test figures are
 never looked at here.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.reports import trial_files
-from dnr_sweep.reports.selection import finished_mask
+from dnr_sweep.reports.chooser import finished_mask, ranked
 
 #: the dimensions that make a cell of a DNR search
 CELL: tuple[str, ...] = ("dnr.density", "dnr.pruning")
@@ -44,8 +44,7 @@ def choose_per_cell(results: pd.DataFrame, cell: Sequence[str] = CELL, metric: s
     missing = [c for c in (*cell, metric, tie_break) if c not in results.columns]
     if missing:
         raise ValueError(f"results have no column {missing}; a search's results.parquet has them")
-    candidates = finished_trials(results).dropna(subset=[metric])
-    ordered = candidates.sort_values([metric, tie_break, "trial_id"], ascending=[False, False, True], kind="mergesort")
+    ordered = ranked(finished_trials(results), metric, ties=(tie_break,))
     return ordered.groupby(list(cell), sort=True).head(1).sort_values(list(cell), kind="mergesort")
 
 

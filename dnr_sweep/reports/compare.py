@@ -2,8 +2,8 @@
 
 The figures a paper needs beside one another: a searched run vs the paper's defaults, DNR vs
 DNR-C, irregular vs channel vs ``channel_group``. The same rule as a single run's report: only
-validation chooses (:func:`reports.selection.select`, seeds aggregated with their 95% CI), test
-figures are only shown.
+validation chooses (:mod:`reports.chooser`, seeds aggregated with their 95% CI), test figures are
+only shown; Table 2 and the methods figure over every run's trials when methods other than DNR ran.
 
 * Every run's trials join one table with a ``report.run`` column (its label), so trials of two runs
   are never seeds of one configuration; the groups are ``"<pruning> · <label>"``: one joint
@@ -34,8 +34,11 @@ import pandas as pd
 
 from dnr_sweep.foundation.run_contract import LAYER_PREFIX
 
+from .chooser import MethodChoice, Selection, choose_methods, finished_mask, has_methods, select, selection_split
+from .labels import DEFAULT_GROUP_BY
 from .load import Run, flatten, load_run
-from .selection import DEFAULT_GROUP_BY, Selection, select, selection_objectives, selection_split
+from .protocol import selection_objectives
+from .settings import LABEL_COLUMNS, resolve_settings, with_config_columns, with_selected_figures
 
 #: the column holding each trial's run label (dotted, so it is part of a configuration's identity)
 RUN_COLUMN = "report.run"
@@ -125,7 +128,6 @@ def hypervolume_data(runs: Mapping[str, Run], objectives: Mapping[str, str]) -> 
     """Each run's validation hypervolume per trial-epoch; ``None`` when an objective has no fixed
     reference or no run carries per-epoch records."""
     from .hypervolume import hypervolume_history
-    from .selection import finished_mask
 
     reference = {c: _reference(c, d) for c, d in objectives.items()}
     if any(v is None for v in reference.values()) or not any(not r.epochs.empty for r in runs.values()):
@@ -164,10 +166,9 @@ def combined_results(runs: Mapping[str, Run], group_by: str | None) -> pd.DataFr
     """Every run's results in one table, with the run label and the comparison group per trial."""
     parts = []
     for label, run in runs.items():
-        results = run.results.copy()
+        results = with_config_columns(run.results, run.config, [*LABEL_COLUMNS, group_by]).copy()
         if group_by is not None and group_by not in results.columns:
-            constant = flatten({k: v for k, v in run.config.items() if k not in ("search", "report")}).get(group_by)
-            results[group_by] = constant
+            results[group_by] = None
         results["trial_id"] = label + ":" + results["trial_id"].astype(str)
         results[RUN_COLUMN] = label
         kind = results[group_by].astype(str) if group_by is not None else pd.Series("DNR", index=results.index)
@@ -180,19 +181,19 @@ def combined_results(runs: Mapping[str, Run], group_by: str | None) -> pd.DataFr
 
 @dataclass(frozen=True)
 class Comparison:
-    """The runs compared, their combined choice and the hypervolume curves (``None`` without epochs)."""
+    """The runs compared, their combined choice (Table 2's when methods other than DNR ran) and the
+    hypervolume curves (``None`` without epochs)."""
 
     runs: dict[str, Run]
     selection: Selection
+    methods: MethodChoice | None
     hypervolume: HypervolumeData | None
 
 
 def compare(run_dirs: Sequence[str | os.PathLike[str]], *, labels: Sequence[str] | None = None,
             x: str | None = None, y: Sequence[str] | None = None, objectives: Mapping[str, str] | None = None,
-            group_by: str | None = None) -> Comparison:  # fmt: skip
+            group_by: str | None = None, table2_compression: float | None = None) -> Comparison:  # fmt: skip
     """Load the runs, check they are comparable and make the comparison's one choice."""
-    from .build import resolve_settings, with_selected_figures
-
     paths = [Path(p) for p in run_dirs]
     if len(paths) < 2:
         raise ValueError("a comparison needs at least two run folders")
@@ -204,7 +205,9 @@ def compare(run_dirs: Sequence[str | os.PathLike[str]], *, labels: Sequence[str]
         if run.results.empty:
             raise ValueError(f"{run.path} holds no trials; run a sweep into it first")
     settings = {
-        label: resolve_settings(run.config, x=x, y=y, objectives=objectives, group_by=group_by)
+        label: resolve_settings(
+            run.config, x=x, y=y, objectives=objectives, group_by=group_by, table2_compression=table2_compression
+        )
         for label, run in runs.items()
     }
     runs = {label: Run(r.path, with_selected_figures(r.results, r.epochs), r.epochs, r.config, r.rebuilt)
@@ -214,7 +217,8 @@ def compare(run_dirs: Sequence[str | os.PathLike[str]], *, labels: Sequence[str]
     group = first.group_by if first.group_by is not None else DEFAULT_GROUP_BY
     table = combined_results(runs, group)
     selection = select(table, x=first.x, y=first.y, objectives=first.objectives, group_by=GROUP_COLUMN)
-    return Comparison(runs, selection, hypervolume_data(runs, selection.objectives))
+    methods = choose_methods(selection, compression=first.table2_compression) if has_methods(selection) else None
+    return Comparison(runs, selection, methods, hypervolume_data(runs, selection.objectives))
 
 
 def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
@@ -225,7 +229,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
 
     from . import figure_data as data
     from . import figures as figs
-    from .build import DEFAULT_FORMATS, FORMATS, _save
+    from .build import DEFAULT_FORMATS, FORMATS, _save, methods_plan, write_table2
     from .html import FigureEntry, TableEntry, write_index
     from .tables import display_table, pareto_table, write_tables
 
@@ -255,13 +259,13 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     tables = [TableEntry("Pareto-optimal models, by run", display_table(pareto_table(selection)),
                          f"{protocol.chosen()} (objectives: {selection.chosen_on_text}).")]  # fmt: skip
     written += write_tables(pareto_table(selection), out)
-    from . import methods as method_report  # Table 2 over every run's trials, one colour per method
-
-    runs = list(comparison.runs.values())
-    labelled, labelled_epochs = method_report.from_runs([(r.results, r.epochs, r.config) for r in runs])
-    if method_report.worth_writing(labelled):
-        written += method_report.write(labelled, labelled_epochs, out, formats=formats_out,
-                                       select_metric=method_report.select_metric_of(runs[0].config))  # fmt: skip
+    if comparison.methods is not None:  # Table 2 over every run's trials, one colour per method
+        plan = methods_plan(comparison.methods, selection)
+        written += _save(plan.draw(), out, plan.stem, formats_out)
+        entries.append(FigureEntry(plan.title, plan.caption, f"{plan.stem}.png"))
+        paths, entry = write_table2(comparison.methods, combined_epochs(comparison.runs), out)
+        written += paths
+        tables.append(entry)
     hv = comparison.hypervolume
     if hv is not None and hv.curves:
         fig = figs.hypervolume_curves(hv)
@@ -280,6 +284,13 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     written.append(write_index(out, f"DNR sweep comparison: {', '.join(comparison.runs)}", entries, tables,
                                meta=f"Runs: {names}. {protocol.chosen()}.", links=links))  # fmt: skip
     return written
+
+
+def combined_epochs(runs: Mapping[str, Run]) -> pd.DataFrame:
+    """Every run's epochs in one table, trial ids prefixed with the run label as :func:`combined_results` does."""
+    parts = [run.epochs.assign(trial_id=label + ":" + run.epochs["trial_id"].astype(str))
+             for label, run in runs.items() if not run.epochs.empty and "trial_id" in run.epochs.columns]  # fmt: skip
+    return pd.concat(parts, ignore_index=True, sort=False) if parts else pd.DataFrame()
 
 
 def hypervolume_table(hv: HypervolumeData) -> pd.DataFrame:

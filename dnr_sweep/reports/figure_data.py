@@ -4,7 +4,7 @@ Each ``*_data`` function returns a small frozen object holding exactly the numbe
 :mod:`reports.figures` only draws those objects, and tables import this side only. Anchor: optuna's
 ``visualization/_pareto_front.py`` (a pure function returns the front, the plot function draws it).
 
-The accuracy figures draw from one :class:`reports.selection.Selection`, so every panel shows the
+The accuracy figures draw from one :class:`reports.chooser.Selection`, so every panel shows the
 same configurations: the joint Pareto set chosen on validation figures, drawn with their test
 figures (means over seeds with 95% confidence intervals).
 
@@ -13,9 +13,6 @@ figures (means over seeds with 95% confidence intervals).
 * :func:`layer_density_data` - Fig. 2(b): per-layer density of chosen configurations.
 * :func:`training_curves_data` - Fig. 2(a): loss and selection-split accuracy per epoch.
 * :func:`attack_strength_data` - Fig. 4: accuracy vs PGD steps and vs eps.
-
-Size (over ~400 lines) on purpose: one small frozen data object and function per figure of the paper; split, each
-would be a few dozen lines importing the same helpers.
 """
 
 from __future__ import annotations
@@ -27,19 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .chooser import Selection, ranked
+from .labels import DEFAULT_GROUP_BY, GROUP, SCOPE, SCOPE_SEPARATOR, group_labels, is_channel_mode
 from .load import LAYER_PREFIX, layer_columns
+from .protocol import VALIDATION, Protocol, tie_breaks
 from .seeds import ci_column
-from .selection import (
-    DEFAULT_GROUP_BY,
-    GROUP,
-    SCOPE,
-    SCOPE_SEPARATOR,
-    VALIDATION,
-    Protocol,
-    Selection,
-    group_labels,
-    is_channel_mode,
-)
 from .style import DENSE, group_order
 
 # ------------------------------------------------------------------------------------------ building blocks
@@ -89,7 +78,8 @@ def _ci(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _line(rows: pd.DataFrame, group: str, x: str, y: str, scale: float = 1.0) -> Line:
+def line_of(rows: pd.DataFrame, group: str, x: str, y: str, scale: float = 1.0) -> Line:
+    """The configurations ``rows`` (means over seeds, in their order) as one :class:`Line` of ``y`` vs ``x``."""
     ok = rows[[x, y]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
     rows = rows[ok]
     ci = rows[ci_column(y)] if ci_column(y) in rows.columns else pd.Series(np.nan, index=rows.index)
@@ -179,7 +169,7 @@ def compression_accuracy_data(selection: Selection) -> CompressionAccuracyData:
         trials = _in_scope(selection.trials, scope)
         for metric in selection.metrics:
             fronts = {
-                group: _line(selection.fronts[(scope, group)], group, x, metric)
+                group: line_of(selection.fronts[(scope, group)], group, x, metric)
                 for group in selection.groups
                 if (scope, group) in selection.fronts
             }
@@ -241,7 +231,7 @@ def channels_present_data(selection: Selection) -> ChannelsPresentData:
             if (scope, group) not in selection.fronts:
                 continue
             rows = selection.fronts[(scope, group)]
-            line = _line(rows, group, "compression", "channels_present", scale=100.0)
+            line = line_of(rows, group, "compression", "channels_present", scale=100.0)
             fronts[group] = line
             if is_channel_mode(group) and "speedup_cpu" in rows.columns:
                 by_config = dict(zip(rows["configuration"].astype(str), rows["speedup_cpu"], strict=True))
@@ -326,7 +316,7 @@ def layer_density_data(selection: Selection, trial_id: str | Sequence[str] | Non
         if len(candidates):
             targets = candidates.apply(_target_of, axis=1)
             for _, part in candidates.groupby([candidates[SCOPE], candidates[GROUP], targets], sort=False):
-                best.append(pd.to_numeric(part[select_by]).idxmax())
+                best.append(ranked(part, select_by, ties=tie_breaks(select_by, selection.protocol.split)).index[0])
         chosen = table.loc[best]
     panels = []
     for scope in selection.scopes:

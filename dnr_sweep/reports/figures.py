@@ -1,4 +1,4 @@
-"""Draw the paper's figures from the objects of :mod:`reports.figure_data` (compute first, draw second).
+"""Draw the paper's figures from the objects of :mod:`reports.figure_data` and :mod:`reports.methods`.
 
 Every function here takes one data object and only draws it: no choice of trials, no aggregation.
 Drawn artists carry a ``gid`` (e.g. ``"front:clean_acc:irregular"``, ``"ci:pgd_acc:channel"``,
@@ -11,13 +11,11 @@ Drawn artists carry a ``gid`` (e.g. ``"front:clean_acc:irregular"``, ``"ci:pgd_a
 * :func:`layer_density` - Fig. 2(b): per-layer density of chosen configurations.
 * :func:`training_curves` - Fig. 2(a): loss and selection-split accuracy per epoch.
 * :func:`attack_strength` - Fig. 4: accuracy vs PGD steps and vs eps.
+* :func:`methods` - Table 2's methods side by side: accuracy vs compression, one colour per method.
 
 Configurations with several seeds are drawn at their mean with a 95% confidence interval (error
 bars; a shaded band for the dense baseline); a single seed is drawn as a plain point. Figures of a
 ``select_on: test`` run say "selected on test (paper protocol)".
-
-Size (over ~400 lines) on purpose: one drawing function per figure of the paper, each only drawing its object of
-:mod:`.figure_data`.
 """
 
 from __future__ import annotations
@@ -45,7 +43,9 @@ from .figure_data import (
     Reference,
     TrainingCurvesData,
 )
-from .selection import SCOPE_SEPARATOR, Protocol
+from .labels import SCOPE_SEPARATOR
+from .methods import MethodsFigureData
+from .protocol import Protocol
 from .style import (
     DENSE,
     METRIC_LINESTYLES,
@@ -55,6 +55,7 @@ from .style import (
     RC,
     group_order,
     group_styles,
+    method_styles,
     metric_label,
 )
 
@@ -444,6 +445,46 @@ def attack_strength(data: AttackStrengthData) -> Figure:
             ax.xaxis.set_minor_locator(NullLocator())
     handles, names = axes[0].get_legend_handles_labels()
     _legend_below(fig, handles, names)
+    return fig
+
+
+# ----------------------------------------------------------------------- methods side by side (Table 2)
+
+
+@_styled
+def methods(data: MethodsFigureData) -> Figure:
+    """Compression (log x) vs test accuracy, a panel per accuracy (a row per scope), one colour per
+    method (:data:`reports.style.METHOD_COLORS`): each method's validation front joined in compression
+    order with 95% CI error bars where a configuration has seeds, over its trials as faint points."""
+    styles = method_styles(data.labels)
+    n_rows, n_cols = len(data.scopes), len(data.metrics)
+    fig = Figure(figsize=(PANEL_WIDTH_IN * n_cols, PANEL_HEIGHT_IN * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    all_x = [1.0] + [
+        v for p in data.panels.values() for v in (*p.points.x, *(x for f in p.fronts.values() for x in f.x))
+    ]
+    ci_drawn = False
+    for row, scope in enumerate(data.scopes):
+        for col, metric in enumerate(data.metrics):
+            ax, panel = axes[row, col], data.panels[(scope, metric)]
+            _draw_points(ax, panel.points, styles, _gid("trials", metric, scope))
+            for label, line in panel.fronts.items():
+                color, marker = styles[label]
+                _draw_line(
+                    ax, line, color, marker, _gid("method", metric, scope, label), _gid("ci", metric, scope, label)
+                )
+            ci_drawn |= _has_ci(list(panel.fronts.values()), [])
+            _set_compression_axis(ax, np.array(all_x, dtype=float))
+            ax.set_ylabel("Test accuracy (%)")
+            title = f"{metric_label(metric)} (fronts on {panel.chosen_on})"
+            ax.set_title(f"{scope}{SCOPE_SEPARATOR}{title}" if scope else title)
+            ax.grid(True, axis="y")
+    handles: list[Any] = [Line2D([], [], color=styles[label][0], marker=styles[label][1], markersize=3.5,
+                                 markeredgecolor="white", markeredgewidth=0.4, label=label) for label in data.labels]  # fmt: skip
+    if ci_drawn:
+        handles.append(_ci_handle())
+    _legend_below(fig, handles, [str(h.get_label()) for h in handles])
+    _label_protocol(fig, data.protocol)
     return fig
 
 

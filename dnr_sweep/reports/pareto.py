@@ -1,9 +1,9 @@
-"""Pareto fronts over sweep results: a pure computation, drawn elsewhere.
+"""Pareto fronts over a table: a pure computation, called only by :mod:`reports.chooser`.
 
 A row is *dominated* when another row is at least as good in every objective and strictly better in at
 least one. The front is exactly the rows that nobody dominates; identical rows therefore all stay.
-Rows that cannot compete are left out before comparing: rows with NaN in any objective, and rows
-stopped early by a scheduler (``early_stopped == True``), whose metrics are partial.
+Rows with NaN in any objective cannot compete and are left out before comparing. Which rows may
+compete at all (finished trials, their seeds aggregated) is the chooser's decision, made before.
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"compression": [1.0, 10.0, 20.0, 20.0], "clean_acc": [90.0, 89.0, 80.0, 85.0]})
@@ -93,12 +93,10 @@ def non_dominated_mask(values: np.ndarray) -> np.ndarray:
 
 
 def eligible_mask(df: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """Rows that may enter a Pareto set: every objective finite and not stopped early."""
+    """Rows that can be compared: a number in every objective column."""
     ok = pd.Series(True, index=df.index)
     for column in columns:
         ok &= pd.to_numeric(df[column], errors="coerce").notna()
-    if "early_stopped" in df.columns:
-        ok &= ~df["early_stopped"].fillna(False).astype(bool)
     return ok
 
 
@@ -106,8 +104,7 @@ def pareto_front(df: pd.DataFrame, objectives: Mapping[str, Direction]) -> Paret
     """The rows of ``df`` not dominated under ``objectives``; ``df`` is not modified.
 
     Args:
-        df: one row per trial, with a numeric column per objective. An ``early_stopped`` column, when
-            present, excludes its True rows.
+        df: one row per candidate, with a numeric column per objective.
         objectives: column -> ``"max"`` or ``"min"``, one or more, e.g.
             ``{"compression": "max", "pgd_acc": "max"}``.
 

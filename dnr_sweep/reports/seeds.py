@@ -1,7 +1,7 @@
 """Seeds: trials that differ only in ``train.seed`` are one configuration, reported as mean and 95% CI.
 
 A configuration's identity is every parameter column (dotted names such as ``dnr.density``) except
-``train.seed``. :func:`aggregate_seeds` turns a table of trials into a table of configurations: each
+``train.seed``, and the ``method`` that trained it. :func:`aggregate_seeds` turns a table of trials into a table of configurations: each
 numeric metric becomes the mean over the configuration's seeds and gains a ``ci/<metric>`` column,
 the half-width of the Student t interval ``t(0.975, n-1) * s / sqrt(n)`` (``s`` the sample standard
 deviation of the ``n`` finite values), NaN where fewer than two seeds measured it.
@@ -28,6 +28,8 @@ import pandas as pd
 from .load import is_param
 
 SEED_PARAM = "train.seed"
+#: run keys that are part of a configuration's identity besides its parameters
+IDENTITY_KEYS = ("method",)
 CI_PREFIX = "ci/"
 #: columns :func:`aggregate_seeds` adds: the label (first trial id), the seed count, all trial ids, the seeds
 CONFIGURATION = "configuration"
@@ -52,8 +54,8 @@ def t_quantile(n: int) -> float:
 
 
 def configuration_columns(columns: Sequence[str]) -> list[str]:
-    """The columns that identify a configuration: every parameter except ``train.seed``."""
-    return [c for c in columns if is_param(c) and c != SEED_PARAM]
+    """The columns that identify a configuration: every parameter except ``train.seed``, and ``method``."""
+    return [c for c in columns if (is_param(c) and c != SEED_PARAM) or c in IDENTITY_KEYS]
 
 
 def _key(values: Sequence[object]) -> str:
@@ -76,7 +78,10 @@ def _metric_columns(df: pd.DataFrame) -> list[str]:
     return [
         c
         for c in df.columns
-        if not is_param(c) and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+        if not is_param(c)
+        and c not in IDENTITY_KEYS
+        and pd.api.types.is_numeric_dtype(df[c])
+        and not pd.api.types.is_bool_dtype(df[c])
     ]
 
 

@@ -1,6 +1,7 @@
 """One look for every figure: Okabe-Ito colours, paper-column sizes, readable fonts.
 
-The same pruning type has the same colour and marker in every figure. Nothing here touches pyplot or
+The same pruning type has the same colour and marker in every figure, and so has each method of the
+methods figure (DNR, ADMM, ADMM naive, L1 Lasso, HYDRA), from the same palette. Nothing here touches pyplot or
 global rcParams; figures apply :data:`RC` through ``matplotlib.rc_context`` while they are built and
 saved.
 """
@@ -26,6 +27,13 @@ GROUP_COLORS = {
     DENSE: "#555555",
 }  # fmt: skip
 GROUP_MARKERS = {"irregular": "o", "channel": "s", "channel_group": "^", DENSE: "D"}
+#: the methods figure: one colour and marker per method label (Table 2's names)
+METHOD_COLORS = {
+    "DNR": OKABE_ITO["blue"], "ADMM": OKABE_ITO["vermillion"], "ADMM naive": OKABE_ITO["orange"],
+    "L1 Lasso": OKABE_ITO["bluish_green"], "HYDRA": OKABE_ITO["reddish_purple"],
+}  # fmt: skip
+METHOD_MARKERS = {"DNR": "o", "ADMM": "s", "ADMM naive": "D", "L1 Lasso": "^", "HYDRA": "v"}
+_SPARE_METHOD_COLORS = [OKABE_ITO[k] for k in ("sky_blue", "black", "yellow")]
 _SPARE_COLORS = [OKABE_ITO[k] for k in ("bluish_green", "orange", "reddish_purple", "sky_blue", "yellow")]
 _SPARE_MARKERS = ["^", "v", "P", "X", "h"]
 
@@ -78,19 +86,39 @@ def metric_label(column: str) -> str:
 
 
 def group_styles(groups: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``group -> (colour, marker)``: fixed ones for the pruning modes and dense, spare ones in order."""
+    """``group -> (colour, marker)``: fixed ones for the pruning modes and dense, a method's colour (and its
+    pruning type's marker) for a method's group (``"irregular · HYDRA"``), spare ones in order."""
     styles: dict[str, tuple[str, str]] = {}
     spare = 0
     for group in groups:
         if group in styles:
             continue
+        pruning, _, method = str(group).rpartition(" · ")  # "irregular · ADMM naive": a method's own group
         if group in GROUP_COLORS:
             styles[group] = (GROUP_COLORS[group], GROUP_MARKERS[group])
+        elif method in METHOD_COLORS:
+            styles[group] = (METHOD_COLORS[method], GROUP_MARKERS.get(pruning, METHOD_MARKERS[method]))
         else:
             styles[group] = (
                 _SPARE_COLORS[spare % len(_SPARE_COLORS)],
                 _SPARE_MARKERS[spare % len(_SPARE_MARKERS)],
             )
+            spare += 1
+    return styles
+
+
+def method_styles(labels: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``method label -> (colour, marker)``: fixed ones for the known methods, spare ones in order."""
+    styles: dict[str, tuple[str, str]] = {}
+    spare = 0
+    for label in labels:
+        if label in styles:
+            continue
+        if label in METHOD_COLORS:
+            styles[label] = (METHOD_COLORS[label], METHOD_MARKERS[label])
+        else:
+            styles[label] = (_SPARE_METHOD_COLORS[spare % len(_SPARE_METHOD_COLORS)],
+                             _SPARE_MARKERS[spare % len(_SPARE_MARKERS)])  # fmt: skip
             spare += 1
     return styles
 

@@ -15,6 +15,10 @@ What it exercises:
   ``autoattack_acc`` (test only) and, for channel pruning, ``speedup_cpu``;
 * an unfinished trial: its row holds the selected figures so far and no test figures.
 
+:func:`synthetic_method_tables` and :func:`write_synthetic_method_run` make a Table 2 sweep instead:
+DNR, ADMM naive, L1 Lasso and HYDRA at several compressions, three seeds each, with each method's
+training cost (``train_fwd_equiv``, ``train_adv_epochs``, ``epochs_<phase>``) and a dense DNR baseline.
+
 A ``result.json`` line (the run contract, :mod:`dnr_sweep.foundation.run_contract`): the epoch's own figures
 under ``this_epoch/``; at the top level the selected epoch's figures so far (``selected_epoch``,
 ``selected_on``, ``select_metric``, the selection accuracies, sparsity and layer densities); on the
@@ -251,6 +255,84 @@ def write_synthetic_run(
     if parquet:
         results.to_parquet(run_dir / RESULTS_FILE, index=False)
         epochs.to_parquet(run_dir / EPOCHS_FILE, index=False)
+    return run_dir
+
+
+#: ``method -> (its density parameter, densities, phases (name, epochs, adversarial))``; Lasso's density is
+#: where it lands (its ``lasso.lam`` is what is swept)
+METHOD_RUNS: dict[str, tuple[str, tuple[float, ...], tuple[tuple[str, int, bool], ...]]] = {
+    "dnr": ("dnr.density", (1.0, 0.125, 0.05), (("warmup", 1, False), ("hybrid", 3, True))),
+    "admm": ("admm.density", (0.5, 0.125, 0.05), (("pretrain", 2, True), ("admm", 1, True), ("retrain", 1, True))),
+    "lasso": ("lasso.lam", (1.0e-5, 1.0e-4), (("lasso", 2, True), ("retrain", 1, True))),
+    "hydra": ("hydra.density", (0.125, 0.05), (("pretrain", 2, True), ("prune", 1, True), ("finetune", 1, True))),
+}
+METHOD_CONFIG: dict[str, Any] = {
+    "name": "synthetic_table2",
+    "data": {"dataset": "cifar10"},
+    "model": {"arch": "vgg16"},
+    "train": {"epochs": EPOCHS, "select_on": "val", "select_metric": "val_pgd_acc"},
+    "dnr": {"pruning": "irregular"},
+    "admm": {"layer_ratios": "naive"},
+    "search": {"method": {"grid": list(METHOD_RUNS)}, "train.seed": {"grid": list(SEEDS)}},
+    "report": {"x": "compression", "y": ["clean_acc", "fgsm_acc", "pgd_acc"], "group_by": "dnr.pruning"},
+}
+_LASSO_DENSITY = {1.0e-5: 0.5, 1.0e-4: 0.25}
+#: DNR's beta (the clean share of its loss) trades clean for robust accuracy: (clean, FGSM, PGD) shifts;
+#: at 0.8 a configuration is on the joint front (better clean) but not on a PGD-only one
+_BETAS = {0.5: (0.0, 0.0, 0.0), 0.8: (2.5, -1.0, -2.5)}
+_METHOD_SHIFT = {"dnr": -1.0, "admm": 1.5, "lasso": 0.5, "hydra": 0.0}  # accuracy lost beside pruning
+
+
+def synthetic_method_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ground-truth ``(results, epochs)`` of a Table 2 sweep (see the module docstring); trial ids ``m000``..."""
+    rng = np.random.default_rng(seed)
+    results, epochs = [], []
+    n = 0
+    for method, (param, values, phases) in METHOD_RUNS.items():
+        variants = [(v, b) for v in values for b in (_BETAS if method == "dnr" and v == 0.125 else (0.5,))]
+        for value, beta in variants:
+            density = _LASSO_DENSITY[value] if method == "lasso" else value
+            clean_shift, fgsm_shift, pgd_shift = _BETAS[beta]
+            compression = 1.0 / (density * 0.95 + 0.05)
+            drop = 6 * (1 - density) ** 8 + _METHOD_SHIFT[method]
+            for trial_seed in SEEDS:
+                trial_id = f"m{n:03d}"
+                n += 1
+                shift = rng.normal(0, 0.5)
+                test = {"clean_acc": 90 - drop + shift + clean_shift, "fgsm_acc": 55 - drop / 1.5 + shift + fgsm_shift,
+                        "pgd_acc": 47 - drop / 1.4 + shift + pgd_shift,
+                        "autoattack_acc": 43 - drop / 1.3 + shift + pgd_shift}  # fmt: skip
+                test = {k: round(v + rng.normal(0, 0.4), 2) for k, v in test.items()}
+                val = {f"val_{k}": round(v + rng.normal(0, 0.6), 2) for k, v in test.items() if k != "autoattack_acc"}
+                epochs_total = sum(e for _, e, _ in phases)
+                results.append({
+                    "trial_id": trial_id, "status": FINISHED, "early_stopped": False,
+                    "epochs_completed": epochs_total, "selected_epoch": epochs_total,
+                    "model.arch": "vgg16", "data.dataset": "cifar10", "method": method, param: value,
+                    **({"dnr.beta": beta} if method == "dnr" else {}),
+                    "train.seed": trial_seed, **test, **val,
+                    "density": density, "mask_density": density, "compression": compression,
+                    "selected_on": "val", "select_metric": "val_pgd_acc", "epochs": epochs_total,
+                    "pruning_type": "irregular", "train_fwd_equiv": 27.0 * epochs_total,
+                    "train_adv_epochs": sum(e for _, e, adv in phases if adv),
+                    **{f"epochs_{name}": e for name, e, _ in phases},
+                })  # fmt: skip
+                phase_of = [name for name, e, _ in phases for _ in range(e)]
+                for epoch, phase in enumerate(phase_of, start=1):
+                    epochs.append({"trial_id": trial_id, "epoch": epoch, "phase": phase,
+                                   "loss": round(2.0 - 0.3 * epoch, 3),
+                                   "epoch_time_s": round(float(rng.uniform(10, 12)), 3)})  # fmt: skip
+    return pd.DataFrame(results), pd.DataFrame(epochs)
+
+
+def write_synthetic_method_run(run_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A Table 2 run directory: ``config.yaml`` and the Parquet tables of :func:`synthetic_method_tables`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(METHOD_CONFIG, sort_keys=False))
+    results, epochs = synthetic_method_tables(seed)
+    results.to_parquet(run_dir / RESULTS_FILE, index=False)
+    epochs.to_parquet(run_dir / EPOCHS_FILE, index=False)
     return run_dir
 
 

@@ -1,7 +1,7 @@
 """The report's Pareto sets in the shape of the paper's Tables 1-2, as a DataFrame, CSV and LaTeX.
 
 One row per dense baseline (per model and dataset) followed by the Pareto-optimal configurations of
-each pruning type, exactly the ones the figures draw (:func:`reports.selection.select`: chosen on
+each pruning type, exactly the ones the figures draw (:func:`reports.chooser.select`: chosen on
 validation figures, test figures shown): model, dataset, pruning type, number of seeds, compression
 (x), channels present (%), clean / FGSM / PGD accuracy (%) and any extra test-attack column
 (``autoattack_acc``, ``pgd50x10_acc``, ...), each a mean with its 95% CI half-width over seeds.
@@ -21,8 +21,9 @@ import pandas as pd
 from dnr_sweep.foundation.files import atomic_write_handle
 from dnr_sweep.foundation.run_contract import is_attack_metric
 
+from .chooser import Selection, select
+from .protocol import Protocol
 from .seeds import N_SEEDS, TRIAL_IDS, ci_column
-from .selection import Protocol, Selection, select
 from .style import DENSE, metric_label
 
 TRIAL = "Trial"
@@ -56,8 +57,8 @@ def pareto_table(selection: Selection | pd.DataFrame, **select_args: Any) -> pd.
     """The dense baseline and the Pareto-optimal configurations per model, dataset and pruning type.
 
     Args:
-        selection: the report's :class:`~reports.selection.Selection`, or a results table to pass to
-            :func:`~reports.selection.select` with ``select_args`` (``x``, ``y``, ``objectives``,
+        selection: the report's :class:`~reports.chooser.Selection`, or a results table to pass to
+            :func:`~reports.chooser.select` with ``select_args`` (``x``, ``y``, ``objectives``,
             ``group_by``).
 
     Columns: ``Trial`` (the configuration's trial ids), ``Model``, ``Dataset``, ``Pruning type``,

@@ -1,5 +1,9 @@
 """After ``Tuner.fit``: the sweep's ``results.parquet``/``epochs.parquet``, its summary and its report.
 
+The summary prints the report's own choice (:func:`dnr_sweep.reports.chooser.choose_run` on the run
+folder's files, settings from its ``config.yaml``): the rows of ``report/pareto.csv``, Table 2's when
+methods other than DNR ran, and the best configuration by ``tune.metric``.
+
 Tables are rebuilt from the trials' Tune results (:func:`reports.load.rebuild_tables`), then every
 trial the experiment knows gets a row, even one that failed before its first epoch, with Tune's
 status (``ERROR``, ``EARLY_STOPPED`` for trials a scheduler stopped) and its error's last line.
@@ -9,6 +13,7 @@ On remote storage (``s3://...``) the run folder's small files are staged in a lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,16 +62,38 @@ def assemble_tables(outcome: Any, folder: Path | None = None) -> tuple[Any, Any]
     return results, epochs
 
 
-def summary_objectives(config: SweepConfig) -> dict[str, str]:
-    """What the printed Pareto set is chosen on: the searcher's objectives, else the selection split's
-    PGD accuracy and the compression. Never a test figure, unless the run selects on test."""
-    from dnr_sweep.sweep.search import objectives
+def summary_lines(
+    results: Any, epochs: Any, config: Mapping[str, Any], *, metric: str | None = None, mode: str = "max"
+) -> list[str]:
+    """What the terminal prints about a run's results: the chooser's fronts and dense baseline (the rows of
+    ``report/pareto.csv``), Table 2's rows when methods other than DNR ran, and the best configuration by
+    ``metric`` (``tune.metric``), all from :func:`dnr_sweep.reports.chooser.choose_run` with the run's
+    ``config.yaml`` (``config``, as a mapping: its ``report:`` settings resolved as the report's are)."""
+    from dnr_sweep.reports import methods as method_report
+    from dnr_sweep.reports.chooser import best_configuration, choose_run, finished_mask
+    from dnr_sweep.reports.tables import display_table, pareto_table
 
-    goals = objectives(config)
-    if len(goals) > 1:
-        return goals
-    pgd = rc.selection_metrics(config.train.select_on)[2]
-    return {pgd: "max", "compression": "max"}
+    if not finished_mask(results).any():
+        return ["no trial finished: no Pareto set"]
+    choice = choose_run(results, epochs, config)
+    selection = choice.selection
+    shown = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = [f"Pareto set per pruning type ({rc.REPORT_DIR}/pareto.csv): {selection.protocol.chosen()} "
+             f"(objectives: {selection.chosen_on_text}):",
+             display_table(pareto_table(selection)).to_string(index=False, na_rep="-", float_format=shown)]  # fmt: skip
+    if choice.methods is not None:
+        table = method_report.display_table2(method_report.table2(choice.methods, choice.epochs))
+        lines += [f"Table 2 ({rc.REPORT_DIR}/table2.csv): {method_report.caption(choice.methods)}",
+                  table.to_string(index=False, na_rep="-", float_format=shown)]  # fmt: skip
+    if metric is not None and mode in ("max", "min"):
+        try:
+            best = best_configuration(selection, metric, mode)  # type: ignore[arg-type]
+        except ValueError:  # a figure of the other split: chosen on nothing here
+            best = None
+        if best is not None:
+            seeds = f" ({int(best['n_seeds'])} seeds)" if best["n_seeds"] > 1 else ""
+            lines.append(f"best configuration by {metric} ({mode}): {' '.join(best['trial_ids'])}{seeds}")
+    return lines
 
 
 def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
@@ -78,8 +105,8 @@ def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSum
 
 
 def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
-    from dnr_sweep.reports.load import write_parquet_atomic
-    from dnr_sweep.reports.pareto import pareto_front
+    from dnr_sweep.reports.chooser import finished_mask
+    from dnr_sweep.reports.load import load_run, write_parquet_atomic
 
     run_dir = outcome.run_dir  # as the user named it (printed); files go to `folder`
     results, epochs = assemble_tables(outcome, folder)
@@ -91,24 +118,15 @@ def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool)
     summary = SweepSummary(
         [f"\nresults: {run_dir / rc.RESULTS_FILE} ({len(results)} trials), {run_dir / rc.EPOCHS_FILE}"]
     )
-    finished = results[results["status"] == "TERMINATED"]
-    split = config.train.select_on
-    chosen = "validation" if split == "val" else "test (the paper's protocol)"
-    if len(finished):
-        metric, mode = config.tune.metric, config.tune.mode
-        if metric is not None and metric in finished.columns:
-            best = finished.sort_values(metric, ascending=mode == "min").iloc[0]
-            summary.lines.append(f"best trial by {metric} ({mode}): {best['trial_id']}")
-        goals = summary_objectives(config)
-        front = pareto_front(finished, goals).rows
-        columns = [c for c in config.search if c in results.columns]
-        columns += [c for c in (*goals, *rc.TEST_METRICS) if c in results.columns and c not in columns]
-        summary.lines.append(
-            f"Pareto set over {', '.join(f'{k} ({v})' for k, v in goals.items())}, chosen on {chosen}; "
-            "test accuracy shown (clean_acc, fgsm_acc, pgd_acc):"
-        )
-        summary.lines.append(front[["trial_id", *columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if report and len(finished):
+    finished = bool(finished_mask(results).any())
+    if finished:
+        try:  # the report's own choice, from the run folder's files as `dnr-sweep report` reads them
+            run = load_run(folder)
+            summary.lines += summary_lines(run.results, run.epochs, run.config, metric=config.tune.metric,
+                                           mode=config.tune.mode)  # fmt: skip
+        except (ValueError, FileNotFoundError) as exc:  # the results are safe; only the summary failed
+            summary.lines.append(f"Pareto set: not chosen ({exc})")
+    if report and finished:
         from dnr_sweep.reports.build import build_report
 
         try:
