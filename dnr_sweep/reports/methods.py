@@ -37,8 +37,6 @@ from .seeds import N_SEEDS, TRIAL_IDS, ci_column
 from .style import DENSE, metric_label
 from .tables import ci_label, latex_escape
 
-#: the run contract's adversarial training epochs of a run (a results column when the run records it)
-ADV_EPOCHS = "train_adv_epochs"
 METHOD, PRUNING, SEEDS_COLUMN = "Method", "Pruning type", "Seeds"
 COMPRESSION_COLUMN = "Compression (×)"
 MATCHED_COLUMN = "Matched compression"
@@ -95,7 +93,7 @@ def table2(choice: MethodChoice, epochs: pd.DataFrame) -> pd.DataFrame:
     metrics = table2_metrics(choice)
     rows = choice.rows
     walls = wall_times(epochs)
-    adversarial = ADV_EPOCHS in choice.candidates.columns and choice.candidates[ADV_EPOCHS].notna().any()
+    adversarial = rc.TRAIN_ADV_EPOCHS in choice.candidates.columns and choice.candidates[rc.TRAIN_ADV_EPOCHS].notna().any()
     records = []
     for _, row in rows.iterrows():
         ids = tuple(str(t) for t in row[TRIAL_IDS])
@@ -115,7 +113,7 @@ def table2(choice: MethodChoice, epochs: pd.DataFrame) -> pd.DataFrame:
             record[ci_label(metric_label(metric))] = _number(row.get(ci_column(metric)))
         record[SEEDS_COLUMN] = int(row[N_SEEDS])
         if adversarial:
-            record["Adversarial epochs"] = _number(row.get(ADV_EPOCHS))
+            record["Adversarial epochs"] = _number(row.get(rc.TRAIN_ADV_EPOCHS))
         record["Training epochs"] = _number(row.get("epochs"))
         record["Epochs per phase"] = _phases(row)
         record["FE per image"] = _number(row.get(rc.TRAIN_FWD_EQUIV))
