@@ -93,7 +93,9 @@ def table2(choice: MethodChoice, epochs: pd.DataFrame) -> pd.DataFrame:
     metrics = table2_metrics(choice)
     rows = choice.rows
     walls = wall_times(epochs)
-    adversarial = rc.TRAIN_ADV_EPOCHS in choice.candidates.columns and choice.candidates[rc.TRAIN_ADV_EPOCHS].notna().any()
+    adversarial = (
+        rc.TRAIN_ADV_EPOCHS in choice.candidates.columns and choice.candidates[rc.TRAIN_ADV_EPOCHS].notna().any()
+    )
     records = []
     for _, row in rows.iterrows():
         ids = tuple(str(t) for t in row[TRIAL_IDS])
