@@ -255,7 +255,7 @@ def test_equal_duplicate_lengths_are_one_length(peer):
 
 def test_a_body_longer_than_announced_or_than_the_cap_is_refused(peer):
     p = peer(longer_than_announced)
-    assert "longer than the 10 bytes its Content-Length announced" in str(fails("too_large", "GET", p.url))
+    assert "longer than the 10 bytes its Content-Length announced" in str(fails("protocol", "GET", p.url))
     p = peer(answer(body=b"x" * 100))
     small = http.Limits(connect_s=1, total_s=1, max_bytes=50)
     assert "announces 100 bytes, more than the 50 expected" in str(fails("too_large", "GET", p.url, limits=small))

@@ -71,8 +71,8 @@ class Limits:
 class HttpError(NetworkError):
     """One exchange failed. ``kind``: ``"unreachable"`` (no connection), ``"timeout"`` (a deadline),
     ``"status"`` (an HTTP status outside ``ok``; ``status``, ``reason``, ``text`` hold the answer),
-    ``"protocol"`` (not well-formed HTTP, a refused redirect), ``"too_large"`` (over the cap or longer than
-    announced), ``"not_json"``. ``url`` is redacted; every text is scrubbed of secrets."""
+    ``"protocol"`` (not well-formed HTTP, a body longer than announced, a refused redirect), ``"too_large"``
+    (over the cap), ``"not_json"``. ``url`` is redacted; every text is scrubbed of secrets."""
 
     def __init__(self, kind: str, url: str, detail: str, *, status: int | None = None, reason: str = "",
                  text: str = "", content_type: str = "", received: int = 0, location: str = "") -> None:  # fmt: skip
@@ -383,7 +383,7 @@ class _Exchange:
         except (OSError, ValueError):  # a peer that keeps the connection open, or resets it: nothing more
             return
         if extra:
-            raise self.error("too_large", f"its answer is longer than the {answer.length:,} bytes its "
+            raise self.error("protocol", f"its answer is longer than the {answer.length:,} bytes its "
                                           "Content-Length announced", received=answer.received + len(extra))  # fmt: skip
 
     def close(self) -> None:
