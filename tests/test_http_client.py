@@ -15,7 +15,7 @@ import json
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +95,8 @@ def read_request(sock: socket.socket) -> Request | None:
     return Request(method, path, headers, body)
 
 
-@pytest.fixture
-def peer():
+def serving_peers() -> Iterator[Callable[[Script], Peer]]:
+    """The body of a ``peer`` fixture: starts peers on demand, closes them all at teardown."""
     peers: list[Peer] = []
 
     def start(script: Script) -> Peer:
@@ -106,6 +106,11 @@ def peer():
     yield start
     for p in peers:
         p.close()
+
+
+@pytest.fixture
+def peer():
+    yield from serving_peers()
 
 
 def head(status: str = "200 OK", headers: list[tuple[str, str]] = ()) -> bytes:  # type: ignore[assignment]
@@ -129,11 +134,11 @@ def json_answer(data: object, status: str = "200 OK") -> Script:
     return answer(status, json.dumps(data).encode(), [("Content-Type", "application/json")])
 
 
-def drip(body: bytes, every_s: float = 0.2) -> Script:
+def drip(body: bytes, every_s: float = 0.2, content_type: str = "application/octet-stream") -> Script:
     """The announced body, one byte every ``every_s``."""
 
     def script(sock: socket.socket, request: Request, stop: threading.Event) -> None:
-        sock.sendall(head("200 OK", [("Content-Length", str(len(body)))]))
+        sock.sendall(head("200 OK", [("Content-Length", str(len(body))), ("Content-Type", content_type)]))
         for i in range(len(body)):
             if stop.wait(every_s):
                 return

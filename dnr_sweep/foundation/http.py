@@ -46,7 +46,7 @@ from dnr_sweep.foundation.errors import NetworkError
 __all__ = ["HttpError", "Limits", "Response", "Stream", "is_loopback", "redact", "request", "stream"]
 
 _CHUNK = 1 << 16
-_ERROR_BODY = 4096  # bytes of an error answer kept to quote (after scrubbing)
+_ERROR_BODY = 1 << 16  # bytes of an error answer kept to quote (after scrubbing)
 _EXTRA_GRACE_S = 0.25  # after the announced body: wait this long for the peer's close (or its extra bytes)
 _REDIRECTS = (301, 302, 303, 307, 308)
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
@@ -397,15 +397,18 @@ class _Exchange:
 
 
 def _error_text(exchange: _Exchange, response: http.client.HTTPResponse, length: int | None) -> str:
-    """The first bytes of an error answer, as one scrubbed line (best effort, within the deadline)."""
-    want = _ERROR_BODY if length is None else min(_ERROR_BODY, length)
-    if want == 0:
-        return ""
+    """An error answer's text (its first :data:`_ERROR_BODY` bytes) as one scrubbed line; best effort, within
+    the deadline (a traceback's last line, where a server says what went wrong, is kept)."""
+    want, data = _ERROR_BODY if length is None else min(_ERROR_BODY, length), b""
     try:
-        data = response.read1(want) if response.chunked else response.fp.read1(want)
+        while len(data) < want:
+            chunk = response.read1(want - len(data)) if response.chunked else response.fp.read1(want - len(data))
+            if not chunk:
+                break
+            data += chunk
     except (OSError, http.client.HTTPException, ValueError, AttributeError):
-        return ""
-    return exchange.secrets.scrub(_printable(data.decode("utf-8", errors="replace")))
+        pass
+    return exchange.secrets.scrub(_printable(data.decode("utf-8", errors="replace"), _ERROR_BODY))
 
 
 def _next_url(exchange: _Exchange, response: http.client.HTTPResponse, current: _Url) -> _Url:
