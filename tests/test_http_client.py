@@ -329,6 +329,10 @@ def test_credentials_stay_with_their_origin(peer):
     http.request("GET", p.url, limits=FAST, follow_redirects=1, headers={"Authorization": "Bearer sekrit-token"})
     assert p.requests[0].headers["authorization"] == "Bearer sekrit-token"
     assert "authorization" not in other.requests[0].headers  # another origin: not sent
+    same = peer(routes({"/a": redirect("/b"), "/b": answer(body=b"ok")}))
+    url = same.url.replace("http://", "http://me:pa55word@") + "/a"
+    assert http.request("GET", url, limits=FAST, follow_redirects=1).body == b"ok"
+    assert [r.headers["authorization"].startswith("Basic ") for r in same.requests] == [True, True]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """``dnr-sweep submit CONFIG --address http://HEAD:8265 --storage DIR``: the sweep as a Ray Job.
 
 The config is validated here first, so a bad one never reaches the cluster; then it is shipped
-with the job and ``dnr-sweep run`` runs on the cluster (see :mod:`dnr_sweep.sweep.jobs`).
+with the job and ``dnr-sweep run`` runs on the cluster (see :mod:`dnr_sweep.sweep.jobs`). Every request
+to the job API has a deadline (:mod:`dnr_sweep.foundation.http`); an address that answers anything but
+the job API is "no Ray dashboard at URL", and the address is shown without userinfo or query values.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import codecs
 import contextlib
+import dataclasses
 import http.client
 import ipaddress
 import json
@@ -37,7 +38,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
@@ -53,7 +53,7 @@ _SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
 _USER_AGENT = "dnr-sweep"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Limits:
     """How long and how much one exchange may take: seconds to connect, for the whole exchange and (each
     read, None: up to the deadline) without a byte; the most body bytes accepted."""
@@ -82,7 +82,7 @@ class HttpError(NetworkError):
         super().__init__(f"{url}: {detail}")
 
 
-@dataclass
+@dataclasses.dataclass
 class Response:
     """A whole answer: the final URL (redacted), status, headers, body, and its JSON when asked for."""
 
@@ -128,7 +128,7 @@ def _printable(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit] + "..."
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Url:
     scheme: str
     host: str
@@ -224,7 +224,7 @@ def _json_type(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-@dataclass
+@dataclasses.dataclass
 class Stream:
     """An answer whose headers are in and checked; iterate for the body's chunks (each checked against the
     cap and the deadline). ``length``: the announced byte count, or None; ``received``: bytes so far."""
@@ -234,7 +234,7 @@ class Stream:
     headers: Message
     length: int | None
     received: int = 0
-    _exchange: _Exchange | None = field(default=None, repr=False)
+    _exchange: _Exchange | None = dataclasses.field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[bytes]:
         assert self._exchange is not None
@@ -296,7 +296,8 @@ class _Exchange:
                     self.conn.set_tunnel(url.host, url.port, headers=proxy[2])
             elif proxy:
                 self.conn = http.client.HTTPConnection(proxy[0], proxy[1], timeout=timeout)
-                target = f"http://{url.host}:{url.port}{url.target}"
+                host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
+                target = f"http://{host}:{url.port}{url.target}"
                 headers = {**headers, **proxy[2]}
             else:
                 self.conn = http.client.HTTPConnection(url.host, url.port, timeout=timeout)
@@ -456,6 +457,8 @@ def stream(method: str, url: str, *, limits: Limits, headers: Mapping[str, str] 
                 target = _next_url(exchange, response, current)
                 if target.origin != current.origin:
                     caller = {k: v for k, v in caller.items() if k.lower() not in _SECRET_HEADERS}
+                elif target.auth is None:  # the same origin keeps the URL's credentials
+                    target = dataclasses.replace(target, auth=current.auth)
                 current = target
                 continue
             if status not in ok:

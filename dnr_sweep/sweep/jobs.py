@@ -76,8 +76,9 @@ def check_address(address: str | None) -> str:
                         "(or set RAY_API_SERVER_ADDRESS)")  # fmt: skip
     try:
         parsed = urlparse(address)
-        ok = parsed.scheme in ("http", "https") and bool(parsed.hostname) and (parsed.port or 0) >= 0
-    except ValueError:  # a port that is no number, or out of range
+        _ = parsed.port  # a port that is no number, or out of range: ValueError
+        ok = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+    except ValueError:
         ok = False
     if not ok:
         raise UserError(f"--address {http.redact(address)!r}: the job API is the dashboard's HTTP address, e.g. "
