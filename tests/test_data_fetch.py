@@ -492,3 +492,132 @@ def test_shortened_paper_config_validates_with_one_warning_per_problem():
         and err.count("train.warmup_epochs (5)") == 1
     )
     assert "train.lr_milestones=[2, 3]" in err
+
+
+# --------------------------------------------------------------------------------------------------
+# A misbehaving mirror: one message, exit 2, the user's files untouched, nothing of ours left
+
+#: what `split` makes of an archive, and a folder that looks like an unpack: the user's, never ours to delete
+USERS_FILES = {"cifar-10-python.tar.gz.part-aa": b"first part", "cifar-10-python.tar.gz.part-ab": b"second part",
+               "cifar-10-python.tar.gz.part-ac": b"third part",
+               ".cifar-10-batches-py.unpacking-mine/notes.txt": b"mine"}  # fmt: skip
+
+
+def _users_files(root: Path) -> None:
+    for name, data in USERS_FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def _only_the_users_files_and_the_lock(root: Path) -> None:
+    found = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert found == {**USERS_FILES, ".cifar-10-batches-py.lock": found.get(".cifar-10-batches-py.lock", b"")}
+    assert {p.name for p in root.iterdir()} == {*(n.split("/")[0] for n in USERS_FILES), ".cifar-10-batches-py.lock"}
+
+
+def _misbehaving(data: bytes) -> dict[str, tuple[object, str]]:
+    """scenario -> (the mirror's script, a fragment of the one message)."""
+    from tests import test_http_client as peers
+
+    return {
+        "HTTP 500": (peers.answer("500 Internal Server Error", b"<h1>oops</h1>"), "HTTP 500 Internal Server Error"),
+        "drip-feed": (peers.drip(data, every_s=0.2), "was cut off: no complete answer within 1.5 s"),
+        "stalled header": (peers.stalled, "was cut off: no complete answer within 1.5 s"),
+        "endless body": (peers.endless(), f"longer than the {len(data):,} bytes expected"),
+        "Content-Length: abc": (peers.answer(body=data, headers=[("Content-Length", "abc")]),
+                                "Content-Length 'abc' is not a byte count"),
+        "conflicting Content-Length": (peers.answer(body=data, headers=[("Content-Length", str(len(data))),
+                                                                        ("Content-Length", "12")]),
+                                       "conflicting Content-Length headers"),
+        "longer than announced": (peers.longer_than_announced, "longer than the 10 bytes its Content-Length announced"),
+        "announced too large": (peers.answer(body=b"", headers=[("Content-Length", str(10**12))]),
+                                f"announces 1,000,000,000,000 bytes, more than the {len(data):,} expected"),
+        "HTML page": (peers.answer(body=b"<html>mirror index</html>", headers=[("Content-Type", "text/html")]),
+                      "served 25 bytes with MD5"),
+        "redirect off this machine": (peers.redirect("http://10.255.255.1/cifar-10-python.tar.gz"),
+                                      "redirects from this machine to another host"),
+        "not HTTP": (lambda sock, request, stop: sock.sendall(b"SSH-2.0-OpenSSH_9.6\r\n"), "not a well-formed HTTP"),
+    }  # fmt: skip
+
+
+MISBEHAVIOURS = list(_misbehaving(b"").keys())
+
+
+@pytest.mark.parametrize("scenario", MISBEHAVIOURS)
+def test_a_misbehaving_mirror_is_one_message_and_leaves_the_users_files_alone(tmp_path, monkeypatch, scenario):
+    from dnr_sweep.foundation import http
+    from tests.test_http_client import Peer
+
+    built = cifar10_archive(tmp_path)
+    use_archive(monkeypatch, built)
+    monkeypatch.setattr(data_fetch, "download_limits",
+                        lambda archive: http.Limits(connect_s=1, total_s=1.5, max_bytes=archive.size))  # fmt: skip
+    script, fragment = _misbehaving(built.data)[scenario]
+    mirror = Peer(script)
+    try:
+        root = tmp_path / "R"
+        root.mkdir()
+        _users_files(root)
+        code, err = call(["data", "fetch", "cifar10", "--root", str(root), "--mirror", mirror.url, "--no-progress"])
+    finally:
+        mirror.close()
+    assert code == 2 and "Traceback" not in err, err
+    assert fragment in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("cifar10: downloading ")]
+    assert lines[0].startswith(("cifar10 not found under", f"{mirror.url}/cifar-10-python.tar.gz: ")), err
+    assert not any(line.startswith("warning:") for line in lines)
+    _only_the_users_files_and_the_lock(root)
+
+
+def test_the_download_deadline_follows_the_archive_size():
+    archive = dataset_specs.get("cifar10").archive
+    limits = data_fetch.download_limits(archive)
+    assert limits.max_bytes == archive.size and limits.connect_s == limits.idle_s == data_fetch.TIMEOUT_S
+    assert limits.total_s == data_fetch.DEADLINE_BASE_S + archive.size / data_fetch.MIN_RATE  # about 44 minutes
+
+
+def test_a_crashed_fetch_leaves_its_folder_and_the_next_removes_exactly_it(tmp_path, monkeypatch, serve):
+    built = cifar10_archive(tmp_path)
+    use_archive(monkeypatch, built)
+    root = tmp_path / "R"
+    root.mkdir()
+    _users_files(root)
+    crashed = root / ".cifar-10-batches-py.k1ll3d.dnr-sweep-fetch"  # what a killed fetch left, as its journal says
+    (crashed / "unpacked").mkdir(parents=True)
+    (crashed / "cifar-10-python.tar.gz").write_bytes(built.data[:100])
+    journal = root / ".cifar-10-batches-py.fetching.json"
+    journal.write_text(json.dumps({"made": [crashed.name]}))
+    mirror = serve({})
+    code, err = call(["data", "fetch", "cifar10", "--root", str(root), "--mirror", mirror.url, "--no-progress"])
+    assert code == 2 and "HTTP 404" in err
+    assert not crashed.exists() and not journal.exists()
+    _only_the_users_files_and_the_lock(root)
+    # an edited journal cannot point the clean-up at the user's files
+    journal.write_text(json.dumps({"made": [".cifar-10-batches-py.unpacking-mine", "cifar-10-python.tar.gz.part-aa",
+                                            "../elsewhere.dnr-sweep-fetch", str(root)]}))  # fmt: skip
+    assert call(["data", "fetch", "cifar10", "--root", str(root), "--mirror", mirror.url])[0] == 2
+    _only_the_users_files_and_the_lock(root)
+
+
+def test_a_file_mirror_is_read_through_the_same_caps(tmp_path, monkeypatch):
+    built = cifar10_archive(tmp_path)
+    use_archive(monkeypatch, built)
+    folder = tmp_path / "archives"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(built.data + b"trailing junk")
+    root = tmp_path / "R"
+    code, err = call(["data", "fetch", "cifar10", "--root", str(root), "--mirror", folder.as_uri(), "--no-progress"])
+    assert code == 2 and "more than the" in err and "Traceback" not in err, err
+    (folder / "cifar-10-python.tar.gz").write_bytes(built.data)
+    assert call(["data", "fetch", "cifar10", "--root", str(root), "--mirror", str(folder), "--no-progress"])[0] == 0
+    assert (root / "cifar-10-batches-py" / "test_batch").is_file()
+
+
+def test_a_mirror_with_credentials_is_used_and_never_shown(tmp_path, monkeypatch, serve):
+    mirror = serve({})
+    url = mirror.url.replace("http://", "http://me:hunter2secret@") + "/?token=t0ps3cret"
+    code, err = call(["data", "fetch", "cifar10", "--root", str(tmp_path / "R"), "--mirror", url])
+    assert code == 2 and "HTTP 404" in err
+    assert "hunter2secret" not in err and "t0ps3cret" not in err and "***@127.0.0.1" in err, err
+    code, err = call(["data", "fetch", "cifar10", "--root", str(tmp_path), "--mirror", "ftp://me:hunter2secret@x/"])
+    assert code == 2 and "hunter2secret" not in err and "ftp://" in err

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: bottom floor first; a tuple is one floor of independent subpackages
 LAYERS: list[tuple[str, ...]] = [
-    ("foundation",),  # run contract, errors, files, storage, locks, safe YAML, attack names
+    ("foundation",),  # run contract, errors, files, storage, locks, safe YAML, attack names, HTTP client
     ("attacks", "data", "models", "sparsity"),  # the paper's pieces, each on its own
     ("config",),  # the typed YAML schema (reads dataset facts and attack names)
     ("methods",),  # training methods: DNR and the baselines (ADMM, L1 Lasso, HYDRA), each one module

@@ -34,6 +34,8 @@ from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
 from dnr_sweep.foundation.errors import UserError
 from dnr_sweep.sweep import jobs
+from tests.test_hostile import call
+from tests.test_http_client import serving_peers
 from tests.test_sweep import BASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -340,3 +342,170 @@ def test_the_token_is_found_where_ray_looks_for_it(tmp_path):
     assert got["home"] == [{"authorization": "Bearer home-token"}, "~/.ray/auth_token"]
     assert got["none"] == [{}, None]
     assert got["bad_path"][0] == "UserError" and "RAY_AUTH_TOKEN_PATH=" in got["bad_path"][1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Against peers that are no Ray job API, and a stand-in that is one (127.0.0.1, a second or two each)
+
+FAKE_TOKEN = "f00dfacecafe" * 5
+
+
+@pytest.fixture
+def peer():
+    yield from serving_peers()
+
+
+@pytest.fixture
+def laptop(tmp_path, monkeypatch):
+    """This process as a laptop with a token and short job-API deadlines; the config to submit."""
+    for key in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RAY_AUTH_TOKEN", FAKE_TOKEN)
+    monkeypatch.setattr(jobs, "CONNECT_S", 1.0)
+    monkeypatch.setattr(jobs, "REQUEST_S", 1.0)
+    monkeypatch.setattr(jobs, "LOG_S", 1.0)
+    return write_config(tmp_path)
+
+
+def _no_ray_api() -> dict[str, tuple[object, str]]:
+    """scenario -> (the peer's script, a fragment of the one message)."""
+    from tests import test_http_client as peers
+
+    def echo_token(sock, request, stop):
+        text = f"<pre>bad request from {request.headers.get('authorization')}</pre>".encode()
+        sock.sendall(peers.head("500 Internal Server Error", [("Content-Length", str(len(text)))]) + text)
+
+    nothing = "no Ray dashboard at {url}: /api/version"
+    return {
+        "a web page": (peers.answer(body=b"<html>welcome</html>", headers=[("Content-Type", "text/html")]),
+                       f"{nothing} answered a web page (text/html), not the job API's JSON"),
+        "JSON of something else": (peers.json_answer({"status": "ok", "service": "grafana"}),
+                                   f"{nothing} answered JSON without the job API's fields"),
+        "a JSON list": (peers.json_answer([1, 2, 3]), f"{nothing} answered JSON without the job API's fields"),
+        "broken JSON": (peers.answer(body=b"{'ray_version':", headers=[("Content-Type", "application/json")]),
+                        f"{nothing} answered no JSON"),
+        "plain text": (peers.answer(body=b"hello"), f"{nothing} answered no JSON"),
+        "HTTP 404": (peers.answer("404 Not Found", b"File not found"), f"{nothing} answered HTTP 404 Not Found"),
+        "a 500 that echoes the token": (echo_token, f"{nothing} answered HTTP 500 Internal Server Error"),
+        "a redirect": (peers.redirect("http://127.0.0.1:9/login"),
+                       f"{nothing} answered HTTP 302 Found to http://127.0.0.1:9/login"),
+        "not HTTP": (lambda sock, request, stop: sock.sendall(b"SSH-2.0-OpenSSH_9.6\r\n"),
+                     f"{nothing} failed: not a well-formed HTTP answer"),
+        "Content-Length: abc": (peers.answer(body=b"{}", headers=[("Content-Length", "abc")]),
+                                f"{nothing} failed: its answer's Content-Length 'abc' is not a byte count"),
+        "a stalled header": (peers.stalled, "--address {url}: GET /api/version: no complete answer within 1 s"),
+        "a drip-feed": (peers.drip(b'{"ray_version": "2.60.0", "version": "4"}', 0.2, "application/json"),
+                        "--address {url}: GET /api/version: no complete answer within 1 s"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("scenario", list(_no_ray_api()))
+def test_an_address_that_is_no_ray_job_api_is_one_message_within_the_deadline(laptop, peer, scenario):
+    script, fragment = _no_ray_api()[scenario]
+    p = peer(script)
+    code, err = call(["submit", str(laptop), "--address", p.url, "--storage", "/shared/runs"])
+    assert code == 2 and "Traceback" not in err, err
+    assert fragment.format(url=p.url) in err, err
+    assert FAKE_TOKEN not in err
+    assert [r.path for r in p.requests] == ["/api/version"]  # nothing followed, nothing submitted
+    assert p.requests[0].headers["authorization"] == f"Bearer {FAKE_TOKEN}"
+
+
+def test_a_refused_token_and_a_closed_port_are_named(laptop, peer):
+    from tests.test_http_client import answer, closed_port
+
+    p = peer(answer("403 Forbidden", b"Invalid token"))
+    code, err = call(["submit", str(laptop), "--address", p.url, "--storage", "/shared/runs"])
+    assert code == 2 and "refused the request (the token from $RAY_AUTH_TOKEN is not this cluster's)" in err
+    url = f"http://127.0.0.1:{closed_port()}"
+    code, err = call(["submit", str(laptop), "--address", url, "--storage", "/shared/runs"])
+    assert code == 2 and f"--address {url}: no Ray job API answers there (Connection refused)" in err, err
+
+
+def test_credentials_in_the_address_are_never_shown(laptop, peer):
+    from tests.test_http_client import answer
+
+    p = peer(answer(body=b"<html></html>", headers=[("Content-Type", "text/html")]))
+    address = p.url.replace("http://", "http://admin:pa55word-here@")
+    code, err = call(["submit", str(laptop), "--address", address, "--storage", "/shared/runs"])
+    assert code == 2 and "pa55word-here" not in err and "no Ray dashboard at http://***@127.0.0.1" in err, err
+    code, err = call(["submit", str(laptop), "--address", "http://admin:pa55word-here@host:port", "--storage", "/s"])
+    assert code == 2 and "pa55word-here" not in err and "--address" in err, err
+
+
+class FakeJobAPI:
+    """The job API's REST endpoints as Ray 2.60's dashboard answers them, with a job that runs and ends."""
+
+    def __init__(self, peer_factory, *, duplicate: bool = False) -> None:
+        from tests import test_http_client as peers
+
+        self.packages: dict[str, bytes] = {}
+        self.submitted: list[dict] = []
+        self.polls = 0
+        api = self
+
+        def script(sock, request, stop):
+            path = request.path
+            if path == "/api/version":
+                reply = peers.json_answer({"version": "4", "ray_version": "2.60.0", "ray_commit": "x",
+                                           "session_name": "s"})  # fmt: skip
+            elif path.startswith("/api/packages/gcs/") and request.method == "GET":
+                name = path.rsplit("/", 1)[1]
+                reply = peers.answer("200 OK") if name in api.packages else peers.answer("404 Not Found", b"no")
+            elif path.startswith("/api/packages/gcs/") and request.method == "PUT":
+                api.packages[path.rsplit("/", 1)[1]] = request.body
+                reply = peers.answer("200 OK")
+            elif path == "/api/jobs/" and request.method == "POST":
+                body = json.loads(request.body)
+                api.submitted.append(body)
+                if duplicate:
+                    text = ("Traceback (most recent call last):\n" + "  File x\n" * 500 + "ValueError: Job with "
+                            f"submission_id {body['submission_id']} already exists. Please use a different one.\n")  # fmt: skip
+                    reply = peers.answer("400 Bad Request", text.encode())
+                else:
+                    reply = peers.json_answer({"job_id": None, "submission_id": body["submission_id"]})
+            elif path.endswith("/logs"):
+                lines = ["driver: starting\n", "Number of trials: 2/2 (2 TERMINATED)\n", "driver: done\n"]
+                reply = peers.json_answer({"logs": "".join(lines[: min(api.polls, 3)])})
+            elif path.startswith("/api/jobs/"):
+                api.polls += 1
+                reply = peers.json_answer({"status": "RUNNING" if api.polls < 3 else "SUCCEEDED", "job_id": None})
+            else:
+                reply = peers.answer("404 Not Found", b"Not Found")
+            reply(sock, request, stop)
+
+        self.peer = peer_factory(script)
+        self.url = self.peer.url
+
+
+def test_submit_and_follow_speak_the_job_api(laptop, peer, capsys):
+    import io
+    import zipfile
+
+    api = FakeJobAPI(peer)
+    code = cli.main(["submit", str(laptop), "--address", api.url, "--storage", "/shared/runs", "--name", "n",
+                     "--follow", "--no-report"])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert f"submitted Ray job dnr-sweep_n to {api.url} (token from $RAY_AUTH_TOKEN)" in out.out
+    assert (
+        out.out.count("Number of trials: 2/2 (2 TERMINATED)") == 1 and "--- job dnr-sweep_n: SUCCEEDED ---" in out.out
+    )
+    assert all(r.headers["authorization"] == f"Bearer {FAKE_TOKEN}" for r in api.peer.requests)
+    (body,) = api.submitted
+    assert body["submission_id"] == "dnr-sweep_n" and body["metadata"]["dnr_sweep_run_dir"] == "/shared/runs/n"
+    assert body["entrypoint"].startswith("python -m dnr_sweep.cli run job_test.yaml --address auto")
+    ((name, package),) = api.packages.items()
+    assert body["runtime_env"] == {"working_dir": f"gcs://{name}"} and name.startswith("_ray_pkg_")
+    with zipfile.ZipFile(io.BytesIO(package)) as z:
+        assert z.read("job_test.yaml") == laptop.read_bytes()
+    # the same config again: the package is there, not uploaded twice
+    assert cli.main(["submit", str(laptop), "--address", api.url, "--storage", "/shared/runs", "--name", "m"]) == 0
+    assert sum(r.method == "PUT" for r in api.peer.requests) == 1
+
+
+def test_a_job_name_the_cluster_has_is_refused_by_name(laptop, peer):
+    api = FakeJobAPI(peer, duplicate=True)
+    code, err = call(["submit", str(laptop), "--address", api.url, "--storage", "/shared/runs", "--name", "n"])
+    assert code == 2 and err.strip() == "the cluster already has a job dnr-sweep_n: choose another --name", err

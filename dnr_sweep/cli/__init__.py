@@ -5,7 +5,9 @@ Each command module has ``register(subparsers)`` (its flags) and ``run(args) -> 
 modules (torch, Ray, matplotlib) are imported inside ``run``, so ``dnr-sweep --help`` and
 ``dnr-sweep validate`` answer at once.
 
-:func:`main` is the one place where expected failures become messages: a
+:func:`main` first checks what the machine gives the command (the working directory, HOME, TMPDIR, a
+filesystem encoding for its arguments: :mod:`dnr_sweep.cli._environment`), and is the one place where
+expected failures become messages: a
 :class:`~dnr_sweep.foundation.errors.UserError` (bad config or flag, a file that cannot be loaded, a path that
 cannot be used, a busy folder, an unreachable cluster; raised where the input is read) prints its
 message without a traceback and exits with code 2; so does the filesystem's refusal (disk full, quota,
@@ -23,7 +25,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dnr_sweep.cli import data, evaluate, export, report, resume, run, status, submit, train, validate
+from dnr_sweep.cli import _environment, data, evaluate, export, report, resume, run, status, submit, train, validate
 from dnr_sweep.foundation import os_errors
 from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigWarning, DataRecoveryWarning, UserError
 
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("default", ConfigWarning)
         warnings.showwarning = _show_recovery
         try:
+            _environment.check(args, list(argv) if argv is not None else sys.argv[1:])
             os_errors.refuse_symlink_loops(vars(args))
             return COMMANDS[args.command].run(args)
         except UserError as exc:

@@ -1,7 +1,9 @@
 """``dnr-sweep submit CONFIG --address http://HEAD:8265 --storage DIR``: the sweep as a Ray Job.
 
 The config is validated here first, so a bad one never reaches the cluster; then it is shipped
-with the job and ``dnr-sweep run`` runs on the cluster (see :mod:`dnr_sweep.sweep.jobs`).
+with the job and ``dnr-sweep run`` runs on the cluster (see :mod:`dnr_sweep.sweep.jobs`). Every request
+to the job API has a deadline (:mod:`dnr_sweep.foundation.http`); an address that answers anything but
+the job API is "no Ray dashboard at URL", and the address is shown without userinfo or query values.
 """
 
 from __future__ import annotations
@@ -42,20 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from dnr_sweep.sweep.run_folder import default_run_name
 
     address = jobs.check_address(args.address)
+    shown = jobs.shown_address(address)  # without userinfo or query values
     job = jobs.plan_job(config, config_path, storage=args.storage, name=args.name or default_run_name(config),
                         overrides=args.overrides, report=not args.no_report, python=args.python)  # fmt: skip
     print(f"config ok: {config.name}, {config.grid_size()} trial(s) x {config.train.epochs} epochs")
     if not jobs.is_loopback(address) and address.startswith("http://"):
-        print(f"note: the token travels unencrypted to {address}; prefer an SSH tunnel "
+        print(f"note: the token travels unencrypted to {shown}; prefer an SSH tunnel "
               "(ssh -L 8265:127.0.0.1:8265 HEAD) and --address http://127.0.0.1:8265", file=sys.stderr)  # fmt: skip
     client = jobs.connect(address)
     with jobs.working_dir(config_path, job) as folder:
         job_id = jobs.submit(client, job, folder)
     source = jobs.token_source()
-    print(f"submitted Ray job {job_id} to {address}" + (f" (token from {source})" if source else " (no token)"))
+    print(f"submitted Ray job {job_id} to {shown}" + (f" (token from {source})" if source else " (no token)"))
     print(f"run folder on the cluster: {job.run_dir}")
     print("follow it:")
-    for line in jobs.follow_commands(address, job_id, job.run_dir):
+    for line in jobs.follow_commands(shown, job_id, job.run_dir):
         print(line)
     if not args.follow:
         return 0

@@ -9,10 +9,11 @@ MD5 of each unpacked file or the paths that must exist) are its :class:`~dnr_swe
   archive is taken from ``data.root`` if the user put it there, else downloaded from the official URL
   or a mirror (``--mirror``, ``data.mirror``, ``$DNR_SWEEP_DATA_MIRROR``) with a progress bar; its MD5
   is checked, it is unpacked into a temporary folder beside the target, every file is checked, and the
-  folder is renamed into place (atomic: a reader sees the whole folder or none). A download that
-  fails (offline, unreachable mirror, HTTP 404) is not retried: it ends in one
-  :class:`~dnr_sweep.foundation.errors.DatasetNotFoundError` naming the data set, where it looked, the URL tried
-  and the three ways out.
+  folder is renamed into place (atomic: a reader sees the whole folder or none). Downloads go through
+  :mod:`dnr_sweep.foundation.http`: a connect timeout, a deadline for the whole archive (:func:`download_limits`)
+  and its size as the cap. A download that fails (offline, unreachable mirror, HTTP 404, too slow, a
+  malformed answer) is not retried: it ends in one :class:`~dnr_sweep.foundation.errors.DatasetNotFoundError`
+  naming the data set, where it looked, the URL tried (redacted) and the three ways out.
 - :func:`verify` (``dnr-sweep data check``): every unpacked file against its MD5 (CIFAR: torchvision's
   lists) or, for Tiny-ImageNet, its structure (``wnids.txt``, a non-empty ``train/<wnid>/images`` per
   class, ``val/val_annotations.txt`` naming images that exist). A verified folder keeps a small
@@ -24,37 +25,40 @@ MD5 of each unpacked file or the paths that must exist) are its :class:`~dnr_swe
 Tiny-ImageNet is read in its official layout (``val/images`` + ``val/val_annotations.txt``, which
 :class:`dnr_sweep.data.loaders.TinyImageNetFolder` labels by), so unpacking the zip is all its val split needs.
 
-Corrupt or partial data is named with the file and the fix and never deleted: only files this module
-made (``*.part-*`` downloads, ``.*.unpacking-*`` folders) are removed. Standard library plus
-``filelock`` and ``tqdm``; no torch, so ``dnr-sweep data`` answers at once.
+Corrupt or partial data is named with the file and the fix and never deleted. A fetch downloads and unpacks
+in one folder of its own (``.FOLDER.XXXX.dnr-sweep-fetch``, made exclusively, written down in a journal
+beside the lock) and removes exactly that folder at the end; a fetch after a crash removes exactly what the
+journal names, never files by pattern. Standard library plus ``filelock`` and ``tqdm``; no torch, so
+``dnr-sweep data`` answers at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import http.client
 import json
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.specs import Archive, DatasetSpec
-from dnr_sweep.foundation.errors import DatasetNotFoundError, InputFileError, PathError
+from dnr_sweep.foundation import http
+from dnr_sweep.foundation.errors import DatasetNotFoundError, InputFileError, PathError, UserError
 
 __all__ = [
+    "MIN_RATE",
     "MIRROR_ENV",
     "RECORD_FILE",
     "TIMEOUT_S",
     "check_present",
+    "download_limits",
     "ensure",
     "mirror_url",
     "resolve_mirror",
@@ -66,10 +70,18 @@ __all__ = [
 MIRROR_ENV = "DNR_SWEEP_DATA_MIRROR"
 #: seconds a connection (and each read) may wait: an unreachable mirror fails within them
 TIMEOUT_S = 15.0
+#: the slowest average a download may keep (bytes/s): the whole archive must arrive within
+#: DEADLINE_BASE_S + size / MIN_RATE (CIFAR-10: about 44 minutes), however the server paces it
+MIN_RATE = 64 * 1024
+DEADLINE_BASE_S = 60.0
+#: redirects a download follows (an official host that moved a file, a mirror's CDN); never off this
+#: machine from a loopback mirror, never from https to http (:mod:`dnr_sweep.foundation.http`)
+MAX_REDIRECTS = 5
 #: what a verified folder records about its files (size, mtime), inside the folder
 RECORD_FILE = ".dnr-sweep-verified.json"
 _CHUNK = 1 << 20
 _MIRROR_SCHEMES = ("http", "https", "file")
+_WORK_SUFFIX = ".dnr-sweep-fetch"
 
 Log = Callable[[str], None]
 
@@ -92,7 +104,7 @@ def mirror_url(value: str) -> str:
     if "://" not in text:  # a folder on this machine (or on storage every node mounts)
         return Path(text).expanduser().absolute().as_uri()
     if scheme not in _MIRROR_SCHEMES:
-        raise ValueError(f"{text!r}: a mirror is http://, https://, file:// or a folder, not {scheme}://")
+        raise ValueError(f"{http.redact(text)!r}: a mirror is http://, https://, file:// or a folder, not {scheme}://")
     return text.rstrip("/")
 
 
@@ -111,6 +123,13 @@ def resolve_mirror(flag: str | None = None, configured: str | None = None) -> st
 def source_url(archive: Archive, mirror: str | None) -> str:
     """Where the archive is downloaded from: ``MIRROR/FILENAME``, or the official URL."""
     return f"{mirror}/{urllib.parse.quote(archive.filename)}" if mirror else archive.url
+
+
+def download_limits(archive: Archive) -> http.Limits:
+    """What a download of ``archive`` may take: :data:`TIMEOUT_S` to connect and per read, the whole archive
+    within ``DEADLINE_BASE_S + size / MIN_RATE``, and not a byte more than its size."""
+    return http.Limits(connect_s=TIMEOUT_S, idle_s=TIMEOUT_S, total_s=DEADLINE_BASE_S + archive.size / MIN_RATE,
+                       max_bytes=archive.size)  # fmt: skip
 
 
 def _archive(spec: DatasetSpec) -> Archive:
@@ -361,28 +380,56 @@ def ensure(
         if (root / archive.folder).exists():  # the other process made it
             verify(spec, root, full=False)
             return "present"
-        _remove_leftovers(root, archive)
+        _remove_crashed(root, archive)
         path, how = root / archive.filename, "unpacked"
-        if path.is_file():
-            _check_archive(spec, root, path)
-        elif not download:
+        if not path.is_file() and not download:
             raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
-        else:
-            _download(spec, root, source_url(archive, mirror), path, progress=progress, log=log)
-            how = "downloaded"
-        _unpack(spec, root, path, log=log)
+        with _work_folder(root, archive) as work:
+            if path.is_file():
+                _check_archive(spec, root, path)
+            else:
+                _download(spec, root, source_url(archive, mirror), path, work, progress=progress, log=log)
+                how = "downloaded"
+            _unpack(spec, root, path, work, log=log)
         return how
     finally:
         lock.release()
 
 
-def _remove_leftovers(root: Path, archive: Archive) -> None:
-    """Partial downloads and unpack folders of a process that died (only names this module makes)."""
-    for stale in [*root.glob(f"{archive.filename}.part-*"), *root.glob(f".{archive.folder}.unpacking-*")]:
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+def _journal(root: Path, archive: Archive) -> Path:
+    """Where a fetch writes down the folder it made (beside the lock; read and written under it)."""
+    return root / f".{archive.folder}.fetching.json"
+
+
+@contextlib.contextmanager
+def _work_folder(root: Path, archive: Archive) -> Iterator[Path]:
+    """A folder of this fetch's own under ``root`` (the download and the unpack; renames out of it stay on
+    one filesystem), made exclusively, written down in the journal, and removed, exactly it, at the end."""
+    work = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.", suffix=_WORK_SUFFIX, dir=root))
+    journal = _journal(root, archive)
+    try:
+        journal.write_text(json.dumps({"made": [work.name], "pid": os.getpid()}) + "\n")
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        journal.unlink(missing_ok=True)
+
+
+def _remove_crashed(root: Path, archive: Archive) -> None:
+    """The folder a fetch that died (killed, a power cut) made, as its journal names it: that folder only,
+    and only a name of the form this module makes, so an edited journal cannot point at the user's files."""
+    journal = _journal(root, archive)
+    try:
+        made = json.loads(journal.read_text()).get("made", [])
+    except (OSError, ValueError, AttributeError):
+        made = []
+    for name in made if isinstance(made, list) else []:
+        if (isinstance(name, str) and "/" not in name and name.startswith(f".{archive.folder}.")
+                and name.endswith(_WORK_SUFFIX)):  # fmt: skip
+            folder = root / name
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+    journal.unlink(missing_ok=True)
 
 
 def _check_archive(spec: DatasetSpec, root: Path, path: Path) -> None:
@@ -399,72 +446,111 @@ def _check_archive(spec: DatasetSpec, root: Path, path: Path) -> None:
                                  f"{root}`, or put the right file there")  # fmt: skip
 
 
-def _download(spec: DatasetSpec, root: Path, url: str, dest: Path, *, progress: bool, log: Log) -> None:
-    """``url`` to ``dest`` through ``dest.part-PID``, MD5 checked on the way; never retried."""
+def _download(spec: DatasetSpec, root: Path, url: str, dest: Path, work: Path, *, progress: bool,
+              log: Log) -> None:  # fmt: skip
+    """``url`` to ``dest`` through ``work``, MD5 checked on the way; never retried."""
     archive = _archive(spec)
-    request = urllib.request.Request(url, headers={"User-Agent": "dnr-sweep"})
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        raise DatasetNotFoundError(
-            _not_found(spec, root, f"downloading {url} failed: HTTP {exc.code} {exc.reason}")
-        ) from None
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise DatasetNotFoundError(_not_found(spec, root, f"downloading {url} failed: {reason}")) from None
-    part = dest.with_name(f"{dest.name}.part-{os.getpid()}")
+    shown, part = http.redact(url), work / archive.filename
     digest, received = hashlib.md5(usedforsecurity=False), 0
-    log(f"{spec.name}: downloading {url} -> {dest}")
     from tqdm import tqdm
 
     try:
-        with response, part.open("wb") as out, tqdm(
-            total=int(response.headers.get("Content-Length") or archive.size), unit="B", unit_scale=True,
-            unit_divisor=1024, desc=archive.filename, file=sys.stderr, disable=not progress, leave=False,
-        ) as bar:  # fmt: skip
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    except (OSError, http.client.HTTPException) as exc:
-        part.unlink(missing_ok=True)
-        raise DatasetNotFoundError(_not_found(spec, root, f"downloading {url} broke off after {received:,} of "
-                                                          f"{archive.size:,} bytes: {exc}")) from None  # fmt: skip
+        with _source(spec, root, url) as (length, chunks):
+            log(f"{spec.name}: downloading {shown} -> {dest}")
+            with part.open("wb") as out, tqdm(
+                total=length or archive.size, unit="B", unit_scale=True, unit_divisor=1024, desc=archive.filename,
+                file=sys.stderr, disable=not progress, leave=False,
+            ) as bar:  # fmt: skip
+                for chunk in chunks:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))  # bytes received, not bytes announced
+    except http.HttpError as exc:
+        raise _download_failed(spec, root, shown, exc, dest) from None
     if digest.hexdigest() != archive.md5:
-        part.unlink(missing_ok=True)
         short = " (truncated)" if received < archive.size else ""
-        raise InputFileError(url, f"served {received:,} bytes with MD5 {digest.hexdigest()}{short}",
+        raise InputFileError(shown, f"served {received:,} bytes with MD5 {digest.hexdigest()}{short}",
                              expected=f"{archive.filename}: {archive.size:,} bytes with MD5 {archive.md5}",
                              fix="Nothing was kept. Fix: give a mirror whose copy is the official file (compare its "
                                  f"md5sum), or put the official archive at {dest}")  # fmt: skip
     os.replace(part, dest)
 
 
-def _unpack(spec: DatasetSpec, root: Path, path: Path, *, log: Log) -> None:
-    """Unpack ``path`` into a temporary folder in ``root``, verify, and rename the folder into place."""
+@contextlib.contextmanager
+def _source(spec: DatasetSpec, root: Path, url: str) -> Iterator[tuple[int | None, Iterator[bytes]]]:
+    """The archive's announced size and its chunks: over HTTP(S) through the one client, or from a
+    ``file://`` mirror (a folder on this machine or on shared storage)."""
+    archive = _archive(spec)
+    if urllib.parse.urlsplit(url).scheme != "file":
+        with http.stream("GET", url, limits=download_limits(archive), follow_redirects=MAX_REDIRECTS) as answer:
+            yield answer.length, iter(answer)
+        return
+    parts = urllib.parse.urlsplit(url)
+    path = Path(urllib.parse.unquote(parts.path))
+    if parts.netloc not in ("", "localhost"):
+        raise DatasetNotFoundError(_not_found(spec, root, f"{url}: a file:// mirror names a folder on this machine "
+                                                          "(file:///PATH), not on another host"))  # fmt: skip
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise DatasetNotFoundError(_not_found(spec, root, f"reading {path} failed: {exc.strerror or exc}")) from None
+
+    def chunks() -> Iterator[bytes]:
+        received = 0
+        while chunk := f.read(_CHUNK):
+            received += len(chunk)
+            if received > archive.size:
+                raise _download_failed(spec, root, url, http.HttpError(
+                    "too_large", url, f"it holds more than the {archive.size:,} bytes expected", received=received,
+                ), root / archive.filename)  # fmt: skip
+            yield chunk
+
+    with f:
+        yield os.fstat(f.fileno()).st_size, chunks()
+
+
+def _download_failed(spec: DatasetSpec, root: Path, shown: str, exc: http.HttpError, dest: Path) -> UserError:
+    """The one message for a download the client refused: the wrong file (too large), or no file to be had."""
+    archive = _archive(spec)
+    if exc.kind == "too_large":
+        return InputFileError(shown, f"{exc.detail}: not the archive, refused after {exc.received:,} bytes",
+                              expected=f"{archive.filename}: {archive.size:,} bytes with MD5 {archive.md5}",
+                              fix="Nothing was kept. Fix: give a mirror whose copy is the official file (compare "
+                                  f"its md5sum), or put the official archive at {dest}")  # fmt: skip
+    if exc.kind == "status":
+        tried = f"downloading {shown} failed: HTTP {exc.status} {exc.reason}".rstrip()
+    elif exc.kind == "timeout":
+        tried = (f"downloading {shown} was cut off: {exc.detail}; a download must keep {MIN_RATE // 1024} KiB/s on "
+                 "average")  # fmt: skip
+    else:
+        tried = f"downloading {shown} failed: {exc.detail}"
+    return DatasetNotFoundError(_not_found(spec, root, tried))
+
+
+def _unpack(spec: DatasetSpec, root: Path, path: Path, work: Path, *, log: Log) -> None:
+    """Unpack ``path`` into ``work`` (this fetch's own folder in ``root``), verify, and rename the folder
+    into place."""
     archive = _archive(spec)
     log(f"{spec.name}: unpacking {path.name} into {root / archive.folder}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.unpacking-", dir=root))
+    tmp = work / "unpacked"
+    tmp.mkdir()
     try:
-        try:
-            if path.name.endswith(".zip"):
-                with zipfile.ZipFile(path) as z:  # zipfile drops '..' and absolute parts of member names
-                    z.extractall(tmp)
-            else:
-                with tarfile.open(path, "r:*") as t:
-                    t.extractall(tmp, filter="data")  # no links out, no absolute paths, no devices
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise InputFileError(path, f"cannot be unpacked ({exc})", expected=f"the archive {archive.url} serves",
-                                 fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`") from None  # fmt: skip
-        unpacked = tmp / archive.folder
-        if not unpacked.is_dir():
-            raise InputFileError(path, f"holds no {archive.folder}/ folder", expected=f"the archive {archive.url} serves",
-                                 fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`")  # fmt: skip
-        _verify_folder(spec, unpacked, root)
-        os.rename(unpacked, root / archive.folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as z:  # zipfile drops '..' and absolute parts of member names
+                z.extractall(tmp)
+        else:
+            with tarfile.open(path, "r:*") as t:
+                t.extractall(tmp, filter="data")  # no links out, no absolute paths, no devices
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise InputFileError(path, f"cannot be unpacked ({exc})", expected=f"the archive {archive.url} serves",
+                             fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`") from None  # fmt: skip
+    unpacked = tmp / archive.folder
+    if not unpacked.is_dir():
+        raise InputFileError(path, f"holds no {archive.folder}/ folder", expected=f"the archive {archive.url} serves",
+                             fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`")  # fmt: skip
+    _verify_folder(spec, unpacked, root)
+    os.rename(unpacked, root / archive.folder)
 
 
 def ensure_named(dataset: str, root: str | Path, **kwargs) -> str:

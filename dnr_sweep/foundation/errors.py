@@ -15,6 +15,10 @@ was wrong, so callers and tests can tell them apart:
 - :class:`FolderBusyError`: another dnr-sweep process writes into the folder (its lock is held);
 - :class:`ClusterError`: the Ray cluster cannot be reached or cannot host a trial;
 - :class:`DatasetNotFoundError`: a data set is not under ``data.root`` and cannot be fetched;
+- :class:`NetworkError`: a network peer (a data mirror, the Ray job API) cannot be reached, is too slow, or
+  answers what it should not (:mod:`dnr_sweep.foundation.http`);
+- :class:`SetupError`: the machine's setup cannot run the command (a deleted working directory, a HOME or
+  TMPDIR that is no usable folder, a locale that cannot carry the paths given);
 - :class:`StorageError`: the filesystem refused a read or write (disk full, quota, read-only, I/O error,
   a symbolic-link loop): :mod:`dnr_sweep.foundation.os_errors`.
 
@@ -68,6 +72,16 @@ class ClusterError(UserError):
 class DatasetNotFoundError(UserError, FileNotFoundError):
     """A data set's files are missing under ``data.root`` (and cannot be fetched); the message names
     the data set, where it looked, what it tried and the ways out."""
+
+
+class NetworkError(UserError):
+    """A network peer failed the exchange: unreachable, past its deadline, an answer malformed, too large or
+    not of the kind asked for; the message names the (redacted) URL and what it did."""
+
+
+class SetupError(UserError):
+    """The machine's setup cannot run the command (working directory, HOME, TMPDIR, locale); the message
+    names the variable or folder and the fix."""
 
 
 class StorageError(UserError, OSError):

@@ -12,19 +12,26 @@ job API; the entrypoint runs in it). The entrypoint is
 the environment that ran ``ray start`` (activate it first), as every worker that runs trials must. The run name is fixed
 here, so the run folder's path on the cluster is known before the job starts.
 
-Token authentication: the request carries Ray's token when one is found where Ray itself looks
+The job API is spoken here (:class:`JobAPI`: ``/api/version``, ``/api/packages``, ``/api/jobs``) through
+the one HTTP client, :mod:`dnr_sweep.foundation.http`, not Ray's SDK: every request has a connect timeout,
+a deadline and a byte cap, never follows a redirect (the token would go with it), and every answer must
+have the job API's shape; anything else is "no Ray dashboard at URL". ``--follow`` polls the job's status
+and log rather than holding a stream open. The config's folder is packed by Ray's own packaging helpers.
+
+Token authentication: every request carries Ray's token when one is found where Ray itself looks
 (``RAY_AUTH_TOKEN``, else the file named by ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``),
-read by Ray's own loader; the token is never printed.
+read by Ray's own loader; the token is never printed, nor anything a server echoes of it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +39,23 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dnr_sweep.config import SweepConfig, check_name
+from dnr_sweep.foundation import http
 from dnr_sweep.foundation.errors import UserError
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 DEFAULT_TOKEN_FILE = "~/.ray/auth_token"
-#: a job ends in one of these (ray.job_submission.JobStatus values)
+#: a job is in one of these (ray.job_submission.JobStatus values); it ends in one of TERMINAL
+STATUSES = ("PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+#: one job-API request: seconds to connect, seconds for the whole answer, the most bytes it may have
+CONNECT_S = 5.0
+REQUEST_S = 30.0
+ANSWER_BYTES = 16 << 20
+#: the job's log (``--follow`` reads it whole, each poll): its cap and deadline; polls are at least
+#: ``poll_s`` apart and one second per MiB of log, at most :data:`MAX_POLL_S`
+LOG_BYTES = 256 << 20
+LOG_S = 120.0
+MAX_POLL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -57,9 +74,14 @@ def check_address(address: str | None) -> str:
     if not address:
         raise UserError("--address: give the head's dashboard address, e.g. --address http://127.0.0.1:8265 "
                         "(or set RAY_API_SERVER_ADDRESS)")  # fmt: skip
-    parsed = urlparse(address)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UserError(f"--address {address!r}: the job API is the dashboard's HTTP address, e.g. "
+    try:
+        parsed = urlparse(address)
+        _ = parsed.port  # a port that is no number, or out of range: ValueError
+        ok = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError(f"--address {http.redact(address)!r}: the job API is the dashboard's HTTP address, e.g. "
                         "http://HEAD:8265 (not the GCS address HEAD:6379)")  # fmt: skip
     return address.rstrip("/")
 
@@ -131,54 +153,142 @@ def working_dir(config_path: Path, job: SweepJob) -> Iterator[Path]:
         yield Path(folder)
 
 
-def connect(address: str) -> Any:
-    """A ``JobSubmissionClient`` for ``address`` that sends the token; errors name the fix."""
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
+class JobAPI:
+    """The Ray job API at ``address`` (the dashboard's REST endpoints), every request through the one HTTP
+    client with the token, a deadline and a cap; each answer is checked for the shape the API gives."""
 
-    source = token_source()
-    try:
-        return JobSubmissionClient(address, headers=auth_headers())
-    except AuthenticationError:
-        held = f"the token from {source} is not this cluster's" if source else "no token was found"
-        raise UserError(
-            f"{address} refused the request ({held}). Print the cluster's token on the head with "
-            f"`ray get-auth-token` and put it in {DEFAULT_TOKEN_FILE} or ${TOKEN_ENV} here"
-        ) from None
-    except ConnectionError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--address {address}: no Ray job API answers there ({first}); check the host and "
-                        "port (the dashboard's, 8265) or the SSH tunnel") from None  # fmt: skip
+    def __init__(self, address: str, headers: dict[str, str]) -> None:
+        self.address, self.headers, self.shown = address, headers, http.redact(address)
+
+    def call(self, method: str, path: str, *, data: bytes | None = None, ok: Collection[int] = (200,),
+             json_answer: bool = True, max_bytes: int = ANSWER_BYTES, total_s: float | None = None) -> http.Response:  # fmt: skip
+        """One request (``total_s``: its deadline, default :data:`REQUEST_S`); a refusal a user can act on as
+        a :class:`UserError`. An HTTP status outside ``ok``
+        other than 401/403 stays an :class:`~dnr_sweep.foundation.http.HttpError` for the caller to word."""
+        headers = {**self.headers, **({"Content-Type": "application/json"} if method == "POST" else {})}
+        limits = http.Limits(connect_s=CONNECT_S, total_s=total_s or REQUEST_S, max_bytes=max_bytes)
+        try:
+            return http.request(method, self.address + path, limits=limits, headers=headers, data=data, ok=ok,
+                                expect_json=json_answer)  # fmt: skip
+        except http.HttpError as exc:
+            if exc.kind == "unreachable":
+                raise UserError(f"--address {self.shown}: no Ray job API answers there ({exc.detail}); check the "
+                                "host and port (the dashboard's, 8265) or the SSH tunnel") from None  # fmt: skip
+            if exc.kind == "timeout":
+                raise UserError(f"--address {self.shown}: {method} {path}: {exc.detail}; check that the dashboard "
+                                "is up (`ray status` on the head) and the tunnel") from None  # fmt: skip
+            if exc.kind == "status" and exc.status in (401, 403):
+                source = token_source()
+                held = f"the token from {source} is not this cluster's" if source else "no token was found"
+                raise UserError(
+                    f"{self.shown} refused the request ({held}). Print the cluster's token on the head with "
+                    f"`ray get-auth-token` and put it in {DEFAULT_TOKEN_FILE} or ${TOKEN_ENV} here"
+                ) from None
+            if exc.kind == "status" and not exc.location:
+                raise
+            raise self.not_ray(path, _what(exc)) from None
+
+    def not_ray(self, path: str, what: str) -> UserError:
+        return UserError(f"no Ray dashboard at {self.shown}: {path} {what}. --address names the dashboard's HTTP "
+                         "address on the head (http://HEAD:8265, or http://127.0.0.1:8265 through an SSH tunnel); "
+                         "check the host and the port")  # fmt: skip
+
+    def check(self) -> str:
+        """The cluster's Ray version, proving a Ray job API answers (and takes the token)."""
+        try:
+            data = self.call("GET", "/api/version").data
+        except http.HttpError as exc:
+            raise self.not_ray("/api/version", _what(exc)) from None
+        if not (isinstance(data, dict) and isinstance(data.get("ray_version"), str) and "version" in data):
+            raise self.not_ray("/api/version", "answered JSON without the job API's fields (ray_version, version)")
+        return data["ray_version"]
+
+    def upload(self, folder: Path) -> str:
+        """``folder`` as a package on the cluster (uploaded unless it is there); its ``gcs://`` URI."""
+        from ray._private.runtime_env.packaging import create_package, get_uri_for_directory
+
+        uri = get_uri_for_directory(str(folder), include_gitignore=False)
+        protocol, name = uri.split("://", 1)
+        path = f"/api/packages/{protocol}/{name}"
+        if self.call("GET", path, ok=(200, 404), json_answer=False).status == 404:
+            with tempfile.TemporaryDirectory(prefix="dnr-sweep-package-") as tmp:
+                package = Path(tmp) / name
+                create_package(str(folder), package, include_gitignore=False)
+                self.call("PUT", path, data=package.read_bytes(), json_answer=False)
+        return uri
+
+    def submit(self, body: dict[str, Any]) -> str:
+        """POST the job; its submission id."""
+        data = self.call("POST", "/api/jobs/", data=json.dumps(body).encode()).data
+        if not (isinstance(data, dict) and isinstance(data.get("submission_id"), str)):
+            raise self.not_ray("/api/jobs/", "answered JSON without a submission_id")
+        return data["submission_id"]
+
+    def status(self, job_id: str) -> str:
+        """The job's status (one of :data:`STATUSES`)."""
+        path = f"/api/jobs/{job_id}"
+        data = self.call("GET", path).data
+        if not (isinstance(data, dict) and data.get("status") in STATUSES):
+            raise self.not_ray(path, "answered JSON without a job status")
+        return data["status"]
+
+    def logs(self, job_id: str) -> str:
+        """The job's log so far (the driver's output)."""
+        path = f"/api/jobs/{job_id}/logs"
+        data = self.call("GET", path, max_bytes=LOG_BYTES, total_s=LOG_S).data
+        if not (isinstance(data, dict) and isinstance(data.get("logs"), str)):
+            raise self.not_ray(path, "answered JSON without a log")
+        return data["logs"]
 
 
-def submit(client: Any, job: SweepJob, folder: Path) -> str:
+def _what(exc: http.HttpError) -> str:
+    """What a peer that is no Ray job API answered, in a few words."""
+    if exc.kind == "status":
+        moved = f" to {exc.location} (give that address if it is the dashboard)" if exc.location else ""
+        return f"answered HTTP {exc.status} {exc.reason}{moved}".rstrip()
+    if exc.kind == "not_json" and "html" in exc.content_type.lower():
+        return f"answered a web page ({exc.content_type}), not the job API's JSON"
+    if exc.kind == "not_json":
+        return f"answered no JSON ({exc.detail})"
+    return f"failed: {exc.detail}"
+
+
+def connect(address: str) -> JobAPI:
+    """The job API at ``address`` with the token, checked to be one; errors name the fix."""
+    api = JobAPI(address, auth_headers())
+    api.check()
+    return api
+
+
+def submit(api: JobAPI, job: SweepJob, folder: Path) -> str:
     """Submit ``job`` with ``folder`` as its working_dir; the job's id."""
     try:
-        return client.submit_job(
-            entrypoint=job.entrypoint,
-            submission_id=job.submission_id,
-            runtime_env={"working_dir": str(folder)},
-            metadata=job.metadata,
-        )
-    except RuntimeError as exc:
-        text = str(exc)
-        if "already exists" in text:
+        uri = api.upload(folder)
+        return api.submit({"entrypoint": job.entrypoint, "submission_id": job.submission_id,
+                           "runtime_env": {"working_dir": uri}, "metadata": job.metadata})  # fmt: skip
+    except http.HttpError as exc:
+        if "already exists" in exc.text:
             raise UserError(f"the cluster already has a job {job.submission_id}: choose another --name") from None
-        raise UserError(f"the cluster refused the job: {text.strip().splitlines()[-1]}") from None
+        last = exc.text[-300:].strip() or f"HTTP {exc.status} {exc.reason}"
+        raise UserError(f"the cluster refused the job: {last}") from None
 
 
-def follow(client: Any, job_id: str, *, write: Callable[[str], None], poll_s: float = 1.0) -> str:
-    """Stream the job's log until it ends; its final status (``SUCCEEDED``, ``FAILED``, ``STOPPED``)."""
-    import asyncio
-
-    async def tail() -> None:
-        async for chunk in client.tail_job_logs(job_id):
-            write(chunk)
-
-    asyncio.run(tail())
-    while (status := client.get_job_status(job_id).value) not in TERMINAL:
-        time.sleep(poll_s)  # the log stream can close a moment before the status is final
-    return status
+def follow(api: JobAPI, job_id: str, *, write: Callable[[str], None], poll_s: float = 1.0) -> str:
+    """Write the job's log as it grows until the job ends; its final status (``SUCCEEDED``, ``FAILED``,
+    ``STOPPED``). Each poll reads the status, then the whole log (so after a final status, the final log)."""
+    shown = 0
+    while True:
+        try:
+            status, text = api.status(job_id), api.logs(job_id)
+        except http.HttpError as exc:
+            raise UserError(f"{api.shown}: following job {job_id} failed: HTTP {exc.status} {exc.reason} "
+                            f"{exc.text[-200:]}".strip()) from None  # fmt: skip
+        if len(text) > shown:
+            write(text[shown:])
+            shown = len(text)
+        if status in TERMINAL:
+            return status
+        time.sleep(min(MAX_POLL_S, max(poll_s, len(text) / (1 << 20))))
 
 
 def follow_commands(address: str, job_id: str, run_dir: str) -> list[str]:
@@ -193,5 +303,10 @@ def follow_commands(address: str, job_id: str, run_dir: str) -> list[str]:
     ]
 
 
+def shown_address(address: str) -> str:
+    """``address`` as messages show it: without userinfo or query values."""
+    return http.redact(address)
+
+
 def is_loopback(address: str) -> bool:
-    return urlparse(address).hostname in LOOPBACK
+    return http.is_loopback(urlparse(address).hostname or "")
