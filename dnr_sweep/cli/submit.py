@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the cluster's Python that has dnr-sweep installed (default: `python` on the PATH of "
                         "the environment that ran `ray start` on the head)")  # fmt: skip
     p.add_argument("--follow", action="store_true",
-                   help="stream the job's log until it ends; exit 0 if it succeeded (Ctrl-C stops following only)")  # fmt: skip
+                   help="follow the job (polling its status and log) until it ends; exit 0 if it succeeded (Ctrl-C stops following only)")  # fmt: skip
     add_set(p)
 
 

@@ -55,7 +55,7 @@ def format_error(root: type[BaseModel], error: dict[str, Any], prefix: str = "")
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
         if not valid:  # never an empty list of valid keys
-            return f"{path}: unknown key '{key}'; remove it (see the README for what this block takes)"
+            return f"{path}: unknown key '{key}'; remove it (`dnr-sweep validate` prints what this block takes)"
         return f"{path}: unknown key '{key}'; {hint}valid keys: {', '.join(valid)}"
     message = error["msg"]
     for noise in ("Value error, ", "Assertion failed, "):

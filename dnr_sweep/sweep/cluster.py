@@ -48,8 +48,7 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
             raise ClusterError(
                 f"--address {address}: cannot join the Ray cluster ({first[:300]}). Check that `ray start --head` "
                 "runs there and that this machine holds the cluster's token: copy the head's ~/.ray/auth_token "
-                "here or set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head (README: Running "
-                "on a Ray cluster)"
+                "here or set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head (docs/CLUSTER.md)"
             ) from None
     else:
         context = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host,

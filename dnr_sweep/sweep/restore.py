@@ -15,7 +15,7 @@ from dnr_sweep.sweep.outcome import SweepError
 TUNER_FILE = tune_state.TUNER_FILE
 EXPERIMENT_STATE_GLOB = tune_state.EXPERIMENT_STATE_GLOB
 
-#: what `resume` says about a folder whose state fails the allowlist (the trust model: README, "Security")
+#: what `resume` says about a folder whose state fails the allowlist (the trust model: docs/RELIABILITY_AND_SECURITY.md)
 _UNTRUSTED = (
     "A run folder is code until proven otherwise: Tune unpickles these files, so resume loads only state "
     "whose every import and call is on dnr-sweep's allowlist of Tune's own state (dnr_sweep/sweep/tune_state.py). "
