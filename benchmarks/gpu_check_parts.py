@@ -117,6 +117,9 @@ SMOKE = Profile(
     epoch_images=32,
     warmup_steps=1,
     precisions=("fp32",),
+    # channels_last is a CUDA setting; on some CPUs torch 2.14.1's channels_last training is pathologically
+    # slow and its backward aborts with heap corruption (seen on an AMD EPYC VM, plain loop and engine alike)
+    channels_last=(False,),
     compile=False,
     packs=(1, 2),
     pack_shapes=(("resnet18", 32, 10, True), ("vgg16", 64, 200, False)),

@@ -179,7 +179,10 @@ def test_a_spent_budget_skips_the_rest_but_keeps_one_figure_per_arch(monkeypatch
         torch.set_num_threads(threads)
     assert [r["arch"] for r in figures["rows"]] == ["resnet18", "vgg16"]
     assert all(r["label"] == "fp32" for r in figures["rows"])
-    # per arch: the channels_last setting and the cudnn.benchmark extra, each named with its reason
+    # per arch: every setting after the first (the full profile's channels_last; here the cudnn.benchmark
+    # extra), each named with its reason
+    profile = parts.replace(parts.SMOKE, channels_last=(False, True))
+    figures = parts.part_epoch_speed(profile, parts.Budget(0, lambda message: None))
     assert sorted(s.split(":")[0] for s in figures["skipped"]) == [
         "resnet18 fp32 CL", "resnet18 fp32 cudnn.benchmark", "vgg16 fp32 CL", "vgg16 fp32 cudnn.benchmark"]  # fmt: skip
     assert all("budget" in s for s in figures["skipped"])
