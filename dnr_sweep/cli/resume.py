@@ -11,8 +11,8 @@ import argparse
 import contextlib
 
 from dnr_sweep.cli._common import add_ray
+from dnr_sweep.foundation import files, storage
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation import storage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
             prepare_nodes(config.data)
         print(f"resuming {run_dir}")
         if run_dir.local is not None:  # a new session of the driver: the last one's end no longer holds
-            (run_dir.local / rc.DRIVER_END_FILE).unlink(missing_ok=True)
+            files.remove(run_dir.local / rc.DRIVER_END_FILE)
         outcome = tuner.fit(config, run_dir, restore=True)
         return finish(outcome, config, report=not args.no_report)
