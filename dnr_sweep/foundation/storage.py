@@ -108,8 +108,14 @@ Where = Location | str | os.PathLike[str]
 
 
 def as_location(where: Where) -> Location:
-    """``where`` itself when it is a :class:`Location`; a local path or URI located otherwise."""
-    return where if isinstance(where, Location) else locate(where, what="path")
+    """``where`` itself when it is a :class:`Location`; a URI located, a local path made absolute (not resolved:
+    the links below a folder a user named are never followed, :mod:`dnr_sweep.foundation.files`)."""
+    if isinstance(where, Location):
+        return where
+    if is_uri(str(where)):
+        return locate(where, what="path")
+    path = os.path.abspath(os.path.expanduser(os.fspath(where)))
+    return Location(pafs.LocalFileSystem(), path, path)
 
 
 # ------------------------------------------------------------------------------------------------
