@@ -150,14 +150,16 @@ def test_files_and_folders_get_the_modes_plain_calls_give(world):
     assert stat.S_IMODE(work.stat().st_mode) == 0o700  # a private working folder
 
 
-def test_remove_takes_a_link_itself_and_never_what_is_behind_links_inside(world):
+def test_remove_refuses_a_link_and_never_follows_links_inside(world):
     out, sentinel, folder = world
     made = files.make_folder(out / "selected")
     (made / "to_folder").symlink_to(folder)
     (made / "to_file").symlink_to(sentinel)
     assert files.remove(made) and not made.exists()
     (out / "link").symlink_to(folder)
-    assert files.remove(out / "link") and not (out / "link").exists()
+    with pytest.raises(PathError, match="is a symbolic link"):
+        files.remove(out / "link")  # never dnr-sweep's: not removed either
+    assert (out / "link").is_symlink()
     assert files.remove(out / "never") is False
     _untouched(sentinel, folder)
 
@@ -222,7 +224,8 @@ def test_storage_writes_locally_through_the_writer(world):
         storage.write_text(out / "epochs.json", "[]")
     with pytest.raises(PathError):
         storage.write_bytes(out / "selected" / "epoch_0001.pt", b"x")
-    storage.delete(out / "selected")  # the link itself
+    with pytest.raises(PathError):
+        storage.delete(out / "selected")
     _untouched(sentinel, folder)
 
 
@@ -298,7 +301,9 @@ def _aliases(tree: ast.Module) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                names[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                names[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
         elif isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:
                 names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
@@ -345,8 +350,10 @@ class _Scan(ast.NodeVisitor):
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name in names:
                 self.callbacks.add(id(node))
-            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda) and any(
-                isinstance(t, ast.Name) and t.id in names for t in node.targets
+            elif (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Lambda)
+                and any(isinstance(t, ast.Name) and t.id in names for t in node.targets)
             ):
                 self.callbacks.add(id(node.value))
 
@@ -365,8 +372,10 @@ class _Scan(ast.NodeVisitor):
             return False
         scope = next((n for n in reversed(self.stack) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
         for node in ast.walk(scope) if scope is not None else ():
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and any(
-                isinstance(t, ast.Name) and t.id == target.id for t in node.targets
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and any(isinstance(t, ast.Name) and t.id == target.id for t in node.targets)
             ):
                 made = _dotted(node.value.func, self.aliases) or ""
                 if made.endswith(("BytesIO", "StringIO")):
@@ -432,7 +441,7 @@ def test_no_module_writes_outside_the_writer():
     assert not stale, f"ALLOWED lists writes that are gone; remove them: {sorted(stale)}"
 
 
-SNIPPET = '''
+SNIPPET = """
 import os, shutil, tempfile, pickle, json, io
 import numpy as np
 import torch
@@ -460,7 +469,7 @@ def fine(path, df, fig, obj):
     def to_table(handle):
         df.to_parquet(handle)
     files.write_file(path, to_table); files.remove(path); files.move(path, path)
-'''
+"""
 
 
 def test_the_scan_finds_every_form_of_write():

@@ -381,6 +381,8 @@ def ensure(
         path, how = root / archive.filename, "unpacked"
         if not path.is_file() and not download:
             raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
+        for target in (root / archive.folder,) if path.is_file() else (path, root / archive.folder):
+            files.check_target(target)  # where the archive is downloaded to and the folder unpacked: no link
         with _work_folder(root, archive) as work:
             if path.is_file():
                 _check_archive(spec, root, path)

@@ -320,14 +320,17 @@ def move(source: Where, target: Where, *, replace: bool = False) -> Path:
 
 
 def remove(path: Where) -> bool:
-    """Remove the file, link (itself) or folder (with everything in it) at ``path``, never following a link on
-    the way or inside; whether something was there. Callers remove only what they made."""
+    """Remove the file or folder (with everything in it) at ``path``, never following a link on the way or
+    inside; whether something was there. Callers remove only what they made, so a link at ``path`` (never
+    dnr-sweep's) is refused, not removed."""
     path = _absolute(path)
     try:
         with _parent(path, create=False, doing="remove") as dir_fd, _failures(path, "remove"):
             info = _lstat(path.name, dir_fd)
             if info is None:
                 return False
+            if stat.S_ISLNK(info.st_mode):
+                raise link_refused(path)
             if stat.S_ISDIR(info.st_mode):
                 shutil.rmtree(path.name, dir_fd=dir_fd)  # descriptor-based: links inside are removed, not followed
             else:
