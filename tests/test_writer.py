@@ -189,16 +189,24 @@ def test_lock_files_must_be_plain_files_of_their_own(world):
 
 def test_hold_file_waits_for_the_holder_and_then_holds(world):
     out, _, _ = world
-    order: list[str] = []
-    with locks.hold_file(out / ".x.lock", waiting=order.append):
-        thread = threading.Thread(
-            target=lambda: locks.hold_file(out / ".x.lock", waiting=lambda holder: order.append("waited")).__enter__()
-        )
+    events: list[str] = []
+
+    def second() -> None:
+        with locks.hold_file(out / ".x.lock", waiting=lambda holder: events.append(f"waiting for {holder}")):
+            events.append("held")
+
+    with locks.hold_file(out / ".x.lock", waiting=events.append):
+        thread = threading.Thread(target=second)
         thread.start()
-        thread.join(0.5)
-        order.append("released")
-    thread.join(5)
-    assert order == ["waited", "released"] or order[-1] == "released"
+        for _ in range(1000):  # until the second one says it waits (each flock is its own open file)
+            if events:
+                break
+            threading.Event().wait(0.01)
+        assert events and events[0].startswith("waiting for pid"), events
+        events.append("released")
+    thread.join(10)
+    assert events[1:] == ["released", "held"]
+    assert (out / ".x.lock").read_bytes() == b""  # kept, emptied
     with pytest.raises(FolderBusyError):
         with locks.hold(out, purpose="train"), locks.hold(out, purpose="train"):
             pass
@@ -214,6 +222,27 @@ def test_a_user_named_folder_is_resolved_where_it_is_named(world, tmp_path):
     (tmp_path / "model.pt2").symlink_to(tmp_path / "elsewhere.pt2")
     with pytest.raises(PathError, match="is a symbolic link"):
         files.output_file(tmp_path / "model.pt2", "--out")
+
+
+def test_links_on_the_way_to_the_temporary_folder_are_the_machines_and_followed(world, tmp_path, monkeypatch):
+    """A cluster's ``TMPDIR=/scratch/u/tmp`` with ``/scratch -> /lustre/scratch`` (Ray's checkpoint folders live
+    there): that link is the machine's setup, followed; a link below the temporary folder is not."""
+    out, sentinel, _ = world
+    (tmp_path / "scratch").symlink_to(out)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch" / "tmp"))
+    (out / "tmp").mkdir()
+    monkeypatch.setattr(files.tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    files._machine_links.cache_clear()
+    try:
+        files.write_bytes(tmp_path / "scratch" / "tmp" / "ckpt" / "state.pt", b"x")
+        (out / "tmp" / "planted").symlink_to(sentinel.parent)
+        with pytest.raises(PathError, match="planted is a symbolic link"):
+            files.write_bytes(tmp_path / "scratch" / "tmp" / "planted" / "state.pt", b"x")
+    finally:
+        monkeypatch.undo()
+        files._machine_links.cache_clear()
+    assert (out / "tmp" / "ckpt" / "state.pt").read_bytes() == b"x"
+    assert not (sentinel.parent / "state.pt").exists()
 
 
 def test_storage_writes_locally_through_the_writer(world):

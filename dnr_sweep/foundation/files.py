@@ -44,20 +44,6 @@ _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CL
 Where = str | os.PathLike[str]
 
 
-def process_umask() -> int:
-    """The process umask, read without changing it (Linux ``/proc``; elsewhere set-and-restore)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 # ------------------------------------------------------------------------------------------------
 # Walking a path without following links
 
@@ -79,7 +65,7 @@ def _machine_links() -> frozenset[str]:
     """Links on the way to the temporary, home and Ray folders (macOS ``/tmp -> /private/tmp``, a cluster's
     ``/scratch -> /lustre/scratch``): the machine's setup, never a folder's content, so they are followed."""
     found = set()
-    for start in (tempfile.gettempdir(), os.path.expanduser("~"), os.environ.get("RAY_TMPDIR", "")):
+    for start in (tempfile.gettempdir(), "/tmp", os.path.expanduser("~"), os.environ.get("RAY_TMPDIR", "")):
         if start:
             path = Path(os.path.abspath(start))
             found.update(str(p) for p in (path, *path.parents) if p.is_symlink())
