@@ -314,6 +314,21 @@ def test_data_check_never_writes_its_record_through_a_link(archive, sentinels, t
     _outcome(code, err, link, sentinels)
 
 
+@pytest.mark.parametrize("where", ["experiment_state-2026-01-01_00-00-00.json", "DNRTrainable_1/result.json"])
+def test_resume_refuses_a_run_folder_holding_a_link_before_ray(sentinels, tmp_path, monkeypatch, where):
+    """Ray Tune writes its own files into a resumed folder, without the writer: a link anywhere in it is refused."""
+    from dnr_sweep.sweep import cluster
+    from tests.test_hostile import _run_folder
+
+    monkeypatch.setattr(cluster, "start_ray", lambda **_: pytest.fail("Ray must not start"))
+
+    run = _run_folder(tmp_path / "run")
+    link = _plant(run / where, sentinels["file"])
+    code, err = call(["resume", str(run), "--no-dashboard"])
+    _outcome(code, err, link, sentinels)
+    assert code == 2 and "symbolic link" in err, err
+
+
 # ------------------------------------------------------------------------------------------------
 # Writers no command guards first: the finish step, a trial's own files, a run folder's files
 

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if args.address is not None:
         cluster.check_cluster_address(args.address)
     run_dir = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
+    link = files.find_link(run_dir.local) if run_dir.local is not None else None
+    if link is not None:  # Ray Tune writes into the folder without dnr-sweep's writer: no link may be there
+        raise files.link_refused(link)
     config = run_folder.load_run_dir_config(run_dir)
     restore.check_restorable(run_dir)  # local or remote: every pickle Tune would load passes the allowlist
     if args.address is None:

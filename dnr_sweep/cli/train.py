@@ -36,9 +36,9 @@ def check_out_contents(out: Path, *, resume: bool) -> None:
     """``--out`` must be new or empty (``--resume``: hold a checkpoint); never write over other files, and
     never into a folder that holds a link (a run folder holds none: one there was put by someone else)."""
     present = sorted(p.name for p in out.iterdir() if p.name != rc.LOCK_FILE) if out.is_dir() else []
-    links = [name for name in present if (out / name).is_symlink()]
-    if links:
-        raise files.link_refused(out / links[0])
+    link = files.find_link(out)
+    if link is not None:
+        raise files.link_refused(link)
     if resume:
         if rc.CHECKPOINT_FILE not in present:
             raise PathError(f"{out}: no {rc.CHECKPOINT_FILE} to resume from; run without --resume to start")

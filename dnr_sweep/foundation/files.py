@@ -170,6 +170,17 @@ def _check_name(name: str, dir_fd: int, path: Path, *, replace: bool) -> os.stat
     return info
 
 
+def find_link(folder: Where) -> Path | None:
+    """The first symbolic link inside ``folder`` (at any depth, none followed), or ``None``: a folder dnr-sweep
+    wrote holds none, so one there was put by someone else (a command that hands the folder to a library
+    that writes without this module, Ray Tune on ``resume``, refuses it first)."""
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        for name in sorted(dirs + names):
+            if os.path.islink(os.path.join(root, name)):
+                return Path(root, name)
+    return None
+
+
 def check_target(path: Where) -> Path:
     """Refuse now what a write of ``path`` would refuse later: a link at it or at a folder on its way, a folder
     in its place (a command checks its outputs before the expensive work). Missing folders are fine."""
