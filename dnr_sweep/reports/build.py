@@ -20,7 +20,7 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dnr_sweep.foundation.files import atomic_write_handle, make_folder
+from dnr_sweep.foundation.files import atomic_write_handle
 from dnr_sweep.foundation.run_contract import REPORT_DIR, TEST_SELECTION_METRICS, VAL_METRICS, selection_metrics
 
 from . import figure_data as data
@@ -103,7 +103,6 @@ def build_report(
     formats_out = tuple(dict.fromkeys([*choice.settings.formats, "png"]))
     names = [f"{plan.stem}.{fmt}" for plan in plans for fmt in formats_out] + [*table_files("pareto"), "index.html"]
     names += list(table_files("table2")) if choice.methods is not None else []
-    make_folder(out, "--out")
     claim(out, kind="report", runs=[run.path], names=names, force=force, own=is_own_report_folder(out, run.path))
 
     written: list[Path] = []

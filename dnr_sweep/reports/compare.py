@@ -227,7 +227,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     Pareto table, the hypervolume table and ``index.html`` into ``out_dir``; every file written.
     What it may write over there (``force``: any earlier report) is :func:`reports.report_folder.claim`'s
     to say, before anything is drawn."""
-    from dnr_sweep.foundation.files import atomic_write_handle, make_folder
+    from dnr_sweep.foundation.files import atomic_write_handle
 
     from .build import DEFAULT_FORMATS, FORMATS, _save, write_table2
     from .html import FigureEntry, TableEntry, write_index
@@ -248,7 +248,6 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     names = [f"{plan.stem}.{fmt}" for plan in plans for fmt in formats_out] + [*table_files("pareto"), "index.html"]
     names += list(table_files("table2")) if comparison.methods is not None else []
     names += ["hypervolume.csv"] if hv_table is not None else []
-    make_folder(out, "--out")
     claim(out, kind="comparison", runs=[run.path for run in comparison.runs.values()], names=names, force=force,
           own=False)  # fmt: skip
 

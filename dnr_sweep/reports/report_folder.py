@@ -66,7 +66,7 @@ def _describe(manifest: dict) -> str:
 
 def claim(out: Path, *, kind: str, runs: Sequence[Path], names: Iterable[str], force: bool, own: bool) -> Path:
     """Take ``out`` for a report of ``kind`` over ``runs`` that writes the files ``names`` (see the module
-    docstring for the rules); write its manifest. ``own``: ``out`` is the run's own ``report/`` folder.
+    docstring for the rules); create it and write its manifest. ``own``: ``out`` is the run's own ``report/``.
 
     Raises:
         ReportFolderError: the folder holds something else (without ``force``), files no report wrote, a
@@ -103,5 +103,6 @@ def claim(out: Path, *, kind: str, runs: Sequence[Path], names: Iterable[str], f
                                 "another --out")  # fmt: skip
     listed = sorted((earlier & present) | set(names))
     text = json.dumps({"kind": kind, "runs": run_names, "files": listed}, indent=1) + "\n"
+    files.make_folder(out, "--out")
     files.write_text(out / REPORT_MANIFEST_FILE, text)
     return out
