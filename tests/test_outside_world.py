@@ -30,23 +30,23 @@ TINY_RUN = {
 
 
 class DiskFull:
-    """``files.atomic_write`` (every result file's one writer) with the disk filling up at its ``at``-th call:
+    """``files.write_file`` (every result file's one writer) with the disk filling up at its ``at``-th call:
     that write gets a few bytes out, then the OS says ENOSPC, as a real full disk does."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int | None) -> None:
-        self.at, self.paths, self._real = at, [], files.atomic_write
-        monkeypatch.setattr(files, "atomic_write", self)
+        self.at, self.paths, self._real = at, [], files.write_file
+        monkeypatch.setattr(files, "write_file", self)
 
-    def __call__(self, path, write):  # noqa: ANN001, ANN204
+    def __call__(self, path, write, **options):  # noqa: ANN001, ANN003, ANN204
         self.paths.append(Path(path))
         if len(self.paths) != self.at:
-            return self._real(path, write)
+            return self._real(path, write, **options)
 
-        def full(tmp: Path) -> None:
-            tmp.write_bytes(b"half a file")
+        def full(handle) -> None:  # noqa: ANN001
+            handle.write(b"half a file")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        return self._real(path, full)
+        return self._real(path, full, **options)
 
 
 def _assert_one_message(code: int | str, err: str, *fragments: str) -> None:
@@ -114,11 +114,11 @@ def test_a_full_disk_outside_the_atomic_writer_is_one_message_too(tmp_path, monk
 
 @pytest.mark.parametrize("number", [errno.EDQUOT, errno.EROFS, errno.EIO])
 def test_every_refusal_of_the_filesystem_names_its_kind(tmp_path, monkeypatch, number):
-    def refused(tmp):  # noqa: ANN001, ANN202
+    def refused(handle):  # noqa: ANN001, ANN202
         raise OSError(number, os.strerror(number))
 
-    real = files.atomic_write
-    monkeypatch.setattr(files, "atomic_write", lambda path, write: real(path, refused))
+    real = files.write_file
+    monkeypatch.setattr(files, "write_file", lambda path, write, **options: real(path, refused, **options))
     config = write_yaml(tmp_path / "c.yaml", TINY_RUN)
     code, err = call(["train", str(config), "--out", str(tmp_path / "out")])
     _assert_one_message(code, err, rc.CONFIG_FILE, errno.errorcode[number])
@@ -148,7 +148,8 @@ def test_torch_save_on_a_full_disk_is_the_storage_message_not_torchs_runtime_err
         def __exit__(self, *exc):  # noqa: ANN002, ANN204
             self.handle.close()
 
-    monkeypatch.setattr(files, "open", lambda *a, **k: FullHandle(open(*a, **k)), raising=False)
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(files.os, "fdopen", lambda *a, **k: FullHandle(real_fdopen(*a, **k)))
     from dnr_sweep.foundation.errors import StorageError
 
     with pytest.raises(StorageError, match=r"state\.pt: cannot write it: no space left on the device"):
@@ -162,14 +163,14 @@ def test_an_output_folder_the_filesystem_will_not_create_is_one_message(tmp_path
     """What os.access cannot tell before: /proc takes no new folder (ENOENT, even for root), an ACL or a
     read-only mount refuses it. Only the mkdir tells, and it is one message naming the flag."""
     refused = tmp_path / "refused"
-    real = Path.mkdir
+    real = os.mkdir
 
-    def mkdir(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        if self == refused or refused in self.parents:
-            raise OSError(number, os.strerror(number), str(self))
-        return real(self, *args, **kwargs)
+    def mkdir(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if os.fspath(path) in (refused.name, str(refused)) or refused in Path(path).parents:
+            raise OSError(number, os.strerror(number), str(path))
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "mkdir", mkdir)
     if command == "report":
         argv = ["report", str(write_synthetic_run(tmp_path / "run")), "--out", str(refused / "figures")]
     else:

@@ -156,8 +156,8 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
     write_parquet_atomic(pd.DataFrame({"a": [1, 2, 3]}), target)
     before = target.read_bytes()
 
-    def crash(self, path, **kwargs):
-        Path(path).write_bytes(b"PAR1 truncated")
+    def crash(self, handle, **kwargs):  # the writer hands over its temporary file, open
+        handle.write(b"PAR1 truncated")
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)

@@ -2,9 +2,9 @@
 
 A checkpoint is a plain dict of tensors and Python scalars/containers (no pickled classes), so it
 loads with ``torch.load(..., weights_only=True)``: opening a checkpoint never runs code from it.
-Writes go through :func:`dnr_sweep.foundation.files.atomic_write` (a temporary file in the same folder moved
-into place, with the mode the umask gives), so a crash while writing leaves the previous checkpoint
-intact, never a truncated one.
+Writes go through the one writer, :mod:`dnr_sweep.foundation.files` (a temporary file in the same folder moved
+into place, with the mode the umask gives, never through a link), so a crash while writing leaves the previous
+checkpoint intact, never a truncated one.
 
 A file that cannot be loaded (missing, empty, truncated, random bytes, another kind of file, or a
 pickle holding objects other than tensors and plain data) raises

@@ -17,6 +17,7 @@ from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, read_yaml, validation_messages
 from dnr_sweep.config.load import LEFT_OUT_WHEN_DEFAULT
 from dnr_sweep.data.loaders import DataSplits, build_datasets
+from dnr_sweep.foundation import files
 from dnr_sweep.foundation.errors import ConfigError, InputFileError, PathError
 from dnr_sweep.foundation.run_contract import CONFIG_FILE, MODEL_FILE
 from dnr_sweep.models.architectures import get_model
@@ -38,12 +39,13 @@ def trial_folders(run_dir: Path) -> list[Path]:
 
 
 def resolve_model_dir(path: str | Path, trial: str | None = None) -> Path:
-    """The folder holding model.pt: ``path`` itself, or the trial of run folder ``path`` named ``trial``."""
-    path = Path(path)
+    """The folder holding model.pt: ``path`` itself (resolved where the user named it: files are written
+    into it, never through a link below it), or the trial of run folder ``path`` named ``trial``."""
     if not str(path).strip():
         raise PathError(
             "MODEL '': an empty path; pass a `dnr-sweep train --out` folder, a trial folder or a run folder"
         )
+    path = files.named_folder(path)
     if path.is_file():
         raise PathError(f"{path}: a file, not a folder; pass the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
     if not path.is_dir():

@@ -98,11 +98,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dnr_sweep.artifacts.model_folder import resolve_model_dir
+    from dnr_sweep.foundation import files
     from dnr_sweep.foundation import locks as folder_lock
+    from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, EVALUATION_FILE
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
-    with folder_lock.hold(resolve_model_dir(args.model, args.trial), purpose="evaluate"):
+    folder = resolve_model_dir(args.model, args.trial)
+    with folder_lock.hold(folder, purpose="evaluate"):
+        for name in (EVALUATION_FILE, f"{EVALUATION_FILE}.unreadable", ATTACK_STRENGTH_FILE):
+            files.check_target(folder / name)  # a link where evaluate writes: refused before the work
         return _evaluate(args, specs, eps_override, curve_eps)
 
 

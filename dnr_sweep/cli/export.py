@@ -2,12 +2,16 @@
 
 Prints the JSON summary that :func:`dnr_sweep.export.export_model` also writes beside ``FILE`` (``FILE.json``).
 User errors (no model there, an unloadable model or config, a bad input size, an ``--out`` that is a
-folder or cannot be written) print one message and return exit code 2.
+folder or cannot be written) print one message and return exit code 2. An existing ``FILE`` or ``FILE.json``
+is kept unless ``--force``, which replaces only an earlier export: ``FILE.json`` must be the summary an
+export wrote for ``FILE`` (so ``--force`` never replaces a model, a config or a metrics file).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from dnr_sweep.foundation.errors import UserError
 
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE.pt2", help="where the exported program goes (JSON beside it)")
     p.add_argument("--trial", default=None, metavar="ID", help="trial id (or a unique part of it) inside a run folder")
     p.add_argument(
-        "--force", action="store_true", help="replace an existing FILE.pt2 (and its JSON) instead of refusing"
+        "--force", action="store_true", help="replace an earlier export at FILE.pt2 (and its JSON) instead of refusing"
     )
     p.add_argument("--no-shrink", action="store_true", help="export the masked full-size model, for comparison")
     p.add_argument(
@@ -65,15 +69,42 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads while timing (default torch's, usually the core count)")  # fmt: skip
 
 
+def _earlier_export(out: Path) -> bool:
+    """Whether ``out.json`` is the summary an export wrote for ``out`` (and ``out`` a file, if there)."""
+    try:
+        summary = json.loads(out.with_suffix(".json").read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return (isinstance(summary, dict) and isinstance(summary.get("file"), str) and Path(summary["file"]).name == out.name
+            and "params_before" in summary and (not out.exists() or out.is_file()))  # fmt: skip
+
+
+def check_outputs(out: Path, text: str, *, force: bool) -> None:
+    """``--out FILE`` and ``FILE.json``: new, or (``force``) an earlier export's; never through a link."""
+    from dnr_sweep.foundation import files
+
+    summary = out.with_suffix(".json")
+    if summary == out:
+        raise UserError(f"--out {text}: the summary is written to FILE.json beside FILE; name the program file, "
+                        "e.g. --out exports/model.pt2")  # fmt: skip
+    for path in (out, summary):
+        files.check_target(path)
+    existing = [path for path in (out, summary) if path.exists()]
+    if existing and not force:  # nothing written is lost: an earlier export is kept unless asked
+        raise UserError(f"--out {text}: {existing[0]} exists (an earlier export?); choose another file, or pass "
+                        "--force to replace it")  # fmt: skip
+    if existing and not _earlier_export(out):
+        raise UserError(f"--out {text}: {existing[0]} is not an earlier export ({summary.name} is no export summary "
+                        f"naming {out.name}); --force replaces only an earlier export. Move it away or choose "
+                        "another file")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     """Export ``args.model``; print the JSON summary. Returns 0 (user errors raise :class:`UserError`)."""
     from dnr_sweep.foundation.files import output_file
 
     out = output_file(args.out, "--out")  # before anything is loaded
-    existing = [path for path in (out, out.with_suffix(".json")) if path.exists()]
-    if existing and not args.force:  # nothing written is lost: an earlier export is kept unless asked
-        raise UserError(f"--out {args.out}: {existing[0]} exists (an earlier export?); choose another file, or pass "
-                        "--force to replace it")  # fmt: skip
+    check_outputs(out, args.out, force=args.force)
     from dnr_sweep.export import export_model, summary_text
 
     try:

@@ -2,7 +2,9 @@
 
 One run: its report (default ``RUN_DIR/report``). Several runs (``--labels a,b --out DIR``): one
 figure and table set comparing them (:mod:`reports.compare`), refused when their numbers are not
-comparable.
+comparable. A report folder is recognised by the manifest a report leaves (:mod:`reports.report_folder`):
+without ``--force`` a report is drawn again only over the same report (a run's own ``report/``, or the same
+runs compared); ``--force`` replaces an earlier report, and only the files its manifest lists.
 
 Recovers what it can (:mod:`reports.load`): tables missing or unreadable are rebuilt from the trials'
 ``result.json`` (an unreadable one is moved aside), a truncated ``result.json`` line is skipped; each
@@ -22,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="Parquet + figures + tables from run folders; several runs: a comparison")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default=None, metavar="DIR", help="default RUN_DIR/report; required to compare runs")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier report in --out (only the files its manifest lists); without it --out must "
+                        "be new, empty, or hold this same report")  # fmt: skip
     p.add_argument("--labels", default=None, help="comparing runs: one label per run, e.g. searched,defaults")
     p.add_argument(
         "--format", default=None, help="comma-separated: pdf,png,svg (default from the config, else pdf,png)"
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     with storage.staged(location) as folder:  # remote: the small files, copied here and back
         check_settings(folder, **flags)
         try:
-            written = build_report(folder, out_dir=out, **flags)
+            written = build_report(folder, out_dir=out, force=args.force, **flags)
         except ValueError as exc:  # the reports' own refusals (settings, an empty table)
             raise UserError(f"{args.run_dirs[0]}: {exc}") from None
     for path in written:
@@ -122,7 +127,7 @@ def _compare(args: argparse.Namespace, out: Path | None, flags: dict) -> int:
     try:
         labels = parse_labels(args.labels, len(paths))
         comparison = compare(paths, labels=labels, **flags)
-        written = write_comparison(comparison, out, formats=formats)
+        written = write_comparison(comparison, out, formats=formats, force=args.force)
     except (ValueError, FileNotFoundError) as exc:  # incomparable runs, bad settings, missing runs
         raise UserError(f"report: {exc}") from None
     for path in written:

@@ -11,8 +11,8 @@ import argparse
 import contextlib
 
 from dnr_sweep.cli._common import add_ray
+from dnr_sweep.foundation import files, storage
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation import storage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if args.address is not None:
         cluster.check_cluster_address(args.address)
     run_dir = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
+    link = files.find_link(run_dir.local) if run_dir.local is not None else None
+    if link is not None:  # Ray Tune writes into the folder without dnr-sweep's writer: no link may be there
+        raise files.link_refused(link)
     config = run_folder.load_run_dir_config(run_dir)
     restore.check_restorable(run_dir)  # local or remote: every pickle Tune would load passes the allowlist
     if args.address is None:
@@ -51,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
             prepare_nodes(config.data)
         print(f"resuming {run_dir}")
         if run_dir.local is not None:  # a new session of the driver: the last one's end no longer holds
-            (run_dir.local / rc.DRIVER_END_FILE).unlink(missing_ok=True)
+            files.remove(run_dir.local / rc.DRIVER_END_FILE)
         outcome = tuner.fit(config, run_dir, restore=True)
         return finish(outcome, config, report=not args.no_report)

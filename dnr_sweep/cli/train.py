@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
 from dnr_sweep.cli._common import add_set
-from dnr_sweep.foundation import os_errors
+from dnr_sweep.foundation import files, os_errors
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, PathError, StorageError
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, PathError, StorageError, UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_out_contents(out: Path, *, resume: bool) -> None:
-    """``--out`` must be new or empty (``--resume``: hold a checkpoint); never write over other files."""
+    """``--out`` must be new or empty (``--resume``: hold a checkpoint); never write over other files, and
+    never into a folder that holds a link (a run folder holds none: one there was put by someone else)."""
     present = sorted(p.name for p in out.iterdir() if p.name != rc.LOCK_FILE) if out.is_dir() else []
+    link = files.find_link(out)
+    if link is not None:
+        raise files.link_refused(link)
     if resume:
         if rc.CHECKPOINT_FILE not in present:
             raise PathError(f"{out}: no {rc.CHECKPOINT_FILE} to resume from; run without --resume to start")
@@ -57,14 +60,13 @@ def discard_unstarted(out: Path) -> None:
         if entry.name == rc.LOCK_FILE:
             continue
         try:
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        except OSError:
+            files.remove(entry)  # a folder with what is in it, never through a link
+        except (OSError, UserError):
             pass
 
 
 def run(args: argparse.Namespace) -> int:
     from dnr_sweep.config import load_run_config
-    from dnr_sweep.foundation import files
     from dnr_sweep.training.dry_run import check_run
 
     out = files.output_folder(args.out, "--out")

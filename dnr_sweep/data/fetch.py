@@ -28,7 +28,9 @@ Tiny-ImageNet is read in its official layout (``val/images`` + ``val/val_annotat
 Corrupt or partial data is named with the file and the fix and never deleted. A fetch downloads and unpacks
 in one folder of its own (``.FOLDER.XXXX.dnr-sweep-fetch``, made exclusively, written down in a journal
 beside the lock) and removes exactly that folder at the end; a fetch after a crash removes exactly what the
-journal names, never files by pattern. Standard library plus ``filelock`` and ``tqdm``; no torch, so
+journal names, never files by pattern. Every file and folder goes through the one writer
+(:mod:`dnr_sweep.foundation.files`), so a link planted in a shared ``data.root`` is never written through,
+and the lock is :func:`dnr_sweep.foundation.locks.hold_file`. Standard library plus ``tqdm``; no torch, so
 ``dnr-sweep data`` answers at once.
 """
 
@@ -38,10 +40,8 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterator
@@ -49,7 +49,7 @@ from pathlib import Path
 
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.specs import Archive, DatasetSpec
-from dnr_sweep.foundation import http
+from dnr_sweep.foundation import files, http
 from dnr_sweep.foundation.errors import DatasetNotFoundError, InputFileError, PathError, UserError
 
 __all__ = [
@@ -234,8 +234,8 @@ def _write_record(spec: DatasetSpec, folder: Path) -> None:
         "files": _stamp(folder, _checked_paths(spec, folder)),
     }
     try:
-        (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    except OSError:  # a read-only copy (shared storage): it is verified again next time, that is all
+        files.write_text(folder / RECORD_FILE, json.dumps(record, indent=1) + "\n")
+    except (OSError, PathError):  # a read-only copy (shared storage), a linked folder: verified again next time
         pass
 
 
@@ -359,24 +359,21 @@ def ensure(
     """
     if spec.archive is None:
         return "bundled"
-    archive, root = spec.archive, Path(root).expanduser()
+    archive, root = spec.archive, files.named_folder(root)
     if (root / archive.folder).exists():
         verify(spec, root, full=False)
         return "present"
     if not download and not (root / archive.filename).is_file():
         raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
-    from dnr_sweep.foundation.files import make_folder, output_folder
+    files.make_folder(files.output_folder(root, "data.root"), "data.root")  # one this process can write into
+    from dnr_sweep.foundation import locks
 
-    make_folder(output_folder(root, "data.root"), "data.root")  # a folder this process can write into (or a PathError)
-    from filelock import FileLock, Timeout
+    lock = root / f".{archive.folder}.lock"
 
-    lock = FileLock(str(root / f".{archive.folder}.lock"))
-    try:
-        lock.acquire(timeout=0.2)
-    except Timeout:
-        log(f"{spec.name}: another process is fetching it into {root} (lock {lock.lock_file}); waiting for it")
-        lock.acquire()
-    try:
+    def waiting(holder: str) -> None:
+        log(f"{spec.name}: another process ({holder}) is fetching it into {root} (lock {lock}); waiting for it")
+
+    with locks.hold_file(lock, waiting=waiting):
         if (root / archive.folder).exists():  # the other process made it
             verify(spec, root, full=False)
             return "present"
@@ -384,6 +381,8 @@ def ensure(
         path, how = root / archive.filename, "unpacked"
         if not path.is_file() and not download:
             raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
+        for target in (root / archive.folder,) if path.is_file() else (path, root / archive.folder):
+            files.check_target(target)  # where the archive is downloaded to and the folder unpacked: no link
         with _work_folder(root, archive) as work:
             if path.is_file():
                 _check_archive(spec, root, path)
@@ -392,8 +391,6 @@ def ensure(
                 how = "downloaded"
             _unpack(spec, root, path, work, log=log)
         return how
-    finally:
-        lock.release()
 
 
 def _journal(root: Path, archive: Archive) -> Path:
@@ -405,20 +402,23 @@ def _journal(root: Path, archive: Archive) -> Path:
 def _work_folder(root: Path, archive: Archive) -> Iterator[Path]:
     """A folder of this fetch's own under ``root`` (the download and the unpack; renames out of it stay on
     one filesystem), made exclusively, written down in the journal, and removed, exactly it, at the end."""
-    work = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.", suffix=_WORK_SUFFIX, dir=root))
+    work = files.make_unique_folder(root, f".{archive.folder}.", _WORK_SUFFIX)
     journal = _journal(root, archive)
     try:
-        journal.write_text(json.dumps({"made": [work.name], "pid": os.getpid()}) + "\n")
+        files.write_text(journal, json.dumps({"made": [work.name], "pid": os.getpid()}) + "\n")
         yield work
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        journal.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, PathError):
+            files.remove(work)
+        files.remove(journal)
 
 
 def _remove_crashed(root: Path, archive: Archive) -> None:
     """The folder a fetch that died (killed, a power cut) made, as its journal names it: that folder only,
     and only a name of the form this module makes, so an edited journal cannot point at the user's files."""
     journal = _journal(root, archive)
+    if journal.is_symlink():  # never a fetch's own: its journal is written by the writer, which makes no links
+        raise files.link_refused(journal)
     try:
         made = json.loads(journal.read_text()).get("made", [])
     except (OSError, ValueError, AttributeError):
@@ -428,8 +428,9 @@ def _remove_crashed(root: Path, archive: Archive) -> None:
                 and name.endswith(_WORK_SUFFIX)):  # fmt: skip
             folder = root / name
             if folder.is_dir() and not folder.is_symlink():
-                shutil.rmtree(folder, ignore_errors=True)
-    journal.unlink(missing_ok=True)
+                with contextlib.suppress(OSError, PathError):
+                    files.remove(folder)
+    files.remove(journal)
 
 
 def _check_archive(spec: DatasetSpec, root: Path, path: Path) -> None:
@@ -457,7 +458,7 @@ def _download(spec: DatasetSpec, root: Path, url: str, dest: Path, work: Path, *
     try:
         with _source(spec, root, url) as (length, chunks):
             log(f"{spec.name}: downloading {shown} -> {dest}")
-            with part.open("wb") as out, tqdm(
+            with files.open_new(part) as out, tqdm(
                 total=length or archive.size, unit="B", unit_scale=True, unit_divisor=1024, desc=archive.filename,
                 file=sys.stderr, disable=not progress, leave=False,
             ) as bar:  # fmt: skip
@@ -474,7 +475,7 @@ def _download(spec: DatasetSpec, root: Path, url: str, dest: Path, work: Path, *
                              expected=f"{archive.filename}: {archive.size:,} bytes with MD5 {archive.md5}",
                              fix="Nothing was kept. Fix: give a mirror whose copy is the official file (compare its "
                                  f"md5sum), or put the official archive at {dest}")  # fmt: skip
-    os.replace(part, dest)
+    files.move(part, dest)
 
 
 @contextlib.contextmanager
@@ -533,8 +534,7 @@ def _unpack(spec: DatasetSpec, root: Path, path: Path, work: Path, *, log: Log) 
     into place."""
     archive = _archive(spec)
     log(f"{spec.name}: unpacking {path.name} into {root / archive.folder}")
-    tmp = work / "unpacked"
-    tmp.mkdir()
+    tmp = files.make_folder(work / "unpacked")
     try:
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as z:  # zipfile drops '..' and absolute parts of member names
@@ -550,7 +550,7 @@ def _unpack(spec: DatasetSpec, root: Path, path: Path, work: Path, *, log: Log) 
         raise InputFileError(path, f"holds no {archive.folder}/ folder", expected=f"the archive {archive.url} serves",
                              fix=f"Fix: delete it and run `dnr-sweep data fetch {spec.name} --root {root}`")  # fmt: skip
     _verify_folder(spec, unpacked, root)
-    os.rename(unpacked, root / archive.folder)
+    files.move(unpacked, root / archive.folder)
 
 
 def ensure_named(dataset: str, root: str | Path, **kwargs) -> str:

@@ -27,6 +27,7 @@ from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.attacks import registry as attack_registry
 from dnr_sweep.attacks.gradient import accuracy, attack_mode
 from dnr_sweep.attacks.registry import AttackSettings
+from dnr_sweep.foundation import files
 from dnr_sweep.foundation.attack_names import AttackSpec, parse_attack, parse_attacks
 from dnr_sweep.foundation.run_contract import EVALUATION_FILE
 
@@ -353,7 +354,7 @@ def _read_earlier(path: Path) -> dict | None:
         earlier = None
     if not isinstance(earlier, dict):
         aside = path.with_name(path.name + ".unreadable")
-        path.replace(aside)
+        files.move(path, aside, replace=True)
         warnings.warn(f"{path}: not readable JSON; moved aside to {aside.name}", DataRecoveryWarning, stacklevel=3)
         return None
     return earlier

@@ -19,6 +19,7 @@ from torch import nn
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.export.cost import measure_latency
 from dnr_sweep.export.shrinking import shrink as _shrink_fn  # export_model's `shrink` flag shadows the name
+from dnr_sweep.foundation import files
 from dnr_sweep.sparsity.channel_spaces import ExportError
 
 __all__ = [
@@ -112,13 +113,12 @@ def export_model(path: str | Path, out_file: str | Path, *, trial: str | None = 
     if not diff <= TOLERANCE:
         raise RuntimeError(f"shrunk model differs from the masked one by {diff:.3g} > {TOLERANCE}")
 
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file = files.make_folder(Path(out_file).parent) / Path(out_file).name
     try:
         program = export_program(final, size)
     except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds
         raise ExportError(f"torch.export failed for {trained.config.model.arch}: {exc}") from exc
-    torch.export.save(program, out_file)
+    files.write_file(out_file, lambda handle: torch.export.save(program, handle))
     loaded = torch.export.load(out_file).module()
     diff_exported = _max_diff(loaded, masked, probe)
 

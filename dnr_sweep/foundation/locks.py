@@ -6,7 +6,10 @@ holds it. A ``flock`` belongs to the open file: the kernel releases it when the 
 by ``SIGKILL``, so a dead holder's lock never blocks (its stale record is simply overwritten). The
 file is never deleted (deleting a lock file others may have open would let two holders in); on
 release it is emptied. On NFS, Linux maps ``flock`` to NFS byte-range locks, so the lock also holds
-between machines sharing the storage.
+between machines sharing the storage. The lock file is opened by the writer
+(:func:`dnr_sweep.foundation.files.open_lock`): never through a link, and only a plain file of its own,
+since the record is written into it. :func:`hold_file` is the same lock on a named file, waiting for
+the holder (a data set being fetched).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from dnr_sweep.foundation import files, os_errors
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import FolderBusyError, PathError
 
@@ -51,27 +55,17 @@ def hold(folder: str | os.PathLike[str], *, purpose: str) -> Iterator[Path]:
         PathError: the folder cannot be created or its lock file cannot be opened.
     """
     folder = Path(folder)
-    path = folder / rc.LOCK_FILE
     created = not folder.exists()
-    lock_created = created or not path.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as exc:
-        raise PathError(f"{folder}: cannot create the folder or its lock file {rc.LOCK_FILE} ({exc.strerror}); "
-                        "choose a folder you can write to") from None  # fmt: skip
+    fd, lock_created = _open(folder / rc.LOCK_FILE, folder)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _describe(os.pread(fd, 4096, 0))
             raise FolderBusyError(
-                f"{folder} is in use: {holder} is writing into it. Wait for it to finish (or stop it), "
-                f"or {purpose} into another folder; the lock frees itself when that process exits"
+                f"{folder} is in use: {_describe(os.pread(fd, 4096, 0))} is writing into it. Wait for it to finish "
+                f"(or stop it), or {purpose} into another folder; the lock frees itself when that process exits"
             ) from None
-        record = json.dumps(_holder()).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
+        _record(fd)
         try:
             yield folder
         except BaseException:
@@ -84,13 +78,52 @@ def hold(folder: str | os.PathLike[str], *, purpose: str) -> Iterator[Path]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def hold_file(path: str | os.PathLike[str], *, waiting: Callable[[str], None]) -> Iterator[Path]:
+    """Hold the lock file ``path`` for the ``with`` block; when another process holds it, call
+    ``waiting(holder)`` once and wait for it (the lock file stays, emptied, after the block)."""
+    path = Path(path)
+    fd, _ = _open(path, path.parent)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting(_describe(os.pread(fd, 4096, 0)))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _record(fd)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _open(path: Path, folder: Path) -> tuple[int, bool]:
+    """The lock file's descriptor (the folder made if missing) and whether it was created now."""
+    try:
+        files.make_folder(folder)
+        return files.open_lock(path)
+    except OSError as exc:  # a link or a foreign lock file is a PathError from the writer already
+        if os_errors.is_outside_world(exc):
+            raise os_errors.storage_error(exc, path, doing="create") from None
+        raise PathError(f"{folder}: cannot create the folder or its lock file {path.name} ({exc.strerror}); "
+                        "choose a folder you can write to") from None  # fmt: skip
+
+
+def _record(fd: int) -> None:
+    """Who holds the lock, written into the lock file."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+
+
 def _remove_own_traces(folder: Path, *, created: bool, lock_created: bool) -> None:
     """After a failure: a folder this lock created and nothing else wrote into is removed, and a lock
     file it added to someone's folder goes again (both while still locked), so a command refused
     after taking the lock leaves nothing behind."""
-    with contextlib.suppress(OSError):  # best effort: the failure being raised matters more
+    with contextlib.suppress(OSError, PathError):  # best effort: the failure being raised matters more
         if created and [p.name for p in folder.iterdir()] == [rc.LOCK_FILE]:
-            (folder / rc.LOCK_FILE).unlink()
-            folder.rmdir()
+            files.remove(folder)
         elif lock_created:
-            (folder / rc.LOCK_FILE).unlink()
+            files.remove(folder / rc.LOCK_FILE)

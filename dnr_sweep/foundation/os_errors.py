@@ -4,7 +4,7 @@ A full disk, an exhausted quota, a read-only mount, an I/O error or a symbolic-l
 dnr-sweep and no bad input either, but the user can fix it; so it gets the user-error path
 (:class:`~dnr_sweep.foundation.errors.StorageError`: one message, exit code 2). Three places use this module:
 
-- :func:`dnr_sweep.foundation.files.atomic_write` (every result file is written through it) turns such an
+- :mod:`dnr_sweep.foundation.files` (every file and folder is written through it) turns such an
   ``OSError`` into a :class:`StorageError` naming the file it was writing;
 - :func:`dnr_sweep.cli.main` does the same for one raised anywhere else (a library's own write, a read);
 - :func:`refuse_symlink_loops` checks every path argument of a command before it runs (``pathlib``'s

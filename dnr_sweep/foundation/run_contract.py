@@ -70,6 +70,8 @@ SWEEP_FILE: Final = "sweep.json"  # the --set overrides and the config's source 
 RESULTS_FILE: Final = "results.parquet"  # one row per trial at its selected epoch
 EPOCHS_FILE: Final = "epochs.parquet"  # one row per trial-epoch
 REPORT_DIR: Final = "report"  # figures, tables, index.html
+#: in a report folder: what the report is (of which runs) and the files it wrote, the only ones it may write over
+REPORT_MANIFEST_FILE: Final = ".dnr-sweep-report.json"
 #: the driver's last word, written once ``Tuner.fit`` returned and the tables are written ({"ended", "interrupted"}):
 #: ``results.parquet`` alone cannot say so, the live report rewrites it while the sweep trains
 DRIVER_END_FILE: Final = "driver_end.json"

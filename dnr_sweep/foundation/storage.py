@@ -4,10 +4,11 @@ Tune's ``storage_path``) understands: ``file:///shared/runs``, ``s3://bucket/run
 ``s3://bucket/runs?endpoint_override=10.0.0.5:9000&scheme=http`` for an S3-compatible server.
 
 A :class:`Location` is a filesystem and a path on it. On a local filesystem (a plain path or a
-``file://`` URI) every writer keeps working on the folder itself (:attr:`Location.local`), with
-atomic writes (temporary file + rename); elsewhere files are written as whole objects (an S3 PUT is
-atomic) and readers that need a folder use :func:`staged`, which copies the small files down,
-lets the caller work locally and copies what it wrote back.
+``file://`` URI) every write goes through the one writer (:mod:`dnr_sweep.foundation.files`: atomic,
+never through a link) on the folder itself (:attr:`Location.local`); elsewhere files are written as
+whole objects through ``pyarrow.fs`` (an S3 PUT is atomic; an object store has no links) and readers
+that need a folder use :func:`staged`, which copies the small files into a private temporary folder,
+lets the caller work there and copies what it wrote back.
 
 Standard library and pyarrow only: the report layer (which never imports torch) uses it too.
 """
@@ -18,13 +19,13 @@ import contextlib
 import os
 import posixpath
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from dnr_sweep.foundation import files
 from dnr_sweep.foundation.errors import UserError
 
 
@@ -107,8 +108,14 @@ Where = Location | str | os.PathLike[str]
 
 
 def as_location(where: Where) -> Location:
-    """``where`` itself when it is a :class:`Location`; a local path or URI located otherwise."""
-    return where if isinstance(where, Location) else locate(where, what="path")
+    """``where`` itself when it is a :class:`Location`; a URI located, a local path made absolute (not resolved:
+    the links below a folder a user named are never followed, :mod:`dnr_sweep.foundation.files`)."""
+    if isinstance(where, Location):
+        return where
+    if is_uri(str(where)):
+        return locate(where, what="path")
+    path = os.path.abspath(os.path.expanduser(os.fspath(where)))
+    return Location(pafs.LocalFileSystem(), path, path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -152,21 +159,11 @@ def read_text(loc: Where) -> str:
 
 
 def write_bytes(loc: Where, data: bytes) -> Location:
-    """Write ``data`` to ``loc`` whole: locally via a temporary file and a rename, elsewhere as one object."""
+    """Write ``data`` to ``loc`` whole: locally through the writer (atomic, no link followed), elsewhere as one
+    object."""
     loc = as_location(loc)
-    local = loc.local
-    if local is not None:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".tmp", dir=local.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, local)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    if loc.local is not None:
+        files.write_bytes(loc.local, data)
         return loc
     loc.fs.create_dir(loc.parent.path, recursive=True)
     with loc.fs.open_output_stream(loc.path) as stream:
@@ -182,6 +179,9 @@ def write_text(loc: Where, text: str) -> Location:
 def delete(loc: Where) -> None:
     """Remove a file or a folder (with its contents); nothing when it does not exist."""
     loc = as_location(loc)
+    if loc.local is not None:
+        files.remove(loc.local)
+        return
     info = _info(loc)
     if info.type == pafs.FileType.Directory:
         loc.fs.delete_dir(loc.path)
@@ -198,8 +198,8 @@ def upload(local_dir: Path, loc: Where, names: list[str] | None = None) -> list[
     for name in names:
         target = loc / name
         if target.local is not None:
-            target.local.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(local_dir / name, target.local)
+            with open(local_dir / name, "rb") as source:
+                files.write_file(target.local, lambda handle, source=source: shutil.copyfileobj(source, handle))
         else:
             loc.fs.create_dir(target.parent.path, recursive=True)
             pafs.copy_files(str(local_dir / name), target.path, source_filesystem=pafs.LocalFileSystem(),
@@ -218,26 +218,26 @@ def run_folder_files(relative: str) -> bool:
 def staged(loc: Where, include: Callable[[str], bool] = run_folder_files) -> Iterator[Path]:
     """A local folder with ``loc``'s contents for code that works on folders.
 
-    Local: the folder itself. Elsewhere: a temporary copy of the files ``include`` accepts
-    (relative POSIX paths); on a normal exit the files the caller added or changed are copied back.
+    Local: the folder itself. Elsewhere: a copy of the files ``include`` accepts (relative POSIX paths)
+    in a private temporary folder; on a normal exit the files the caller added or changed are copied back.
     """
     loc = as_location(loc)
     if loc.local is not None:
         yield loc.local
         return
-    with tempfile.TemporaryDirectory(prefix="dnr-sweep-stage-") as tmp:
-        root = Path(tmp)
+    with files.private_folder("dnr-sweep-stage-") as root:
         before: dict[str, tuple[int, int]] = {}
         infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True, recursive=True))
         prefix = loc.path.rstrip("/") + "/"
         for info in infos:
             relative = info.path[len(prefix) :] if info.path.startswith(prefix) else None
-            if info.type != pafs.FileType.File or relative is None or not include(relative):
+            if info.type != pafs.FileType.File or relative is None or ".." in relative.split("/"):
+                continue  # a key that would climb out of the private folder is no run folder's file
+            if not include(relative):
                 continue
             target = root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pafs.copy_files(info.path, str(target), source_filesystem=loc.fs,
-                            destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+            with loc.fs.open_input_stream(info.path) as source:
+                files.write_file(target, lambda handle, source=source: shutil.copyfileobj(source, handle))
             stat = target.stat()
             before[relative] = (stat.st_size, stat.st_mtime_ns)
         yield root

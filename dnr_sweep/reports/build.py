@@ -20,8 +20,8 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dnr_sweep.foundation.files import atomic_write_handle, make_folder
-from dnr_sweep.foundation.run_contract import TEST_SELECTION_METRICS, VAL_METRICS, selection_metrics
+from dnr_sweep.foundation.files import atomic_write_handle
+from dnr_sweep.foundation.run_contract import REPORT_DIR, TEST_SELECTION_METRICS, VAL_METRICS, selection_metrics
 
 from . import figure_data as data
 from . import figures as figs
@@ -30,6 +30,7 @@ from .chooser import MethodChoice, RunChoice, Selection, choose_run
 from .html import FINAL, FigureEntry, PageStatus, TableEntry, write_index
 from .labels import GROUP
 from .load import EPOCHS_FILE, RESULTS_FILE, Run, layer_columns, load_attack_strength, load_run, write_parquet_atomic
+from .report_folder import claim, is_own_report_folder, table_files
 from .seeds import N_SEEDS
 from .settings import DEFAULT_FORMATS, FORMATS
 from .style import DENSE, RC
@@ -74,6 +75,7 @@ def build_report(
     group_by: str | None = None,
     table2_compression: float | None = None,
     status: PageStatus = FINAL,
+    force: bool = False,
 ) -> list[Path]:
     """Load ``run_dir``, (re)write its Parquet tables when rebuilt, draw every figure that has data,
     write the Pareto table (CSV, LaTeX), Table 2 when methods other than DNR ran, and ``index.html``
@@ -81,12 +83,14 @@ def build_report(
 
     ``formats`` defaults to ``("pdf", "png")`` (or ``report.formats``); PNG is always written too,
     because ``index.html`` shows it. ``status`` marks a live page (the sweep still runs; the page
-    reloads itself) or the final one. Every file is replaced atomically.
+    reloads itself) or the final one. Every file is replaced atomically. What the report may write over
+    in ``out_dir`` (``force``: any earlier report there) is :func:`reports.report_folder.claim`'s to say.
 
     Raises:
         FileNotFoundError: ``run_dir`` does not exist or holds neither Parquet tables nor result.json.
         ValueError: the results table is empty, a setting is invalid, or ``x``/``y`` name a column no
-            trial reports (raised before anything is drawn or written).
+            trial reports; :class:`~reports.report_folder.ReportFolderError` (also a ValueError): the
+            folder holds something the report may not write over (all raised before anything is written).
     """
     run: Run = load_run(run_dir)
     if run.results.empty:
@@ -95,14 +99,16 @@ def build_report(
                         group_by=group_by, table2_compression=table2_compression)  # fmt: skip
     selection = choice.selection
     plans = _figure_plans(choice, run.path)  # every figure's data, computed first
+    out = Path(out_dir) if out_dir is not None else run.path / REPORT_DIR
+    formats_out = tuple(dict.fromkeys([*choice.settings.formats, "png"]))
+    names = [f"{plan.stem}.{fmt}" for plan in plans for fmt in formats_out] + [*table_files("pareto"), "index.html"]
+    names += list(table_files("table2")) if choice.methods is not None else []
+    claim(out, kind="report", runs=[run.path], names=names, force=force, own=is_own_report_folder(out, run.path))
 
     written: list[Path] = []
     if run.rebuilt:
         written.append(write_parquet_atomic(run.results, run.path / RESULTS_FILE))
         written.append(write_parquet_atomic(run.epochs, run.path / EPOCHS_FILE))
-    out = Path(out_dir) if out_dir is not None else run.path / "report"
-    make_folder(out, "--out")
-    formats_out = tuple(dict.fromkeys([*choice.settings.formats, "png"]))
     entries: list[FigureEntry] = []
     for plan in plans:
         written.extend(_save(plan.draw(), out, plan.stem, formats_out))

@@ -222,15 +222,16 @@ def compare(run_dirs: Sequence[str | os.PathLike[str]], *, labels: Sequence[str]
 
 
 def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
-                     formats: Sequence[str] | None = None) -> list[Path]:  # fmt: skip
+                     formats: Sequence[str] | None = None, force: bool = False) -> list[Path]:  # fmt: skip
     """Figures (Fig. 3 panels with every run's fronts, Fig. 3(c), hypervolume vs compute), the
-    Pareto table, the hypervolume table and ``index.html`` into ``out_dir``; every file written."""
-    from dnr_sweep.foundation.files import atomic_write_handle, make_folder
+    Pareto table, the hypervolume table and ``index.html`` into ``out_dir``; every file written.
+    What it may write over there (``force``: any earlier report) is :func:`reports.report_folder.claim`'s
+    to say, before anything is drawn."""
+    from dnr_sweep.foundation.files import atomic_write_handle
 
-    from . import figure_data as data
-    from . import figures as figs
-    from .build import DEFAULT_FORMATS, FORMATS, _save, methods_plan, write_table2
+    from .build import DEFAULT_FORMATS, FORMATS, _save, write_table2
     from .html import FigureEntry, TableEntry, write_index
+    from .report_folder import claim, table_files
     from .tables import display_table, pareto_table, write_tables
 
     formats = tuple(formats or DEFAULT_FORMATS)
@@ -238,52 +239,71 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     if bad:
         raise ValueError(f"unknown figure format(s) {bad}; valid formats: {', '.join(FORMATS)}")
     out = Path(out_dir)
-    make_folder(out, "--out")
     formats_out = tuple(dict.fromkeys([*formats, "png"]))
     selection = comparison.selection
     protocol = selection.protocol
+    plans = _comparison_plans(comparison)  # every figure's data, computed first
+    hv = comparison.hypervolume
+    hv_table = hypervolume_table(hv) if hv is not None and hv.curves else None
+    names = [f"{plan.stem}.{fmt}" for plan in plans for fmt in formats_out] + [*table_files("pareto"), "index.html"]
+    names += list(table_files("table2")) if comparison.methods is not None else []
+    names += ["hypervolume.csv"] if hv_table is not None else []
+    claim(out, kind="comparison", runs=[run.path for run in comparison.runs.values()], names=names, force=force,
+          own=False)  # fmt: skip
+
     written: list[Path] = []
     entries: list[FigureEntry] = []
-    chosen = (f"{protocol.chosen('Pareto set per run and pruning type')} (joint objectives: "
-              f"{selection.chosen_on_text}); the same configurations in every panel.")  # fmt: skip
-    if len(selection.configurations):
-        fig = figs.compression_accuracy(data.compression_accuracy_data(selection))
-        written += _save(fig, out, "compression_accuracy", formats_out)
-        entries.append(FigureEntry("Compression vs accuracy (Fig. 3a/b), by run", chosen, "compression_accuracy.png"))
-        if {"compression", "channels_present"} <= set(selection.trials.columns):
-            fig = figs.channels_present(data.channels_present_data(selection))
-            written += _save(fig, out, "channels_present", formats_out)
-            entries.append(FigureEntry("Channels present (Fig. 3c), by run",
-                                       "% of input channels present for the configurations of the Pareto sets.",
-                                       "channels_present.png"))  # fmt: skip
+    for plan in plans:
+        written += _save(plan.draw(), out, plan.stem, formats_out)
+        entries.append(FigureEntry(plan.title, plan.caption, f"{plan.stem}.png"))
     tables = [TableEntry("Pareto-optimal models, by run", display_table(pareto_table(selection)),
                          f"{protocol.chosen()} (objectives: {selection.chosen_on_text}).")]  # fmt: skip
     written += write_tables(pareto_table(selection), out)
     if comparison.methods is not None:  # Table 2 over every run's trials, one colour per method
-        plan = methods_plan(comparison.methods, selection)
-        written += _save(plan.draw(), out, plan.stem, formats_out)
-        entries.append(FigureEntry(plan.title, plan.caption, f"{plan.stem}.png"))
         paths, entry = write_table2(comparison.methods, combined_epochs(comparison.runs), out)
         written += paths
         tables.append(entry)
-    hv = comparison.hypervolume
-    if hv is not None and hv.curves:
-        fig = figs.hypervolume_curves(hv)
-        written += _save(fig, out, "hypervolume", formats_out)
-        entries.append(FigureEntry("Front found per compute", "Hypervolume of each run's front on the "
-                                   f"{protocol.split_name} objectives after each trial, against the trial-epochs "
-                                   "consumed (a trial stopped early costs its epochs and adds no point).",
-                                   "hypervolume.png"))  # fmt: skip
-        summary = hypervolume_table(hv)
-        text = summary.to_csv(index=False, float_format="%.6g").encode()
+    if hv is not None and hv_table is not None:
+        text = hv_table.to_csv(index=False, float_format="%.6g").encode()
         written.append(atomic_write_handle(out / "hypervolume.csv", lambda handle: handle.write(text)))
-        tables.append(TableEntry("Hypervolume", summary, "Reference point: " + ", ".join(
+        tables.append(TableEntry("Hypervolume", hv_table, "Reference point: " + ", ".join(
             f"{k} {v:g}" for k, v in hv.reference.items()) + "."))  # fmt: skip
     links = [(p.name, p.name) for p in written if p.suffix != ".png"]
-    names = ", ".join(f"{label} ({run.path.name})" for label, run in comparison.runs.items())
+    names_shown = ", ".join(f"{label} ({run.path.name})" for label, run in comparison.runs.items())
     written.append(write_index(out, f"DNR sweep comparison: {', '.join(comparison.runs)}", entries, tables,
-                               meta=f"Runs: {names}. {protocol.chosen()}.", links=links))  # fmt: skip
+                               meta=f"Runs: {names_shown}. {protocol.chosen()}.", links=links))  # fmt: skip
     return written
+
+
+def _comparison_plans(comparison: Comparison) -> list[Any]:
+    """The comparison's figures (:class:`reports.build.FigurePlan`), their data computed, none drawn."""
+    from . import figure_data as data
+    from . import figures as figs
+    from .build import FigurePlan, methods_plan
+
+    selection = comparison.selection
+    protocol = selection.protocol
+    chosen = (f"{protocol.chosen('Pareto set per run and pruning type')} (joint objectives: "
+              f"{selection.chosen_on_text}); the same configurations in every panel.")  # fmt: skip
+    plans = []
+    if len(selection.configurations):
+        accuracy = data.compression_accuracy_data(selection)
+        plans.append(FigurePlan("compression_accuracy", "Compression vs accuracy (Fig. 3a/b), by run", chosen,
+                                lambda: figs.compression_accuracy(accuracy)))  # fmt: skip
+        if {"compression", "channels_present"} <= set(selection.trials.columns):
+            channels = data.channels_present_data(selection)
+            plans.append(FigurePlan("channels_present", "Channels present (Fig. 3c), by run",
+                                    "% of input channels present for the configurations of the Pareto sets.",
+                                    lambda: figs.channels_present(channels)))  # fmt: skip
+    if comparison.methods is not None:
+        plans.append(methods_plan(comparison.methods, selection))
+    hv = comparison.hypervolume
+    if hv is not None and hv.curves:
+        plans.append(FigurePlan("hypervolume", "Front found per compute", "Hypervolume of each run's front on the "
+                                f"{protocol.split_name} objectives after each trial, against the trial-epochs "
+                                "consumed (a trial stopped early costs its epochs and adds no point).",
+                                lambda: figs.hypervolume_curves(hv)))  # fmt: skip
+    return plans
 
 
 def combined_epochs(runs: Mapping[str, Run]) -> pd.DataFrame:

@@ -61,7 +61,7 @@ import yaml
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import yaml_safe
 from dnr_sweep.foundation.errors import DataRecoveryWarning, InputFileError, PathError
-from dnr_sweep.foundation.files import atomic_write
+from dnr_sweep.foundation.files import atomic_write_handle, move
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, CONFIG_FILE, EPOCHS_FILE, LAYER_PREFIX, RESULTS_FILE
 from dnr_sweep.foundation.run_contract import TUNE_RESULT_FILE as TRIAL_RESULT_FILE
 from dnr_sweep.reports import trial_files
@@ -345,7 +345,7 @@ def _set_aside(path: Path) -> None:
     deleted: it may be readable by another version)."""
     target = path.with_name(path.name + ".unreadable")
     try:
-        os.replace(path, target)
+        move(path, target, replace=True)
     except OSError as exc:
         _warn(f"{path}: could not be moved aside ({exc.strerror}); it stays, the report uses the rebuilt table")
     else:
@@ -412,7 +412,7 @@ def load_epochs(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``df`` to ``path`` via a temporary file in the same folder and ``os.replace``, with the
     mode the umask gives (:func:`dnr_sweep.foundation.files.atomic_write`)."""
-    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+    return atomic_write_handle(path, lambda handle: df.to_parquet(handle, index=False))
 
 
 def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, dict[float, float]]]:

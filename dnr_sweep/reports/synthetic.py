@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dnr_sweep.foundation import files
 from dnr_sweep.foundation.run_contract import (
     CONFIG_FILE,
     EPOCHS_FILE,
@@ -218,10 +219,9 @@ def write_synthetic_run(
     run_dir: str | os.PathLike[str], *, parquet: bool = True, seed: int = 0, select_on: str = "val"
 ) -> Path:
     """Write a synthetic run directory (see the module docstring); return its path."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = files.make_folder(run_dir)
     config = {**CONFIG, "train": {**CONFIG["train"], "select_on": select_on}}
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    files.write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     results, epochs = synthetic_tables(seed, select_on=select_on)
     for i, result in results.iterrows():
         trial_id = result["trial_id"]
@@ -234,10 +234,10 @@ def write_synthetic_run(
             f"DNRTrainable_{trial_id}_{i}_density={result['dnr.density']},pruning={result['dnr.pruning']},"
             f"seed={result['train.seed']}"
         )
-        folder.mkdir(exist_ok=True)
+        files.make_folder(folder)
         rows = epochs[epochs["trial_id"] == trial_id]
         lines = _result_lines(result, rows, trial_config, select_on)
-        (folder / TUNE_RESULT_FILE).write_text("\n".join(json.dumps(_plain(line)) for line in lines) + "\n")
+        files.write_text(folder / TUNE_RESULT_FILE, "\n".join(json.dumps(_plain(line)) for line in lines) + "\n")
         if result["status"] == FINISHED and result["dnr.density"] in (0.05, 0.5) and result["train.seed"] == 0:
             acc = float(result["pgd_acc"])  # PGD-7 at eps 8/255; curves pass through it
             scale = -8 / np.log(acc / float(result["clean_acc"]))
@@ -251,11 +251,15 @@ def write_synthetic_run(
                     for e in (0, 1, 2, 4, 6, 8, 10, 12, 16)
                 },
             }
-            (folder / "attack_strength.json").write_text(json.dumps(curves))
+            files.write_text(folder / "attack_strength.json", json.dumps(curves))
     if parquet:
-        results.to_parquet(run_dir / RESULTS_FILE, index=False)
-        epochs.to_parquet(run_dir / EPOCHS_FILE, index=False)
+        _write_tables(run_dir, results, epochs)
     return run_dir
+
+
+def _write_tables(run_dir: Path, results: pd.DataFrame, epochs: pd.DataFrame) -> None:
+    for name, table in ((RESULTS_FILE, results), (EPOCHS_FILE, epochs)):
+        files.write_file(run_dir / name, lambda handle, table=table: table.to_parquet(handle, index=False))
 
 
 #: ``method -> (its density parameter, densities, phases (name, epochs, adversarial))``; Lasso's density is
@@ -327,12 +331,9 @@ def synthetic_method_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def write_synthetic_method_run(run_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """A Table 2 run directory: ``config.yaml`` and the Parquet tables of :func:`synthetic_method_tables`."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(METHOD_CONFIG, sort_keys=False))
-    results, epochs = synthetic_method_tables(seed)
-    results.to_parquet(run_dir / RESULTS_FILE, index=False)
-    epochs.to_parquet(run_dir / EPOCHS_FILE, index=False)
+    run_dir = files.make_folder(run_dir)
+    files.write_text(run_dir / CONFIG_FILE, yaml.safe_dump(METHOD_CONFIG, sort_keys=False))
+    _write_tables(run_dir, *synthetic_method_tables(seed))
     return run_dir
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from dnr_sweep.foundation import files
+
 
 class GroupedASHAScheduler(FIFOScheduler):
     """One :class:`AsyncHyperBandScheduler` per value of the ``group_by`` config keys.
@@ -88,8 +90,7 @@ class GroupedASHAScheduler(FIFOScheduler):
         return "\n".join(lines)
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as file:
-            pickle.dump(self.__dict__, file)
+        files.write_file(checkpoint_path, lambda file: pickle.dump(self.__dict__, file))
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as file:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -39,7 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dnr_sweep.config import SweepConfig, check_name
-from dnr_sweep.foundation import http
+from dnr_sweep.foundation import files, http
 from dnr_sweep.foundation.errors import UserError
 
 TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
@@ -147,10 +145,10 @@ def auth_headers() -> dict[str, str]:
 
 @contextmanager
 def working_dir(config_path: Path, job: SweepJob) -> Iterator[Path]:
-    """A temporary folder holding only the config (the job's ``working_dir``)."""
-    with tempfile.TemporaryDirectory(prefix="dnr-sweep-job-") as folder:
-        shutil.copyfile(config_path, Path(folder) / job.config_name)
-        yield Path(folder)
+    """A private temporary folder holding only the config (the job's ``working_dir``)."""
+    with files.private_folder("dnr-sweep-job-") as folder:
+        files.write_bytes(folder / job.config_name, Path(config_path).read_bytes())
+        yield folder
 
 
 class JobAPI:
@@ -211,8 +209,8 @@ class JobAPI:
         protocol, name = uri.split("://", 1)
         path = f"/api/packages/{protocol}/{name}"
         if self.call("GET", path, ok=(200, 404), json_answer=False).status == 404:
-            with tempfile.TemporaryDirectory(prefix="dnr-sweep-package-") as tmp:
-                package = Path(tmp) / name
+            with files.private_folder("dnr-sweep-package-") as tmp:
+                package = tmp / name
                 create_package(str(folder), package, include_gitignore=False)
                 self.call("PUT", path, data=package.read_bytes(), json_answer=False)
         return uri

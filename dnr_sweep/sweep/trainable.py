@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,8 +42,8 @@ from ray.tune.result import DONE, SHOULD_CHECKPOINT
 
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, run_config_from_flat
+from dnr_sweep.foundation import files, storage
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation import storage
 from dnr_sweep.sweep import dashboard_metrics
 from dnr_sweep.training.engine import DNRRun
 from dnr_sweep.training.finish import finish_run
@@ -107,7 +106,7 @@ class DNRTrainable(tune.Trainable):
         worker's local folder for the trial (files the finish step writes are copied to storage)."""
         local = self.trial_location.local
         path = local if local is not None else Path(self.logdir)
-        path.mkdir(parents=True, exist_ok=True)
+        files.make_folder(path)
         return path
 
     def _finish(self) -> dict[str, Any]:
@@ -115,7 +114,7 @@ class DNRTrainable(tune.Trainable):
         location = self.trial_location
         if location.local is not None:
             return finish_run(self.run, self.trial_dir)
-        with tempfile.TemporaryDirectory(prefix="dnr-sweep-finish-") as tmp:
+        with files.private_folder("dnr-sweep-finish-") as tmp:
             result = finish_run(self.run, Path(tmp))
             storage.upload(Path(tmp), location)
         return result

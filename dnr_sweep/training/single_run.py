@@ -26,8 +26,8 @@ from typing import Any
 
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, to_yaml_dict
+from dnr_sweep.foundation import files, storage
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation import storage
 from dnr_sweep.foundation.errors import ConfigError, InputFileError, PathError
 from dnr_sweep.training.engine import DNRRun, EpochReport
 from dnr_sweep.training.finish import finish_run, write_config
@@ -118,7 +118,7 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
         log(f"resuming {out} after epoch {run.epoch}")
     elif ckpt_path.exists():
         raise PathError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    files.make_folder(out)
     write_config(config, out)
 
     progress = _progress_bar(sys.stderr)
