@@ -46,7 +46,6 @@ set aside when damaged); Tune's files are read by :mod:`.trial_files`.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -58,12 +57,13 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from dnr_sweep.foundation import reader, yaml_safe
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation import yaml_safe
 from dnr_sweep.foundation.errors import DataRecoveryWarning, InputFileError, PathError
 from dnr_sweep.foundation.files import atomic_write
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, CONFIG_FILE, EPOCHS_FILE, LAYER_PREFIX, RESULTS_FILE
 from dnr_sweep.foundation.run_contract import TUNE_RESULT_FILE as TRIAL_RESULT_FILE
+from dnr_sweep.foundation.schemas import AttackStrength
 from dnr_sweep.reports import trial_files
 
 __all__ = [
@@ -433,13 +433,9 @@ def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str,
             lines = _read_lines(result_json)
             if lines and "trial_id" in lines[-1]:
                 label = str(lines[-1]["trial_id"])
-        try:
-            raw = json.loads(path.read_bytes().decode("utf-8"))
-            if not isinstance(raw, dict) or set(raw) - {"steps", "eps"}:
-                raise ValueError("not a JSON object with 'steps' and/or 'eps'")
-            curves[label] = {
-                kind: {float(k): float(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("steps", "eps")
-            }
-        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-            _warn(f"{path}: unreadable ({type(exc).__name__}); its attack-strength curve is left out")
+        read, notes = reader.read_lenient(path, AttackStrength, unusable="its attack-strength curve is left out")
+        for note in notes:
+            _warn(note)
+        if read is not None:
+            curves[label] = read.curves()
     return curves
