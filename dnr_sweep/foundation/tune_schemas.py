@@ -220,7 +220,7 @@ class ExperimentState(TuneShape):
 
     REQUIRED_ON_RESUME = ("trial_data", "runner_data")
 
-    trial_data: list[TrialEntry] = []
+    trial_data: list[TrialEntry]
     runner_data: RunnerData | None = None
     stats: StateStats | None = None
 
