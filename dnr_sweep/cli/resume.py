@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         cluster.check_cluster_address(args.address)
     run_dir = storage.locate(args.run_dir, what="RUN_DIR")  # a folder or a URI (s3://...)
     config = run_folder.load_run_dir_config(run_dir)
-    restore.check_restorable(run_dir)  # local or remote: every pickle Tune would load passes the allowlist
+    restore.check_restorable(run_dir, config)  # local or remote: Tune's state has its shape, its pickles pass
     if args.address is None:
         cluster.check_local_resources(config)
     from dnr_sweep.data import fetch as data_fetch

@@ -138,24 +138,30 @@ def parse_lenient(data: bytes | str, schema: type[M], *, source: object, unusabl
                   prune: bool = True) -> tuple[M | None, list[str]]:  # fmt: skip
     """``data`` validated as ``schema`` with each part that fails left out, and a note per part left out:
     ``<source>: <field> <what is wrong>; <what was left out>``. The whole file goes (``None``, the note ending in
-    ``unusable``) when it is not JSON, when its top level is wrong, when ``prune`` is false (a record that is
-    used whole or not at all), or when what is left still fails."""
+    ``unusable``) when it is not JSON, when its top level is wrong, when a field of the schema's ``IDENTITY`` is
+    (a result line's epoch), when ``prune`` is false (a record that is used whole or not at all), or when what is
+    left still fails."""
     try:
         return schema.model_validate_json(data), []
     except ValidationError as exc:
         errors = exc.errors()
     doc = _document(data)
+    identity = getattr(schema, "IDENTITY", ())  # top-level fields without which the rest means nothing
     found: list[tuple[Problem, Path_]] = []  # each problem and where it was, in the file's own coordinates
     pruned: list[Path_] = []
     origin: dict[Path_, list[int]] = {}  # a shortened list (file coordinates) -> its items' indices in the file
     for _ in range(_MAX_ROUNDS):
         cuts = []
-        for error in errors:
-            here = _input_path(doc, error["loc"])
+        heres = [_input_path(doc, error["loc"]) for error in errors]
+        # a list missing a positional item is a fixed-length tuple (a trial entry): it goes whole, never shifted
+        tuples = [here for here, error in zip(heres, errors, strict=True) if error["type"] == "missing"
+                  and len(error["loc"]) > len(here) and isinstance(error["loc"][len(here)], int)]  # fmt: skip
+        for error, here in zip(errors, heres, strict=True):
+            here = min((t for t in tuples if here[: len(t)] == t), key=len, default=here)
             where = _original(here, origin)
             if not any(_related(where, p) for p in pruned):  # not a consequence of an earlier cut
                 found.append((_problem(doc, error, field=_field_text(where)), where))
-            cuts.append(here)
+            cuts.append(() if here and here[0] in identity else here)
         if doc is _NOT_JSON or not prune or any(not here for here in cuts):
             break
         pruned += [_original(here, origin) for here in cuts]
@@ -292,11 +298,7 @@ def _without(doc: Any, paths: list[Path_], origin: dict[Path_, list[int]]) -> An
 
 
 def _length(doc: Any, path: Path_) -> int:
-    node = doc
-    for step in path:
-        node = _embedded(node) if isinstance(node, str) else node
-        node = node[step]
-    return len(_embedded(node) if isinstance(node, str) else node)
+    return len(_at(doc, path))
 
 
 def _remove(node: Any, path: Path_) -> Any:
@@ -319,6 +321,14 @@ def _remove(node: Any, path: Path_) -> Any:
             del items[head]
         return items
     return node
+
+
+def _at(doc: Any, path: Path_) -> Any:
+    node = doc
+    for step in path:
+        node = _embedded(node) if isinstance(node, str) else node
+        node = node[step]
+    return _embedded(node) if isinstance(node, str) and _embedded(node) is not _NOT_JSON else node
 
 
 def _field_text(loc: Sequence[str | int]) -> str:
@@ -350,8 +360,10 @@ def _problem(doc: Any, error: ErrorDetails, *, field: str | None = None) -> Prob
         detail = str(ctx.get("error", "")).strip() or "not JSON"
         return Problem(field, f"is not readable JSON ({detail})")
     if kind == "missing":
-        named = [step for step in loc[len(where) :] if isinstance(step, str)]
-        return Problem(field, f"lacks the field {named[0]!r}" if named else "is missing")
+        step = loc[len(where)] if len(loc) > len(where) else None
+        if isinstance(step, int):
+            return Problem(field, f"has no item {step} (it is {describe(_at(doc, where))})")
+        return Problem(field, f"lacks the field {step!r}" if step is not None else "is missing")
     if kind == "extra_forbidden":
         return Problem(field, f"is not a field of this file (it holds {describe(value)})")
     if kind in _EXPECTED:

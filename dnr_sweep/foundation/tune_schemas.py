@@ -49,7 +49,10 @@ TrialStatus = Literal["PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"]
 
 class ResultLine(KeyedFigures):
     """One line of a trial's ``result.json``: the epoch's figures (``this_epoch/...``), the selected epoch's, on
-    the last line the run's result, and Tune's own keys. Any other key holds a plain value."""
+    the last line the run's result, and Tune's own keys. Any other key holds a plain value. A line whose epoch
+    is unusable is skipped whole (its figures belong to no epoch)."""
+
+    IDENTITY: ClassVar[tuple[str, ...]] = (rc.EPOCH_KEY,)
 
     epoch: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = None  # type: ignore[assignment]
     trial_id: TrialId = None  # type: ignore[assignment]

@@ -252,7 +252,7 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
     trial_lines: dict[str, list[dict[str, Any]]] = {}
     for trial in tune_trials:
         result_file = run_dir / trial.folder / rc.TUNE_RESULT_FILE if trial.folder else None
-        if result_file is not None and result_file.is_file():
+        if result_file is not None and result_file.exists():  # a folder in its place: a note
             changed.append(_mtime(result_file))
             trial_lines[trial.trial_id], line_notes = read_result_lines(result_file)
             notes += line_notes

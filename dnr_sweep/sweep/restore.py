@@ -6,11 +6,15 @@ never writes would break the restore inside Ray) with trials the sweep could hav
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 from typing import Any
+
+import pyarrow.fs as pafs
 
 from dnr_sweep.config import SweepConfig
 from dnr_sweep.config.load import run_config_from_flat
 from dnr_sweep.foundation import reader, storage
+from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import ConfigError, InputFileError
 from dnr_sweep.foundation.tune_schemas import ExperimentState, TrialState
 from dnr_sweep.sweep import tune_state
@@ -24,6 +28,12 @@ _EXPECTED_STATE = "Ray Tune's experiment state (JSON Tune wrote)"
 _RESTORE = ("Restore the run folder from a backup, or start the sweep again into a new --name (finished trials' "
             "results stay readable with `dnr-sweep report`)")  # fmt: skip
 _OTHER_VERSION = "; if another Ray version wrote it, resume it with that version"
+#: the files of a run folder and of each trial folder that a resumed sweep reads or rewrites (dnr-sweep's and
+#: Tune's): a folder in the place of one breaks the sweep inside Ray
+RUN_FILES = (rc.CONFIG_FILE, rc.SWEEP_FILE, rc.DRIVER_END_FILE, rc.RESULTS_FILE, rc.EPOCHS_FILE)
+TRIAL_FILES = (rc.TUNE_RESULT_FILE, rc.TUNE_PARAMS_FILE, "params.pkl", "progress.csv", rc.TUNE_ERROR_FILE,
+               rc.TRIAL_EPOCHS_FILE, rc.CONFIG_FILE, rc.METRICS_FILE, rc.MODEL_FILE, rc.FINAL_STATE_FILE,
+               rc.EXPORT_FILE, rc.EXPORT_SUMMARY_FILE, rc.EVALUATION_FILE, rc.ATTACK_STRENGTH_FILE)  # fmt: skip
 
 #: what `resume` says about a folder whose state fails the allowlist (the trust model: README, "Security")
 _UNTRUSTED = (
@@ -57,11 +67,24 @@ def check_restorable(run_dir: storage.Where, config: SweepConfig | None = None) 
         if problem:
             expected = "Ray Tune's saved Tuner" if name == TUNER_FILE else "Ray Tune's saved search state"
             raise InputFileError(base / name, problem, expected=f"{expected} (a pickle Tune wrote)", fix=_UNTRUSTED)
+    newest = None
     for name in states:  # Tune reads the newest; a hostile older one must not become the newest later
-        _check_state(base / name, config)
+        newest = _check_state(base / name, config)
+    folders = [base / trial.relative_logdir for trial, _ in newest.trial_data if trial.relative_logdir]  # type: ignore[union-attr]
+    for folder, names in ((base, RUN_FILES), *((folder, TRIAL_FILES) for folder in folders)):
+        for name in sorted(_subfolders(folder) & set(names)):
+            raise InputFileError(folder / name, "is a folder, not a file", expected="the file the sweep keeps there",
+                                 fix="Move that folder out of the run folder (resume writes or reads this file), "
+                                     "then resume again")  # fmt: skip
 
 
-def _check_state(location: storage.Location, config: SweepConfig | None) -> None:
+def _subfolders(folder: storage.Location) -> set[str]:
+    """The names of the folders directly inside ``folder`` (one listing, also on remote storage)."""
+    infos = folder.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True, recursive=False))
+    return {posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.Directory}
+
+
+def _check_state(location: storage.Location, config: SweepConfig | None) -> ExperimentState:
     """One experiment state: readable JSON, its pickles on the allowlist, then its shape and its trials."""
     raw, problem = _read(location)
     if problem is None:
@@ -79,11 +102,14 @@ def _check_state(location: storage.Location, config: SweepConfig | None) -> None
     if not state.trial_data:
         raise InputFileError(location, "lists no trial: the sweep stopped before Tune created one",
                              expected=_EXPECTED_STATE, fix="Start the sweep again into a new --name")  # fmt: skip
+    seen: set[str] = set()
     for index, (trial, _) in enumerate(state.trial_data):
-        problem = _trial_problem(trial, config)
+        problem = f"repeats trial {trial.trial_id}" if trial.trial_id in seen else _trial_problem(trial, config)
+        seen.add(trial.trial_id)
         if problem:
             raise InputFileError(location, f"field trial_data[{index}][0] (trial {trial.trial_id}) {problem}",
                                  expected=_EXPECTED_STATE, fix=_RESTORE)  # fmt: skip
+    return state
 
 
 def _trial_problem(trial: TrialState, config: SweepConfig | None) -> str | None:
