@@ -9,7 +9,8 @@ without a default and no key Tune does not write; read leniently (``status``), u
 every field may be missing. The pickles Tune embeds (hex text, ``CLOUDPICKLE_FALLBACK`` objects) are only
 shaped here; :mod:`dnr_sweep.sweep.tune_state` screens what they hold.
 
-A result line is the run contract's Tune result (:func:`~.run_contract.tune_result`) plus Tune's own keys; each
+A field declared without ``None`` in its type may be absent (Tune keeps its own value) but never null (Tune would
+call a method on it). A result line is the run contract's Tune result (:func:`~.run_contract.tune_result`) plus Tune's own keys; each
 figure follows :func:`.schemas.figure_problem`, other keys hold a plain value.
 """
 
@@ -136,15 +137,15 @@ class TrialState(TuneShape):
     trial_id: TrialId
     stub: bool = False
     trainable_name: str = ""
-    storage: Embedded | None = None
+    storage: Embedded = None  # type: ignore[assignment]
     config: dict[str, Any] = {}
     unresolved_config: dict[str, Any] = Field({}, alias="_Trial__unresolved_config")
     evaluated_params: dict[str, Any] = {}
     experiment_tag: str = ""
     stopping_criterion: dict[str, Any] = {}
     setup_default_resource: bool = Field(True, alias="_setup_default_resource")
-    default_placement_group_factory: HexPickle | None = Field(None, alias="_default_placement_group_factory")
-    placement_group_factory: HexPickle | None = None
+    default_placement_group_factory: HexPickle = Field(None, alias="_default_placement_group_factory")  # type: ignore[assignment]
+    placement_group_factory: HexPickle = None  # type: ignore[assignment]
     log_to_file: Annotated[tuple[PlainName | None, PlainName | None], AsTuple] = (None, None)
     max_failures: Annotated[int, Field(ge=-1)] = 0
     default_result_or_future: None = Field(None, alias="_default_result_or_future")
@@ -155,12 +156,12 @@ class TrialState(TuneShape):
     trial_dirname_creator: Embedded | None = None
     custom_trial_name: str | None = None
     custom_dirname: PlainName | None = None
-    restore_path: str | None = None
+    restore_path: None = None  # a checkpoint to seed the trial from: dnr-sweep never sets one
     restore_checkpoint_result: Embedded | None = Field(None, alias="_restore_checkpoint_result")
     state_json: None = Field(None, alias="_state_json")
-    results: HexPickle | None = None
-    extra_arg: HexPickle | None = None
-    resources: HexPickle | None = Field(None, alias="_resources")
+    results: HexPickle = None  # type: ignore[assignment]
+    extra_arg: HexPickle = None  # type: ignore[assignment]
+    resources: HexPickle = Field(None, alias="_resources")  # type: ignore[assignment]
 
 
 class TrialMetadata(TuneShape):
@@ -171,12 +172,12 @@ class TrialMetadata(TuneShape):
     num_failures_after_restore: Annotated[int, Field(ge=0)] = 0
     error_filename: PlainName | None = None
     pickled_error_filename: PlainName | None = None
-    last_result: ResultLine | None = None
+    last_result: ResultLine = None  # type: ignore[assignment]
     last_result_time: Annotated[float, checked(lambda v: v == v, "a time (minus infinite before any result)")] = 0.0
     metric_analysis: dict[str, dict[str, float | bool]] = {}
     n_steps: list[Annotated[int, Field(ge=1)]] = Field([5, 10], alias="_n_steps")
     metric_n_steps: dict[str, dict[str, Embedded]] = {}
-    checkpoint_manager: Embedded | None = None
+    checkpoint_manager: Embedded = None  # type: ignore[assignment]
 
 
 #: a trial entry: two JSON texts, the trial and its run metadata
@@ -208,9 +209,9 @@ class RunnerData(TuneShape):
     cached_trial_decisions: dict[str, str] = Field({}, alias="_cached_trial_decisions")
     queued_trial_decisions: dict[str, str] = Field({}, alias="_queued_trial_decisions")
     should_stop_experiment: bool = Field(False, alias="_should_stop_experiment")
-    stopper: Embedded | None = Field(None, alias="_stopper")
+    stopper: Embedded = Field(None, alias="_stopper")  # type: ignore[assignment]
     checkpoint_period: Literal["auto"] | NonNegative = Field("auto", alias="_checkpoint_period")
-    trial_checkpoint_config: Embedded | None = Field(None, alias="_trial_checkpoint_config")
+    trial_checkpoint_config: Embedded = Field(None, alias="_trial_checkpoint_config")  # type: ignore[assignment]
     resumed: bool = Field(False, alias="_resumed")
 
 
@@ -224,7 +225,7 @@ class ExperimentState(TuneShape):
     REQUIRED_ON_RESUME = ("trial_data", "runner_data")
 
     trial_data: list[TrialEntry]
-    runner_data: RunnerData | None = None
+    runner_data: RunnerData = None  # type: ignore[assignment]
     stats: StateStats | None = None
 
 

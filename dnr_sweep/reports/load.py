@@ -57,13 +57,15 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from dnr_sweep.config import SweepConfig, load_sweep_config
+from dnr_sweep.config.load import run_config_from_flat
 from dnr_sweep.foundation import reader, yaml_safe
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.errors import DataRecoveryWarning, InputFileError, PathError
+from dnr_sweep.foundation.errors import ConfigError, DataRecoveryWarning, InputFileError, PathError, UserError
 from dnr_sweep.foundation.files import atomic_write
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, CONFIG_FILE, EPOCHS_FILE, LAYER_PREFIX, RESULTS_FILE
 from dnr_sweep.foundation.run_contract import TUNE_RESULT_FILE as TRIAL_RESULT_FILE
-from dnr_sweep.foundation.schemas import AttackStrength
+from dnr_sweep.foundation.schemas import AttackStrength, SweepFile
 from dnr_sweep.reports import trial_files
 
 __all__ = [
@@ -224,8 +226,48 @@ def _epoch_of(line: Mapping[str, Any], default: int) -> int | None:
         return None
 
 
+def read_sweep(run_dir: Path) -> SweepConfig | None:
+    """The sweep the run folder was started with (``config.yaml`` and the overrides ``sweep.json`` saved), or
+    ``None`` with a warning when it cannot be told: then a trial's sampled values are checked for plain values
+    only."""
+    overrides: list[str] = []
+    if (run_dir / rc.SWEEP_FILE).exists():
+        saved, notes = reader.read_lenient(run_dir / rc.SWEEP_FILE, SweepFile,
+                                           unusable="the trials' sampled values are checked for plain values only")  # fmt: skip
+        for note in notes:
+            _warn(note)
+        if saved is None:
+            return None
+        overrides = list(saved.overrides)
+    try:
+        return load_sweep_config(run_dir / CONFIG_FILE, overrides)
+    except (UserError, OSError) as exc:
+        _warn(f"{run_dir / CONFIG_FILE}: not the sweep's config ({str(exc).splitlines()[0][:200]}); the trials' "
+              "sampled values are checked for plain values only")  # fmt: skip
+        return None
+
+
+def _params_problem(params: Mapping[str, Any], sweep: SweepConfig | None) -> str | None:
+    """Why a trial's sampled values cannot place it in the sweep (a value that is no plain value, a searched
+    value missing, a value the sweep's config refuses), or ``None``."""
+    for key, value in params.items():
+        if not (value is None or isinstance(value, str | int | float | bool)):
+            return f"config value {key!r} is {reader.describe(value)}, expected a sampled value"
+    if sweep is None or not sweep.search:
+        return None
+    sampled = {key: params.get(key) for key in sweep.search}
+    missing = [key for key, value in sampled.items() if value is None]
+    if missing:
+        return f"config lacks the searched value {missing[0]!r}"
+    try:
+        run_config_from_flat(sweep.base_run(), sampled)
+    except ConfigError as exc:
+        return f"config holds a value the sweep's config refuses ({exc.messages[0]})"
+    return None
+
+
 def _trial_tables(
-    path: Path, search_keys: list[str] | None, defaults: Mapping[str, Any]
+    path: Path, search_keys: list[str] | None, defaults: Mapping[str, Any], sweep: SweepConfig | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     lines = _read_lines(path)
     if not lines:
@@ -238,6 +280,10 @@ def _trial_tables(
         params = {k: flat_config.get(k) for k in search_keys}
     else:
         params = {k: v for k, v in flat_config.items() if "." in k}
+    problem = _params_problem(params if search_keys is not None else flat_config, sweep)
+    if problem:
+        _warn(f"{path}:{len(lines)}: {problem}; its trial is left out (its sampled values say what it trained)")
+        return None
     for key in ALWAYS_PARAMS:
         if params.get(key) is None:
             params[key] = flat_config.get(key, defaults.get(key))
@@ -286,9 +332,10 @@ def rebuild_tables(run_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.Da
     search = config.get("search")
     search_keys = list(search) if isinstance(search, Mapping) and search else None
     defaults = flatten({k: v for k, v in config.items() if k != "search"})
+    sweep = read_sweep(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
     results, epochs = [], []
     for folder in trial_dirs(run_dir):
-        built = _trial_tables(folder / TRIAL_RESULT_FILE, search_keys, defaults)
+        built = _trial_tables(folder / TRIAL_RESULT_FILE, search_keys, defaults, sweep)
         if built is not None:
             results.append(built[0])
             epochs.extend(built[1])
