@@ -179,7 +179,9 @@ def _run_commands(run: Path, sandbox: Path, *, must_refuse: bool) -> dict[str, i
 
 def _damage_and_run(finished_run: Path, data: st.DataObject) -> None:
     files = json_files(finished_run)
-    relative = data.draw(st.sampled_from(sorted(files)), label="file")
+    state = next(name for name in files if name.startswith("experiment_state"))  # what resume reads: a third
+    relative = state if data.draw(st.integers(0, 2), label="Tune state") == 0 else data.draw(
+        st.sampled_from(sorted(files)), label="file")  # fmt: skip
     as_folder = data.draw(st.integers(0, 7), label="folder") == 0
     drop_tables = data.draw(st.booleans(), label="tables removed")
     sandbox = Path(tempfile.mkdtemp(prefix="dnr-harness-"))

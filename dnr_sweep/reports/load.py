@@ -36,9 +36,13 @@ Recovery (what cannot be read is rebuilt or skipped, with a
   rebuilt from the ``result.json`` files; the unreadable file is moved aside to
   ``<name>.unreadable`` (never deleted), so the rebuilt table can be written in its place; with no
   ``result.json`` to rebuild from, :class:`~dnr_sweep.foundation.errors.InputFileError` names the file;
-* a ``result.json`` line that is not a JSON object (a line cut short by a crash) is skipped; a
-  ``result.json`` that cannot be read at all leaves its trial out;
-* an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve).
+* every JSON file is read through :mod:`dnr_sweep.foundation.reader` with its schema: a ``result.json`` line
+  that is not a JSON object (a line cut short by a crash) or whose epoch is unusable is skipped, a figure of the
+  wrong type or out of its range is left out of its line; a ``result.json`` that cannot be read at all (or a
+  folder in its place) leaves its trial out, and so do sampled values that do not fit the sweep (no plain value,
+  a searched value missing, a value its config refuses: the trial's configuration cannot be told);
+* an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve; a bad curve point
+  alone is left out of its curve).
 
 Size (over ~400 lines) on purpose: one concept (a run folder -> its two normalised tables, rebuilt when missing,
 set aside when damaged); Tune's files are read by :mod:`.trial_files`.

@@ -20,6 +20,10 @@ Sources, all optional except ``config.yaml``:
   the live report rewrites ``results.parquet`` while trials train, and an unreadable Tune state's age says
   nothing (its time is not counted as the driver's).
 
+Every JSON file is read through :mod:`dnr_sweep.foundation.reader` with its schema: a part of the wrong shape
+(a trial entry, a field, a result line) is left out with a note naming the file and the field; a trial whose
+entry is left out is still counted once, from its folder.
+
 Trial states: ``finished`` (its last line is ``final``), ``early_stopped`` (Tune terminated it
 before its last epoch: a scheduler), ``errored``, ``running``, ``interrupted`` (running when the
 driver stopped), ``pending`` (created, waiting for resources), plus ``not_started`` trials the grid
