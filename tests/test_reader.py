@@ -318,3 +318,9 @@ def test_status_leaves_a_damaged_trial_entry_out_and_counts_the_trial_from_its_f
     status = sweep_status(run)
     assert status.trials_total == 2 and status.counts["finished"] == 2, (status.counts, status.notes)
     assert f"{path}: trial_data[1] is the integer 5, expected a JSON list; left out" in status.notes
+
+
+def test_status_of_a_folder_whose_trials_reported_nothing(tmp_path):
+    """A state listing a finished trial that left no result line: nothing left to train and no epoch measured."""
+    code, err = call(["status", str(_run_folder(tmp_path / "run"))])
+    assert code == 0 and err == "", err

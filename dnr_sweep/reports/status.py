@@ -485,6 +485,8 @@ def format_status(status: SweepStatus) -> str:
         label = "ETA" if status.live else "training left once resumed:"
         if status.eta_s is None:
             times.append(f"{label} unknown until an epoch is measured ({e['epochs_left']} epochs left)")
+        elif e["epoch_time_s"] is None:  # nothing left to train, and no epoch measured (trials without results)
+            times.append(f"{label} {_duration(status.eta_s)} ({e['epochs_left']} epochs left)")
         else:
             bound = "at most " if e["upper_bound"] else ""
             times.append(f"{label} {bound}{_duration(status.eta_s)} ({e['epochs_left']} epochs left at "
