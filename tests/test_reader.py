@@ -210,7 +210,8 @@ def test_curves_and_records_read_back_what_their_writers_write(tmp_path):
     assert read is not None and read.curves()["steps"] == {1.0: 50.0} and len(notes) == 2
     record = {"dataset": "cifar10", "archive_md5": "0" * 32, "files": {"a/b.bin": [3, 17]}}
     path.write_text(json.dumps(record))
-    assert reader.read_lenient(path, DataRecord, unusable="x")[0].files == {"a/b.bin": (3, 17)}  # type: ignore[union-attr]
+    read, _ = reader.read_lenient(path, DataRecord, unusable="x")
+    assert read is not None and read.files == {"a/b.bin": (3, 17)}
     path.write_text(json.dumps({**record, "files": {"../../etc/passwd": [3, 17]}}))
     assert reader.read_lenient(path, DataRecord, unusable="x", prune=False)[0] is None
 
@@ -253,8 +254,8 @@ RESUME_REFUSALS = {
     "NaN as the session's start": (lambda s: s["runner_data"].__setitem__("_start_time", math.nan),
                                    "field runner_data._start_time is NaN, expected a finite number"),
     "no trial": (lambda s: s.__setitem__("trial_data", []), "lists no trial"),
-    "a trial twice": (lambda s: s["trial_data"].append(s["trial_data"][0]), "field trial_data[1][0] (trial 8c833_00000) "
-                      "repeats trial 8c833_00000"),
+    "a trial twice": (lambda s: s["trial_data"].append(s["trial_data"][0]),
+                      "field trial_data[1][0] (trial 8c833_00000) repeats trial 8c833_00000"),
     "a failure count below zero": (lambda s: _edit_meta(s, num_failures=-1), "num_failures is the integer -1"),
     "a last result with text for a figure": (lambda s: _edit_meta(s, last_result={"val_pgd_acc": "high"}),
                                              "last_result.val_pgd_acc is the text 'high'"),

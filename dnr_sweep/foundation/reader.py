@@ -46,6 +46,10 @@ class Unreadable(Exception):
     """The file cannot be read as a file (missing, a folder, too large, an I/O error); ``str()`` says which."""
 
 
+class Missing(Unreadable):
+    """There is no file at the path."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One way a file differs from its schema: ``field`` (``""`` for the whole file) and what is wrong."""
@@ -67,7 +71,7 @@ def read_bytes(path: Path) -> bytes:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise Unreadable("does not exist") from None
+        raise Missing("does not exist") from None
     except OSError as exc:
         raise Unreadable(f"cannot be read ({exc.strerror or exc})") from None
     if path.is_dir():
@@ -178,8 +182,10 @@ def read_lenient(path: Path, schema: type[M], *, unusable: str, prune: bool = Tr
     file one note."""
     try:
         data = read_bytes(path)
+    except Missing:
+        return None, []
     except Unreadable as exc:
-        return None, [] if str(exc) == "does not exist" else [f"{path}: {exc}; {unusable}"]
+        return None, [f"{path}: {exc}; {unusable}"]
     return parse_lenient(data, schema, source=path, unusable=unusable, prune=prune)
 
 
@@ -190,8 +196,10 @@ def read_lines(path: Path, schema: type[M], *, max_lines: int | None = None,
     ``tail``: the last that many (the others are not validated). A missing file is ``([], [])``."""
     try:
         raw = read_bytes(path).splitlines()
+    except Missing:
+        return [], []
     except Unreadable as exc:
-        return [], [] if str(exc) == "does not exist" else [f"{path}: {exc}; its trial is left out"]
+        return [], [f"{path}: {exc}; its trial is left out"]
     numbered = [(n, text) for n, text in enumerate(raw, start=1) if text.strip()]
     if tail is not None:
         numbered.reverse()
@@ -402,5 +410,5 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-__all__ = ["COMPLETE", "MAX_BYTES", "Problem", "Unreadable", "describe", "document", "embedded", "parse_lenient",
-           "parse_strict", "read_bytes", "read_lenient", "read_lines", "read_strict"]  # fmt: skip
+__all__ = ["COMPLETE", "MAX_BYTES", "Missing", "Problem", "Unreadable", "describe", "document", "embedded",
+           "parse_lenient", "parse_strict", "read_bytes", "read_lenient", "read_lines", "read_strict"]  # fmt: skip

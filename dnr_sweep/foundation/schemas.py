@@ -339,6 +339,6 @@ class LockRecord(FileSchema):
     since: str
 
 
-__all__ = ["PRUNING_TYPES", "AttackStrength", "CheckEntry", "DataRecord", "DriverEnd", "EpochEntry", "EpochRecord",
-           "AsTuple", "Evaluation", "FetchJournal", "FileSchema", "KeyedFigures", "LockRecord", "PlainName", "SweepFile",
-           "checked", "figure_problem", "is_figure", "plain_name", "problem", "raise_together"]  # fmt: skip
+__all__ = ["PRUNING_TYPES", "AsTuple", "AttackStrength", "CheckEntry", "DataRecord", "DriverEnd", "EpochEntry",
+           "EpochRecord", "Evaluation", "FetchJournal", "FileSchema", "KeyedFigures", "LockRecord", "PlainName",
+           "SweepFile", "checked", "figure_problem", "is_figure", "plain_name", "problem", "raise_together"]  # fmt: skip

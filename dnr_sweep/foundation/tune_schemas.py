@@ -10,8 +10,8 @@ every field may be missing. The pickles Tune embeds (hex text, ``CLOUDPICKLE_FAL
 shaped here; :mod:`dnr_sweep.sweep.tune_state` screens what they hold.
 
 A field declared without ``None`` in its type may be absent (Tune keeps its own value) but never null (Tune would
-call a method on it). A result line is the run contract's Tune result (:func:`~.run_contract.tune_result`) plus Tune's own keys; each
-figure follows :func:`.schemas.figure_problem`, other keys hold a plain value.
+call a method on it). A result line is the run contract's Tune result (:func:`~.run_contract.tune_result`) plus
+Tune's own keys; each figure follows :func:`.schemas.figure_problem`, other keys hold a plain value.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ class TrialState(TuneShape):
     experiment_tag: str = ""
     stopping_criterion: dict[str, Any] = {}
     setup_default_resource: bool = Field(True, alias="_setup_default_resource")
-    default_placement_group_factory: HexPickle = Field(None, alias="_default_placement_group_factory")  # type: ignore[assignment]
+    default_placement_group_factory: HexPickle = Field(
+        None, alias="_default_placement_group_factory")  # type: ignore[assignment]  # fmt: skip
     placement_group_factory: HexPickle = None  # type: ignore[assignment]
     log_to_file: Annotated[tuple[PlainName | None, PlainName | None], AsTuple] = (None, None)
     max_failures: Annotated[int, Field(ge=-1)] = 0

@@ -236,8 +236,8 @@ def read_sweep(run_dir: Path) -> SweepConfig | None:
     only."""
     overrides: list[str] = []
     if (run_dir / rc.SWEEP_FILE).exists():
-        saved, notes = reader.read_lenient(run_dir / rc.SWEEP_FILE, SweepFile,
-                                           unusable="the trials' sampled values are checked for plain values only")  # fmt: skip
+        unusable = "the trials' sampled values are checked for plain values only"
+        saved, notes = reader.read_lenient(run_dir / rc.SWEEP_FILE, SweepFile, unusable=unusable)
         for note in notes:
             _warn(note)
         if saved is None:

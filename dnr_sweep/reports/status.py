@@ -166,8 +166,8 @@ def read_tune_state(path: Path) -> tuple[list[_TuneTrial], float | None, list[st
     left out (a trial without its id: the whole entry; its folder then lists it); fields Tune stored as
     hex-encoded pickles are never decoded.
     """
-    state, notes = reader.read_lenient(path, ExperimentState,
-                                       unusable=f"{UNREADABLE_STATE}: trial states come from the trial folders")  # fmt: skip
+    unusable = f"{UNREADABLE_STATE}: trial states come from the trial folders"
+    state, notes = reader.read_lenient(path, ExperimentState, unusable=unusable)
     if state is None:
         return [], None, notes
     trials = [
@@ -258,7 +258,7 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
         result_file = run_dir / trial.folder / rc.TUNE_RESULT_FILE if trial.folder else None
         if result_file is not None and result_file.exists():  # a folder in its place: a note
             changed.append(_mtime(result_file))
-            trial_lines[trial.trial_id], line_notes = read_result_lines(result_file)
+            trial_lines[trial.trial_id], line_notes = read_result_lines(result_file, tail=RECENT_EPOCHS)
             notes += line_notes
     last_update = max((t for t in changed if t is not None), default=None)
     live = not driver_done and last_update is not None and now - last_update <= stale_after_s

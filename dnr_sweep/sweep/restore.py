@@ -67,10 +67,9 @@ def check_restorable(run_dir: storage.Where, config: SweepConfig | None = None) 
         if problem:
             expected = "Ray Tune's saved Tuner" if name == TUNER_FILE else "Ray Tune's saved search state"
             raise InputFileError(base / name, problem, expected=f"{expected} (a pickle Tune wrote)", fix=_UNTRUSTED)
-    newest = None
-    for name in states:  # Tune reads the newest; a hostile older one must not become the newest later
-        newest = _check_state(base / name, config)
-    folders = [base / trial.relative_logdir for trial, _ in newest.trial_data if trial.relative_logdir]  # type: ignore[union-attr]
+    # Tune reads the newest; a hostile older one must not become the newest later
+    checked = [_check_state(base / name, config) for name in states]
+    folders = [base / trial.relative_logdir for trial, _ in checked[-1].trial_data if trial.relative_logdir]
     for folder, names in ((base, RUN_FILES), *((folder, TRIAL_FILES) for folder in folders)):
         for name in sorted(_subfolders(folder) & set(names)):
             raise InputFileError(folder / name, "is a folder, not a file", expected="the file the sweep keeps there",
@@ -89,7 +88,7 @@ def _check_state(location: storage.Location, config: SweepConfig | None) -> Expe
     raw, problem = _read(location)
     if problem is None:
         try:
-            document = reader.document(raw)  # type: ignore[arg-type]
+            document = reader.document(raw or b"")
         except reader.Unreadable as exc:
             problem = str(exc)
         else:
@@ -97,7 +96,7 @@ def _check_state(location: storage.Location, config: SweepConfig | None) -> Expe
     if problem:
         fix = _UNTRUSTED if "pickle" in problem else _RESTORE
         raise InputFileError(location, problem, expected=_EXPECTED_STATE, fix=fix)
-    state = reader.parse_strict(raw, ExperimentState, source=location, expected=_EXPECTED_STATE,  # type: ignore[arg-type]
+    state = reader.parse_strict(raw or b"", ExperimentState, source=location, expected=_EXPECTED_STATE,
                                 fix=_RESTORE + _OTHER_VERSION, complete=True)  # fmt: skip
     if not state.trial_data:
         raise InputFileError(location, "lists no trial: the sweep stopped before Tune created one",
