@@ -182,7 +182,7 @@ def _damage_and_run(finished_run: Path, data: st.DataObject) -> None:
     state = next(name for name in files if name.startswith("experiment_state"))  # what resume reads: a third
     relative = state if data.draw(st.integers(0, 2), label="Tune state") == 0 else data.draw(
         st.sampled_from(sorted(files)), label="file")  # fmt: skip
-    as_folder = data.draw(st.integers(0, 7), label="folder") == 0
+    as_folder = data.draw(st.integers(0, 7), label="folder") == 0 or not files[relative]  # {} has no field
     drop_tables = data.draw(st.booleans(), label="tables removed")
     sandbox = Path(tempfile.mkdtemp(prefix="dnr-harness-"))
     cwd = os.getcwd()
