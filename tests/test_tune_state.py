@@ -227,11 +227,14 @@ def test_a_clean_folder_passes_the_check(tmp_path):
 @pytest.mark.slow
 def test_the_state_a_real_sweep_writes_passes_the_allowlist(ray_session, tmp_path):
     """Tune's own files (a grid searcher, whose state ships argparse's identity by value, and Optuna's
-    study) pass; if a Ray or Optuna upgrade writes something new, this names it."""
+    study) pass, and so does their experiment state read complete against its schema with the sweep's sampled
+    values; if a Ray or Optuna upgrade writes something new, this names it."""
     import yaml
 
     from dnr_sweep import cli
+    from dnr_sweep.foundation import storage
     from dnr_sweep.sweep.restore import check_restorable
+    from dnr_sweep.sweep.run_folder import load_run_dir_config
     from tests.test_sweep import BASE
 
     config = {**BASE, "train": {**BASE["train"], "epochs": 1},
@@ -245,4 +248,4 @@ def test_the_state_a_real_sweep_writes_passes_the_allowlist(ray_session, tmp_pat
         assert cli.main(argv) == 0
         run_dir = tmp_path / "runs" / name
         assert tune_state.state_files(run_dir), "Tune wrote no pickled state: the check would check nothing"
-        check_restorable(run_dir)
+        check_restorable(run_dir, load_run_dir_config(storage.locate(str(run_dir))))

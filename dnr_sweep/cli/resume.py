@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if link is not None:  # Ray Tune writes into the folder without dnr-sweep's writer: no link may be there
         raise files.link_refused(link)
     config = run_folder.load_run_dir_config(run_dir)
-    restore.check_restorable(run_dir)  # local or remote: every pickle Tune would load passes the allowlist
+    restore.check_restorable(run_dir, config)  # local or remote: Tune's state has its shape, its pickles pass
     if args.address is None:
         cluster.check_local_resources(config)
     from dnr_sweep.data import fetch as data_fetch

@@ -30,8 +30,9 @@ in one folder of its own (``.FOLDER.XXXX.dnr-sweep-fetch``, made exclusively, wr
 beside the lock) and removes exactly that folder at the end; a fetch after a crash removes exactly what the
 journal names, never files by pattern. Every file and folder goes through the one writer
 (:mod:`dnr_sweep.foundation.files`), so a link planted in a shared ``data.root`` is never written through,
-and the lock is :func:`dnr_sweep.foundation.locks.hold_file`. Standard library plus ``tqdm``; no torch, so
-``dnr-sweep data`` answers at once.
+and the lock is :func:`dnr_sweep.foundation.locks.hold_file`; the record and the journal are read through
+the one JSON reader (:mod:`dnr_sweep.foundation.reader`): one that is not what this module wrote counts as
+none. Standard library plus ``tqdm`` and pydantic; no torch, so ``dnr-sweep data`` answers at once.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from pathlib import Path
 
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.specs import Archive, DatasetSpec
-from dnr_sweep.foundation import files, http
+from dnr_sweep.foundation import files, http, reader
 from dnr_sweep.foundation.errors import DatasetNotFoundError, InputFileError, PathError, UserError
+from dnr_sweep.foundation.schemas import DataRecord, FetchJournal
 
 __all__ = [
     "MIN_RATE",
@@ -220,11 +222,10 @@ def _stamp(folder: Path, paths: list[Path]) -> dict[str, list[int]]:
     return {p.relative_to(folder).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
 
 
-def _record(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / RECORD_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+def _record(folder: Path) -> DataRecord | None:
+    """The folder's verification record, or None when it has none it can trust (then it is verified again)."""
+    record, _ = reader.read_lenient(folder / RECORD_FILE, DataRecord, unusable="verified again", prune=False)
+    return record
 
 
 def _write_record(spec: DatasetSpec, folder: Path) -> None:
@@ -241,10 +242,10 @@ def _write_record(spec: DatasetSpec, folder: Path) -> None:
 
 def _record_matches(spec: DatasetSpec, folder: Path) -> bool:
     record = _record(folder)
-    if record is None or record.get("archive_md5") != _archive(spec).md5:
+    if record is None or record.archive_md5 != _archive(spec).md5:
         return False
     try:
-        return record.get("files") == _stamp(folder, _checked_paths(spec, folder))
+        return {k: list(v) for k, v in record.files.items()} == _stamp(folder, _checked_paths(spec, folder))
     except OSError:
         return False
 
@@ -290,7 +291,7 @@ def check_present(spec: DatasetSpec, root: str | Path) -> None:
         raise DatasetNotFoundError(_not_found(spec, root, None, in_trial=True))
     _check_files(spec, folder, root, md5=False)
     record = _record(folder)
-    for rel, (size, _mtime) in (record or {}).get("files", {}).items():
+    for rel, (size, _mtime) in (record.files if record is not None else {}).items():
         path = folder / rel
         found = path.stat().st_size if path.is_file() else None
         if found != size:
@@ -419,12 +420,9 @@ def _remove_crashed(root: Path, archive: Archive) -> None:
     journal = _journal(root, archive)
     if journal.is_symlink():  # never a fetch's own: its journal is written by the writer, which makes no links
         raise files.link_refused(journal)
-    try:
-        made = json.loads(journal.read_text()).get("made", [])
-    except (OSError, ValueError, AttributeError):
-        made = []
-    for name in made if isinstance(made, list) else []:
-        if (isinstance(name, str) and "/" not in name and name.startswith(f".{archive.folder}.")
+    read, _ = reader.read_lenient(journal, FetchJournal, unusable="nothing removed")
+    for name in read.made if read is not None else []:
+        if ("/" not in name and name.startswith(f".{archive.folder}.")
                 and name.endswith(_WORK_SUFFIX)):  # fmt: skip
             folder = root / name
             if folder.is_dir() and not folder.is_symlink():

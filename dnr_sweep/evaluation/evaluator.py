@@ -340,24 +340,24 @@ def write_evaluation(result: dict, folder: str | Path) -> Path:
 
 
 def _read_earlier(path: Path) -> dict | None:
-    """The earlier ``evaluation.json``, or ``None``; an unreadable one is kept aside, never overwritten."""
-    import json
+    """The earlier ``evaluation.json`` (:class:`~dnr_sweep.foundation.schemas.Evaluation`), or ``None``; one that
+    is not what ``evaluate`` writes is kept aside whole, never overwritten nor merged in part."""
     import warnings
 
+    from dnr_sweep.foundation import reader
     from dnr_sweep.foundation.errors import DataRecoveryWarning
+    from dnr_sweep.foundation.schemas import Evaluation
 
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        earlier = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        earlier = None
-    if not isinstance(earlier, dict):
-        aside = path.with_name(path.name + ".unreadable")
+    aside = path.with_name(path.name + ".unreadable")
+    earlier, notes = reader.read_lenient(path, Evaluation, unusable=f"moved aside to {aside.name}", prune=False)
+    if earlier is None:
         files.move(path, aside, replace=True)
-        warnings.warn(f"{path}: not readable JSON; moved aside to {aside.name}", DataRecoveryWarning, stacklevel=3)
+        for note in notes:
+            warnings.warn(note, DataRecoveryWarning, stacklevel=3)
         return None
-    return earlier
+    return earlier.as_dict()
 
 
 def merge_evaluations(earlier: dict | None, new: dict) -> dict:

@@ -8,7 +8,6 @@ eps``), so every radius gets the same relative attack and 7 steps can reach the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from torch.utils.data import Dataset
 
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.evaluation.evaluator import CURVE_EPS, CURVE_STEPS, Evaluator
-from dnr_sweep.foundation import files
+from dnr_sweep.foundation import files, reader
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE
+from dnr_sweep.foundation.schemas import AttackStrength
 
 
 def strength_curves(
@@ -57,10 +57,9 @@ def write_strength_curves(curves: dict[str, dict[str, float]], folder: str | Pat
     if unknown:
         raise ValueError(f"attack-strength curves have unknown key(s) {sorted(unknown)}; valid: eps, steps")
     path = Path(folder) / ATTACK_STRENGTH_FILE
-    try:
-        same = json.loads(path.read_text()) == curves if path.is_file() else False
-    except (OSError, ValueError, RecursionError):
-        same = False
+    earlier, _ = reader.read_lenient(path, AttackStrength, unusable="kept as it is", prune=False)
+    new = {kind: {float(k): float(v) for k, v in curves.get(kind, {}).items()} for kind in ("steps", "eps")}
+    same = earlier is not None and earlier.curves() == new
     if not same:
         files.keep_earlier(path)
     return checkpoint.write_json(curves, path)

@@ -39,11 +39,13 @@ def _holder() -> dict[str, object]:
 
 
 def _describe(record: bytes) -> str:
-    try:
-        info = json.loads(record.decode())
-        return f"pid {info['pid']} on {info['host']} since {info['since']} (`{info['command']}`)"
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    from dnr_sweep.foundation.reader import parse_lenient
+    from dnr_sweep.foundation.schemas import LockRecord
+
+    info, _ = parse_lenient(record, LockRecord, source=rc.LOCK_FILE, unusable="", prune=False)
+    if info is None:
         return "another process (it left no readable record)"
+    return f"pid {info.pid} on {info.host} since {info.since} (`{info.command}`)"
 
 
 @contextlib.contextmanager

@@ -36,9 +36,13 @@ Recovery (what cannot be read is rebuilt or skipped, with a
   rebuilt from the ``result.json`` files; the unreadable file is moved aside to
   ``<name>.unreadable`` (never deleted), so the rebuilt table can be written in its place; with no
   ``result.json`` to rebuild from, :class:`~dnr_sweep.foundation.errors.InputFileError` names the file;
-* a ``result.json`` line that is not a JSON object (a line cut short by a crash) is skipped; a
-  ``result.json`` that cannot be read at all leaves its trial out;
-* an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve).
+* every JSON file is read through :mod:`dnr_sweep.foundation.reader` with its schema: a ``result.json`` line
+  that is not a JSON object (a line cut short by a crash) or whose epoch is unusable is skipped, a figure of the
+  wrong type or out of its range is left out of its line; a ``result.json`` that cannot be read at all (or a
+  folder in its place) leaves its trial out, and so do sampled values that do not fit the sweep (no plain value,
+  a searched value missing, a value its config refuses: the trial's configuration cannot be told);
+* an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve; a bad curve point
+  alone is left out of its curve).
 
 Size (over ~400 lines) on purpose: one concept (a run folder -> its two normalised tables, rebuilt when missing,
 set aside when damaged); Tune's files are read by :mod:`.trial_files`.
@@ -46,7 +50,6 @@ set aside when damaged); Tune's files are read by :mod:`.trial_files`.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -58,12 +61,15 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from dnr_sweep.config import SweepConfig, load_sweep_config
+from dnr_sweep.config.load import run_config_from_flat
+from dnr_sweep.foundation import reader, yaml_safe
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation import yaml_safe
-from dnr_sweep.foundation.errors import DataRecoveryWarning, InputFileError, PathError
+from dnr_sweep.foundation.errors import ConfigError, DataRecoveryWarning, InputFileError, PathError, UserError
 from dnr_sweep.foundation.files import atomic_write_handle, move
 from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, CONFIG_FILE, EPOCHS_FILE, LAYER_PREFIX, RESULTS_FILE
 from dnr_sweep.foundation.run_contract import TUNE_RESULT_FILE as TRIAL_RESULT_FILE
+from dnr_sweep.foundation.schemas import AttackStrength, SweepFile
 from dnr_sweep.reports import trial_files
 
 __all__ = [
@@ -224,8 +230,48 @@ def _epoch_of(line: Mapping[str, Any], default: int) -> int | None:
         return None
 
 
+def read_sweep(run_dir: Path) -> SweepConfig | None:
+    """The sweep the run folder was started with (``config.yaml`` and the overrides ``sweep.json`` saved), or
+    ``None`` with a warning when it cannot be told: then a trial's sampled values are checked for plain values
+    only."""
+    overrides: list[str] = []
+    if (run_dir / rc.SWEEP_FILE).exists():
+        unusable = "the trials' sampled values are checked for plain values only"
+        saved, notes = reader.read_lenient(run_dir / rc.SWEEP_FILE, SweepFile, unusable=unusable)
+        for note in notes:
+            _warn(note)
+        if saved is None:
+            return None
+        overrides = list(saved.overrides)
+    try:
+        return load_sweep_config(run_dir / CONFIG_FILE, overrides)
+    except (UserError, OSError) as exc:
+        _warn(f"{run_dir / CONFIG_FILE}: not the sweep's config ({str(exc).splitlines()[0][:200]}); the trials' "
+              "sampled values are checked for plain values only")  # fmt: skip
+        return None
+
+
+def _params_problem(params: Mapping[str, Any], sweep: SweepConfig | None) -> str | None:
+    """Why a trial's sampled values cannot place it in the sweep (a value that is no plain value, a searched
+    value missing, a value the sweep's config refuses), or ``None``."""
+    for key, value in params.items():
+        if not (value is None or isinstance(value, str | int | float | bool)):
+            return f"config value {key!r} is {reader.describe(value)}, expected a sampled value"
+    if sweep is None or not sweep.search:
+        return None
+    sampled = {key: params.get(key) for key in sweep.search}
+    missing = [key for key, value in sampled.items() if value is None]
+    if missing:
+        return f"config lacks the searched value {missing[0]!r}"
+    try:
+        run_config_from_flat(sweep.base_run(), sampled)
+    except ConfigError as exc:
+        return f"config holds a value the sweep's config refuses ({exc.messages[0]})"
+    return None
+
+
 def _trial_tables(
-    path: Path, search_keys: list[str] | None, defaults: Mapping[str, Any]
+    path: Path, search_keys: list[str] | None, defaults: Mapping[str, Any], sweep: SweepConfig | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     lines = _read_lines(path)
     if not lines:
@@ -238,6 +284,10 @@ def _trial_tables(
         params = {k: flat_config.get(k) for k in search_keys}
     else:
         params = {k: v for k, v in flat_config.items() if "." in k}
+    problem = _params_problem(params if search_keys is not None else flat_config, sweep)
+    if problem:
+        _warn(f"{path}:{len(lines)}: {problem}; its trial is left out (its sampled values say what it trained)")
+        return None
     for key in ALWAYS_PARAMS:
         if params.get(key) is None:
             params[key] = flat_config.get(key, defaults.get(key))
@@ -286,9 +336,10 @@ def rebuild_tables(run_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.Da
     search = config.get("search")
     search_keys = list(search) if isinstance(search, Mapping) and search else None
     defaults = flatten({k: v for k, v in config.items() if k != "search"})
+    sweep = read_sweep(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
     results, epochs = [], []
     for folder in trial_dirs(run_dir):
-        built = _trial_tables(folder / TRIAL_RESULT_FILE, search_keys, defaults)
+        built = _trial_tables(folder / TRIAL_RESULT_FILE, search_keys, defaults, sweep)
         if built is not None:
             results.append(built[0])
             epochs.extend(built[1])
@@ -433,13 +484,9 @@ def load_attack_strength(run_dir: str | os.PathLike[str]) -> dict[str, dict[str,
             lines = _read_lines(result_json)
             if lines and "trial_id" in lines[-1]:
                 label = str(lines[-1]["trial_id"])
-        try:
-            raw = json.loads(path.read_bytes().decode("utf-8"))
-            if not isinstance(raw, dict) or set(raw) - {"steps", "eps"}:
-                raise ValueError("not a JSON object with 'steps' and/or 'eps'")
-            curves[label] = {
-                kind: {float(k): float(v) for k, v in (raw.get(kind) or {}).items()} for kind in ("steps", "eps")
-            }
-        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-            _warn(f"{path}: unreadable ({type(exc).__name__}); its attack-strength curve is left out")
+        read, notes = reader.read_lenient(path, AttackStrength, unusable="its attack-strength curve is left out")
+        for note in notes:
+            _warn(note)
+        if read is not None:
+            curves[label] = read.curves()
     return curves

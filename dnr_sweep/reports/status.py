@@ -20,6 +20,10 @@ Sources, all optional except ``config.yaml``:
   the live report rewrites ``results.parquet`` while trials train, and an unreadable Tune state's age says
   nothing (its time is not counted as the driver's).
 
+Every JSON file is read through :mod:`dnr_sweep.foundation.reader` with its schema: a part of the wrong shape
+(a trial entry, a field, a result line) is left out with a note naming the file and the field; a trial whose
+entry is left out is still counted once, from its folder.
+
 Trial states: ``finished`` (its last line is ``final``), ``early_stopped`` (Tune terminated it
 before its last epoch: a scheduler), ``errored``, ``running``, ``interrupted`` (running when the
 driver stopped), ``pending`` (created, waiting for resources), plus ``not_started`` trials the grid
@@ -34,7 +38,6 @@ the reading half is shared with the other readers through :mod:`.trial_files`.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -43,9 +46,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnr_sweep.config import SweepConfig, load_sweep_config
+from dnr_sweep.config import RunConfig, SweepConfig, load_sweep_config
+from dnr_sweep.config.load import run_config_from_flat
+from dnr_sweep.foundation import reader
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.errors import ConfigError, UserError
+from dnr_sweep.foundation.schemas import DriverEnd, SweepFile
+from dnr_sweep.foundation.tune_schemas import ExperimentState
 from dnr_sweep.reports.trial_files import first_trial_id, read_params, read_result_lines
 
 #: the driver rewrites Tune's experiment state about every 10 s; silence this long means it stopped
@@ -152,43 +159,29 @@ class _TuneTrial:
 
 
 def read_tune_state(path: Path) -> tuple[list[_TuneTrial], float | None, list[str]]:
-    """Tune's experiment state as JSON: its trials, the session's start time, notes.
+    """Tune's experiment state as JSON (:class:`~dnr_sweep.foundation.tune_schemas.ExperimentState`): its
+    trials, the session's start time, notes.
 
-    Each ``trial_data`` entry is a pair of JSON strings (the trial, its run metadata); fields Tune
-    stored as hex-encoded pickles are ignored.
+    Each ``trial_data`` entry is a pair of JSON texts (the trial, its run metadata); a field of the wrong type is
+    left out (a trial without its id: the whole entry; its folder then lists it); fields Tune stored as
+    hex-encoded pickles are never decoded.
     """
-    try:
-        data = json.loads(path.read_text())
-        entries = data["trial_data"]
-        start = data.get("stats", {}).get("start_time")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return (
-            [],
-            None,
-            [f"{path}: {UNREADABLE_STATE} ({type(exc).__name__}); trial states come from the trial folders"],
-        )
-    trials: list[_TuneTrial] = []
-    notes: list[str] = []
-    for entry in entries:
-        try:
-            trial = json.loads(entry[0])
-            meta = json.loads(entry[1]) if len(entry) > 1 else {}
-            folder = trial.get("relative_logdir")
-            trials.append(_TuneTrial(
-                trial_id=str(trial["trial_id"]),
-                status=str(trial.get("status", "PENDING")),
-                folder=folder if isinstance(folder, str) and _is_plain_name(folder) else None,
-                config=trial.get("config") if isinstance(trial.get("config"), dict) else {},
-                failures=int(meta.get("num_failures") or 0),
-                start_time=_finite(meta.get("start_time")),
-            ))  # fmt: skip
-        except (ValueError, KeyError, TypeError, IndexError):
-            notes.append(f"{path}: skipped an unreadable trial entry")
-    return trials, _finite(start), notes
-
-
-def _is_plain_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+    unusable = f"{UNREADABLE_STATE}: trial states come from the trial folders"
+    state, notes = reader.read_lenient(path, ExperimentState, unusable=unusable)
+    if state is None:
+        return [], None, notes
+    trials = [
+        _TuneTrial(
+            trial_id=trial.trial_id,
+            status=trial.status,
+            folder=trial.relative_logdir,
+            config=dict(trial.config),
+            failures=meta.num_failures,
+            start_time=meta.start_time,
+        )  # fmt: skip
+        for trial, meta in state.trial_data
+    ]
+    return trials, state.stats.start_time if state.stats is not None else None, notes
 
 
 def _finite(value: Any) -> float | None:
@@ -206,16 +199,20 @@ def _read_results_table(path: Path) -> list[dict[str, Any]]:
     return table.select(keep).to_pylist()
 
 
-def _run_config(run_dir: Path) -> SweepConfig:
-    """The sweep the folder was started with: ``config.yaml`` plus the ``--set`` overrides it saved."""
+def _run_config(run_dir: Path, notes: list[str]) -> SweepConfig:
+    """The sweep the folder was started with: ``config.yaml`` plus the ``--set`` overrides ``sweep.json`` saved
+    (without them the sweep cannot be told: refused; its other fields, damaged, are a note)."""
     sweep_file = run_dir / rc.SWEEP_FILE
     overrides: list[str] = []
-    if sweep_file.is_file():
-        try:
-            overrides = list(json.loads(sweep_file.read_text())["overrides"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{sweep_file}: unreadable ({type(exc).__name__}); it should hold "
-                            '{"overrides": [...]} as `dnr-sweep run` wrote it') from None  # fmt: skip
+    if sweep_file.exists() or sweep_file.is_symlink():
+        saved, file_notes = reader.read_lenient(sweep_file, SweepFile, unusable="the sweep cannot be told without it")
+        if saved is None:
+            problems = "; ".join(note.removeprefix(f"{sweep_file}: ") for note in file_notes)
+            raise UserError(f"{sweep_file}: unreadable: {problems}. It should hold {{\"overrides\": [...]}} as "
+                            '`dnr-sweep run` wrote it: restore it, or write {"overrides": []} there if the run used '
+                            "no --set")  # fmt: skip
+        notes += file_notes
+        overrides = list(saved.overrides)
     return load_sweep_config(run_dir / rc.CONFIG_FILE, overrides)
 
 
@@ -231,8 +228,8 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
     run_dir = Path(run_dir).expanduser()
     now = time.time() if now is None else now
     state_path = _check_run_folder(run_dir)
-    config = _run_config(run_dir)
     notes: list[str] = []
+    config = _run_config(run_dir, notes)
 
     tune_trials: list[_TuneTrial] = []
     session_start = None
@@ -242,10 +239,10 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
         notes += state_notes
         if not any(UNREADABLE_STATE in note for note in state_notes):
             state_time = _mtime(state_path)
-    tune_trials += _unlisted_trials(run_dir, tune_trials)
+    tune_trials += _unlisted_trials(run_dir, tune_trials, notes)
     results_path = run_dir / rc.RESULTS_FILE
     # the driver marks its end after Tune's last snapshot; a resumed sweep snapshots again (and drops the mark)
-    ended = _mtime(run_dir / rc.DRIVER_END_FILE)
+    ended = _driver_end(run_dir / rc.DRIVER_END_FILE, notes)
     driver_done = ended is not None and ended >= (state_time or -math.inf)
     results_written = _mtime(results_path) if driver_done else None
     results_rows: dict[str, dict[str, Any]] = {}
@@ -259,15 +256,15 @@ def sweep_status(run_dir: str | Path, *, now: float | None = None, stale_after_s
     trial_lines: dict[str, list[dict[str, Any]]] = {}
     for trial in tune_trials:
         result_file = run_dir / trial.folder / rc.TUNE_RESULT_FILE if trial.folder else None
-        if result_file is not None and result_file.is_file():
+        if result_file is not None and result_file.exists():  # a folder in its place: a note
             changed.append(_mtime(result_file))
-            trial_lines[trial.trial_id], line_notes = read_result_lines(result_file)
+            trial_lines[trial.trial_id], line_notes = read_result_lines(result_file, tail=RECENT_EPOCHS)
             notes += line_notes
     last_update = max((t for t in changed if t is not None), default=None)
     live = not driver_done and last_update is not None and now - last_update <= stale_after_s
 
-    trials = [_trial_status(t, trial_lines.get(t.trial_id, []), run_dir, config, live, results_rows.get(t.trial_id))
-              for t in tune_trials]  # fmt: skip
+    trials = [_trial_status(t, trial_lines.get(t.trial_id, []), run_dir, config, live, results_rows.get(t.trial_id),
+                            notes) for t in tune_trials]  # fmt: skip
     known = {t.trial_id for t in trials}
     trials += [
         _table_only_trial(trial_id, row, config) for trial_id, row in results_rows.items() if trial_id not in known
@@ -315,14 +312,27 @@ def _check_run_folder(run_dir: Path) -> Path | None:
     return state_path
 
 
-def _unlisted_trials(run_dir: Path, listed: list[_TuneTrial]) -> list[_TuneTrial]:
-    """Trial folders Tune's last snapshot does not list yet (created in the last few seconds)."""
+def _unlisted_trials(run_dir: Path, listed: list[_TuneTrial], notes: list[str]) -> list[_TuneTrial]:
+    """Trial folders Tune's last snapshot does not list (created in the last few seconds, or its entry unreadable)."""
     known = {t.folder for t in listed if t.folder}
+    ids = {t.trial_id for t in listed}
     found = []
     for folder in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name not in known):
         if (folder / rc.TUNE_RESULT_FILE).is_file() and (folder / rc.TUNE_PARAMS_FILE).is_file():
-            found.append(_TuneTrial(_folder_trial_id(folder), "", folder.name, _params(folder), 0, None))
+            trial_id = _folder_trial_id(folder)
+            if trial_id in ids:  # listed, its folder field left out as unreadable
+                continue
+            params, param_notes = read_params(folder)
+            notes += param_notes
+            found.append(_TuneTrial(trial_id, "", folder.name, params, 0, None))
     return found
+
+
+def _driver_end(path: Path, notes: list[str]) -> float | None:
+    """When the driver marked its end (the mark's time), or None: no mark, or one that is not the driver's."""
+    mark, mark_notes = reader.read_lenient(path, DriverEnd, unusable="the driver's end is told from the other files")
+    notes += mark_notes
+    return _mtime(path) if mark is not None else None
 
 
 def _table_only_trial(trial_id: str, row: Mapping[str, Any], config: SweepConfig) -> TrialStatus:
@@ -363,17 +373,25 @@ def _folder_trial_id(folder: Path) -> str:
     return first_trial_id(folder) or folder.name
 
 
-_params = read_params
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _trial_run(trial: _TuneTrial, config: SweepConfig, notes: list[str]) -> RunConfig:
+    """The trial's run config: the sweep's base with its sampled values (values of the wrong kind: the base's)."""
+    try:
+        return run_config_from_flat(config.base_run(), trial.config)
+    except ConfigError as exc:
+        notes.append(f"trial {trial.trial_id}: its sampled values do not fit the sweep ({exc.messages[0]}); shown with "
+                     "the sweep's own settings")  # fmt: skip
+        return config.base_run()
+
+
 def _trial_status(trial: _TuneTrial, lines: list[dict[str, Any]], run_dir: Path, config: SweepConfig, live: bool,
-                  row: Mapping[str, Any] | None) -> TrialStatus:  # fmt: skip
+                  row: Mapping[str, Any] | None, notes: list[str]) -> TrialStatus:  # fmt: skip
     last = lines[-1] if lines else {}
-    epochs_total = trial.config.get("train.epochs", config.train.epochs)
+    run = _trial_run(trial, config, notes)
+    epochs_total = run.train.epochs
     if last.get(rc.FINAL_FLAG) and isinstance(last.get("epochs"), int):
         epochs_total = last["epochs"]
     folder = run_dir / trial.folder if trial.folder else None
@@ -402,7 +420,7 @@ def _trial_status(trial: _TuneTrial, lines: list[dict[str, Any]], run_dir: Path,
     swept = {k: trial.config[k] for k in config.search if k in trial.config}
     return TrialStatus(
         trial_id=trial.trial_id, state=state, params=swept,
-        pruning=str(trial.config.get("dnr.pruning", config.dnr.pruning)),
+        pruning=run.dnr.pruning,
         epochs_done=int(last.get(rc.EPOCH_KEY) or 0), epochs_total=int(epochs_total),
         selected_epoch=last.get("selected_epoch"), val_clean_acc=_finite(last.get("val_clean_acc")),
         val_pgd_acc=_finite(last.get("val_pgd_acc")), density=_finite(last.get("density")),
@@ -467,6 +485,8 @@ def format_status(status: SweepStatus) -> str:
         label = "ETA" if status.live else "training left once resumed:"
         if status.eta_s is None:
             times.append(f"{label} unknown until an epoch is measured ({e['epochs_left']} epochs left)")
+        elif e["epoch_time_s"] is None:  # nothing left to train, and no epoch measured (trials without results)
+            times.append(f"{label} {_duration(status.eta_s)} ({e['epochs_left']} epochs left)")
         else:
             bound = "at most " if e["upper_bound"] else ""
             times.append(f"{label} {bound}{_duration(status.eta_s)} ({e['epochs_left']} epochs left at "

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dnr_sweep.config import SweepConfig, check_name, load_sweep_config
-from dnr_sweep.foundation import files
+from dnr_sweep.foundation import files, reader
 from dnr_sweep.foundation import storage as storage_
 from dnr_sweep.foundation.errors import InputFileError, PathError
 from dnr_sweep.foundation.run_contract import CONFIG_FILE, LOCK_FILE, SWEEP_FILE
+from dnr_sweep.foundation.schemas import SweepFile
 from dnr_sweep.sweep.outcome import SweepError
 
 # ------------------------------------------------------------------------------------------------
@@ -95,20 +96,14 @@ def _load_run_dir_config(run_dir: Path, *, shown: Any) -> SweepConfig:
                          "`dnr-sweep run` printed")  # fmt: skip
     overrides: list[str] = []
     sweep_file = run_dir / SWEEP_FILE
-    if sweep_file.is_file():
+    if sweep_file.exists() or sweep_file.is_symlink():
         expected = 'the JSON object `dnr-sweep run` wrote: {"overrides": ["key=value", ...], ...}'
         fix = ("Restore it, or write {\"overrides\": []} there if the run used no --set (or the --set values it "
                "used, as a list)")  # fmt: skip
-        try:
-            saved = json.loads(sweep_file.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise InputFileError(sweep_file, "is not readable JSON (corrupt or truncated)", expected=expected,
-                                 fix=fix) from None  # fmt: skip
-        overrides = saved.get("overrides") if isinstance(saved, dict) else None  # type: ignore[assignment]
-        if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
-            raise InputFileError(sweep_file, "has no list of strings under 'overrides'", expected=expected, fix=fix)
-        digest = saved.get("config_sha256")
-        if isinstance(digest, str) and hashlib.sha256((run_dir / CONFIG_FILE).read_bytes()).hexdigest() != digest:
+        saved = reader.read_strict(sweep_file, SweepFile, expected=expected, fix=fix)
+        overrides = list(saved.overrides)
+        digest = saved.config_sha256
+        if digest is not None and hashlib.sha256((run_dir / CONFIG_FILE).read_bytes()).hexdigest() != digest:
             raise InputFileError(run_dir / CONFIG_FILE, "changed since the sweep started (its SHA-256 differs from "
                                  f"the one {SWEEP_FILE} recorded)", expected="the config the sweep started with",
                                  fix="Restore it (the trials were sampled from it); to change the sweep, start a "

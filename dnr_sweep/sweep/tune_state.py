@@ -27,14 +27,12 @@ searcher's state); it passes only when its code object is the one this Python's 
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import json
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from dnr_sweep.foundation import storage
+from dnr_sweep.foundation import reader, storage
 from dnr_sweep.foundation.pickle_screen import PicklePolicy, PickleRefused, screen
 
 TUNER_FILE = "tuner.pkl"  # Ray Tune's (Tuner.restore reads it)
@@ -163,9 +161,8 @@ def pickles_in_json_state(state: Any) -> Iterator[tuple[str, bytes | None]]:
                     stack.append((f"{where}.{key}" if where else str(key), value))
         elif isinstance(node, list):
             stack.extend((f"{where}[{i}]", item) for i, item in enumerate(node))
-        elif isinstance(node, str) and node[:1] in ("{", "["):  # Tune stores each trial as a JSON string
-            with contextlib.suppress(json.JSONDecodeError, RecursionError):
-                stack.append((where, json.loads(node)))
+        elif isinstance(node, str) and (inner := reader.embedded(node)) is not None:  # a trial, as JSON text
+            stack.append((where, inner))
 
 
 def _from_hex(value: object) -> bytes | None:
