@@ -10,10 +10,11 @@ export wrote for ``FILE`` (so ``--force`` never replaces a model, a config or a 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from dnr_sweep.foundation import reader
 from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.schemas import ExportSummary
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
@@ -71,12 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _earlier_export(out: Path) -> bool:
     """Whether ``out.json`` is the summary an export wrote for ``out`` (and ``out`` a file, if there)."""
-    try:
-        summary = json.loads(out.with_suffix(".json").read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return False
-    return (isinstance(summary, dict) and isinstance(summary.get("file"), str) and Path(summary["file"]).name == out.name
-            and "params_before" in summary and (not out.exists() or out.is_file()))  # fmt: skip
+    summary, _ = reader.read_lenient(out.with_suffix(".json"), ExportSummary, unusable="not an export", prune=False)
+    return summary is not None and Path(summary.file).name == out.name and (not out.exists() or out.is_file())
 
 
 def check_outputs(out: Path, text: str, *, force: bool) -> None:

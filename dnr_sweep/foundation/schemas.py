@@ -330,6 +330,21 @@ class FetchJournal(FileSchema):
     pid: int | None = None
 
 
+class ReportManifest(FileSchema):
+    """A report folder's manifest (``.dnr-sweep-report.json``): its kind, its runs and the files it wrote."""
+
+    kind: Literal["report", "comparison"]
+    runs: list[str]
+    files: list[str]
+
+
+class ExportSummary(FileSchema):
+    """What ``dnr-sweep export`` writes beside ``FILE`` (``FILE.json``); only what tells it apart is checked."""
+
+    file: str
+    params_before: int
+
+
 class LockRecord(FileSchema):
     """What a folder lock's holder wrote into the lock file: who holds it."""
 
@@ -340,5 +355,5 @@ class LockRecord(FileSchema):
 
 
 __all__ = ["PRUNING_TYPES", "AsTuple", "AttackStrength", "CheckEntry", "DataRecord", "DriverEnd", "EpochEntry",
-           "EpochRecord", "Evaluation", "FetchJournal", "FileSchema", "KeyedFigures", "LockRecord", "PlainName",
+           "EpochRecord", "Evaluation", "ExportSummary", "FetchJournal", "FileSchema", "KeyedFigures", "LockRecord", "PlainName", "ReportManifest",
            "SweepFile", "checked", "figure_problem", "is_figure", "plain_name", "problem", "raise_together"]  # fmt: skip

@@ -25,9 +25,10 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from dnr_sweep.foundation import files
+from dnr_sweep.foundation import files, reader
 from dnr_sweep.foundation.errors import PathError
 from dnr_sweep.foundation.run_contract import REPORT_DIR, REPORT_MANIFEST_FILE
+from dnr_sweep.foundation.schemas import ReportManifest
 
 KINDS = ("report", "comparison")
 
@@ -48,15 +49,8 @@ def is_own_report_folder(out: Path, run_dir: Path) -> bool:
 
 def _read_manifest(path: Path) -> dict | None:
     """The manifest at ``path``, or ``None`` when it is not one dnr-sweep wrote (not JSON, wrong fields)."""
-    try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    if not (isinstance(manifest, dict) and manifest.get("kind") in KINDS
-            and all(isinstance(manifest.get(key), list) and all(isinstance(v, str) for v in manifest[key])
-                    for key in ("runs", "files"))):  # fmt: skip
-        return None
-    return manifest
+    manifest, _ = reader.read_lenient(path, ReportManifest, unusable="not a report's manifest", prune=False)
+    return manifest.model_dump() if manifest is not None else None
 
 
 def _describe(manifest: dict) -> str:
