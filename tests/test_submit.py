@@ -108,6 +108,16 @@ def end_processes_naming(folder: Path) -> None:
             pass
 
 
+@pytest.fixture(autouse=True)
+def _fresh_ray_token_cache():
+    """Ray caches the auth token process-wide; a test that submits in process with its own token must not leave
+    it to the session's Ray driver (its next RPC would carry the test's token and the raylet would refuse it)."""
+    yield
+    from ray._raylet import AuthenticationTokenLoader
+
+    AuthenticationTokenLoader.instance().reset_cache()  # re-read lazily, after monkeypatch restored the environment
+
+
 @pytest.fixture(scope="module")
 def head():
     # short path: Ray's unix sockets live under the temp dir and must stay under ~107 characters
