@@ -5,7 +5,8 @@ Baseline methods beside DNR (``method: admm | lasso | hydra``; dnr_sweep/methods
 own phases, each phase its own epochs and initial learning rate, annealed by a cosine to 0 within
 the phase (HYDRA's public code's schedule; Ye et al. and Rakin et al. give none the DNR paper
 repeats); ``train.epochs`` is derived as the sum of the phases, ``train.lr``/``lr_milestones``/
-``warmup_epochs`` are DNR's and unused. ``beta`` is the clean weight of ``beta * CE(clean) +
+``warmup_epochs`` are DNR's and unused. Each block's ``reads`` declares the method-dependent fields its
+method reads (:mod:`dnr_sweep.config.reads`); searching or ``--set`` on one it does not read is refused. ``beta`` is the clean weight of ``beta * CE(clean) +
 (1 - beta) * CE(adv)`` (0 = Madry adversarial training, as ADMM and Lasso train), and the method's
 regulariser is added outside it; HYDRA trains with TRADES by default, as its authors' code does
 (``hydra.loss``). Momentum: ``train.momentum``; weight decay: ``train.weight_decay`` (HYDRA:
