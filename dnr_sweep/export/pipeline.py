@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dnr_sweep import methods
 from dnr_sweep.config.fields import MAX_IMAGE_SIZE
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.export.cost import ForwardEstimate, estimate_forward, measure_latency
@@ -218,10 +219,12 @@ def export_model(path: str | Path, out_file: str | Path, *, trial: str | None = 
     before = measure_latency(masked, size, batch_sizes, repeats=repeats, threads=threads)
     after = measure_latency(final, size, batch_sizes, repeats=repeats, threads=threads) if shrink else before
     removable = sum(len(s.removable) for s in report.spaces)
+    method = methods.build(trained.config)  # what trained it: a baseline's pruning and density are its own
     summary: dict[str, Any] = {
         "model": str(trained.folder), "file": str(out_file), "arch": trained.config.model.arch,
-        "dataset": trained.config.data.dataset, "pruning": trained.config.dnr.pruning,
-        "density": trained.config.dnr.density, "input_size": list(size), "shrunk": shrink,
+        "dataset": trained.config.data.dataset, "method": trained.config.method, "pruning": method.pruning_type,
+        "density": getattr(trained.config.method_block or trained.config.dnr, "density", None),
+        "input_size": list(size), "shrunk": shrink,
         "dynamic_batch": [1, MAX_EXPORT_BATCH],
         "params_before": report.params_before, "params_after": report.params_after if shrink else report.params_before,
         "macs_before": report.macs_before, "macs_after": report.macs_after if shrink else report.macs_before,
