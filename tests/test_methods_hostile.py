@@ -30,6 +30,7 @@ CASES = [
     ({"method": "hydra", "hydra": {"loss": "madry"}}, "hydra.loss: Input should be 'trades' or 'pgd'"),
     ({"method": "hydra", "attack": {"train": {"kind": "fgsm"}}}, "attack.train: hydra.loss trades runs TRADES'"),
     ({"method": "lasso", "search": {"method": {"grid": ["dnr", "pca"]}}}, "search.method.grid"),
+    ({"search": {"method": {"grid": ["pca"]}, "hydra.beta": {"grid": [0.0]}}}, "search.method.grid"),
 ]
 
 

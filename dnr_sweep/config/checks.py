@@ -192,12 +192,12 @@ def validate_method(
         spec = config.search.get(path)
         return spec.probe_values() if spec is not None else [_get_path(base, path)]
 
-    methods = values_of("method")
+    methods = [m for m in values_of("method") if m in rc.METHODS]  # an unknown one: validate_search names it
     for path in config.search:
-        why = unread_by(path, methods, method_reads, values_of) if path in valid_paths else None
+        why = unread_by(path, methods, method_reads, values_of) if path in valid_paths and methods else None
         if why:
             errors.append(f"{source}: search.{path}: {why}, so every trial would train the same; drop the dimension")
-    overridden = [path for path in dict.fromkeys(overridden) if path in valid_paths]
+    overridden = [path for path in dict.fromkeys(overridden) if path in valid_paths and methods]
     for path in overridden:
         why = unread_by(path, methods, method_reads, values_of)
         if why:
