@@ -71,7 +71,7 @@ target keeps its meaning (a count of weights); only where the weights go is pric
 **Regrown groups can learn.** A dead group is a saddle: its filters are zero and its readers'
 slices are zero, so neither receives any gradient (each factor's gradient is multiplied by the
 other). Regrown at zero, as the other modes do, it would stay zero forever while counted active
-(the issue-14 defect at group scale). So a group revived from zero gets its producer filters drawn
+(a dead group counted as alive). So a group revived from zero gets its producer filters drawn
 afresh from PyTorch's default conv initialisation (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, from the
 masker's own seeded generator), producer bias 0, BatchNorm ``gamma = 1, beta = 0`` and running
 statistics ``(0, 1)``, while its readers' slices stay 0. The network's output is unchanged by the

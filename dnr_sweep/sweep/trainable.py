@@ -211,7 +211,7 @@ class DNRTrainable(tune.Trainable):
                 f"{self.trial_location / rc.FINAL_STATE_FILE}: this trial finished, but its final state is missing; "
                 "its model.pt and metrics.json are its result"
             )
-        run_state = state.get("run", state)  # before 2026-11: the run's state itself
+        run_state = state.get("run", state)  # a checkpoint of the older layout is the run's state itself
         epoch = run_state["selection"]["epoch"]
         selected = None
         if run_state.get("selected_state") is None and epoch is not None:
@@ -222,7 +222,7 @@ class DNRTrainable(tune.Trainable):
         self.run.load_state_dict(run_state, selected_state=selected)
         self._refs = list(state.get("selected_refs", []))
         self._on_disk = {e for e in self._refs if e is not None}
-        self._epochs = list(state.get("epochs", []))  # before 2026-12: no record in the checkpoint
+        self._epochs = list(state.get("epochs", []))  # an older checkpoint holds no epoch record
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self._build(new_config)
