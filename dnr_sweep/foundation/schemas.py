@@ -55,6 +55,16 @@ def raise_together(title: str, errors: list[Any], exc: ValidationError | None) -
         raise ValidationError.from_exception_data(title, errors)
 
 
+def validated_together(title: str, errors: list[Any], handler: Callable[[Any], Any], data: Any) -> Any:
+    """``handler(data)`` (pydantic's own validation), its errors raised together with ``errors``."""
+    try:
+        model = handler(data)
+    except ValidationError as exc:
+        raise_together(title, errors, exc)
+    raise_together(title, errors, None)
+    return model
+
+
 def _error_type(error: Any) -> Any:
     ctx = error.get("ctx")
     try:
@@ -200,12 +210,7 @@ class KeyedFigures(BaseModel):
                     expected = cls.extra_problem(key, value)
                     if expected is not None:
                         errors.append(InitErrorDetails(type=problem(expected), loc=(key,), input=value))
-        try:
-            model = handler(data)
-        except ValidationError as exc:
-            raise_together(cls.__name__, errors, exc)
-        raise_together(cls.__name__, errors, None)
-        return model
+        return validated_together(cls.__name__, errors, handler, data)
 
     def as_dict(self) -> dict[str, Any]:
         """The fields the file held (declared and figures), as plain data."""
@@ -356,4 +361,4 @@ class LockRecord(FileSchema):
 
 __all__ = ["PRUNING_TYPES", "AsTuple", "AttackStrength", "CheckEntry", "DataRecord", "DriverEnd", "EpochEntry",
            "EpochRecord", "Evaluation", "ExportSummary", "FetchJournal", "FileSchema", "KeyedFigures", "LockRecord", "PlainName", "ReportManifest",
-           "SweepFile", "checked", "figure_problem", "is_figure", "plain_name", "problem", "raise_together"]  # fmt: skip
+           "SweepFile", "checked", "figure_problem", "is_figure", "plain_name", "problem", "raise_together", "validated_together"]  # fmt: skip

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Json, RootModel, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Json, RootModel, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails
 
 from dnr_sweep.foundation import run_contract as rc
@@ -35,7 +35,7 @@ from dnr_sweep.foundation.schemas import (
     checked,
     figure_problem,
     is_figure,
-    raise_together,
+    validated_together,
 )
 
 #: a trial's id: Tune's ``8c833_00000``; any name without a path separator or control character
@@ -111,13 +111,7 @@ class TuneShape(BaseModel):
                        for key in data if key not in declared]  # fmt: skip
             errors += [InitErrorDetails(type="missing", loc=(key,), input=data)
                        for key in cls.REQUIRED_ON_RESUME if key not in data]  # fmt: skip
-        model = None
-        try:
-            model = handler(data)
-        except ValidationError as exc:
-            raise_together(cls.__name__, errors, exc)
-        raise_together(cls.__name__, errors, None)
-        return model
+        return validated_together(cls.__name__, errors, handler, data)
 
 
 class Embedded(TuneShape):
