@@ -423,3 +423,81 @@ def test_export_true_runs_for_channel_group(tmp_path) -> None:
     summary = json.loads((folder / "model.json").read_text())
     assert summary["channels_removed"] == sum(int((~m).sum()) for m in run.masking.groups.group_masks)
     assert extra["params_physical"] == summary["params_after"] < summary["params_before"]
+
+
+# --------------------------------------------------------------------------------------------------
+# --input-size: bounded, checked before anything runs, one message without torch's traceback
+
+
+def _small_model_folder(tmp_path):
+    config = RunConfig.model_validate(
+        {"data": {"dataset": "synthetic", "image_size": 8}, "model": {"arch": "smallcnn", "width": 0.5}}
+    )
+    folder = tmp_path / "run"
+    write_model_folder(folder, randomize_bn(get_model("smallcnn", num_classes=10, in_channels=3, width=0.5)), config)
+    return folder
+
+
+INPUT_SIZE_REFUSED = {
+    "pooled to nothing": ("3,2,2", "--input-size 3,2,2: the model cannot take 2x2 images", "give at least 3,4,4"),
+    "a 1x1 image": ("3,1,1", "the model cannot take 1x1 images", "give at least 3,4,4"),
+    "channels the model does not take": ("1,8,8", "--input-size 1,8,8: the model takes 3-channel images", "3,8,8"),
+    "a side above the bound": ("3,513,8", "at most 512 pixels a side", "3,32,32"),
+    "a product above the bound": ("4,512,512", "786432 values (C*H*W)", "3,32,32"),
+    "not three numbers": ("3,x", "three positive integers C,H,W", "3,32,32"),
+    "zero": ("0,8,8", "three positive integers C,H,W", "3,32,32"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(INPUT_SIZE_REFUSED))
+def test_a_bad_input_size_is_one_message_and_exit_2(tmp_path, case, capfd):
+    text, what, fix = INPUT_SIZE_REFUSED[case]
+    folder, out = _small_model_folder(tmp_path), tmp_path / "m.pt2"
+    try:
+        code = cli(["export", str(folder), "--out", str(out), "--input-size", text, "--repeats", "1"])
+    except SystemExit as exc:  # argparse's refusal of the flag itself
+        code = exc.code
+    err = capfd.readouterr().err  # the file descriptor: what torch prints bypassing sys.stderr shows too
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert what in lines[0] and fix in lines[0], err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@pytest.mark.parametrize("limit", ["macs", "memory"])
+def test_an_export_over_its_estimated_cost_is_refused_before_it_runs(tmp_path, monkeypatch, capsys, limit):
+    from dnr_sweep.export import pipeline
+
+    if limit == "macs":
+        monkeypatch.setattr(pipeline, "MAX_EXPORT_MACS", 1e6)
+        fragment = "multiply-accumulates"
+    else:
+        monkeypatch.setattr(pipeline, "_physical_memory", lambda: 2**20)
+        fragment = "GiB for its activations"
+    ran = []
+    monkeypatch.setattr(pipeline, "_shrink_fn", lambda *a, **k: ran.append(1))
+    folder, out = _small_model_folder(tmp_path), tmp_path / "m.pt2"
+    assert cli(["export", str(folder), "--out", str(out), "--input-size", "3,16,16"]) == 2
+    err = capsys.readouterr().err
+    assert "--input-size 3,16,16" in err and fragment in err and "--repeats" in err, err
+    assert not ran and not out.exists()
+
+
+@pytest.mark.parametrize("arch,side", [("smallcnn", 8), ("resnet18", 32), ("vgg16", 32)])
+def test_the_meta_estimate_counts_what_a_real_forward_counts(arch, side):
+    from dnr_sweep.export import estimate_forward
+
+    model = get_model(arch, num_classes=10, in_channels=3, width=0.25)
+    assert estimate_forward(model, (3, side, side)).macs == count_macs(model, (3, side, side))
+    assert next(model.parameters()).device.type == "cpu"  # the model itself is untouched
+
+
+def test_export_true_too_costly_for_the_image_size_is_refused_by_validate(tmp_path):
+    from tests.test_hostile import call
+
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump({"data": {"dataset": "synthetic", "image_size": 512, "val_size": 16},
+                                    "model": {"arch": "resnet18"}, "dnr": {"pruning": "channel", "density": 0.5},
+                                    "train": {"device": "cpu"}, "export": True}))  # fmt: skip
+    code, err = call(["validate", str(path)])
+    assert code == 2 and "export: at the run's image size 3,512,512" in err and "set export: false" in err, err

@@ -25,11 +25,12 @@ CASES = [
     ({"method": "lasso", "lasso": {"gamma": 1}}, "lasso.gamma: unknown key 'gamma'; did you mean 'lam'?"),
     ({"method": "hydra", "hydra": {"density": 0}}, "hydra.density: must be in (0, 1]"),
     ({"method": "hydra", "train": {"epochs": 7, "batch_size": 64, "device": "cpu"}}, "train.epochs: method hydra"),
-    ({"search": {"hydra.density": {"grid": [0.1, 0.2]}}}, "search.hydra.density: a setting of method 'hydra'"),
+    ({"search": {"hydra.density": {"grid": [0.1, 0.2]}}}, "search.hydra.density: method dnr does not read"),
     ({"method": "hydra", "hydra": {"beta": 0.5}}, "hydra.beta: weighs the clean part of loss: pgd only"),
     ({"method": "hydra", "hydra": {"loss": "madry"}}, "hydra.loss: Input should be 'trades' or 'pgd'"),
     ({"method": "hydra", "attack": {"train": {"kind": "fgsm"}}}, "attack.train: hydra.loss trades runs TRADES'"),
     ({"method": "lasso", "search": {"method": {"grid": ["dnr", "pca"]}}}, "search.method.grid"),
+    ({"search": {"method": {"grid": ["pca"]}, "hydra.beta": {"grid": [0.0]}}}, "search.method.grid"),
 ]
 
 

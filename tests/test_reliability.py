@@ -135,6 +135,87 @@ def test_killed_driver_is_completed_by_resume_without_rerunning(ray_session, tmp
     assert len(epochs) == 9 and not epochs.duplicated(["trial_id", "epoch"]).any()
 
 
+def logging_trainable() -> type:
+    """A test-only DNRTrainable that appends each epoch it trains to ``trained.log`` in its trial folder
+    (a finished trial reporting its result again trains nothing). Shipped by value, like :func:`killing_trainable`."""
+
+    class LoggingTrainable(trainable.DNRTrainable):
+        def step(self):
+            trains = self.last_result is None
+            result = super().step()
+            if trains:
+                with open(self.trial_dir / "trained.log", "a") as log:
+                    log.write(f"{result['epoch']} {os.getpid()}\n")
+            return result
+
+    return LoggingTrainable
+
+
+#: the sweep's driver in a process of its own, training with :func:`logging_trainable`
+LOGGING_DRIVER = textwrap.dedent("""
+    import sys
+    from dnr_sweep.sweep import trainable
+    from tests.test_reliability import logging_trainable
+    trainable.DNRTrainable = logging_trainable()
+    from dnr_sweep import cli
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def trained_epochs(run_dir: Path) -> dict[str, list[tuple[int, int]]]:
+    """Every epoch each trial trained, in order, with the worker process that trained it, by trial id (a
+    trial Tune created again after a resume has a second folder with the same id)."""
+    trained: dict[str, list[tuple[int, int]]] = {}
+    for log in sorted(run_dir.glob("*/trained.log"), key=lambda p: p.stat().st_mtime):
+        trial_id = "_".join(log.parent.name.split("_")[1:3])
+        lines = [line.split() for line in log.read_text().splitlines() if len(line.split()) == 2]
+        trained.setdefault(trial_id, []).extend((int(epoch), int(pid)) for epoch, pid in lines)
+    return trained
+
+
+@pytest.mark.slow
+def test_a_killed_driver_costs_at_most_the_epoch_in_flight(ray_session, tmp_path, monkeypatch):
+    """A sweep (4 trials x 3 epochs, 2 at a time) whose driver's process group is SIGKILLed three times:
+    early (2 epochs trained), mid-way (5) and late (9), each time resumed. However stale Tune's experiment
+    snapshot was at each kill, every trial trains again at most the last epoch it had finished (its checkpoint
+    may not have been written yet), never earlier ones; the tables are whole."""
+    config_path = write_config(
+        tmp_path, train={**BASE["train"], "epochs": 3},
+        search={"dnr.density": {"grid": [0.1, 0.2, 0.3, 0.4]}},
+        tune={**BASE["tune"], "max_concurrent_trials": 2, "checkpoint_every": 1},
+    )  # fmt: skip
+    run_dir = tmp_path / "runs" / "dead"
+    for kill_after in (2, 5, 9):
+        command = (["resume", str(run_dir)] if run_dir.exists()
+                   else ["run", str(config_path), "--storage", str(tmp_path / "runs"), "--name", "dead"])  # fmt: skip
+        driver = subprocess.Popen([sys.executable, "-c", LOGGING_DRIVER, *command, "--no-dashboard", "--no-report"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                                  start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 240
+        while sum(map(len, trained_epochs(run_dir).values())) < kill_after and driver.poll() is None:
+            assert time.monotonic() < deadline, f"the sweep did not train {kill_after} epochs in time"
+            time.sleep(0.02)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        assert driver.returncode == -signal.SIGKILL, f"the driver ended before the kill after {kill_after} epochs"
+
+    monkeypatch.setattr(trainable, "DNRTrainable", logging_trainable())
+    assert cli.main(["resume", str(run_dir), "--no-dashboard", "--no-report"]) == 0
+    trained = trained_epochs(run_dir)
+    assert len(trained) == 4 and len({pid for log in trained.values() for _, pid in log}) > 2  # 4 drivers' workers
+    for trial_id, log in trained.items():
+        # a worker may outlive its killed driver for a moment and finish the epoch it had in flight: where the
+        # worker changes, the new one trains that epoch again at most, never an earlier one
+        for (previous, worker), (epoch, pid) in zip([(0, None), *log], log, strict=False):
+            allowed = {previous, previous + 1} if worker is not None and pid != worker else {previous + 1}
+            assert epoch in allowed, f"trial {trial_id} trained epochs {[e for e, _ in log]} (workers {log})"
+        assert log[-1][0] == 3
+    results = pd.read_parquet(run_dir / "results.parquet")
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert len(results) == 4 and set(results["status"]) == {"TERMINATED"} and (results["epochs_completed"] == 3).all()
+    assert len(epochs) == 12 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
 def test_nan_trial_fails_clearly_and_the_others_finish(ray_session, tmp_path, capsys):
     config_path = write_config(tmp_path, search={"train.lr": {"grid": [0.05, 1.0e6]}},
                                dnr={"density": 0.2, "beta": 1.0})  # fmt: skip

@@ -292,6 +292,34 @@ def test_ray_hints_that_mislead_are_filtered_during_fit_and_only_then():
         logging.getLogger("ray").removeHandler(capture)
 
 
+def test_deleting_a_checkpoint_the_dead_driver_deleted_is_not_reported_as_an_error():
+    import logging
+
+    import ray  # noqa: F401 - sets up Ray's logging
+
+    from dnr_sweep.sweep.ray_logs import filtered_ray_logs
+
+    seen: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    capture = Capture(level=logging.DEBUG)
+    logging.getLogger("ray").addHandler(capture)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    try:
+        with filtered_ray_logs():
+            for exc in (FileNotFoundError("Path not found: (fs, /runs/x/t/checkpoint_000001)"), OSError("disk full")):
+                try:
+                    raise exc
+                except OSError:
+                    controller.exception("Trial %s: Error handling checkpoint %s", "t", "result")
+        assert len(seen) == 1 and "Error handling checkpoint" in seen[0], seen  # the disk-full one stays
+    finally:
+        logging.getLogger("ray").removeHandler(capture)
+
+
 @pytest.mark.parametrize(("sampler", "expected"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),
                                                    ("gp", "GPSampler"), ("random", "RandomSampler")])  # fmt: skip
 def test_optuna_search_algorithms_are_built_as_asked(sampler, expected):

@@ -79,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
     with folder_lock.hold(out, purpose="train"):  # nothing was written before: a refusal here loses nothing
         check_out_contents(out, resume=args.resume)
         data_fetch.prepare(config.data)  # fetched and verified here if missing, before training
-        print(f"training {config.model.arch} on {config.data.dataset}: {config.dnr.pruning} pruning at density "
-              f"{config.dnr.density:g}, {config.train.epochs} epochs -> {out}")  # fmt: skip
+        pruning, density = (
+            (config.dnr.pruning, config.dnr.density)
+            if config.method_block is None
+            else (config.method, getattr(config.method_block, "density", None))
+        )  # a baseline prunes by its own block
+        how = f"{pruning} pruning" + (f" at density {density:g}" if density is not None else "")
+        print(f"training {config.model.arch} on {config.data.dataset}: {how}, {config.train.epochs} epochs -> {out}")
         command = ["dnr-sweep", "train", args.config, "--out", str(out)]
         command += [part for item in args.overrides for part in ("--set", item)] + ["--resume"]
         try:

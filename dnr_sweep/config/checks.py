@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import (
@@ -16,7 +16,8 @@ from pydantic import (
 from dnr_sweep.config.fields import MAX_TRIALS
 from dnr_sweep.config.messages import format_error
 from dnr_sweep.config.overrides import leaf_paths, set_path
-from dnr_sweep.config.run import RunConfig
+from dnr_sweep.config.reads import unread_by
+from dnr_sweep.config.run import RunConfig, method_reads
 from dnr_sweep.config.sweep import SearchSpec, SweepConfig
 from dnr_sweep.foundation import run_contract as rc
 
@@ -174,27 +175,40 @@ def _validate_points(config: SweepConfig, source: str) -> list[str]:
     return errors
 
 
-def validate_method(raw: Mapping[str, Any], config: SweepConfig, source: str) -> list[str]:
-    """A baseline's ``train.epochs`` is the sum of its phases: a different value written in the YAML
-    (or by --set) is refused, not silently replaced. A search path of a method the config never runs
-    (``method`` neither set to it nor searched) would change nothing, so it is refused too (a block of
-    another method is allowed: every resolved config.yaml holds all of them)."""
+def validate_method(
+    raw: Mapping[str, Any], config: SweepConfig, source: str, overridden: Iterable[str] = ()
+) -> list[str]:
+    """Fields the run's methods never read (:mod:`.reads`, each method's block declares what it reads): a search
+    dimension no method of the run reads is refused (its trials would all train the same), and so is a ``--set``
+    (``overridden``: the dotted paths the overrides set) that none reads, naming the method. A search over
+    ``method`` reads what any of its methods reads. A baseline's ``train.epochs`` is the sum of its phases: a
+    different value written in the YAML is refused, not silently replaced; other fields written in the YAML are
+    allowed, since every resolved config.yaml holds all of them."""
     errors: list[str] = []
-    if "method" in config.search:  # trials of several methods: each reads its own block
-        return errors
+    base = config.base_run().model_dump()
+    valid_paths = set(leaf_paths(RunConfig))
+
+    def values_of(path: str) -> list[Any]:
+        spec = config.search.get(path)
+        return spec.probe_values() if spec is not None else [_get_path(base, path)]
+
+    methods = [m for m in values_of("method") if m in rc.METHODS]  # an unknown one: validate_search names it
+    for path in config.search:
+        why = unread_by(path, methods, method_reads, values_of) if path in valid_paths and methods else None
+        if why:
+            errors.append(f"{source}: search.{path}: {why}, so every trial would train the same; drop the dimension")
+    overridden = [path for path in dict.fromkeys(overridden) if path in valid_paths and methods]
+    for path in overridden:
+        why = unread_by(path, methods, method_reads, values_of)
+        if why:
+            errors.append(f"{source}: --set {path}: {why}, so it would change nothing; drop it")
     block = config.method_block
     train = raw.get("train")
     written = train.get("epochs") if isinstance(train, Mapping) else None
-    if block is not None and written is not None and written != block.total_epochs:
+    if "method" not in config.search and block is not None and written is not None and "train.epochs" not in \
+            overridden and written != block.total_epochs:  # fmt: skip
         errors.append(
             f"{source}: train.epochs: method {config.method} trains for the sum of its phases' epochs "
             f"({block.total_epochs}); drop train.epochs and set the {config.method}.*_epochs instead"
         )
-    for name in rc.METHODS[1:]:
-        used = [path for path in config.search if path.split(".", 1)[0] == name]
-        if name != config.method and used:
-            errors.append(
-                f"{source}: search.{used[0]}: a setting of method {name!r}, but this config runs method "
-                f"{config.method!r}, so every trial would be the same; set method: {name}, search method, or drop it"
-            )
     return errors

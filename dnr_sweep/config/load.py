@@ -16,7 +16,7 @@ from pydantic import (
 
 from dnr_sweep.config.checks import validate_method, validate_search, validate_tune
 from dnr_sweep.config.messages import validation_messages
-from dnr_sweep.config.overrides import apply_overrides, set_path
+from dnr_sweep.config.overrides import apply_overrides, overridden_paths, set_path
 from dnr_sweep.config.run import RunConfig
 from dnr_sweep.config.sweep import SweepConfig
 from dnr_sweep.foundation import run_contract as rc
@@ -93,15 +93,21 @@ def load_sweep_config(path: str | Path, overrides: Iterable[str] = ()) -> SweepC
         raise ConfigError([f"{path}: the config is empty (no settings); write at least a data: block, e.g. "
                            "`data: {dataset: digits, val_size: 200}`, or start from a file in search_spaces/"])  # fmt: skip
     raw = apply_overrides(data, overrides)
-    return validate_sweep(raw, source)
+    return validate_sweep(raw, source, overridden=overridden_paths(overrides))
 
 
-def validate_sweep(raw: dict[str, Any], source: str = "<config>") -> SweepConfig:
+def validate_sweep(raw: dict[str, Any], source: str = "<config>", *, overridden: Iterable[str] = ()) -> SweepConfig:
+    """The validated sweep; ``overridden``: the paths ``--set`` set (a field no method of the run reads is
+    refused there, :func:`dnr_sweep.config.checks.validate_method`). :class:`ConfigError` with every problem."""
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_messages(SweepConfig, exc, source)) from None
-    errors = validate_search(config, source) + validate_tune(config, source) + validate_method(raw, config, source)
+    errors = (
+        validate_search(config, source)
+        + validate_tune(config, source)
+        + validate_method(raw, config, source, overridden)
+    )
     if errors:
         raise ConfigError(errors)
     return config

@@ -5,7 +5,8 @@ Baseline methods beside DNR (``method: admm | lasso | hydra``; dnr_sweep/methods
 own phases, each phase its own epochs and initial learning rate, annealed by a cosine to 0 within
 the phase (HYDRA's public code's schedule; Ye et al. and Rakin et al. give none the DNR paper
 repeats); ``train.epochs`` is derived as the sum of the phases, ``train.lr``/``lr_milestones``/
-``warmup_epochs`` are DNR's and unused. ``beta`` is the clean weight of ``beta * CE(clean) +
+``warmup_epochs`` are DNR's and unused. Each block's ``reads`` declares the method-dependent fields its
+method reads (:mod:`dnr_sweep.config.reads`); searching or ``--set`` on one it does not read is refused. ``beta`` is the clean weight of ``beta * CE(clean) +
 (1 - beta) * CE(adv)`` (0 = Madry adversarial training, as ADMM and Lasso train), and the method's
 regulariser is added outside it; HYDRA trains with TRADES by default, as its authors' code does
 (``hydra.loss``). Momentum: ``train.momentum``; weight decay: ``train.weight_decay`` (HYDRA:
@@ -16,7 +17,7 @@ separate runs). Only epochs of the final phase are selected (``train.select_metr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
@@ -31,6 +32,7 @@ from dnr_sweep.config.fields import (
     Strict,
     in_range,
 )
+from dnr_sweep.config.reads import MethodReads
 
 
 def _layer_ratios(value: Any) -> str | dict[str, float]:
@@ -55,6 +57,13 @@ DEFAULT_THRESHOLD = 1.0e-3
 
 class ADMMConfig(Strict):
     """ADMM robust pruning (Ye et al., ICCV 2019; the DNR paper's [17], Section 4.3)."""
+
+    reads: ClassVar[MethodReads] = MethodReads(
+        ("train.weight_decay", "dnr.prune_linear", "admm"),
+        only_when={"admm.density": ("admm.layer_ratios", ("naive", "uniform"))},
+        instead="ADMM trains its phases, admm.*_epochs, each from its admm.*_lr annealed by a cosine, and "
+        "prunes by admm.*; its train.epochs is their sum",
+    )
 
     density: Density = Field(0.05, description="overall target density (layer_ratios naive/uniform)")
     layer_ratios: LayerRatios = Field(
@@ -90,6 +99,13 @@ class ADMMConfig(Strict):
 
 class LassoConfig(Strict):
     """L1 Lasso robust sparse regularisation (Rakin et al. 2019; the DNR paper's [21])."""
+
+    reads: ClassVar[MethodReads] = MethodReads(
+        ("train.weight_decay", "dnr.prune_linear", "lasso"),
+        only_when={"lasso.threshold": ("lasso.density", (None,))},
+        instead="Lasso trains its phases, lasso.*_epochs, each from its lasso.*_lr annealed by a cosine, and "
+        "prunes by lasso.*; its train.epochs is their sum",
+    )
 
     lam: PosFloat = Field(1.0e-5, description="L1 coefficient lambda of lambda * sum |W| (prunable weights)")
     threshold: PosFloat | None = Field(
@@ -146,6 +162,13 @@ class HydraConfig(Strict):
     (theirs: every conv and linear layer; here ``dnr.prune_linear``), selection (theirs: best test
     accuracy; here the final phase's best on validation). Epochs are scaled per config.
     """
+
+    reads: ClassVar[MethodReads] = MethodReads(
+        ("dnr.prune_linear", "hydra"),
+        only_when={"hydra.beta": ("hydra.loss", ("pgd",)), "hydra.trades_beta": ("hydra.loss", ("trades",))},
+        instead="HYDRA trains its phases, hydra.*_epochs, each from its hydra.*_lr annealed by a cosine, with "
+        "hydra.weight_decay, and prunes by hydra.*; its train.epochs is their sum",
+    )
 
     density: Density = Field(0.05, description="fraction k of each prunable layer's weights kept (top-k scores)")
     loss: Literal["trades", "pgd"] = Field(

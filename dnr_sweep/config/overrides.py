@@ -63,6 +63,21 @@ def _set_search(data: dict[str, Any], item: str, dimension: str, value: Any) -> 
         search[dimension] = value
 
 
+def _parse(item: str) -> tuple[str, Any]:
+    """``key.path=value`` -> (key, value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part.strip() for part in key.split(".")):
+        raise ConfigError([f"--set {item!r}: expected key.path=value, e.g. --set dnr.density=0.1"])
+    try:
+        value = yaml_safe.load(raw)
+    except yaml.YAMLError:
+        value = raw
+    except RecursionError:
+        raise ConfigError([f"--set {key}=...: nested too deeply to be a config value"]) from None
+    return key, value
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` strings; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``).
 
@@ -71,18 +86,28 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     """
     data = copy.deepcopy(data)
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part.strip() for part in key.split(".")):
-            raise ConfigError([f"--set {item!r}: expected key.path=value, e.g. --set dnr.density=0.1"])
-        try:
-            value = yaml_safe.load(raw)
-        except yaml.YAMLError:
-            value = raw
-        except RecursionError:
-            raise ConfigError([f"--set {key}=...: nested too deeply to be a config value"]) from None
+        key, value = _parse(item)
         if key.startswith("search.") and len(key) > len("search."):
             _set_search(data, item, key[len("search.") :], value)
         else:
             set_path(data, key, value)
     return data
+
+
+def overridden_paths(overrides: Iterable[str]) -> list[str]:
+    """The dotted paths of the run config that ``overrides`` set (a mapping value: each path inside it);
+    search dimensions (``search.*``) are not among them."""
+    paths: list[str] = []
+
+    def walk(path: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{path}.{key}", inner)
+        else:
+            paths.append(path)
+
+    for item in overrides:
+        key, value = _parse(item)
+        if key != "search" and not key.startswith("search."):
+            walk(key, value)
+    return paths

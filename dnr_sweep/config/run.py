@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -39,6 +39,7 @@ from dnr_sweep.config.fields import (
     in_range,
 )
 from dnr_sweep.config.methods import ADMMConfig, HydraConfig, LassoConfig
+from dnr_sweep.config.reads import MethodReads
 from dnr_sweep.data import fetch
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation import run_contract as rc
@@ -149,6 +150,15 @@ class TrainConfig(Strict):
 
 
 class DNRConfig(Strict):
+    """DNR's settings (``method: dnr``, the default)."""
+
+    reads: ClassVar[MethodReads] = MethodReads(
+        ("train.epochs", "train.lr", "train.lr_milestones", "train.lr_gamma", "train.warmup_epochs",
+         "train.weight_decay", "dnr"),
+        only_when={"dnr.rho": ("dnr.dynamic_l2", (True,))},
+        instead="DNR trains train.epochs under train.lr's MultiStep schedule with dnr.*",
+    )  # fmt: skip
+
     pruning: Literal["irregular", "channel", "channel_group"] = "irregular"
     density: Density = Field(0.05, description="target fraction of prunable weights kept (1.0 = dense)")
     beta: Fraction = Field(0.5, description="hybrid loss weight of the clean part (1.0 = DNR-C, no PGD)")
@@ -249,3 +259,11 @@ class RunConfig(Strict):
             )
         # warmup_epochs > epochs runs (clean-only throughout): dnr_sweep.training.dry_run warns, for shortened configs
         return self
+
+
+def method_reads(method: str) -> MethodReads:
+    """What method ``method`` reads of :data:`~dnr_sweep.config.reads.METHOD_FIELDS`: its block's declaration
+    (the block is the run config's field named after the method)."""
+    if method not in rc.METHODS:
+        raise ValueError(f"unknown training method {method!r}; valid: {', '.join(rc.METHODS)}")
+    return RunConfig.model_fields[method].annotation.reads

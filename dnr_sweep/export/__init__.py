@@ -12,10 +12,13 @@ One module per concern:
 Every public name is importable from ``dnr_sweep.export`` directly.
 """
 
-from dnr_sweep.export.cost import count_macs, count_params, measure_latency
+from dnr_sweep.export.cost import ForwardEstimate, count_macs, count_params, estimate_forward, measure_latency
 from dnr_sweep.export.pipeline import (
     MAX_EXPORT_BATCH,
+    MAX_EXPORT_MACS,
+    MAX_INPUT_SIDE,
     TOLERANCE,
+    check_input_size,
     default_input_size,
     export_model,
     export_program,
@@ -27,13 +30,18 @@ from dnr_sweep.sparsity.channel_spaces import ChannelSpace, ExportError, find_ch
 
 __all__ = [
     "MAX_EXPORT_BATCH",
+    "MAX_EXPORT_MACS",
+    "MAX_INPUT_SIDE",
     "TOLERANCE",
     "ChannelSpace",
     "ExportError",
+    "ForwardEstimate",
+    "check_input_size",
     "ShrinkReport",
     "count_macs",
     "count_params",
     "default_input_size",
+    "estimate_forward",
     "export_model",
     "export_program",
     "find_channel_spaces",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["count_macs", "count_params", "measure_latency"]
+__all__ = ["ForwardEstimate", "count_macs", "count_params", "estimate_forward", "measure_latency"]
 
 
 def count_params(model: nn.Module) -> int:
@@ -45,6 +47,42 @@ def count_macs(model: nn.Module, input_size: Sequence[int]) -> int:
             handle.remove()
         model.train(was_training)
     return int(total)
+
+
+@dataclass(frozen=True)
+class ForwardEstimate:
+    """What one forward pass of one input costs, per image: multiply-accumulates (as :func:`count_macs`
+    counts them) and the largest input plus output of any layer, in elements (what inference holds at once,
+    residual streams aside)."""
+
+    macs: int
+    activations: int
+
+
+def estimate_forward(model: nn.Module, input_size: Sequence[int]) -> ForwardEstimate:
+    """:class:`ForwardEstimate` of ``model`` for one input of shape ``input_size`` (C, H, W), measured on a
+    copy on torch's ``meta`` device: shapes only, nothing computed or allocated, milliseconds at any size.
+    Raises what the model raises for an input it cannot take (torch's ``RuntimeError`` for one its
+    pooling reduces to nothing)."""
+    meta = copy.deepcopy(model).to("meta").eval()
+    macs, activations = 0, 0
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal macs, activations
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs += output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs += output.numel() * module.in_features
+        sizes = [t.numel() for t in (*inputs, output) if isinstance(t, torch.Tensor)]
+        activations = max(activations, sum(sizes))
+
+    for module in meta.modules():
+        if not list(module.children()):
+            module.register_forward_hook(hook)
+    with torch.inference_mode():
+        meta(torch.empty(1, *input_size, device="meta"))
+    return ForwardEstimate(int(macs), int(activations))
 
 
 def measure_latency(model: nn.Module, input_size: Sequence[int], batch_sizes: Sequence[int] = (1, 128),

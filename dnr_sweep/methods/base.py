@@ -40,6 +40,8 @@ from torch import Tensor
 
 from dnr_sweep.attacks import registry as attack_registry
 from dnr_sweep.attacks.registry import AttackSettings
+from dnr_sweep.config.reads import MethodReads
+from dnr_sweep.config.run import method_reads
 from dnr_sweep.foundation import run_contract as rc
 
 if TYPE_CHECKING:
@@ -98,6 +100,12 @@ class TrainingMethod(ABC):
     @abstractmethod
     def phases(self) -> list[Phase]:
         """The method's phases in order (phases of zero epochs left out)."""
+
+    @classmethod
+    def reads(cls) -> MethodReads:
+        """The method-dependent config fields the method reads (``train.epochs``, ``dnr.*``, ...): its config
+        block's declaration, which validation holds searches and ``--set`` to (:mod:`dnr_sweep.config.reads`)."""
+        return method_reads(cls.name)
 
     @property
     def pruning_type(self) -> str:

@@ -90,8 +90,9 @@ class HydraMethod(PhasedMethod):
 
     def phases(self) -> list[Phase]:
         h = self.config.hydra
-        phases = [Phase("pretrain", h.pretrain_epochs, h.pretrain_lr, h.beta), Phase("prune", h.prune_epochs,
-                  h.prune_lr, h.beta), Phase("finetune", h.finetune_epochs, h.finetune_lr, h.beta)]  # fmt: skip
+        beta = h.beta if h.loss == "pgd" else 0.0  # TRADES: every step adversarial, its KL weighed by trades_beta
+        phases = [Phase("pretrain", h.pretrain_epochs, h.pretrain_lr, beta), Phase("prune", h.prune_epochs,
+                  h.prune_lr, beta), Phase("finetune", h.finetune_epochs, h.finetune_lr, beta)]  # fmt: skip
         return [p for p in phases if p.epochs > 0]
 
     def budget(self) -> dict[str, int]:

@@ -22,8 +22,9 @@ class PhasedMethod(TrainingMethod):
         self.current: str | None = None  # the phase entered last (None: none yet in this process)
 
     def make_masking(self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> Masking:
+        epochs = sum(phase.epochs for phase in self.phases())  # train.epochs, which the config derives from them
         return pruning.dense_masking(model, optimizer, prune_linear=self.config.dnr.prune_linear,
-                                     total_epochs=self.config.train.epochs, generator=generator)  # fmt: skip
+                                     total_epochs=epochs, generator=generator)  # fmt: skip
 
     def start_epoch(self, epoch: int) -> EpochPlan:
         phase, index, final = self.phase_at(epoch)

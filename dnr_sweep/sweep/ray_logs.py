@@ -8,8 +8,12 @@
   experiment_analysis.py``), the ``ResultGrid`` reading trials that never reported an epoch (pending when the
   sweep was interrupted, or failed before their first epoch): dnr-sweep's tables and messages cover those
   trials (``status``, the failed-trial list), and the exception text reads like a crash.
+- "Trial ...: Error handling checkpoint ..." with a ``FileNotFoundError`` "Path not found" traceback
+  (``ray/tune/execution/tune_controller.py``): after ``resume``, Tune's restored list of a trial's checkpoints
+  may name one its earlier driver deleted before it died (its snapshot lags), and deleting it again raises.
+  Tune has already dropped it from its list and the trial goes on; nothing is lost.
 
-The filters sit on those two loggers (a logger's filter runs before any handler sees the record), only during
+The filters sit on those loggers (a logger's filter runs before any handler sees the record), only during
 ``fit``; every other Ray line passes unchanged.
 """
 
@@ -20,7 +24,7 @@ import logging
 from collections.abc import Iterator
 
 #: the loggers (``logging.getLogger(__name__)`` of the Ray modules above) the filter is put on
-RAY_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+RAY_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis", "ray.tune.execution.tune_controller")
 
 
 class RayLogFilter(logging.Filter):
@@ -35,6 +39,13 @@ class RayLogFilter(logging.Filter):
         if "has been interrupted" in message:
             self.interrupted = True
         if "Tuner.restore(" in message:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if (
+            "Error handling checkpoint" in message
+            and isinstance(exc, FileNotFoundError)
+            and "Path not found" in str(exc)
+        ):
             return False
         return not ("Failed to fetch metrics for" in message and "FileNotFoundError" in message)
 

@@ -18,6 +18,11 @@
   ``epochs.json`` (also carried in its checkpoints): Tune stages ``result.json`` on the driver and
   copies it to storage from time to time, so a driver that dies loses its newest lines, and the run's
   tables take those epochs from the record (:mod:`dnr_sweep.reports.load`);
+- a killed driver costs at most the epoch in flight: Tune snapshots its experiment state every 10 s or so,
+  so after ``resume`` it may restore a trial from an older checkpoint than the trial wrote, or start a trial
+  created after its last snapshot afresh (in a new folder); before its first epoch a trial continues from
+  its newest loadable checkpoint on storage instead (its own folder's, or its earlier folder's with the
+  same trial id and config), when that one is ahead (:meth:`DNRTrainable._catch_up`);
 - a finished trial leaves ``final_state.pt`` (its result only) and drops its ``selected/`` folder
   (``model.pt`` holds those weights); its end-of-trial checkpoint is a small marker: a finished
   trial never trains again, it only reports its result again if Tune restores it;
@@ -28,6 +33,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -36,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import torch
 from ray import tune
 from ray.tune.result import DONE, SHOULD_CHECKPOINT
@@ -44,12 +51,34 @@ from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, run_config_from_flat
 from dnr_sweep.foundation import files, storage
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation.errors import UserError
 from dnr_sweep.sweep import dashboard_metrics
 from dnr_sweep.training.engine import DNRRun
 from dnr_sweep.training.finish import finish_run
 
 #: with ``checkpoint_every: auto``, saving may cost at most this fraction of the training time
 AUTO_CHECKPOINT_BUDGET = 0.02
+
+
+def config_digest(config: RunConfig) -> str:
+    """SHA-256 of a run config as JSON: which checkpoints belong to the same trial configuration."""
+    return hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def newest_checkpoints(trial: storage.Location, trial_name: str) -> list[storage.Location]:
+    """Checkpoint folders of trial ``trial_name`` newest first (by their state file's time): those in its
+    folder ``trial``, and those in the run folder's other folders of the same trial name (a trial Tune
+    created again after a resume, its id the same, its folder new)."""
+    run = trial.parent
+    folders = [trial] + [run / name for name in storage.listdir(run)
+                         if name.startswith(f"{trial_name}_") and name != trial.name]  # fmt: skip
+    candidates = [folder / name for folder in folders for name in storage.listdir(folder)
+                  if name.startswith("checkpoint_")]  # fmt: skip
+    infos = trial.fs.get_file_info([(c / rc.TRIAL_STATE_FILE).path for c in candidates]) if candidates else []
+    found = [
+        (info.mtime_ns or 0, c) for info, c in zip(infos, candidates, strict=True) if info.type == pafs.FileType.File
+    ]
+    return [c for _, c in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
 class DNRTrainable(tune.Trainable):
@@ -88,6 +117,8 @@ class DNRTrainable(tune.Trainable):
         self._save_seconds: float | None = None  # the last checkpoint's cost, measured
         self._trained_since_save = 0.0  # training seconds since the last checkpoint
         self._epochs: list[dict[str, Any]] = []  # the trial's own epoch record (rc.TRIAL_EPOCHS_FILE)
+        self._config_digest = config_digest(run_config)
+        self._may_be_behind = True  # until _catch_up has looked for newer checkpoints on storage
         self._load_final_state()
 
     # ------------------------------------------------------------------------------------------
@@ -135,6 +166,8 @@ class DNRTrainable(tune.Trainable):
         return None
 
     def step(self) -> dict[str, Any]:
+        if self._may_be_behind:
+            self._catch_up()
         if self.last_result is not None:
             # restored from a checkpoint older than the trial's end (e.g. after the driver was
             # killed between the trial's end and Tune's next experiment snapshot): report it again
@@ -197,7 +230,8 @@ class DNRTrainable(tune.Trainable):
         # persisted: the selections of the newest keep + 1 saves may still be needed
         self._refs = [*self._refs, epoch][-(int(self.keep_checkpoints) + 1) :]
         checkpoint.save({"run": self.run.state_dict(selected_weights=False), "selected_refs": list(self._refs),
-                         "epochs": self._epochs}, path)  # fmt: skip
+                         "epochs": self._epochs, "config_sha256": self._config_digest,
+                         "time_total_s": float(self._time_total)}, path)  # fmt: skip
         needed = {e for e in self._refs if e is not None}
         self._selected.retain(needed)
         self._on_disk &= needed
@@ -211,18 +245,76 @@ class DNRTrainable(tune.Trainable):
                 f"{self.trial_location / rc.FINAL_STATE_FILE}: this trial finished, but its final state is missing; "
                 "its model.pt and metrics.json are its result"
             )
+        self._load_state(state, self._selected_weights(state, self._selected))
+
+    @staticmethod
+    def _selected_weights(state: dict[str, Any], source: checkpoint.SelectedWeights | None) -> dict | None:
+        """The selected weights ``state`` refers to, read from ``source``; ``None`` when it holds them itself."""
         run_state = state.get("run", state)  # a checkpoint of the older layout is the run's state itself
         epoch = run_state["selection"]["epoch"]
-        selected = None
-        if run_state.get("selected_state") is None and epoch is not None:
-            if self._selected is None:
-                raise ValueError("this checkpoint keeps its selected weights beside it in a trial folder; restore "
-                                 "it through Tune")  # fmt: skip
-            selected = self._selected.read(epoch)
-        self.run.load_state_dict(run_state, selected_state=selected)
+        if run_state.get("selected_state") is not None or epoch is None:
+            return None
+        if source is None:
+            raise ValueError("this checkpoint keeps its selected weights beside it in a trial folder; restore "
+                             "it through Tune")  # fmt: skip
+        return source.read(epoch)
+
+    def _load_state(self, state: dict[str, Any], selected: dict | None) -> None:
+        """The run and the trial's bookkeeping from a checkpoint's ``state``."""
+        self.run.load_state_dict(state.get("run", state), selected_state=selected)
         self._refs = list(state.get("selected_refs", []))
         self._on_disk = {e for e in self._refs if e is not None}
         self._epochs = list(state.get("epochs", []))  # an older checkpoint holds no epoch record
+
+    def restore(self, checkpoint_path: Any) -> None:
+        """Tune's restore from the checkpoint its experiment state names, then :meth:`_catch_up`. That checkpoint
+        may be unloadable where a newer one is not: its selected weights go once the newer checkpoints no
+        longer need them."""
+        try:
+            tune.Trainable.restore(self, checkpoint_path)  # not super(): see save()
+        except (OSError, ValueError, UserError):
+            if not self._catch_up():
+                raise
+            return
+        self._catch_up()
+
+    def _catch_up(self) -> bool:
+        """Continue from the trial's newest loadable checkpoint on storage when it is ahead of the run.
+
+        Tune's experiment state lags its trials by up to one snapshot period, so a driver killed in between
+        leaves ``resume`` restoring an older checkpoint than the trial wrote, or starting a trial created after
+        the snapshot afresh, in a new folder. The candidates are this folder's checkpoints and those of earlier
+        folders of the same trial id written with the same config, newest first; one cut short by the kill
+        (or whose selected weights are gone) is passed over. Whether it continued from one."""
+        self._may_be_behind = False
+        if self.last_result is not None or self._selected is None:
+            return False  # finished, or not under Tune
+        for folder in newest_checkpoints(self.trial_location, self.trial_name):
+            own = folder.parent.path == self.trial_location.path
+            source = self._selected if own else checkpoint.SelectedWeights(folder.parent)
+            try:
+                state = checkpoint.load_from(folder / rc.TRIAL_STATE_FILE)
+                if not isinstance(state, dict) or state.get("finished"):
+                    continue
+                if state.get("config_sha256", self._config_digest if own else None) != self._config_digest:
+                    continue  # an earlier folder of a trial id the searcher gave another config
+                if state.get("run", state)["epoch"] <= self.run.epoch:
+                    return False  # the newest loadable checkpoint is not ahead
+                selected = self._selected_weights(state, source)
+                refs = set(state.get("selected_refs", [])) & set(source.epochs()) if not own else set()
+                kept = {e: source.read(e) for e in sorted(refs)}
+            except (OSError, ValueError, KeyError, TypeError, UserError):
+                continue
+            self._load_state(state, selected)
+            for epoch, weights in kept.items():  # an earlier folder's: later restores find them in this one
+                self._selected.write(epoch, weights)
+            self._iteration = self.run.epoch  # one Tune iteration per epoch
+            self._time_total = float(state.get("time_total_s", self._time_total))
+            logging.getLogger(__name__).warning(
+                "trial %s continues from epoch %d (%s), newer than the checkpoint Tune's state named",
+                self.trial_id, self.run.epoch, folder)  # fmt: skip
+            return True
+        return False
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self._build(new_config)

@@ -239,6 +239,18 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
     from dnr_sweep import methods
 
     problems += methods.get(config.method).check(config, model)  # e.g. ADMM's per-layer ratios vs the layers
+    if config.export and methods.build(config).pruning_type in ("channel", "channel_group"):
+        export_key = ("export", key)
+        if export_key not in cache.outcomes:  # what the export after training will run, estimated now
+            from dnr_sweep.export import ExportError, check_input_size
+
+            try:
+                check_input_size(model, (channels, size, size), what="at the run's image size",
+                                 smaller="use a smaller data.image_size, or set export: false")  # fmt: skip
+                cache.outcomes[export_key] = []
+            except ExportError as exc:
+                cache.outcomes[export_key] = [f"export: {exc}"]
+        problems += cache.outcomes[export_key]
     return problems
 
 

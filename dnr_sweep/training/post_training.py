@@ -52,7 +52,7 @@ def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
             checks = evaluation.check_entries(evaluator)
             extra[rc.MASKING_CHECKS_PASSED] = evaluation.all_passed(checks)
             evaluation.write_evaluation({**results, "checks": checks}, folder)
-    if config.export and config.dnr.pruning in CHANNEL_MODES:
+    if config.export and run.method.pruning_type in CHANNEL_MODES:  # a baseline's zeros are single weights
         from dnr_sweep.export import export_model
 
         summary = export_model(folder, folder / rc.EXPORT_FILE, threads=config.train.num_threads)
