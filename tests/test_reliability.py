@@ -148,6 +148,8 @@ def logging_trainable() -> type:
                     log.write(f"{result['epoch']} {os.getpid()}\n")
             return result
 
+    # the run folder's reader accepts only trials of dnr-sweep's trainable, by name, as Tune records it
+    LoggingTrainable.__name__ = LoggingTrainable.__qualname__ = trainable.DNRTrainable.__name__
     return LoggingTrainable
 
 
