@@ -42,8 +42,8 @@ from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import DataRecoveryWarning, FolderBusyError, InputFileError, UserError
 from dnr_sweep.models.architectures import get_model
 from dnr_sweep.reports.load import load_run, rebuild_tables
-from dnr_sweep.reports.synthetic import synthetic_tables, write_synthetic_run
 from dnr_sweep.training import dry_run
+from tests.synthetic_runs import synthetic_tables, write_synthetic_run
 from tests.test_sweep import BASE
 
 REPO = Path(__file__).resolve().parents[1]

@@ -289,7 +289,7 @@ DAMAGED_STATES = {"empty": b"", "truncated": b'{"trial_data": [["{\\"trial_id', 
 def test_status_says_running_while_the_live_report_rewrites_the_tables(tmp_path):
     """Seen twice: "interrupted, 0 running" mid-sweep, because the live report's results.parquet was newer
     than Tune's last snapshot and counted as the driver's end."""
-    from dnr_sweep.reports.status import sweep_status
+    from dnr_sweep.sweep.status import sweep_status
 
     run = _status_run(tmp_path / "run", epochs_done=1, tune_status="RUNNING", parquet=True)
     status = sweep_status(run)
@@ -299,7 +299,7 @@ def test_status_says_running_while_the_live_report_rewrites_the_tables(tmp_path)
 
 @pytest.mark.parametrize("damage", sorted(DAMAGED_STATES))
 def test_status_of_a_finished_run_with_a_damaged_state_is_finished(tmp_path, damage):
-    from dnr_sweep.reports.status import sweep_status
+    from dnr_sweep.sweep.status import sweep_status
 
     run = _status_run(tmp_path / "run", epochs_done=2, tune_status="TERMINATED", end="finished", parquet=True)
     state = next(run.glob("experiment_state-*.json"))
@@ -339,7 +339,7 @@ def test_status_of_a_finished_run_with_a_damaged_state_is_finished(tmp_path, dam
 def test_status_phase_matrix(tmp_path, situation, build, phase, counts):
     import time
 
-    from dnr_sweep.reports.status import sweep_status
+    from dnr_sweep.sweep.status import sweep_status
 
     run = _status_run(tmp_path / "run", **build)
     # a driver killed an hour ago has written nothing since; the others are read at once
@@ -355,7 +355,7 @@ def test_status_of_a_resumed_run_is_running_again(tmp_path):
     import os
     import time
 
-    from dnr_sweep.reports.status import sweep_status
+    from dnr_sweep.sweep.status import sweep_status
 
     run = _status_run(tmp_path / "run", epochs_done=1, tune_status="RUNNING", end="interrupted", parquet=True)
     state = next(run.glob("experiment_state-*.json"))

@@ -15,7 +15,7 @@ import torch
 
 from dnr_sweep.foundation import files
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.reports.synthetic import write_synthetic_run
+from tests.synthetic_runs import write_synthetic_run
 from tests.test_hostile import call, write_yaml
 
 #: the cheapest run train takes: 2 epochs of 8x8 synthetic images

@@ -308,7 +308,7 @@ def test_resume_refuses_a_sweep_json_of_the_wrong_shape(tmp_path, no_ray):  # no
 def test_status_leaves_a_damaged_trial_entry_out_and_counts_the_trial_from_its_folder(tmp_path):
     """The issue's case for status: a trial entry of the wrong JSON type is a note; the trial is still counted
     once (from its folder), and no trial is counted twice."""
-    from dnr_sweep.reports.status import sweep_status
+    from dnr_sweep.sweep.status import sweep_status
     from tests.test_hostile_matrix import _status_run
 
     run = _status_run(tmp_path / "run", epochs_done=2, tune_status="TERMINATED", end="finished", parquet=True)

@@ -217,7 +217,7 @@ def _damage_and_run(finished_run: Path, data: st.DataObject) -> None:
 
 def test_a_finished_run_reads_without_a_single_note(finished_run, no_ray_no_render):
     """Each schema accepts exactly what a real run writes: no note, no warning, and resume reaches Ray."""
-    from dnr_sweep.reports.status import sweep_status
+    from dnr_sweep.sweep.status import sweep_status
 
     assert json_files(finished_run).keys() >= {rc.SWEEP_FILE, rc.DRIVER_END_FILE}
     kinds = {Path(name).name for name in json_files(finished_run)}

@@ -18,7 +18,7 @@ import pytest
 
 from dnr_sweep.foundation import locks as folder_lock
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.reports.synthetic import write_synthetic_run
+from tests.synthetic_runs import write_synthetic_run
 from tests.test_hostile import BASE, Hostile, _model_folder, _run_folder, _torch_bytes, call, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]

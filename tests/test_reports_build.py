@@ -16,8 +16,8 @@ from dnr_sweep.reports import build_report
 from dnr_sweep.reports.chooser import select
 from dnr_sweep.reports.protocol import selection_column
 from dnr_sweep.reports.settings import resolve_settings, with_selected_figures
-from dnr_sweep.reports.synthetic import SEEDED_DENSITIES, write_synthetic_run
 from dnr_sweep.reports.tables import CHOSEN_ON, SEEDS, pareto_table, to_latex
+from tests.synthetic_runs import SEEDED_DENSITIES, write_synthetic_run
 
 FIGURES = ("compression_accuracy", "channels_present", "layer_density", "training_curves", "attack_strength")
 T_975_2 = 4.302652729911275  # Student t quantile t(0.975, 2)
@@ -271,7 +271,7 @@ import pandas as pd
 from dnr_sweep.reports import figure_data
 from dnr_sweep.reports.chooser import select
 from dnr_sweep.reports.tables import pareto_table, write_tables
-from dnr_sweep.reports.synthetic import synthetic_tables
+from tests.synthetic_runs import synthetic_tables
 results, _ = synthetic_tables()
 write_tables(pareto_table(results), {str(tmp_path)!r})
 figure_data.compression_accuracy_data(select(results))  # the figures' data, computed without drawing

@@ -29,8 +29,8 @@ from dnr_sweep.reports.labels import METHOD_LABEL
 from dnr_sweep.reports.load import load_run
 from dnr_sweep.reports.settings import resolve_settings
 from dnr_sweep.reports.style import METHOD_COLORS
-from dnr_sweep.reports.synthetic import METHOD_CONFIG, synthetic_method_tables, write_synthetic_method_run
 from dnr_sweep.sweep.results import summary_lines
+from tests.synthetic_runs import METHOD_CONFIG, synthetic_method_tables, write_synthetic_method_run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dnr_sweep"
 CHOOSER = "reports/chooser.py"
@@ -55,10 +55,8 @@ ALLOWED = {
     ("sweep/results.py", "assemble_tables", "TERMINATED"): "maps Tune's status onto results.status",
     ("sweep/results.py", "assemble_tables", "early_stopped"): "marks Tune's TERMINATED-but-stopped rows",
     ("reports/load.py", "normalise_results", "early_stopped"): "the column's dtype (a missing value: stopped)",
-    ("reports/status.py", "_trial_status", "TERMINATED"): "dnr-sweep status: a trial's state from Tune's",
-    ("reports/status.py", "format_status", "early_stopped"): "dnr-sweep status: the count of a trial state",
-    ("reports/synthetic.py", "_result_lines", "TERMINATED"): "writes a fake run's files (chooses nothing)",
-    ("reports/synthetic.py", "write_synthetic_run", "TERMINATED"): "writes a fake run's files (chooses nothing)",
+    ("sweep/status.py", "_trial_status", "TERMINATED"): "dnr-sweep status: a trial's state from Tune's",
+    ("sweep/status.py", "format_status", "early_stopped"): "dnr-sweep status: the count of a trial state",
 }
 
 
@@ -421,7 +419,7 @@ def test_the_summary_and_table2_are_computed_without_plotting_or_torch():
 import sys
 from dnr_sweep.reports import methods
 from dnr_sweep.reports.chooser import choose_run
-from dnr_sweep.reports.synthetic import METHOD_CONFIG, synthetic_method_tables
+from tests.synthetic_runs import METHOD_CONFIG, synthetic_method_tables
 from dnr_sweep.sweep.results import summary_lines
 results, epochs = synthetic_method_tables()
 summary_lines(results, epochs, METHOD_CONFIG)

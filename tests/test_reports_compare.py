@@ -11,7 +11,7 @@ import yaml
 
 from dnr_sweep import cli
 from dnr_sweep.reports.compare import compare, parse_labels, write_comparison
-from dnr_sweep.reports.synthetic import write_synthetic_run
+from tests.synthetic_runs import write_synthetic_run
 from tests.test_sweep import write_config
 
 OBJECTIVES = {"val_pgd_acc": "max", "compression": "max"}

@@ -15,7 +15,7 @@ import pytest
 from dnr_sweep import reports
 from dnr_sweep.foundation.errors import DataRecoveryWarning
 from dnr_sweep.reports.load import load_attack_strength, load_run, rebuild_tables
-from dnr_sweep.reports.synthetic import synthetic_tables, write_synthetic_run
+from tests.synthetic_runs import synthetic_tables, write_synthetic_run
 
 
 @pytest.fixture(scope="module")

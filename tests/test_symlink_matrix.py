@@ -24,7 +24,7 @@ import torch
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import PathError
-from dnr_sweep.reports.synthetic import write_synthetic_run
+from tests.synthetic_runs import write_synthetic_run
 from tests.test_hostile import call, write_yaml
 
 #: 2 epochs of digits with a 3-step PGD: the cheapest run with every train file (about 2 s on 2 cores)

@@ -25,7 +25,7 @@ import yaml
 from dnr_sweep import cli
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import UserError
-from dnr_sweep.reports import status as st
+from dnr_sweep.sweep import status as st
 from tests.test_sweep import BASE as SWEEP_BASE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,6 +266,30 @@ def test_status_of_a_sweep_tune_has_not_snapshotted_yet(tmp_path):
     (tmp_path / rc.SWEEP_FILE).write_text("{not json")
     with pytest.raises(UserError, match="sweep.json: unreadable"):
         st.sweep_status(tmp_path)
+
+
+def test_the_status_module_imports_neither_ray_nor_torch():
+    code = "import sys, dnr_sweep.sweep.status; bad = {'ray', 'torch'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+def test_status_of_trials_known_only_from_the_table_agrees_with_the_chooser(tmp_path):
+    """Tune's state lost after the driver ended: each trial's state comes from results.parquet, and a trial
+    is finished exactly when the report's chooser counts it finished."""
+    import pandas as pd
+
+    from dnr_sweep.reports.chooser import finished_mask
+
+    (tmp_path / rc.CONFIG_FILE).write_text(yaml.safe_dump({**BASE, "search": {"dnr.density": {"grid": [0.1, 0.5]}}}))
+    table = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "epochs_completed": [2, 1, 1, 1],
+                          "status": ["TERMINATED", "TERMINATED", "EARLY_STOPPED", "ERROR"],
+                          "early_stopped": [False, True, True, True]})  # fmt: skip
+    table.to_parquet(tmp_path / rc.RESULTS_FILE)
+    (tmp_path / rc.DRIVER_END_FILE).write_text(json.dumps({"ended": time.time(), "interrupted": False}))
+    status = st.sweep_status(tmp_path)
+    states = {t.trial_id: t.state for t in status.trials}
+    assert states == {"a": "finished", "b": "early_stopped", "c": "early_stopped", "d": "errored"}
+    assert [t for t, s in states.items() if s == "finished"] == table.loc[finished_mask(table), "trial_id"].tolist()
 
 
 def test_result_lines_skip_a_half_written_last_line(tmp_path):

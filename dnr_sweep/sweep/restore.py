@@ -21,7 +21,6 @@ from dnr_sweep.sweep import tune_state
 from dnr_sweep.sweep.outcome import SweepError
 
 TUNER_FILE = tune_state.TUNER_FILE
-EXPERIMENT_STATE_GLOB = tune_state.EXPERIMENT_STATE_GLOB
 #: the name Tune records for the trainable of every dnr-sweep trial (:class:`~dnr_sweep.sweep.trainable.DNRTrainable`)
 TRAINABLE_NAME = "DNRTrainable"
 _EXPECTED_STATE = "Ray Tune's experiment state (JSON Tune wrote)"
@@ -52,9 +51,9 @@ def check_restorable(run_dir: storage.Where, config: SweepConfig | None = None) 
     with trials of dnr-sweep's trainable whose sampled values are the ``config`` sweep's (when given).
     """
     names = storage.listdir(run_dir)
-    states = sorted(name for name in names if fnmatch.fnmatch(name, EXPERIMENT_STATE_GLOB))
+    states = sorted(name for name in names if fnmatch.fnmatch(name, rc.TUNE_STATE_GLOB))
     if TUNER_FILE not in names or not states:
-        missing = TUNER_FILE if TUNER_FILE not in names else EXPERIMENT_STATE_GLOB
+        missing = TUNER_FILE if TUNER_FILE not in names else rc.TUNE_STATE_GLOB
         raise SweepError(
             f"{run_dir}: no Ray Tune experiment to resume (no {missing}): the sweep stopped before Tune saved "
             f"its state, or this is not a sweep's run folder (a `dnr-sweep train` folder continues with "

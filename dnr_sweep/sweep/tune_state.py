@@ -36,7 +36,6 @@ from dnr_sweep.foundation import reader, storage
 from dnr_sweep.foundation.pickle_screen import PicklePolicy, PickleRefused, screen
 
 TUNER_FILE = "tuner.pkl"  # Ray Tune's (Tuner.restore reads it)
-EXPERIMENT_STATE_GLOB = "experiment_state-*.json"  # Ray Tune's; the newest one is restored
 #: the other state files Tune unpickles on a restore (the newest of each pattern is loaded)
 PICKLED_STATE_GLOBS = ("basic-variant-state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl",
                        "callback-states-*.pkl")  # fmt: skip
@@ -190,5 +189,5 @@ def problem_of_pickle(data: bytes | None) -> str | None:
     return None
 
 
-__all__ = ["CLOUDPICKLE_IN_JSON", "EXPERIMENT_STATE_GLOB", "PICKLED_STATE_GLOBS", "TUNER_FILE", "TUNE_STATE_POLICY",
+__all__ = ["CLOUDPICKLE_IN_JSON", "PICKLED_STATE_GLOBS", "TUNER_FILE", "TUNE_STATE_POLICY",
            "pickles_in_json_state", "problem_of_pickle", "screen_tune_pickle", "state_files"]  # fmt: skip

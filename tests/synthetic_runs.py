@@ -1,4 +1,4 @@
-"""A fake but realistic run directory, for tests, demos and trying the report without a sweep.
+"""A fake but realistic run directory for the report's tests: a sweep's files without a sweep.
 
 :func:`synthetic_tables` makes the ground-truth tables of a small irregular-vs-channel density sweep
 (plausible DNR trends, seeded noise); :func:`write_synthetic_run` writes them the way a sweep does:

@@ -1,39 +1,16 @@
-"""Where a sweep stands, from its run folder's files alone: no Ray, no torch, nothing unpickled.
+"""``dnr-sweep status RUN_DIR``: where a sweep stands, from its run folder's files alone (no Ray, no torch,
+nothing unpickled); ``--json`` prints :meth:`SweepStatus.to_json`. docs/WATCHING.md describes the screen.
 
-``dnr-sweep status RUN_DIR`` prints this; ``--json`` gives the same as one object for scripts.
+Sources, all optional but ``config.yaml``: ``sweep.json`` (the ``--set`` overrides); Tune's newest
+``experiment_state-*.json``, read as JSON (trials, Tune status, folders, sampled values; the driver rewrites
+it about every 10 s, so its age says whether the sweep runs); each trial's ``result.json`` (through
+:mod:`dnr_sweep.reports.trial_files`) and ``error.txt``; ``results.parquet`` and ``driver_end.json`` once
+the driver ended (only that mark says so). A damaged part is left out with a note naming file and field.
 
-Sources, all optional except ``config.yaml``:
-
-- ``config.yaml`` + ``sweep.json``: the sweep as started (trial count of the grid, epochs, pruning).
-- Tune's newest ``experiment_state-*.json`` (read as JSON; its pickled fields are never decoded):
-  every trial Tune has created, its Tune status, folder and sampled values. The driver rewrites it
-  about every 10 s while it lives (``max(10 s, 19 x save time)``, Ray 2.60), so its age says whether
-  the sweep is still running. On Ctrl-C Tune saves it *before* it marks the stopped trials
-  terminated, so an interrupted sweep's file still says ``RUNNING`` for them.
-- Each trial folder's ``result.json`` (one JSON line per epoch, :mod:`dnr_sweep.foundation.run_contract`'s
-  Tune format): epochs done, the selected epoch's validation figures, measured epoch times. A
-  half-written last line (the writer is mid-line) is skipped with a note.
-- ``error.txt`` (Tune's traceback of a failed trial): the exception's first line.
-- ``results.parquet``, once the driver wrote it after ``Tuner.fit``: rows for trials that never
-  reported an epoch, and errors whose ``error.txt`` is gone.
-- ``driver_end.json``: the driver's session ended (written after ``Tuner.fit`` returned). Only this says so:
-  the live report rewrites ``results.parquet`` while trials train, and an unreadable Tune state's age says
-  nothing (its time is not counted as the driver's).
-
-Every JSON file is read through :mod:`dnr_sweep.foundation.reader` with its schema: a part of the wrong shape
-(a trial entry, a field, a result line) is left out with a note naming the file and the field; a trial whose
-entry is left out is still counted once, from its folder.
-
-Trial states: ``finished`` (its last line is ``final``), ``early_stopped`` (Tune terminated it
-before its last epoch: a scheduler), ``errored``, ``running``, ``interrupted`` (running when the
-driver stopped), ``pending`` (created, waiting for resources), plus ``not_started`` trials the grid
-will still create. Sweep phases: ``starting``, ``running``, ``finished``, ``interrupted``.
-
-Only validation chooses: "best so far" is the best ``val_clean_acc`` / ``val_pgd_acc`` at each
-trial's selected epoch, per pruning type; test figures are never read here.
-
-Size (over ~400 lines) on purpose: one command's view (read the run folder's files, merge them per trial, format);
-the reading half is shared with the other readers through :mod:`.trial_files`.
+Trial states: ``finished``, ``early_stopped``, ``errored``, ``running``, ``interrupted``, ``pending``, and
+``not_started`` for grid trials still to come; phases: ``starting``, ``running``, ``finished``,
+``interrupted``. A trial known only from ``results.parquet`` is finished as
+:func:`dnr_sweep.reports.chooser.finished_mask` decides. "Best so far" reads validation figures only.
 """
 
 from __future__ import annotations
@@ -53,6 +30,7 @@ from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import ConfigError, UserError
 from dnr_sweep.foundation.schemas import DriverEnd, SweepFile
 from dnr_sweep.foundation.tune_schemas import ExperimentState
+from dnr_sweep.reports.chooser import finished_mask
 from dnr_sweep.reports.trial_files import first_trial_id, read_params, read_result_lines
 
 #: the driver rewrites Tune's experiment state about every 10 s; silence this long means it stopped
@@ -191,12 +169,15 @@ def _finite(value: Any) -> float | None:
 
 
 def _read_results_table(path: Path) -> list[dict[str, Any]]:
+    """The driver's ``results.parquet`` rows, each with ``finished`` as the chooser decides it."""
     import pyarrow.parquet as pq
 
     columns = ["trial_id", "status", "epochs_completed", "error"]
     table = pq.read_table(path)
-    keep = [c for c in columns if c in table.column_names]
-    return table.select(keep).to_pylist()
+    rows = table.select([c for c in columns if c in table.column_names]).to_pylist()
+    flags = table.select([c for c in ("status", "early_stopped") if c in table.column_names]).to_pandas()
+    finished = finished_mask(flags).tolist() if "status" in flags.columns else [False] * len(rows)
+    return [{**row, "finished": done} for row, done in zip(rows, finished, strict=True)]
 
 
 def _run_config(run_dir: Path, notes: list[str]) -> SweepConfig:
@@ -337,9 +318,8 @@ def _driver_end(path: Path, notes: list[str]) -> float | None:
 
 def _table_only_trial(trial_id: str, row: Mapping[str, Any], config: SweepConfig) -> TrialStatus:
     """A trial results.parquet has but Tune's state does not (its state file was lost)."""
-    state = {"TERMINATED": "finished", "EARLY_STOPPED": "early_stopped", "ERROR": "errored"}.get(
-        str(row.get("status")), "interrupted"
-    )
+    stopped = {"TERMINATED": "early_stopped", "EARLY_STOPPED": "early_stopped", "ERROR": "errored"}
+    state = "finished" if row.get("finished") else stopped.get(str(row.get("status")), "interrupted")
     return TrialStatus(trial_id, state, {}, config.dnr.pruning, int(row.get("epochs_completed") or 0),
                        config.train.epochs, error=_text(row.get("error")))  # fmt: skip
 
@@ -412,7 +392,8 @@ def _trial_status(trial: _TuneTrial, lines: list[dict[str, Any]], run_dir: Path,
         state = "early_stopped"
     elif not lines and status != "RUNNING":
         state = "pending"
-    else:  # RUNNING, or it reported epochs since Tune's last snapshot (which still says PENDING)
+    else:  # RUNNING (also after a Ctrl-C: Tune saves its state before marking them), or it reported epochs
+        # since Tune's last snapshot (which still says PENDING)
         state = "running" if live else "interrupted"
 
     times = [_finite(line.get(rc.epoch_key("epoch_time_s"))) for line in lines[-RECENT_EPOCHS:]]
