@@ -25,7 +25,7 @@ from dnr_sweep import cli
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import storage
-from dnr_sweep.foundation.errors import InputFileError
+from dnr_sweep.foundation.errors import InputFileError, PathError
 from tests.test_sweep import BASE, write_config
 
 
@@ -85,7 +85,7 @@ def test_uri_options_stay_at_the_end_when_joining(s3_server):
 
 @pytest.mark.parametrize("text", ["s3://", "nosuchscheme://bucket/x"])
 def test_bad_storage_uris_fail_with_a_fix(text):
-    with pytest.raises(storage.StorageError, match="give a local folder or a filesystem URI"):
+    with pytest.raises(PathError, match="give a local folder or a filesystem URI"):
         storage.locate(text)
 
 

@@ -13,12 +13,12 @@ import argparse
 from pathlib import Path
 
 from dnr_sweep.foundation import reader
-from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.errors import ExportError, UserError
 from dnr_sweep.foundation.schemas import ExportSummary
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
-    from dnr_sweep.export import ExportError, parse_input_size
+    from dnr_sweep.export import parse_input_size
 
     try:
         return parse_input_size(text)

@@ -26,7 +26,7 @@ from dnr_sweep.export.pipeline import (
     summary_text,
 )
 from dnr_sweep.export.shrinking import ShrinkReport, shrink
-from dnr_sweep.sparsity.channel_spaces import ChannelSpace, ExportError, find_channel_spaces
+from dnr_sweep.sparsity.channel_spaces import ChannelSpace, find_channel_spaces
 
 __all__ = [
     "MAX_EXPORT_BATCH",
@@ -34,7 +34,6 @@ __all__ = [
     "MAX_INPUT_SIDE",
     "TOLERANCE",
     "ChannelSpace",
-    "ExportError",
     "ForwardEstimate",
     "check_input_size",
     "ShrinkReport",

@@ -26,7 +26,7 @@ from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.export.cost import ForwardEstimate, estimate_forward, measure_latency
 from dnr_sweep.export.shrinking import shrink as _shrink_fn  # export_model's `shrink` flag shadows the name
 from dnr_sweep.foundation import files
-from dnr_sweep.sparsity.channel_spaces import ExportError
+from dnr_sweep.foundation.errors import ExportError
 
 __all__ = [
     "MAX_EXPORT_BATCH",

@@ -12,6 +12,7 @@ was wrong, so callers and tests can tell them apart:
   missing, unreadable, corrupt or of the wrong kind;
 - :class:`PathError`: a path argument that cannot be used (empty, a file where a folder is expected,
   unwritable, already holding a run);
+- :class:`ExportError`: a trained model cannot be shrunk or exported as asked (input size, tracing);
 - :class:`FolderBusyError`: another dnr-sweep process writes into the folder (its lock is held);
 - :class:`ClusterError`: the Ray cluster cannot be reached or cannot host a trial;
 - :class:`DatasetNotFoundError`: a data set is not under ``data.root`` and cannot be fetched;
@@ -59,6 +60,11 @@ class InputFileError(UserError):
 
 class PathError(UserError):
     """A path argument (``--out``, ``--storage``, a run folder) that cannot be used as given."""
+
+
+class ExportError(UserError, ValueError):
+    """A model cannot be exported as asked (a bad input size, a model torch.fx or torch.export cannot take);
+    the message names the flag or the model and the fix."""
 
 
 class FolderBusyError(UserError):

@@ -26,11 +26,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from dnr_sweep.foundation import files
-from dnr_sweep.foundation.errors import UserError
-
-
-class StorageError(UserError, ValueError):
-    """A storage path or URI cannot be used; the message says which and how to fix it."""
+from dnr_sweep.foundation.errors import PathError
 
 
 def is_uri(text: str) -> bool:
@@ -84,7 +80,8 @@ class Location:
 
 
 def locate(text: str | os.PathLike[str], *, what: str = "--storage") -> Location:
-    """A local path (``~`` expanded, made absolute) or a ``pyarrow.fs`` URI, as a :class:`Location`."""
+    """A local path (``~`` expanded, made absolute) or a ``pyarrow.fs`` URI, as a :class:`Location`; a URI
+    that cannot be used is a :class:`~dnr_sweep.foundation.errors.PathError` naming ``what`` and the fix."""
     text = str(text)
     if not is_uri(text):
         path = Path(text).expanduser().resolve()
@@ -92,15 +89,15 @@ def locate(text: str | os.PathLike[str], *, what: str = "--storage") -> Location
     try:
         fs, path = pafs.FileSystem.from_uri(text)
     except (ValueError, OSError, TypeError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        raise StorageError(
+        raise PathError(
             f"{what} {text!r}: {exc}; give a local folder or a filesystem URI that pyarrow understands, "
             "e.g. s3://bucket/runs, gs://bucket/runs or file:///shared/runs"
         ) from None
     if isinstance(fs, pafs.LocalFileSystem):
         return Location(fs, str(Path(path).resolve()), text)
     if not path.strip("/"):
-        raise StorageError(f"{what} {text!r} names no bucket or folder; give a local folder or a filesystem URI "
-                           "with a path, e.g. s3://bucket/runs")  # fmt: skip
+        raise PathError(f"{what} {text!r} names no bucket or folder; give a local folder or a filesystem URI "
+                        "with a path, e.g. s3://bucket/runs")  # fmt: skip
     return Location(fs, path.rstrip("/"), text)
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.methods.admm import ADMMMethod
-from dnr_sweep.methods.base import EpochPlan, Phase, TrainingMethod
+from dnr_sweep.methods.base import EpochPlan, MethodRun, Phase, TrainingMethod
 from dnr_sweep.methods.dnr import DNRMethod
 from dnr_sweep.methods.hydra import HydraMethod
 from dnr_sweep.methods.lasso import LassoMethod
 
-__all__ = ["EpochPlan", "Phase", "TrainingMethod", "REGISTRY", "get", "build"]
+__all__ = ["EpochPlan", "MethodRun", "Phase", "TrainingMethod", "REGISTRY", "get", "build"]
 
 REGISTRY: dict[str, type[TrainingMethod]] = {m.name: m for m in (DNRMethod, ADMMMethod, LassoMethod, HydraMethod)}
 if tuple(REGISTRY) != rc.METHODS:  # the config accepts exactly the names registered here

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dnr_sweep.methods import pruning
-from dnr_sweep.methods.base import Phase
+from dnr_sweep.methods.base import MethodRun, Phase
 from dnr_sweep.methods.phased import PhasedMethod
 from dnr_sweep.sparsity import prunable_layers
 
@@ -133,7 +133,7 @@ class ADMMMethod(PhasedMethod):
             return [f"{field}: {exc}"]
         return []
 
-    def attach(self, run: Any) -> None:
+    def attach(self, run: MethodRun) -> None:
         super().attach(run)
         layers = self.prunable()
         counts = layer_budget(self.config, [n for n, _ in layers], [w.numel() for _, w in layers])

@@ -6,7 +6,7 @@ method, through a small protocol the engine calls at fixed points of each epoch:
 
 1. :meth:`TrainingMethod.make_masking` once, at construction: the masks it starts from (DNR: the
    target density at random positions; the baselines: dense, pruned later);
-2. :meth:`TrainingMethod.attach` once, with the run: the model, optimizer, masks and L2 term;
+2. :meth:`TrainingMethod.attach` once, with the run (its :class:`MethodRun`: model, optimizer, masks, L2 term, device);
 3. :meth:`TrainingMethod.start_epoch` before each epoch: sets the learning rate, enters a new phase
    (hard pruning, score initialisation, ...) and returns the epoch's :class:`EpochPlan`;
 4. per step, :meth:`TrainingMethod.adversary` makes the training adversaries (``attack.train``'s
@@ -32,7 +32,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from dnr_sweep.config import RunConfig
-    from dnr_sweep.sparsity import Masking
+    from dnr_sweep.sparsity import DynamicL2, Masking
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,18 @@ class EpochPlan:
         return self.beta < 1.0
 
 
+@runtime_checkable
+class MethodRun(Protocol):
+    """What a method may use of the run it trains (the engine's :class:`~dnr_sweep.training.engine.DNRRun`
+    provides it): the network, its SGD, the masks and the dynamic L2 term, and the device they live on."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    masking: Masking
+    l2: DynamicL2
+    device: torch.device
+
+
 def cosine_lr(lr: float, index: int, epochs: int) -> float:
     """``lr * (1 + cos(pi * index / epochs)) / 2``: the learning rate of a phase's epoch ``index``."""
     return lr * 0.5 * (1.0 + math.cos(math.pi * index / epochs))
@@ -91,10 +103,11 @@ class TrainingMethod(ABC):
     """One training method, called by the engine at the points the module docstring lists."""
 
     name: ClassVar[str]
+    #: the run being trained, from :meth:`attach` on
+    run: MethodRun
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.run: Any = None  # the DNRRun, after attach()
 
     # -- what the method is
     @abstractmethod
@@ -122,7 +135,7 @@ class TrainingMethod(ABC):
     def make_masking(self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> Masking:
         """The masks the run starts from."""
 
-    def attach(self, run: Any) -> None:
+    def attach(self, run: MethodRun) -> None:
         """Called once the run has its model, optimizer, masking and dynamic L2 term."""
         self.run = run
 

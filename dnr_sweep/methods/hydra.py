@@ -36,7 +36,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from dnr_sweep.attacks import trades
 from dnr_sweep.methods import pruning
-from dnr_sweep.methods.base import Phase
+from dnr_sweep.methods.base import MethodRun, Phase
 from dnr_sweep.methods.phased import PhasedMethod
 
 
@@ -82,7 +82,7 @@ class HydraMethod(PhasedMethod):
         self._pending_optimizer: dict[str, Any] | None = None
         self._hooked: list[nn.Module] = []
 
-    def attach(self, run: Any) -> None:
+    def attach(self, run: MethodRun) -> None:
         """HYDRA's phases share the run's SGD; its weight decay is ``hydra.weight_decay``."""
         super().attach(run)
         for group in run.optimizer.param_groups:

@@ -47,5 +47,4 @@ class PhasedMethod(TrainingMethod):
         return beta * loss_clean + (1.0 - beta) * loss_adv + loss_reg
 
     def prunable(self) -> list[tuple[str, nn.Parameter]]:
-        masking = self.run.masking
-        return list(zip(masking.layer_names, masking._weights, strict=True))
+        return self.run.masking.named_weights()

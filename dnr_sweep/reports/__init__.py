@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .chooser import MethodChoice, RunChoice, Selection, choose_methods, choose_run, select
+from .chooser import FrontChoice, MethodChoice, RunChoice, choose_methods, choose_run, select
 from .load import load, load_epochs, load_run, rebuild_tables
 from .pareto import ParetoFront, pareto_front
 
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from .build import build_report
 
 __all__ = [
+    "FrontChoice",
     "MethodChoice",
     "ParetoFront",
     "RunChoice",
-    "Selection",
     "build_report",
     "choose_methods",
     "choose_run",

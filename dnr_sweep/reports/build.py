@@ -26,7 +26,7 @@ from dnr_sweep.foundation.run_contract import REPORT_DIR, TEST_SELECTION_METRICS
 from . import figure_data as data
 from . import figures as figs
 from . import methods as method_report
-from .chooser import MethodChoice, RunChoice, Selection, choose_run
+from .chooser import FrontChoice, MethodChoice, RunChoice, choose_run
 from .html import FINAL, FigureEntry, PageStatus, TableEntry, write_index
 from .labels import GROUP
 from .load import EPOCHS_FILE, RESULTS_FILE, Run, layer_columns, load_attack_strength, load_run, write_parquet_atomic
@@ -149,7 +149,7 @@ def write_table2(methods: MethodChoice, epochs: pd.DataFrame, out: Path) -> tupl
     return method_report.write_table2(table, methods, out), entry
 
 
-def methods_plan(methods: MethodChoice, selection: Selection) -> FigurePlan:
+def methods_plan(methods: MethodChoice, selection: FrontChoice) -> FigurePlan:
     """The methods figure's plan: its data computed now, drawn later."""
     figure = method_report.methods_figure_data(methods, selection)
     seeds = " Error bars: 95% CI over seeds." if (methods.candidates[N_SEEDS] > 1).any() else ""
@@ -232,11 +232,11 @@ def _figure_plans(choice: RunChoice, run_path: Path) -> list[FigurePlan]:
     return plans
 
 
-def _has_seeds(selection: Selection) -> bool:
+def _has_seeds(selection: FrontChoice) -> bool:
     return bool(len(selection.configurations) and (selection.configurations[N_SEEDS] > 1).any())
 
 
-def _has_pruned(selection: Selection) -> bool:
+def _has_pruned(selection: FrontChoice) -> bool:
     configs = selection.configurations
     if not len(configs) or selection.baseline_on is None:
         return False
@@ -245,7 +245,7 @@ def _has_pruned(selection: Selection) -> bool:
     )
 
 
-def _table_note(selection: Selection) -> str:
+def _table_note(selection: FrontChoice) -> str:
     parts = [_selection_sentence(selection)]
     if _has_seeds(selection):
         parts.append("Accuracies are means ± 95% CI (Student t) over the seeds of a configuration.")
@@ -254,12 +254,12 @@ def _table_note(selection: Selection) -> str:
     return " ".join(parts)
 
 
-def _selection_sentence(selection: Selection) -> str:
+def _selection_sentence(selection: FrontChoice) -> str:
     """The sentence saying which split chose and which is shown, with the joint objectives."""
     return f"{selection.protocol.chosen()} (objectives: {selection.chosen_on_text})."
 
 
-def _meta(name: str, results: pd.DataFrame, selection: Selection) -> str:
+def _meta(name: str, results: pd.DataFrame, selection: FrontChoice) -> str:
     n_configs = len(selection.configurations)
     text = (
         f"{name}: {len(results)} trials, {len(selection.trials)} finished, in {n_configs} configuration"

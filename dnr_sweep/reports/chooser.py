@@ -170,7 +170,7 @@ def front(rows: pd.DataFrame, objectives: Mapping[str, Direction], x: str | None
 
 
 @dataclass(frozen=True, eq=False)
-class Selection:
+class FrontChoice:
     """The report's fronts and baselines: what every Fig. 3 panel and ``pareto.csv`` show.
 
     Attributes:
@@ -216,7 +216,7 @@ def select(
     y: Sequence[str] = DEFAULT_Y,
     objectives: Mapping[str, str] | None = None,
     group_by: str | None = "dnr.pruning",
-) -> Selection:
+) -> FrontChoice:
     """The report's fronts and baselines for results table ``df`` (see the module docstring).
 
     Args:
@@ -277,13 +277,13 @@ def select(
             best = ranked(dense, baseline_on, ties=tie_breaks(baseline_on, protocol.split))
             if len(best):
                 baselines[scope] = best.iloc[0]
-    return Selection(
+    return FrontChoice(
         protocol, x, metrics, chosen, shown_only, trials, configurations, scopes, groups, fronts, baselines,
         baseline_on,
     )  # fmt: skip
 
 
-def best_configuration(selection: Selection, metric: str, mode: Direction = "max") -> pd.Series | None:
+def best_configuration(selection: FrontChoice, metric: str, mode: Direction = "max") -> pd.Series | None:
     """The finished configuration with the best ``metric`` (a selection or sparsity figure, e.g. the
     run's ``tune.metric``), ties as :func:`ranked`; ``None`` when none has it.
 
@@ -346,7 +346,7 @@ def method_select_metric(rows: pd.DataFrame, split: str) -> str:
 
 
 def choose_methods(
-    selection: Selection,
+    selection: FrontChoice,
     *,
     compression: float | None = None,
     tolerance: float = MATCH_TOLERANCE,
@@ -420,11 +420,11 @@ class RunChoice:
     results: pd.DataFrame
     epochs: pd.DataFrame
     group_by: str | None
-    selection: Selection
+    selection: FrontChoice
     methods: MethodChoice | None
 
 
-def has_methods(selection: Selection) -> bool:
+def has_methods(selection: FrontChoice) -> bool:
     """Table 2 is made when some finished configuration was trained by a method other than DNR."""
     labels = selection.configurations[METHOD_LABEL].dropna()
     return bool(len(labels)) and bool((labels != "DNR").any())

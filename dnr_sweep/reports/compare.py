@@ -34,7 +34,7 @@ import pandas as pd
 
 from dnr_sweep.foundation.run_contract import LAYER_PREFIX
 
-from .chooser import MethodChoice, Selection, choose_methods, finished_mask, has_methods, select, selection_split
+from .chooser import FrontChoice, MethodChoice, choose_methods, finished_mask, has_methods, select, selection_split
 from .labels import DEFAULT_GROUP_BY
 from .load import Run, flatten, load_run
 from .protocol import selection_objectives
@@ -185,7 +185,7 @@ class Comparison:
     hypervolume curves (``None`` without epochs)."""
 
     runs: dict[str, Run]
-    selection: Selection
+    selection: FrontChoice
     methods: MethodChoice | None
     hypervolume: HypervolumeData | None
 

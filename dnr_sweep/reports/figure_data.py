@@ -4,7 +4,7 @@ Each ``*_data`` function returns a small frozen object holding exactly the numbe
 :mod:`reports.figures` only draws those objects, and tables import this side only. Anchor: optuna's
 ``visualization/_pareto_front.py`` (a pure function returns the front, the plot function draws it).
 
-The accuracy figures draw from one :class:`reports.chooser.Selection`, so every panel shows the
+The accuracy figures draw from one :class:`reports.chooser.FrontChoice`, so every panel shows the
 same configurations: the joint Pareto set chosen on validation figures, drawn with their test
 figures (means over seeds with 95% confidence intervals).
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .chooser import Selection, ranked
+from .chooser import FrontChoice, ranked
 from .labels import DEFAULT_GROUP_BY, GROUP, SCOPE, SCOPE_SEPARATOR, group_labels, is_channel_mode
 from .load import LAYER_PREFIX, layer_columns
 from .protocol import VALIDATION, Protocol, tie_breaks
@@ -161,7 +161,7 @@ class CompressionAccuracyData:
     chosen_on: str
 
 
-def compression_accuracy_data(selection: Selection) -> CompressionAccuracyData:
+def compression_accuracy_data(selection: FrontChoice) -> CompressionAccuracyData:
     """Every panel's fronts, points and baseline, all from ``selection``'s one choice."""
     x = selection.x
     panels = {}
@@ -212,7 +212,7 @@ class ChannelsPresentData:
     chosen_on: str
 
 
-def channels_present_data(selection: Selection) -> ChannelsPresentData:
+def channels_present_data(selection: FrontChoice) -> ChannelsPresentData:
     """Channels present (%) of the report's Pareto sets (the ones Fig. 3(a/b) draws) and of all trials.
 
     Speedup labels are kept for channel modes (``channel``, ``channel_group``, ...): only they remove
@@ -283,12 +283,12 @@ def _target_of(row: pd.Series) -> float:
     return round(float(row["density"]), 3)
 
 
-def layer_density_data(selection: Selection, trial_id: str | Sequence[str] | None = None) -> LayerDensityData:
+def layer_density_data(selection: FrontChoice, trial_id: str | Sequence[str] | None = None) -> LayerDensityData:
     """Per-layer densities of chosen configurations, one panel per pruning group and scope.
 
     ``trial_id`` picks finished trials explicitly (each drawn on its own). By default, for each group
     and each target density (``dnr.density``, else the measured ``density`` rounded to 3 places) the
-    pruned configuration with the best :attr:`Selection.baseline_on` figure (validation: only
+    pruned configuration with the best :attr:`FrontChoice.baseline_on` figure (validation: only
     validation chooses); series ordered from the highest target density down.
     """
     table = selection.configurations

@@ -28,7 +28,7 @@ import pandas as pd
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.files import atomic_write_handle
 
-from .chooser import CHOSEN_ON, COMPRESSION, MATCHED, REFERENCE, MethodChoice, Selection
+from .chooser import CHOSEN_ON, COMPRESSION, MATCHED, REFERENCE, FrontChoice, MethodChoice
 from .figure_data import Line, Points, line_of
 from .labels import GROUP, METHOD_LABEL, SCOPE
 from .load import is_test_accuracy
@@ -238,7 +238,7 @@ class MethodsFigureData:
     panels: dict[tuple[str, str], MethodsPanel]
 
 
-def methods_figure_data(choice: MethodChoice, selection: Selection) -> MethodsFigureData:
+def methods_figure_data(choice: MethodChoice, selection: FrontChoice) -> MethodsFigureData:
     """Per scope and test accuracy (clean, FGSM, PGD), each method's front from ``choice`` (chosen on
     the accuracy's selection twin and compression, seed means) with its test figures, and every
     finished trial of the method as a faint point."""

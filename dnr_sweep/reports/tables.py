@@ -21,7 +21,7 @@ import pandas as pd
 from dnr_sweep.foundation.files import atomic_write_handle
 from dnr_sweep.foundation.run_contract import is_attack_metric
 
-from .chooser import Selection, select
+from .chooser import FrontChoice, select
 from .protocol import Protocol
 from .seeds import N_SEEDS, TRIAL_IDS, ci_column
 from .style import DENSE, metric_label
@@ -44,7 +44,7 @@ def chosen_on(protocol: Protocol) -> str:
     return "test (paper protocol)" if protocol.paper else "validation"
 
 
-def table_metrics(selection: Selection) -> list[str]:
+def table_metrics(selection: FrontChoice) -> list[str]:
     """The accuracies a table shows: the report's ``y``, then extra test-attack columns by name."""
     extra = sorted(
         c for c in selection.configurations.columns if is_attack_metric(str(c)) and not str(c).startswith("val_")
@@ -53,11 +53,11 @@ def table_metrics(selection: Selection) -> list[str]:
     return [m for m in metrics if m in selection.configurations.columns]
 
 
-def pareto_table(selection: Selection | pd.DataFrame, **select_args: Any) -> pd.DataFrame:
+def pareto_table(selection: FrontChoice | pd.DataFrame, **select_args: Any) -> pd.DataFrame:
     """The dense baseline and the Pareto-optimal configurations per model, dataset and pruning type.
 
     Args:
-        selection: the report's :class:`~reports.chooser.Selection`, or a results table to pass to
+        selection: the report's :class:`~reports.chooser.FrontChoice`, or a results table to pass to
             :func:`~reports.chooser.select` with ``select_args`` (``x``, ``y``, ``objectives``,
             ``group_by``).
 
@@ -71,7 +71,7 @@ def pareto_table(selection: Selection | pd.DataFrame, **select_args: Any) -> pd.
     if isinstance(selection, pd.DataFrame):
         selection = select(selection, **select_args)
     elif select_args:
-        raise TypeError(f"pareto_table got a Selection and select arguments {sorted(select_args)}")
+        raise TypeError(f"pareto_table got a FrontChoice and select arguments {sorted(select_args)}")
     metrics = table_metrics(selection)
     picked: list[tuple[pd.Series, str]] = []
     for scope in selection.scopes:

@@ -35,13 +35,9 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.errors import ExportError
 
-__all__ = ["ChannelSpace", "ExportError", "find_channel_spaces"]
-
-
-class ExportError(UserError, ValueError):
-    """A user-fixable export problem (bad input size, unsupported model); printed without a traceback."""
+__all__ = ["ChannelSpace", "find_channel_spaces"]
 
 
 _PASSTHROUGH_MODULES = (

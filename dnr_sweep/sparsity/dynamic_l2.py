@@ -42,7 +42,7 @@ class DynamicL2:
     def _weights_and_masks(self) -> tuple[list[str], list[Tensor], list[Tensor]]:
         m = self.masking
         names = m.layer_names
-        return names, list(m._weights), [m.masks[n] for n in names]
+        return names, m.weights, [m.masks[n] for n in names]
 
     @torch.no_grad()
     def snapshot(self) -> None:

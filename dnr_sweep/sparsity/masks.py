@@ -309,6 +309,16 @@ class Masking:
         """Names of the prunable layers, in network order."""
         return list(self._names)
 
+    @property
+    def weights(self) -> list[nn.Parameter]:
+        """The prunable layers' weight parameters (live, not copies), in :attr:`layer_names` order;
+        ``masks[name]`` masks the weight at the same position."""
+        return list(self._weights)
+
+    def named_weights(self) -> list[tuple[str, nn.Parameter]]:
+        """``(layer name, weight parameter)`` per prunable layer, in network order."""
+        return list(zip(self._names, self._weights, strict=True))
+
     @torch.no_grad()
     def apply_masks(self) -> None:
         """``weight *= mask`` for every prunable layer (channel_group: and the extra masked parameters),

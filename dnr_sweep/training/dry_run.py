@@ -35,7 +35,7 @@ from typing import Any
 from dnr_sweep.config import RunConfig, SweepConfig, leaf_paths, run_config_from_flat
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.foundation.errors import ConfigError, ConfigWarning
+from dnr_sweep.foundation.errors import ConfigError, ConfigWarning, ExportError
 
 #: reflect padding of the random-crop augmentation (data.py's transforms and gpu_data's loader)
 CROP_PADDING = 4
@@ -242,7 +242,7 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
     if config.export and methods.build(config).pruning_type in ("channel", "channel_group"):
         export_key = ("export", key)
         if export_key not in cache.outcomes:  # what the export after training will run, estimated now
-            from dnr_sweep.export import ExportError, check_input_size
+            from dnr_sweep.export import check_input_size
 
             try:
                 check_input_size(model, (channels, size, size), what="at the run's image size",

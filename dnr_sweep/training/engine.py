@@ -520,7 +520,7 @@ class DNRRun:
     def _masked_weights(self) -> dict[str, Tensor]:
         """``w * m`` per prunable layer, computed exactly as :meth:`DynamicL2.snapshot` computes ``z``."""
         names = self.masking.layer_names
-        weights = [w.detach() for w in self.masking._weights]
+        weights = [w.detach() for w in self.masking.weights]
         return dict(zip(names, torch._foreach_mul(weights, [self.masking.masks[n] for n in names]), strict=True))
 
     def _z_is_snapshot(self) -> bool:
@@ -586,8 +586,12 @@ class DNRRun:
         self.epoch = int(state["epoch"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.last_epoch = int(state["scheduler"]["last_epoch"])
-        self.scheduler._last_lr = list(state["scheduler"]["last_lr"])
+        scheduler = state["scheduler"]  # the checkpoint keeps these two entries of torch's state_dict
+        self.scheduler.load_state_dict({
+            **self.scheduler.state_dict(),
+            "last_epoch": int(scheduler["last_epoch"]),
+            "_last_lr": list(scheduler["last_lr"]),
+        })  # fmt: skip
         self.masking.load_state_dict(state["masking"])
         l2 = dict(state["l2"])
         if isinstance(l2["z"], str):
