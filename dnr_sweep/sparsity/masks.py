@@ -76,7 +76,7 @@ def minimum_density(
     """The smallest ``density`` that ``Masking`` accepts for ``model`` in ``pruning`` mode.
 
     - irregular: every prunable layer keeps at least one weight: ``layers / prunable weights``
-      (a smaller target is met within one weight per layer, as DESIGN.md allows).
+      (a smaller target is met within one weight per layer).
     - channel: the dense stem plus one input channel of every other prunable layer; a smaller
       target is refused at ``Masking`` construction.
     - channel_group: one channel in every prunable channel space (the model is traced with

@@ -359,7 +359,7 @@ class DNRRun:
         return result
 
     def sparsity_metrics(self) -> dict[str, Any]:
-        """The model's sparsity as it is now (DESIGN.md definitions, counted on the weights the network
+        """The model's sparsity as it is now (docs/RESULTS.md definitions, counted on the weights the network
         computes with: HYDRA's score phase masks them in the forward pass); ``mask_density``: the
         method's masks."""
         prune_linear = self.config.dnr.prune_linear
