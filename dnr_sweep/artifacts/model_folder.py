@@ -16,6 +16,7 @@ from torch import nn
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig, read_yaml, validation_messages
 from dnr_sweep.config.load import LEFT_OUT_WHEN_DEFAULT
+from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.data.loaders import DataSplits, build_datasets
 from dnr_sweep.foundation import files
 from dnr_sweep.foundation.errors import ConfigError, InputFileError, PathError
@@ -92,8 +93,6 @@ def load_trained(path: str | Path, trial: str | None = None, *, load_data: bool 
     folder = resolve_model_dir(path, trial)
     config = load_run_config(folder)
     if load_data:  # a command on this machine (evaluate): fetched and verified here if missing, as `run` does
-        from dnr_sweep.data import fetch as data_fetch
-
         data_fetch.prepare(config.data)
     data = build_datasets(
         config.data.dataset, root=config.data.root_path, download=config.data.download,

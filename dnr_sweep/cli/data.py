@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dnr_sweep.data import fetch as data_fetch
+from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.foundation.errors import ConfigError
 
 
@@ -35,23 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _target(text: str, root: str | None) -> tuple[str, Path, str | None]:
     """(data set, root, configured mirror) of a name or a config file."""
-    from dnr_sweep.config import DataConfig
-    from dnr_sweep.data import specs as dataset_specs
+    from dnr_sweep.config import DataConfig  # lazy: the config schema pulls PyYAML; --help stays light
 
     if text in dataset_specs.DATASETS:
         return text, Path(root or DataConfig().root).expanduser(), None
     if not Path(text).is_file():
         raise ConfigError(f"{text!r}: neither a data set ({', '.join(dataset_specs.DATASET_NAMES)}) nor a config file")
-    from dnr_sweep.config import load_sweep_config
+    from dnr_sweep.config import load_sweep_config  # lazy: as above
 
     data = load_sweep_config(text, []).data
     return data.dataset, Path(root).expanduser() if root else data.root_path, data.mirror
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep.data import fetch as data_fetch
-    from dnr_sweep.data import specs as dataset_specs
-
     targets = [_target(text, args.root) for text in args.targets]  # every target parses before any download
     for dataset, root, configured in targets:
         spec = dataset_specs.get(dataset)

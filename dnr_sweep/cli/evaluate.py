@@ -13,9 +13,12 @@ import argparse
 import json
 from typing import Any
 
+from dnr_sweep.foundation import files
+from dnr_sweep.foundation import locks as folder_lock
 from dnr_sweep.foundation.attack_names import ATTACK_FORMS, parse_attacks
 from dnr_sweep.foundation.bounds import MAX_BATCH_SIZE, MAX_IMAGES, MAX_SEED
 from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, EVALUATION_FILE
 
 DEFAULT_ATTACKS = "fgsm,pgd,pgd20,pgd50x10"
 _FORM_NAMES = ", ".join(form.split(" ")[0] for form in ATTACK_FORMS)  # clean, fgsm, pgd, pgdK, ...
@@ -52,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _parse_eps(text: str, option: str) -> float:
-    from dnr_sweep.config import parse_eps
+    from dnr_sweep.config import parse_eps  # lazy: the config schema pulls PyYAML; --help stays light
 
     try:
         value = parse_eps(text)
@@ -65,7 +68,7 @@ def _parse_eps(text: str, option: str) -> float:
 
 def _check_flags(args: argparse.Namespace) -> tuple[list, float | None, list[float]]:
     """Every flag, before anything is loaded: (attack specs, --eps, --curve-eps values)."""
-    from dnr_sweep import evaluation as ev
+    from dnr_sweep import evaluation as ev  # lazy: torch (seconds to import) only when evaluate runs
 
     try:
         specs = parse_attacks(["clean", *(spec.name for spec in parse_attacks(args.attacks))])
@@ -95,12 +98,10 @@ def _check_flags(args: argparse.Namespace) -> tuple[list, float | None, list[flo
 def run(args: argparse.Namespace) -> int:
     """Run ``dnr-sweep evaluate``; returns the exit code (user errors raise :class:`UserError`)."""
     specs, eps_override, curve_eps = _check_flags(args)
+    # lazy: torch and the model code take seconds to import; only once the flags are good
     import torch
 
     from dnr_sweep.artifacts.model_folder import resolve_model_dir
-    from dnr_sweep.foundation import files
-    from dnr_sweep.foundation import locks as folder_lock
-    from dnr_sweep.foundation.run_contract import ATTACK_STRENGTH_FILE, EVALUATION_FILE
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, specs: list, eps_override: float | None, curve_eps: list[float]) -> int:
-    import torch
+    import torch  # lazy: as in run
 
     from dnr_sweep import evaluation as ev
     from dnr_sweep.artifacts.model_folder import load_trained

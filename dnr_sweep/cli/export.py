@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dnr_sweep.foundation import reader
+from dnr_sweep.foundation import files, reader
 from dnr_sweep.foundation.errors import ExportError, UserError
 from dnr_sweep.foundation.schemas import ExportSummary
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
-    from dnr_sweep.export import parse_input_size
+    from dnr_sweep.export import parse_input_size  # lazy: the export package pulls torch (seconds)
 
     try:
         return parse_input_size(text)
@@ -78,8 +78,6 @@ def _earlier_export(out: Path) -> bool:
 
 def check_outputs(out: Path, text: str, *, force: bool) -> None:
     """``--out FILE`` and ``FILE.json``: new, or (``force``) an earlier export's; never through a link."""
-    from dnr_sweep.foundation import files
-
     summary = out.with_suffix(".json")
     if summary == out:
         raise UserError(f"--out {text}: the summary is written to FILE.json beside FILE; name the program file, "
@@ -98,11 +96,9 @@ def check_outputs(out: Path, text: str, *, force: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export ``args.model``; print the JSON summary. Returns 0 (user errors raise :class:`UserError`)."""
-    from dnr_sweep.foundation.files import output_file
-
-    out = output_file(args.out, "--out")  # before anything is loaded
+    out = files.output_file(args.out, "--out")  # before anything is loaded
     check_outputs(out, args.out, force=args.force)
-    from dnr_sweep.export import export_model, summary_text
+    from dnr_sweep.export import export_model, summary_text  # lazy: torch, only once the outputs are good
 
     try:
         summary = export_model(args.model, out, trial=args.trial, shrink=not args.no_shrink,

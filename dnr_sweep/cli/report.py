@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dnr_sweep.foundation import storage
 from dnr_sweep.foundation.errors import UserError
+from dnr_sweep.foundation.files import output_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +60,7 @@ def _items(text: str | None) -> tuple[str, ...] | None:
 
 def check_settings(run_dir: Path, **flags) -> None:
     """The report settings (flags over the config's ``report:`` block) name columns the run has."""
+    # lazy: the reports pull pandas (and matplotlib); --help and the other commands stay light
     from dnr_sweep.reports.load import flatten, load_run
     from dnr_sweep.reports.settings import resolve_settings
 
@@ -83,9 +86,7 @@ def check_settings(run_dir: Path, **flags) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep.foundation import storage
-    from dnr_sweep.foundation.files import output_folder
-    from dnr_sweep.reports.build import build_report
+    from dnr_sweep.reports.build import build_report  # lazy: pandas and matplotlib, as above
 
     for text in args.run_dirs:
         if not text.strip():
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, out: Path | None, flags: dict) -> int:
-    from dnr_sweep.reports.compare import compare, parse_labels, write_comparison
+    from dnr_sweep.reports.compare import compare, parse_labels, write_comparison  # lazy: as above
 
     if out is None:
         raise UserError(

@@ -11,8 +11,13 @@ import argparse
 import contextlib
 
 from dnr_sweep.cli._common import add_ray
+from dnr_sweep.cli.run import finish
+from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.foundation import files, storage
+from dnr_sweep.foundation import locks as folder_lock
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation.errors import PathError
+from dnr_sweep.sweep.data_nodes import prepare_nodes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep.cli.run import finish
-    from dnr_sweep.foundation import locks as folder_lock
-    from dnr_sweep.foundation.errors import PathError
+    # lazy: loaded only when this command runs (cli/__init__ imports every command for --help)
     from dnr_sweep.sweep import cluster, restore, run_folder, tuner
 
     if not args.run_dir.strip():
@@ -40,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
     restore.check_restorable(run_dir, config)  # local or remote: Tune's state has its shape, its pickles pass
     if args.address is None:
         cluster.check_local_resources(config)
-    from dnr_sweep.data import fetch as data_fetch
-
     data_fetch.prepare(config.data)  # the trials open the data again: present and verified, before Ray
     # a local run folder is locked while the sweep runs; object stores have no locks
     lock = folder_lock.hold(run_dir.local, purpose="resume") if run_dir.local is not None else contextlib.nullcontext()
@@ -49,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
         cluster.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         cluster.check_resources_feasible(config)
         if args.address is not None:
-            from dnr_sweep.sweep.data_nodes import prepare_nodes
-
             prepare_nodes(config.data)
         print(f"resuming {run_dir}")
         if run_dir.local is not None:  # a new session of the driver: the last one's end no longer holds

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from dnr_sweep.cli._common import add_ray, add_set
-from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from dnr_sweep.data import fetch as data_fetch
+from dnr_sweep.foundation import locks as folder_lock
+from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from dnr_sweep.sweep.data_nodes import prepare_nodes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loaded only when this command runs (cli/__init__ imports every command for --help)
     from dnr_sweep.config import load_sweep_config
     from dnr_sweep.sweep import cluster, run_folder, search, tuner
     from dnr_sweep.training.dry_run import check_sweep
@@ -46,9 +50,6 @@ def run(args: argparse.Namespace) -> int:
     if args.address is None:
         cluster.check_local_resources(config)
     check_sweep(config, args.config)  # imports torch: after the checks that need little
-    from dnr_sweep.data import fetch as data_fetch
-    from dnr_sweep.foundation import locks as folder_lock
-
     data_fetch.prepare(config.data)  # here, before Ray starts: offline or a 404 ends in seconds
     search.param_space(config)
     # a local run folder is locked while the sweep runs; object stores (s3://...) have no locks
@@ -60,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
         cluster.start_ray(address=args.address, dashboard=not args.no_dashboard, dashboard_host=args.dashboard_host)
         cluster.check_resources_feasible(config)
         if args.address is not None:  # every node of a cluster, once, before the trials (trials never download)
-            from dnr_sweep.sweep.data_nodes import prepare_nodes
-
             prepare_nodes(config.data)
         run_folder.prepare_run_dir(run_dir, config_path=Path(args.config), overrides=args.overrides)
         print(f"run folder: {run_dir}")
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 def finish(outcome: Any, config: Any, *, report: bool) -> int:
     """Assemble the sweep's tables, print its summary, draw the report; the exit code."""
-    from dnr_sweep.foundation.errors import UserError
+    # lazy: loaded only when this command runs (cli/__init__ imports every command for --help)
     from dnr_sweep.sweep.results import finish_sweep
 
     report_error = None

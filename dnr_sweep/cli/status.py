@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dnr_sweep.sweep.status import format_status, sweep_status
+    from dnr_sweep.sweep.status import format_status, sweep_status  # lazy: pulls pandas; --help stays light
 
     status = sweep_status(args.run_dir)
     if args.json:

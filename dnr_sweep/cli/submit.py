@@ -36,11 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loaded only when this command runs (cli/__init__ imports every command for --help)
     from dnr_sweep.config import load_sweep_config
 
     config_path = Path(args.config)
     config = load_sweep_config(config_path, args.overrides)  # a bad config never reaches the cluster
-    from dnr_sweep.sweep import jobs
+    from dnr_sweep.sweep import jobs  # lazy: as above
     from dnr_sweep.sweep.run_folder import default_run_name
 
     address = jobs.check_address(args.address)

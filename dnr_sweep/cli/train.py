@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from dnr_sweep.cli._common import add_set
+from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.foundation import files, os_errors
+from dnr_sweep.foundation import locks as folder_lock
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import EXIT_INTERRUPTED, PathError, StorageError, UserError
 
@@ -66,15 +68,14 @@ def discard_unstarted(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loaded only when this command runs (cli/__init__ imports every command for --help)
     from dnr_sweep.config import load_run_config
     from dnr_sweep.training.dry_run import check_run
 
     out = files.output_folder(args.out, "--out")
     config = load_run_config(args.config, args.overrides)
     check_run(config, args.config)
-    from dnr_sweep.data import fetch as data_fetch
-    from dnr_sweep.foundation import locks as folder_lock
-    from dnr_sweep.training.single_run import train_to_dir
+    from dnr_sweep.training.single_run import train_to_dir  # lazy: torch (seconds), once the config is good
 
     with folder_lock.hold(out, purpose="train"):  # nothing was written before: a refusal here loses nothing
         check_out_contents(out, resume=args.resume)

@@ -12,7 +12,7 @@ import json
 import sys
 
 from dnr_sweep.cli._common import add_set
-from dnr_sweep.foundation.errors import EXIT_USAGE
+from dnr_sweep.foundation.errors import EXIT_USAGE, ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loaded only when this command runs (cli/__init__ imports every command for --help)
     import yaml
 
     from dnr_sweep.config import load_sweep_config, to_yaml_dict
-    from dnr_sweep.foundation.errors import ConfigError
     from dnr_sweep.training.dry_run import check_sweep
 
     failures = 0

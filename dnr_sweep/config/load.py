@@ -130,11 +130,11 @@ LEFT_OUT_WHEN_DEFAULT: tuple[str, ...] = ("method", *rc.METHODS[1:])
 
 
 def to_yaml_dict(config: BaseModel) -> dict[str, Any]:
-    """The resolved config as plain data (DESIGN.md's keys), for printing and saving.
+    """The resolved config as plain data (the schema's keys), for printing and saving.
 
     A baseline's block left at its defaults, by a config that does not run it, is left out, and so is
-    ``method: dnr``: a DNR config reads as before methods existed (and its older checkpoints still
-    resume); nothing that differs from a default is ever dropped (a sweep's base config carries the
+    ``method: dnr``: a DNR config is written without a ``method:`` key (so checkpoints of the layout
+    without one still resume); nothing that differs from a default is ever dropped (a sweep's base config carries the
     blocks its ``method`` trials read)."""
     data = config.model_dump(mode="json")
     if isinstance(config, RunConfig):

@@ -1,28 +1,14 @@
 """A device-resident training loader for CIFAR-sized data sets: the whole data set lives on the device.
 
-The CPU path (torchvision transforms in DataLoader workers) decodes, crops and flips every image on
-the host and copies each batch over; on a GPU a small CIFAR model then waits for the data. As in
-the fastest CIFAR training code (KellerJordan/cifar10-airbench), :class:`DeviceLoader` keeps every
-image on the device once (as ``uint8`` when the data are 8-bit: 50,000 CIFAR images are 154 MB),
-and per batch does the standard CIFAR augmentation on the device:
+Like KellerJordan/cifar10-airbench, :class:`DeviceLoader` keeps every image on the device once (as
+``uint8`` for 8-bit data: 50,000 CIFAR images are 154 MB) and augments each batch there, so a small
+model on a GPU does not wait for DataLoader workers. The augmentation is the standard CIFAR one:
+a random crop with reflect padding ``pad`` (equal to torchvision's ``RandomCrop(H, padding=pad,
+padding_mode="reflect")``) and a horizontal flip with probability 1/2, folded into one gather of
+per-image row and column indices. Order, crops and flips draw from the loader's seeded ``generator``,
+whose ``get_state()``/``set_state()`` checkpoint it.
 
-- **random crop with reflect padding** ``pad`` (default 4): the crop offset ``(dy, dx)`` is drawn
-  uniformly from ``{0, ..., 2 * pad}`` per image, and the result equals
-  ``F.pad(x, (pad,) * 4, mode="reflect")[:, dy:dy + H, dx:dx + W]`` (torchvision's
-  ``RandomCrop(H, padding=pad, padding_mode="reflect")``);
-- **horizontal flip** with probability 1/2 per image (``RandomHorizontalFlip``).
-
-Both are one gather: the reflect padding, the crop and the flip are folded into per-image row and
-column index vectors, so no padded copy of the data set and no per-image Python loop exist. The
-epoch order is a ``torch.randperm`` drawn from the loader's ``generator`` (on the device), and the
-crop offsets and flips draw from the same generator, so a seeded generator reproduces an epoch
-exactly and its ``get_state()``/``set_state()`` checkpoint the loader like a DataLoader's.
-
-Batches are ``(images, labels)``: float32 ``(B, C, H, W)`` in [0, 1] (``uint8 / 255``, the value
-torchvision's ``ToTensor`` gives) and int64 ``(B,)``, on the device. ``len(loader)`` is the number
-of batches; iteration works like a ``DataLoader`` with ``shuffle=True``.
-
-Typical use::
+Batches are float32 ``(B, C, H, W)`` in [0, 1] and int64 ``(B,)`` labels, on the device::
 
     gen = torch.Generator(device="cuda").manual_seed(0)
     plain = build_datasets("cifar10", root=root, augment=False)  # un-augmented train split

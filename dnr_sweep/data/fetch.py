@@ -1,38 +1,18 @@
 """Getting a data set onto disk, once, verified: the one owner of downloads (trials never download).
 
-The facts of each downloadable data set (URL, size, MD5 of its archive, the folder it unpacks to, the
-MD5 of each unpacked file or the paths that must exist) are its :class:`~dnr_sweep.data.specs.Archive`.
+Each downloadable data set's facts (URL, size, MD5s, folder) are its :class:`~dnr_sweep.data.specs.Archive`.
 
-- :func:`ensure` (``dnr-sweep run``/``train``/``data fetch``, and on a cluster one task per node,
-  :mod:`dnr_sweep.sweep.data_nodes`): present and intact -> nothing to do; otherwise, under a file lock in
-  ``data.root`` (two fetches on one node, or on shared storage, mean one download and one waiter), the
-  archive is taken from ``data.root`` if the user put it there, else downloaded from the official URL
-  or a mirror (``--mirror``, ``data.mirror``, ``$DNR_SWEEP_DATA_MIRROR``) with a progress bar; its MD5
-  is checked, it is unpacked into a temporary folder beside the target, every file is checked, and the
-  folder is renamed into place (atomic: a reader sees the whole folder or none). Downloads go through
-  :mod:`dnr_sweep.foundation.http`: a connect timeout, a deadline for the whole archive (:func:`download_limits`)
-  and its size as the cap. A download that fails (offline, unreachable mirror, HTTP 404, too slow, a
-  malformed answer) is not retried: it ends in one :class:`~dnr_sweep.foundation.errors.DatasetNotFoundError`
-  naming the data set, where it looked, the URL tried (redacted) and the three ways out.
-- :func:`verify` (``dnr-sweep data check``): every unpacked file against its MD5 (CIFAR: torchvision's
-  lists) or, for Tiny-ImageNet, its structure (``wnids.txt``, a non-empty ``train/<wnid>/images`` per
-  class, ``val/val_annotations.txt`` naming images that exist). A verified folder keeps a small
-  record (:data:`RECORD_FILE`: each checked file's size and mtime), so the next ``run`` re-reads the
-  MD5s only when a file changed.
-- :func:`check_present` (each trial, before it opens the data): the folder and the recorded files
-  exist with their recorded sizes; milliseconds, no network.
+- :func:`ensure` (``run``/``train``/``data fetch``; one task per node on a cluster): present and intact
+  is nothing to do; otherwise, under a file lock in ``data.root``, the archive is taken from there or
+  downloaded (official URL or mirror) through :mod:`dnr_sweep.foundation.http`, checked, unpacked into a
+  folder of its own and renamed into place. A failed download is not retried: one
+  :class:`~dnr_sweep.foundation.errors.DatasetNotFoundError` names the data set, the URL and the ways out.
+- :func:`verify` (``data check``): every file against its MD5, or Tiny-ImageNet's structure; a small
+  record (:data:`RECORD_FILE`) spares the next run re-reading unchanged files.
+- :func:`check_present` (each trial): the recorded files exist with their sizes; no network.
 
-Tiny-ImageNet is read in its official layout (``val/images`` + ``val/val_annotations.txt``, which
-:class:`dnr_sweep.data.loaders.TinyImageNetFolder` labels by), so unpacking the zip is all its val split needs.
-
-Corrupt or partial data is named with the file and the fix and never deleted. A fetch downloads and unpacks
-in one folder of its own (``.FOLDER.XXXX.dnr-sweep-fetch``, made exclusively, written down in a journal
-beside the lock) and removes exactly that folder at the end; a fetch after a crash removes exactly what the
-journal names, never files by pattern. Every file and folder goes through the one writer
-(:mod:`dnr_sweep.foundation.files`), so a link planted in a shared ``data.root`` is never written through,
-and the lock is :func:`dnr_sweep.foundation.locks.hold_file`; the record and the journal are read through
-the one JSON reader (:mod:`dnr_sweep.foundation.reader`): one that is not what this module wrote counts as
-none. Standard library plus ``tqdm`` and pydantic; no torch, so ``dnr-sweep data`` answers at once.
+Corrupt or partial data is named, never deleted; a crashed fetch's leftovers are removed exactly as its
+journal names them. No torch, so ``dnr-sweep data`` answers at once. The steps: docs/DATA.md.
 """
 
 from __future__ import annotations
@@ -50,7 +30,7 @@ from pathlib import Path
 
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.specs import Archive, DatasetSpec
-from dnr_sweep.foundation import files, http, reader
+from dnr_sweep.foundation import files, http, locks, reader
 from dnr_sweep.foundation.errors import DatasetNotFoundError, InputFileError, PathError, UserError
 from dnr_sweep.foundation.schemas import DataRecord, FetchJournal
 
@@ -367,8 +347,6 @@ def ensure(
     if not download and not (root / archive.filename).is_file():
         raise DatasetNotFoundError(_not_found(spec, root, None, download=False))
     files.make_folder(files.output_folder(root, "data.root"), "data.root")  # one this process can write into
-    from dnr_sweep.foundation import locks
-
     lock = root / f".{archive.folder}.lock"
 
     def waiting(holder: str) -> None:
@@ -451,7 +429,7 @@ def _download(spec: DatasetSpec, root: Path, url: str, dest: Path, work: Path, *
     archive = _archive(spec)
     shown, part = http.redact(url), work / archive.filename
     digest, received = hashlib.md5(usedforsecurity=False), 0
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only a download draws a bar, and every command imports this module
 
     try:
         with _source(spec, root, url) as (length, chunks):

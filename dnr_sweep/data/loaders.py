@@ -1,27 +1,16 @@
 """Datasets for DNR runs: train / validation / test splits of images in [0, 1] with integer labels.
 
-Every item is ``(image, label)``: a float tensor (C, H, W) with values in [0, 1] and a Python int.
-Normalisation is *not* applied here; the per-channel ``mean``/``std`` of :class:`DataSplits` are handed to
-the model (:func:`dnr_sweep.models.architectures.get_model`), which normalises internally so attacks work in pixel space.
+Every item is ``(image, label)``: a float tensor (C, H, W) in [0, 1] and an int. Normalisation is left
+to the model (:func:`dnr_sweep.models.architectures.get_model`), so attacks work in pixel space.
 
-Datasets (their facts: :mod:`dnr_sweep.data.specs`; their builders: :data:`BUILDERS`, same names):
+* ``digits``: scikit-learn's bundled 8x8 digits (offline); a fixed stratified 20 % test split; no
+  augmentation (digits are not flip-invariant).
+* ``cifar10`` / ``cifar100``: torchvision's loaders; the paper's crop (4-pixel reflect padding) and flip.
+* ``tinyimagenet``: the official folder; its labelled ``val`` set is the test split. CIFAR's augmentation.
+* ``synthetic``: seeded random images for tests, labelled by a fixed random projection.
 
-* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, offline). A fixed stratified
-  20 % test split (360 images, seed 0 whatever ``seed`` is) leaves 1,437 for train + val. ``image_size``
-  resizes (bilinear), ``channels=3`` replicates the grey channel. No augmentation: digits are not
-  flip-invariant and an 8x8 crop shift moves a large part of the glyph.
-* ``cifar10`` / ``cifar100``: torchvision's loaders over the official python pickles. Training
-  augmentation is the paper's: random crop with 4-pixel reflective padding and horizontal flip.
-* ``tinyimagenet``: the official ``tiny-imagenet-200`` folder; its labelled ``val`` set is used as the
-  test split (the official test set has no labels). Same augmentation as CIFAR at 64x64.
-* ``synthetic``: seeded random images for tests; labels come from a fixed random linear projection,
-  so a model can learn them.
-
-The validation split holds ``val_size`` images out of the training source by a permutation seeded with
-``seed``; it shows those images without augmentation.
-
-Size (over ~400 lines) on purpose: one builder per data set behind one ``build_datasets``; their facts are in
-:mod:`.specs`, and a new data set adds one builder here.
+The validation split holds ``val_size`` training images out by a seeded permutation, unaugmented.
+Facts per data set: :mod:`.specs`; a new data set adds one builder to :data:`BUILDERS`.
 """
 
 from __future__ import annotations
@@ -35,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision import transforms
+from torchvision import datasets, transforms
 
 from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.data import specs as dataset_specs
@@ -218,8 +207,6 @@ def _check_image_size(image_size: int | None) -> None:
 
 
 def _torchvision_cifar(spec: DatasetSpec) -> type:
-    from torchvision import datasets  # deferred: only the CIFAR paths need it
-
     return {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[spec.name]
 
 
@@ -325,7 +312,8 @@ def _shape_tensor_images(images: torch.Tensor, image_size: int, channels: int, d
 
 
 def _digits(spec: DatasetSpec, root: Path, download: bool, image_size: int | None, channels: int | None) -> _Source:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    # lazy: scikit-learn takes seconds to import and only digits (bundled with it: no download) needs it
+    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     if channels not in (None, 1, 3):

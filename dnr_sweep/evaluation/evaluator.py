@@ -14,6 +14,7 @@ its Fig. 4 argument (robustness is not gradient obfuscation) measurable for any 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +28,11 @@ from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.attacks import registry as attack_registry
 from dnr_sweep.attacks.gradient import accuracy, attack_mode
 from dnr_sweep.attacks.registry import AttackSettings
-from dnr_sweep.foundation import files
+from dnr_sweep.foundation import files, reader
 from dnr_sweep.foundation.attack_names import AttackSpec, parse_attack, parse_attacks
+from dnr_sweep.foundation.errors import DataRecoveryWarning
 from dnr_sweep.foundation.run_contract import EVALUATION_FILE
+from dnr_sweep.foundation.schemas import Evaluation
 
 CURVE_STEPS: tuple[int, ...] = (1, 2, 5, 7, 10, 20, 50)  # Fig. 4 (a), (c)
 CURVE_EPS: tuple[float, ...] = tuple(k / 255 for k in (1, 2, 4, 8, 12, 16))  # Fig. 4 (b), (d)
@@ -49,7 +52,7 @@ AutoAttackVersion = Literal["standard", "custom"]
 def require_autoattack() -> type:
     """``pyautoattack.AutoAttack``, or an ``ImportError`` that names the ``[eval]`` extra to install."""
     try:
-        from pyautoattack import AutoAttack
+        from pyautoattack import AutoAttack  # optional: the [eval] extra
     except ImportError as exc:
         raise ImportError(
             f"the 'autoattack' attack needs the pyautoattack package ({exc}); install the optional "
@@ -342,12 +345,6 @@ def write_evaluation(result: dict, folder: str | Path) -> Path:
 def _read_earlier(path: Path) -> dict | None:
     """The earlier ``evaluation.json`` (:class:`~dnr_sweep.foundation.schemas.Evaluation`), or ``None``; one that
     is not what ``evaluate`` writes is kept aside whole, never overwritten nor merged in part."""
-    import warnings
-
-    from dnr_sweep.foundation import reader
-    from dnr_sweep.foundation.errors import DataRecoveryWarning
-    from dnr_sweep.foundation.schemas import Evaluation
-
     if not path.exists() and not path.is_symlink():
         return None
     aside = path.with_name(path.name + ".unreadable")

@@ -180,6 +180,7 @@ def export_model(path: str | Path, out_file: str | Path, *, trial: str | None = 
         ExportError: a bad ``input_size`` or a model that cannot be traced or exported.
         RuntimeError: the shrunk model's outputs differ (a bug, never expected).
     """
+    # lazy: model_folder pulls torchvision and the data loaders, which `validate` (via check_input_size) never needs
     from dnr_sweep.artifacts.model_folder import checkpoint, load_trained
 
     try:

@@ -1,29 +1,14 @@
 """Failures a user can cause, as one typed hierarchy: the CLI prints them and exits with code 2.
 
-Raise a :class:`UserError` (or a subclass) at the boundary where bad input is detected, with a
-message that names what is wrong (the file, field, flag or address) and how to fix it. The command
-line turns exactly these into one message on stderr and exit code 2 (:func:`dnr_sweep.cli.main`);
-anything else is a bug in dnr-sweep and keeps its traceback. The classes say *what kind* of input
-was wrong, so callers and tests can tell them apart:
-
-- :class:`ConfigError`: a config value or combination (YAML, ``--set``), including what the dry
-  preparation (:mod:`dnr_sweep.training.dry_run`) finds cannot run;
-- :class:`InputFileError`: a file the tool reads (checkpoint, model, JSON, Parquet, Tune state) is
-  missing, unreadable, corrupt or of the wrong kind;
-- :class:`PathError`: a path argument that cannot be used (empty, a file where a folder is expected,
-  unwritable, already holding a run);
-- :class:`ExportError`: a trained model cannot be shrunk or exported as asked (input size, tracing);
-- :class:`FolderBusyError`: another dnr-sweep process writes into the folder (its lock is held);
-- :class:`ClusterError`: the Ray cluster cannot be reached or cannot host a trial;
-- :class:`DatasetNotFoundError`: a data set is not under ``data.root`` and cannot be fetched;
-- :class:`NetworkError`: a network peer (a data mirror, the Ray job API) cannot be reached, is too slow, or
-  answers what it should not (:mod:`dnr_sweep.foundation.http`);
-- :class:`SetupError`: the machine's setup cannot run the command (a deleted working directory, a HOME or
-  TMPDIR that is no usable folder, a locale that cannot carry the paths given);
-- :class:`StorageError`: the filesystem refused a read or write (disk full, quota, read-only, I/O error,
-  a symbolic-link loop): :mod:`dnr_sweep.foundation.os_errors`.
-
-Standard library only: the reports import it too.
+Raise a :class:`UserError` (or a subclass) where bad input is detected, with a message naming what is
+wrong (file, field, flag or address) and how to fix it; :func:`dnr_sweep.cli.main` turns exactly these
+into one line on stderr and exit code 2, and anything else keeps its traceback. The subclasses say what
+kind of input was wrong: :class:`ConfigError` (a config value, or what the dry preparation finds cannot
+run), :class:`InputFileError` (a file read), :class:`PathError` (a path argument), :class:`ExportError`
+(a model that cannot be shrunk or exported as asked), :class:`FolderBusyError` (a held lock),
+:class:`ClusterError`, :class:`DatasetNotFoundError`, :class:`NetworkError` (a peer that cannot be
+reached or misbehaves), :class:`SetupError` (the machine's setup) and :class:`StorageError` (the
+filesystem refused: :mod:`dnr_sweep.foundation.os_errors`). Standard library only.
 """
 
 from __future__ import annotations

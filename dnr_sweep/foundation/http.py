@@ -1,24 +1,17 @@
 """The one HTTP client of dnr-sweep: every request it makes goes through here, with a deadline and a byte cap.
 
-Two callers: ``data fetch`` (:mod:`dnr_sweep.data.fetch`, an archive from the official URL or a mirror) and
-the Ray job API (:mod:`dnr_sweep.sweep.jobs`: ``submit``, its status and log). A peer is trusted with nothing
-beyond the connection (``tests/test_http_client.py`` plays each misbehaviour, and fails when another module
-of ``dnr_sweep`` opens HTTP connections itself):
+Two callers: ``data fetch`` (:mod:`dnr_sweep.data.fetch`) and the Ray job API (:mod:`dnr_sweep.sweep.jobs`).
+A peer is trusted with nothing beyond the connection:
 
-- time: the connection (TCP, TLS, a proxy's tunnel) within ``connect_s``; each read within ``idle_s``; the
-  whole exchange, redirects included, within ``total_s``. A watchdog shuts the socket at the deadline, so a
-  peer that drips a byte at a time is cut off there, not per read. (Name resolution is the system's own.)
-- size and framing: ``Content-Length`` must be one byte count (equal duplicates allowed, never beside
-  ``Transfer-Encoding``); a body above ``max_bytes`` or longer than announced is refused.
-- kind: ``expect_json`` wants ``application/json`` and a body that parses; other statuses than ``ok`` fail.
-- redirects: only where a caller allows them, never from https to http nor from a loopback host to
-  another, and credentials never go to another origin.
-- secrets: URL userinfo becomes a Basic header; it, ``Authorization`` and query values never appear in a
-  message (:func:`redact`), and are scrubbed from any text the peer sends back.
+- time: connect within ``connect_s``, each read within ``idle_s``, the whole exchange within ``total_s``
+  (a watchdog shuts the socket, so a peer dripping bytes is cut off at the deadline);
+- size: one ``Content-Length``, a body above ``max_bytes`` or longer than announced refused;
+- kind: ``expect_json`` wants ``application/json`` that parses;
+- redirects: only where a caller allows them, never https to http or off loopback, credentials never
+  to another origin;
+- secrets: userinfo, ``Authorization`` and query values never appear in a message (:func:`redact`).
 
-Failures are :class:`HttpError` (a :class:`~dnr_sweep.foundation.errors.NetworkError`: exit 2 even when a
-caller does not reword it). Proxies come from the environment (``https_proxy``, ``no_proxy``), never for a
-loopback host. Standard library only.
+Failures are :class:`HttpError`, a :class:`~dnr_sweep.foundation.errors.NetworkError`. Standard library only.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from pathlib import Path
 from dnr_sweep.foundation import files, os_errors
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import FolderBusyError, PathError
+from dnr_sweep.foundation.reader import parse_lenient
+from dnr_sweep.foundation.schemas import LockRecord
 
 
 def _holder() -> dict[str, object]:
@@ -39,9 +41,6 @@ def _holder() -> dict[str, object]:
 
 
 def _describe(record: bytes) -> str:
-    from dnr_sweep.foundation.reader import parse_lenient
-    from dnr_sweep.foundation.schemas import LockRecord
-
     info, _ = parse_lenient(record, LockRecord, source=rc.LOCK_FILE, unusable="", prune=False)
     if info is None:
         return "another process (it left no readable record)"

@@ -1,31 +1,17 @@
-"""An allowlist screen for pickles another program will load: what a pickle would import and call,
-read from its opcodes by an abstract run of the unpickler's stack machine, without unpickling anything.
+"""An allowlist screen for pickles another program will load, without unpickling anything.
 
-A pickle is a program: ``GLOBAL``/``STACK_GLOBAL``/``INST`` import any attribute of any module, and
-``REDUCE``/``NEWOBJ``/``OBJ`` call what is on the stack, ``BUILD`` calls ``__setstate__`` or sets
-attributes, ``SETITEMS``/``APPENDS`` call ``__setitem__``/``append``. A blocklist of bad modules is
-always bypassed (``pydoc.locate``, ``builtins.getattr``, ``operator.attrgetter``, ``functools.partial``,
-``importlib.import_module``, cloudpickle's ``_make_function`` over a ``types.CodeType``). So this screen
-decides by a :class:`PicklePolicy` instead:
+A pickle is a program: ``GLOBAL``/``STACK_GLOBAL`` import any attribute of any module and ``REDUCE``/
+``NEWOBJ``/``BUILD`` call what is on the stack, so a blocklist is always bypassed (``pydoc.locate``,
+``builtins.getattr``, ``functools.partial``, ...). This screen runs the unpickler's stack machine
+abstractly over the opcodes and decides by a :class:`PicklePolicy`:
 
-- every import must be listed, either as *callable* (a data class or reconstructor that may be called
-  with any arguments the file chooses) or as *reference only* (a function or class that may be stored
-  as a value, never called, built or filled);
-- a call (``REDUCE``, ``NEWOBJ``, ``NEWOBJ_EX``, ``OBJ``, ``INST``) must call a callable import; calling
-  anything the pickle computed (the result of another call, a memo entry holding one) is refused;
-- ``BUILD``, ``SETITEM(S)``, ``APPEND(S)``, ``ADDITEMS`` must target an object the pickle built, never an
-  imported module attribute (that would patch a class or fill ``sys.modules``);
-- code shipped by value (cloudpickle: ``_builtin_type('CodeType')``, then ``_make_function``,
-  ``_function_setstate``) passes only where the policy accepts the exact code object's fields
-  (:attr:`PicklePolicy.code_allowed`), e.g. one known function of the standard library;
-- the stack is simulated exactly (marks, memo, ``POP``, ``DUP``): a ``STACK_GLOBAL`` whose operands are
-  not string constants is refused rather than guessed, and so are the side channels an allowlist cannot
-  see through (``EXT1/2/4``, the copyreg extension registry; ``PERSID``/``BINPERSID``).
+- every import must be listed, as *callable* (a data class or reconstructor) or *reference only*;
+- a call must call a callable import, never something the pickle computed;
+- ``BUILD``/``SETITEM(S)``/``APPEND(S)`` must target an object the pickle built;
+- code shipped by value passes only where :attr:`PicklePolicy.code_allowed` accepts its exact fields;
+- what cannot be read exactly (non-constant ``STACK_GLOBAL`` operands, ``EXT*``, ``PERSID``) is refused.
 
-What a screened pickle can still do is what the listed callables do with arguments of its choosing: the
-policy holds data types only (see :mod:`dnr_sweep.sweep.tune_state` for the one used on Ray Tune's state).
-
-Standard library only.
+The policy used on Ray Tune's state: :mod:`dnr_sweep.sweep.tune_state`. Standard library only.
 """
 
 from __future__ import annotations

@@ -1,37 +1,21 @@
 """The run contract: every file name and metric name a DNR run writes or reports, in one place.
 
-Config validation, the engine, the finish step, the Ray trainable, the CLI and the reports all
-import their vocabulary from here, so a new metric or file is a one-place change. Standard library
-only (no torch, no Ray, no pandas): ``reports`` stays light. Anchor: open_lth ``foundations/paths.py``.
+Config validation, the engine, the finish step, the Ray trainable, the CLI and the reports import
+their vocabulary from here, so a new metric or file is a one-place change. Standard library only (no
+torch, no Ray, no pandas), so ``reports`` stays light. Anchor: open_lth ``foundations/paths.py``.
 
-Folders
--------
-A **training folder** is what one run leaves: ``dnr-sweep train --out DIR``, or one trial folder of
-a sweep (Ray Tune's trial folder). A **run folder** is a sweep (Ray Tune's experiment folder).
+A **training folder** is what one run leaves (``dnr-sweep train --out DIR``, or one trial folder);
+a **run folder** is a sweep (Ray Tune's experiment folder). The metric families:
 
-Metrics: what is measured when
-------------------------------
-Selection happens on one split, :data:`SELECTION_SPLITS` (``val`` by default; ``test`` only for the
-paper's protocol, labelled wherever its numbers appear). Its per-epoch figures are named
-``<split>_clean_acc``/``_fgsm_acc``/``_pgd_acc`` (:func:`selection_metrics`).
+- :data:`EPOCH_METRICS`: what one epoch measured; columns of ``epochs.parquet``, reported to Tune
+  under :data:`EPOCH_PREFIX` (``this_epoch/loss``);
+- :data:`SELECTED_METRICS`: the selected epoch's figures on the selection split (:data:`SELECTION_SPLITS`),
+  what searchers and schedulers read;
+- :data:`TEST_METRICS`: the selected weights once on the test split, reported, never used to choose;
+- :data:`POST_TRAINING_METRICS` and :func:`attack_metric`: the ``evaluate:``/``export:`` figures.
 
-- :data:`EPOCH_METRICS`: what one epoch measured (training statistics, the selection split's
-  figures, sparsity, timing) plus ``layer_density/<layer>``. They are the columns of
-  ``epochs.parquet`` and ``epochs.csv``; in Ray Tune's results they are reported under the prefix
-  :data:`EPOCH_PREFIX` (``this_epoch/loss``), so they never mix with the trial's figures below.
-- :data:`SELECTED_METRICS`: the **selected epoch's** figures (selection split accuracies, sparsity,
-  ``layer_density/<layer>``), i.e. what the trial delivers if it ends now. Every Tune result carries
-  them at the top level; searchers and schedulers read them.
-- :data:`TEST_METRICS`: ``clean_acc``, ``fgsm_acc``, ``pgd_acc`` on the full test split, measured
-  once on the selected weights after the last epoch. Only reported, never used to choose.
-- Post-training metrics (``evaluate:``/``export:`` blocks): :data:`POST_TRAINING_METRICS` plus one
-  ``<attack>_acc`` (test split) or ``val_<attack>_acc`` (validation split) per configured attack
-  (:func:`attack_metric`). :func:`register_post_training` adds one.
-
-``metrics.json`` (schema: :func:`metrics_json`) and a ``results.parquet`` row hold the selected and
-the test figures, the post-training ones, the bookkeeping keys (:data:`RUN_KEYS`), the training cost
-(:data:`COST_METRICS`) and the methods' own figures (:data:`METHOD_RUN_METRICS`, NaN where a method has
-none; per epoch: :data:`METHOD_EPOCH_METRICS`): the same values, describing the same ``model.pt``.
+``metrics.json`` (:func:`metrics_json`) and a ``results.parquet`` row hold the same values for the
+same ``model.pt``. Definitions: docs/RESULTS.md, "Metric definitions".
 """
 
 from __future__ import annotations

@@ -1,28 +1,20 @@
 """The interface between the training engine and a training method (DNR, ADMM, Lasso, HYDRA).
 
 The engine (:class:`dnr_sweep.training.engine.DNRRun`) owns what every method shares: data, model, SGD,
-attacks, evaluation, selection, checkpoints, the run contract. A method owns what makes it that
-method, through a small protocol the engine calls at fixed points of each epoch:
+attacks, evaluation, selection, checkpoints. A method owns what makes it that method, through a
+protocol the engine calls at fixed points:
 
-1. :meth:`TrainingMethod.make_masking` once, at construction: the masks it starts from (DNR: the
-   target density at random positions; the baselines: dense, pruned later);
-2. :meth:`TrainingMethod.attach` once, with the run (its :class:`MethodRun`: model, optimizer, masks, L2 term, device);
-3. :meth:`TrainingMethod.start_epoch` before each epoch: sets the learning rate, enters a new phase
-   (hard pruning, score initialisation, ...) and returns the epoch's :class:`EpochPlan`;
-4. per step, :meth:`TrainingMethod.adversary` makes the training adversaries (``attack.train``'s
-   attack unless the method has its own), :meth:`TrainingMethod.adversarial_loss` turns their logits
-   into the adversarial term (cross-entropy unless the method's loss differs), and
-   :meth:`TrainingMethod.regulariser` and :meth:`TrainingMethod.objective` build the loss from it and
-   the clean cross-entropy; :meth:`TrainingMethod.step` steps and re-masks;
-5. :meth:`TrainingMethod.end_epoch` after the epoch's evaluation (DNR: rewiring; ADMM: Z and U), then
-   :meth:`TrainingMethod.epoch_metrics`, the method's own figures of that epoch; after the last epoch
-   :meth:`TrainingMethod.run_metrics`, its run-level figures (names: the run contract's
-   ``METHOD_EPOCH_METRICS``/``METHOD_RUN_METRICS``; a result holds every run-level name, NaN where none).
+1. :meth:`TrainingMethod.make_masking` and :meth:`TrainingMethod.attach` (with the run's
+   :class:`MethodRun`), once;
+2. :meth:`TrainingMethod.start_epoch` before each epoch: learning rate, phase, the :class:`EpochPlan`;
+3. per step, :meth:`TrainingMethod.adversary`, :meth:`TrainingMethod.adversarial_loss`,
+   :meth:`TrainingMethod.regulariser`, :meth:`TrainingMethod.objective` and :meth:`TrainingMethod.step`;
+4. :meth:`TrainingMethod.end_epoch` (DNR: rewiring; ADMM: Z and U), :meth:`TrainingMethod.epoch_metrics`,
+   and after the last epoch :meth:`TrainingMethod.run_metrics`.
 
-Selection: the engine selects only among epochs whose plan is ``selectable``: for every method the
-epochs of its final phase (the network at its final sparsity, trained with its final loss; a dense
-pre-trained or a clean warm-up epoch is never the result). A method's extra state round-trips through ``state_dict``/``load_state_dict``; a
-resumed run re-enters the current phase with ``fresh=False`` (state loaded, nothing recomputed).
+Only epochs whose plan is ``selectable`` (the final phase) can be the result. A method's state
+round-trips through ``state_dict``/``load_state_dict``; a resumed run re-enters its phase with
+``fresh=False``.
 """
 
 from __future__ import annotations

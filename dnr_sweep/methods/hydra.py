@@ -2,24 +2,16 @@
 DNR paper's [20]), following the authors' code (inspire-group/hydra) and its defaults.
 
 1. ``pretrain``: dense adversarial training.
-2. ``prune``: every prunable layer gets an importance score per weight, ``s = sqrt(6 / fan_in) * W /
-   max|W|`` (``initialize_scaled_score``). The layer computes with ``W * m``, ``m`` = the top-k of
-   ``|s|`` in that layer (``k = round(hydra.density * numel)``); the mask's gradient passes straight
-   through to the scores. Weights and non-BatchNorm biases are frozen; BatchNorm's affine weight and
-   bias train with the scores (``hydra.freeze_bn: true`` freezes them too, the authors' ``--freeze-bn``),
-   both by SGD at the phase's lr, ``train.momentum`` and ``hydra.weight_decay``, as the authors' one
-   optimizer over all parameters does. BatchNorm running statistics update in train mode either way.
-3. ``finetune``: the mask is fixed to the final top-k, the dropped weights are zeroed and the kept
-   ones are adversarially fine-tuned; only these epochs are selected.
+2. ``prune``: each prunable weight gets a score ``s = sqrt(6 / fan_in) * W / max|W|``; a layer computes
+   with ``W * m``, ``m`` the top-k of ``|s|`` (``k = round(hydra.density * numel)``), the mask's
+   gradient passing straight through to the scores. Weights are frozen; BatchNorm's affine trains with
+   the scores unless ``hydra.freeze_bn: true``.
+3. ``finetune``: the mask is fixed to the final top-k and the kept weights are adversarially
+   fine-tuned; only these epochs are selected.
 
-Every phase trains with TRADES (``hydra.loss: trades``, ``hydra.trades_beta`` 6, the adversary from
-:mod:`dnr_sweep.attacks.trades` with ``attack.train``'s eps, alpha, steps) or, ``hydra.loss: pgd``, with
-``beta * CE(clean) + (1 - beta) * CE(adv)``. Kept and not kept of the authors' defaults:
-:class:`dnr_sweep.config.methods.HydraConfig`. Also not kept (the loss and its gradient are the same):
-the authors' step runs three clean forwards (one before the attack) and one adversarial in train mode,
-here one of each after the attack, so BatchNorm's running statistics see fewer clean batches.
-Each layer keeps ``round(k * numel)`` weights (the authors prune ``int((1 - k) numel)``; at most one
-weight per layer apart).
+Every phase trains with TRADES (``hydra.loss: trades``, :mod:`dnr_sweep.attacks.trades`) or with
+``beta * CE(clean) + (1 - beta) * CE(adv)`` (``hydra.loss: pgd``). What is kept of the authors'
+defaults and what differs: :class:`dnr_sweep.config.methods.HydraConfig` and docs/BASELINES.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,16 @@
 """The networks DNR prunes: CIFAR-style VGG16 and ResNet-18, and a small CNN for the digits demo.
 
-Every model takes images in [0, 1] pixel space and normalises them itself with a parameter-free
-:class:`Normalize` stem, so adversarial attacks (eps, alpha, clamping) work in pixel units and the
-dataset statistics travel with the weights in the ``state_dict``.
+Every model takes images in [0, 1] and normalises them itself with a parameter-free :class:`Normalize`
+stem, so attacks work in pixel units and the data set's statistics travel in the ``state_dict``.
 
 Conventions the pruning code relies on:
 
-* convolutions are plain :class:`torch.nn.Conv2d` and the classifier head is one :class:`torch.nn.Linear`;
+* convolutions are plain :class:`torch.nn.Conv2d` and the head is one :class:`torch.nn.Linear`;
 * ``named_modules()`` yields layers in network order (normalisation stem first, head last);
 * ``width`` multiplies every hidden channel count (rounded, at least 1); ``in_channels`` sets the stem.
 
-Parameter counts at ``width=1`` (checked in ``tests/test_models.py``):
-
-======================  ===========  ============
-model                   10 classes   100 classes
-======================  ===========  ============
-vgg16 (conv biases)     14,728,266   14,774,436
-vgg16 (no conv biases)  14,724,042   14,770,212
-resnet18                11,173,962   11,220,132
-======================  ===========  ============
+Parameter counts at ``width=1``, 10 classes: vgg16 14,728,266 (14,724,042 without conv biases),
+resnet18 11,173,962 (checked, with the 100-class counts, in ``tests/test_models.py``).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "build_report":
-        from .build import build_report
+        from .build import build_report  # lazy: build pulls matplotlib; `import dnr_sweep.reports` stays light
 
         return build_report
     raise AttributeError(f"module 'reports' has no attribute {name!r}")

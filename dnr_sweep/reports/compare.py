@@ -1,24 +1,15 @@
 """Reports that compare runs: ``dnr-sweep report RUN_DIR RUN_DIR ... --labels a,b --out DIR``.
 
-The figures a paper needs beside one another: a searched run vs the paper's defaults, DNR vs
-DNR-C, irregular vs channel vs ``channel_group``. The same rule as a single run's report: only
-validation chooses (:mod:`reports.chooser`, seeds aggregated with their 95% CI), test figures are
-only shown; Table 2 and the methods figure over every run's trials when methods other than DNR ran.
+The figures a paper needs side by side (searched vs the paper's defaults, DNR vs DNR-C, irregular vs
+channel vs ``channel_group``), by the single report's rule: only validation chooses
+(:mod:`reports.chooser`), test figures are only shown.
 
-* Every run's trials join one table with a ``report.run`` column (its label), so trials of two runs
-  are never seeds of one configuration; the groups are ``"<pruning> · <label>"``: one joint
-  Pareto set per run and pruning type, drawn in the Fig. 3 panels. One dense baseline, the dense
-  configuration with the best validation figure of any run.
-* When the runs carry per-epoch records (``epochs.parquet``), the hypervolume of each run's
-  validation front against the trial-epochs it consumed (:mod:`reports.hypervolume`): trials in
-  the order the sweep created them (Tune's trial folder numbers: a searcher's trial ids are
-  random), a trial costing the epochs it trained
-  (a trial a scheduler stopped early counts its epochs, never its point). The hypervolume's
-  objectives are the report's validation objectives; its reference point is fixed and documented
-  in :data:`REFERENCE` (0 % accuracy, 1x compression, density 1).
-* Runs are refused when their numbers are not comparable: a different selection split
-  (validation vs the paper's test protocol), different objectives or report axes, a different
-  data set, or different evaluation attacks.
+* Every run's trials join one table with a ``report.run`` column, so two runs' trials are never seeds
+  of one configuration; each run and pruning type has its own Pareto set.
+* With per-epoch records, the hypervolume of each run's validation front against the trial-epochs it
+  consumed (:mod:`reports.hypervolume`, reference point :data:`REFERENCE`).
+* Runs whose numbers are not comparable are refused: a different selection split, objectives, report
+  axes, data set or evaluation attacks.
 """
 
 from __future__ import annotations
@@ -32,13 +23,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dnr_sweep.foundation.files import atomic_write_handle
 from dnr_sweep.foundation.run_contract import LAYER_PREFIX
 
+from . import figure_data
+from .cell_choice import proposal_order
 from .chooser import FrontChoice, MethodChoice, choose_methods, finished_mask, has_methods, select, selection_split
+from .html import FigureEntry, TableEntry, write_index
+from .hypervolume import hypervolume_history
 from .labels import DEFAULT_GROUP_BY
 from .load import Run, flatten, load_run
 from .protocol import selection_objectives
+from .report_folder import claim, table_files
 from .settings import LABEL_COLUMNS, resolve_settings, with_config_columns, with_selected_figures
+from .tables import display_table, pareto_table, write_tables
 
 #: the column holding each trial's run label (dotted, so it is part of a configuration's identity)
 RUN_COLUMN = "report.run"
@@ -127,8 +125,6 @@ class HypervolumeData:
 def hypervolume_data(runs: Mapping[str, Run], objectives: Mapping[str, str]) -> HypervolumeData | None:
     """Each run's validation hypervolume per trial-epoch; ``None`` when an objective has no fixed
     reference or no run carries per-epoch records."""
-    from .hypervolume import hypervolume_history
-
     reference = {c: _reference(c, d) for c, d in objectives.items()}
     if any(v is None for v in reference.values()) or not any(not r.epochs.empty for r in runs.values()):
         return None
@@ -150,8 +146,6 @@ def creation_order(run: Run) -> pd.DataFrame:
     """The run's trials in the order the sweep created them: Tune numbers each trial folder
     (:func:`reports.cell_choice.proposal_order`); trial ids order them only where the folders are
     gone or not Tune's (a grid's ids are sequential, a searcher's are random)."""
-    from .cell_choice import proposal_order
-
     try:
         order = proposal_order(run.path)
     except (OSError, ValueError, KeyError, TypeError):  # unreadable or foreign folders: fall back
@@ -227,12 +221,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
     Pareto table, the hypervolume table and ``index.html`` into ``out_dir``; every file written.
     What it may write over there (``force``: any earlier report) is :func:`reports.report_folder.claim`'s
     to say, before anything is drawn."""
-    from dnr_sweep.foundation.files import atomic_write_handle
-
-    from .build import DEFAULT_FORMATS, FORMATS, _save, write_table2
-    from .html import FigureEntry, TableEntry, write_index
-    from .report_folder import claim, table_files
-    from .tables import display_table, pareto_table, write_tables
+    from .build import DEFAULT_FORMATS, FORMATS, _save, write_table2  # lazy: build pulls matplotlib
 
     formats = tuple(formats or DEFAULT_FORMATS)
     bad = [f for f in formats if f not in FORMATS]
@@ -277,7 +266,7 @@ def write_comparison(comparison: Comparison, out_dir: str | os.PathLike[str], *,
 
 def _comparison_plans(comparison: Comparison) -> list[Any]:
     """The comparison's figures (:class:`reports.build.FigurePlan`), their data computed, none drawn."""
-    from . import figure_data as data
+    # lazy: figures and build pull matplotlib; comparing runs without drawing does not need it
     from . import figures as figs
     from .build import FigurePlan, methods_plan
 
@@ -287,11 +276,11 @@ def _comparison_plans(comparison: Comparison) -> list[Any]:
               f"{selection.chosen_on_text}); the same configurations in every panel.")  # fmt: skip
     plans = []
     if len(selection.configurations):
-        accuracy = data.compression_accuracy_data(selection)
+        accuracy = figure_data.compression_accuracy_data(selection)
         plans.append(FigurePlan("compression_accuracy", "Compression vs accuracy (Fig. 3a/b), by run", chosen,
                                 lambda: figs.compression_accuracy(accuracy)))  # fmt: skip
         if {"compression", "channels_present"} <= set(selection.trials.columns):
-            channels = data.channels_present_data(selection)
+            channels = figure_data.channels_present_data(selection)
             plans.append(FigurePlan("channels_present", "Channels present (Fig. 3c), by run",
                                     "% of input channels present for the configurations of the Pareto sets.",
                                     lambda: figs.channels_present(channels)))  # fmt: skip

@@ -60,9 +60,10 @@ def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: Seque
     losses = losses[(losses <= ref_loss).all(axis=1)]  # a point not beating the reference spans nothing
     if len(losses) == 0:
         return 0.0
-    # Optuna's private module, on purpose: Optuna 5.1 has no public hypervolume function (its only public
-    # use is plot_hypervolume_history, which needs a Study); pinned by pyproject's optuna range and checked
-    # against a brute-force count in tests/test_reports_hypervolume.py, so an Optuna that moves it fails there.
+    # Optuna's private module: Optuna 5.1 has no public hypervolume function (its only public use is
+    # plot_hypervolume_history, which needs a Study); pinned by pyproject's optuna range and checked against a
+    # brute-force count in tests/test_reports_hypervolume.py, so an Optuna that moves it fails there.
+    # lazy: importing optuna takes a quarter of a second; only a comparison's hypervolume needs it
     from optuna._hypervolume import compute_hypervolume
 
     return float(compute_hypervolume(losses, ref_loss))

@@ -1,51 +1,17 @@
 """Read a sweep's run directory into two tables, without Ray.
 
 A run directory (Ray Tune's experiment folder) holds ``results.parquet`` (one row per trial at its
-selected epoch) and ``epochs.parquet`` (one row per trial-epoch). When they are missing, both are
-rebuilt from the per-trial ``<trial_dir>/result.json`` files (JSON lines, one Tune result per
-epoch, in the format of :func:`dnr_sweep.foundation.run_contract.tune_result`). Every file and metric name
-comes from :mod:`dnr_sweep.foundation.run_contract` (standard library only: this package never imports torch).
+selected epoch) and ``epochs.parquet`` (one row per trial-epoch). When they are missing or unreadable
+both are rebuilt from the trials' ``result.json`` lines (:func:`dnr_sweep.foundation.run_contract.tune_result`)
+and their ``epochs.json`` records; Tune's files are read by :mod:`.trial_files`. Both sources pass
+through one normalisation (rows sorted by ``trial_id`` and ``epoch``, columns in the contract's
+order, fixed dtypes), so a rebuilt table equals the Parquet one.
 
-Both sources pass through the same normalisation, so a rebuilt table equals the Parquet one:
-
-* rows sorted by ``trial_id`` (and ``epoch``), index ``0..n-1``;
-* columns in a canonical order (:data:`RESULTS_HEAD`, parameters, metrics in the contract's order,
-  other columns, then the ``layer_density/<layer>`` columns in network order);
-* dtypes: ``trial_id``/``status`` strings, ``early_stopped`` bool, ``epochs_completed`` and ``epoch``
-  int64, ``selected_epoch`` nullable ``Int64``, numeric metrics float64.
-
-Rebuilding rules (result.json -> tables):
-
-* an epoch row is a line's ``this_epoch/`` metrics (prefix dropped) and its ``epoch``; a restored
-  trial's repeated epochs keep their last line; the trial's own record (``epochs.json``, rewritten by
-  the trial every epoch) adds the epochs that ``result.json`` lost when the driver died (Tune stages
-  that file on the driver) and wins where both have an epoch;
-* a results row is the last line's top-level run metrics (:func:`run_contract.is_run_metric`: the
-  selected epoch's figures, and on a finished trial its test figures and post-training metrics);
-* parameters come from the line's ``config`` (flattened to dotted names), restricted to the
-  ``search:`` keys of ``config.yaml`` when it has them, plus ``model.arch`` and ``data.dataset``
-  (taken from ``config.yaml`` when the trial config lacks them);
-* a trial whose last line has ``final: true`` is ``TERMINATED``; any other is ``INCOMPLETE`` with
-  ``early_stopped=True`` (kept out of every Pareto set): its row holds the selected figures so far
-  and no test figures.
-
-Recovery (what cannot be read is rebuilt or skipped, with a
-:class:`~dnr_sweep.foundation.errors.DataRecoveryWarning` naming it; only what cannot be rebuilt is refused):
-
-* an unreadable ``results.parquet``/``epochs.parquet`` (truncated, random bytes, another table) is
-  rebuilt from the ``result.json`` files; the unreadable file is moved aside to
-  ``<name>.unreadable`` (never deleted), so the rebuilt table can be written in its place; with no
-  ``result.json`` to rebuild from, :class:`~dnr_sweep.foundation.errors.InputFileError` names the file;
-* every JSON file is read through :mod:`dnr_sweep.foundation.reader` with its schema: a ``result.json`` line
-  that is not a JSON object (a line cut short by a crash) or whose epoch is unusable is skipped, a figure of the
-  wrong type or out of its range is left out of its line; a ``result.json`` that cannot be read at all (or a
-  folder in its place) leaves its trial out, and so do sampled values that do not fit the sweep (no plain value,
-  a searched value missing, a value its config refuses: the trial's configuration cannot be told);
-* an unreadable ``config.yaml`` or ``attack_strength.json`` is left out (defaults, no curve; a bad curve point
-  alone is left out of its curve).
-
-Size (over ~400 lines) on purpose: one concept (a run folder -> its two normalised tables, rebuilt when missing,
-set aside when damaged); Tune's files are read by :mod:`.trial_files`.
+A trial whose last line has ``final: true`` is ``TERMINATED``; any other is ``INCOMPLETE`` and kept
+out of every Pareto set. What cannot be read is rebuilt or skipped with a
+:class:`~dnr_sweep.foundation.errors.DataRecoveryWarning` naming it (an unreadable Parquet file is moved
+aside to ``<name>.unreadable``, never deleted); only what cannot be rebuilt is refused, with an
+:class:`~dnr_sweep.foundation.errors.InputFileError`. The recovery rules: docs/RELIABILITY_AND_SECURITY.md.
 """
 
 from __future__ import annotations

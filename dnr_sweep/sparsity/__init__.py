@@ -9,7 +9,7 @@ Public API:
   with everything coupled to it, and its rewiring.
 - :class:`DynamicL2` (``dynamic_l2.py``): paper Eq. 4.
 - ``prunable_layers``, ``density``, ``compression``, ``channels_present``, ``layer_density``
-  (``accounting.py``): the DESIGN.md definitions, counted on the weights themselves.
+  (``accounting.py``): the docs/RESULTS.md definitions, counted on the weights themselves.
 """
 
 from dnr_sweep.sparsity.accounting import (

@@ -1,6 +1,6 @@
 """Density accounting: what fraction of a network's weights is really there.
 
-Pure functions over a model, following the Definitions of DESIGN.md exactly. They count the
+Pure functions over a model, following the metric definitions of docs/RESULTS.md exactly. They count the
 *actual nonzeros of the weights*, not mask entries, so they measure what a checkpoint holds
 regardless of how it was pruned (and an accidentally un-masked weight shows up here).
 

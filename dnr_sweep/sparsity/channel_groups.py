@@ -1,87 +1,18 @@
-"""Channel groups: the unit of ``channel_group`` DNR, a channel that can be physically removed.
+"""Channel groups: the unit of ``channel_group`` DNR, a feature-map channel that can be physically removed.
 
-The paper's channel mode (Section 3.3) prunes input-channel slices ``W[:, c]`` layer by layer. A
-feature-map channel, though, is shared: the filters that write it, its BatchNorm channel and every
-layer that reads it (for a residual stream, all the convs that write into the stream and all that
-read from it). Export can remove the channel only when *every* reader dropped it, and a producer
-filter that nobody reads still costs compute. ``channel_group`` mode (ours, beyond the paper)
-prunes that whole coupled set at once, so every pruned channel is removable and compression turns
-into speed.
+The paper's channel mode (Section 3.3) prunes input slices ``W[:, c]`` layer by layer, but a feature
+map's channel is shared by the filters that write it, its BatchNorm channel and every layer that reads
+it (for a residual stream, all of them). ``channel_group`` mode (ours, beyond the paper) prunes that
+coupled set at once, so every pruned channel is removable by ``dnr-sweep export`` and compression
+becomes speed. The sets come from :func:`dnr_sweep.sparsity.channel_spaces.find_channel_spaces`; a
+``fixed`` space (image input, head output, anything the tracer does not understand) is never pruned.
 
-**Channel space and group.** The spaces come from the export's channel-space analysis
-(:func:`dnr_sweep.sparsity.channel_spaces.find_channel_spaces`, ``torch.fx``; one analysis, shared). A space
-that the analysis marks ``fixed`` (the image input, a linear's output, anything it does not
-understand) is never pruned; every other space is *prunable* and its channel ``c`` is a **group**:
-
-- the producers' output filters ``W_p[c, :, :, :]`` and biases ``b_p[c]``,
-- the BatchNorm channels ``gamma[c]``, ``beta[c]`` on the space,
-- the consumers' input slices ``W_q[:, c]`` (convs, and the linear head when it reads the space).
-
-The stem's input (image channels) and the head's output are fixed spaces, so never pruned.
-
-**What is masked, and why.** A pruned group has its producer filters, producer biases, BatchNorm
-``gamma`` and ``beta`` and consumer slices held at exactly 0 (re-applied after every optimizer
-step). Masking the BatchNorm affine matters: with the filters zero but ``beta`` free, the channel
-would carry ``relu(beta)``, a constant that its readers (zero-padded convs) turn into a
-position-dependent signal, so removing it would not be exact. With ``gamma = beta = 0`` the channel
-is exactly 0 in training and in eval mode (whatever the running statistics), nobody reads it, and
-export removes it exactly. BatchNorm running statistics are buffers and are not masked.
-
-**Counting.** A conv weight ``W_l[o, i]`` belongs to the group of its output channel ``o`` (in the
-space ``l`` produces) and to the group of its input channel ``i`` (in the space ``l`` reads); it is
-active iff both groups are active (a fixed side is always active). So the active count of layer
-``l`` is ``n_out * n_in * kh * kw`` with ``n`` the active groups of each side, and the global count
-is exact from the group counts. The budget counts the *prunable* weights only (DESIGN.md: Conv2d,
-Linear too with ``prune_linear``), so ``dnr.density`` means the same fraction as in the other modes;
-the linear head's input slices are masked with their group but count only with ``prune_linear``.
-
-**Rewiring** (same structure as DNR's, with a space in place of a layer; see also
-:mod:`dnr_sweep.sparsity.rewiring`):
-
-1. Importance of a space = mean ``|momentum|`` over the active weights of its groups, before
-   pruning, **divided by the space's MACs per weight**; normalised to sum 1 (see "Priced in
-   compute" below).
-2. Each space prunes ``round(p * active groups)`` groups (never its last one) with the lowest
-   ``||group weights||_F / sqrt(group size)`` (size: all weights the group holds, producer filters
-   and consumer slices; within a space every group has the same size).
-3. The regrowth budget, in weights, is ``target - active after pruning``. It is water-filled over
-   the spaces in proportion to ``importance * size`` (size: all weights the space's groups hold)
-   with each space capped at its dead groups times the weights one more group adds (its marginal
-   size); each share is turned into a wanted number of groups. With equal importances every space
-   thus ends at the same channel fraction, which is the aligned allocation (all zero: by size).
-4. Groups are then revived one at a time, exactly counted: among the spaces that still have a dead
-   group and whose next group brings the global count *closer* to the target, the one furthest
-   below its wanted number (ties: earlier space) revives its dead group with the largest
-   ``||group momentum||_F / sqrt(group size)`` (ties: lower channel). It stops when no space's next
-   group would bring the count closer. Hence after every rewiring ``|active - target|`` is at most
-   half the marginal size of the largest group, the same guarantee as channel mode's half slice.
-
-**Priced in compute** (ours). A conv weight's gradient is a sum over the output positions the
-weight is applied at, so ``|momentum|`` per weight grows with a layer's resolution: per weight,
-DNR's importance favours the high-resolution layers, exactly where a weight costs the most
-multiply-accumulates, and the regrowth then buys weights (what the density counts) at the price of
-speed (what this mode is for). Measured on ResNet18 (3 engine epochs, density 0.25 = half of every
-space): with the paper's per-weight importance the early spaces grew to 75-94 % of their channels
-and the late ones fell to 27-50 %, MACs / 1.98 and 1.5x CPU speed, where aligned halving gives
-MACs / 3.99 and 4.1x. So the importance of a space is its loss sensitivity per unit of compute,
-mean ``|momentum|`` / (MACs per weight, from one traced forward pass), and shares are proportional
-to importance times size, so that no signal means the uniform, aligned allocation. The density
-target keeps its meaning (a count of weights); only where the weights go is priced in MACs.
-
-**Regrown groups can learn.** A dead group is a saddle: its filters are zero and its readers'
-slices are zero, so neither receives any gradient (each factor's gradient is multiplied by the
-other). Regrown at zero, as the other modes do, it would stay zero forever while counted active
-(a dead group counted as alive). So a group revived from zero gets its producer filters drawn
-afresh from PyTorch's default conv initialisation (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, from the
-masker's own seeded generator), producer bias 0, BatchNorm ``gamma = 1, beta = 0`` and running
-statistics ``(0, 1)``, while its readers' slices stay 0. The network's output is unchanged by the
-regrowth (new channels are read by no old channel), and the readers' slices receive gradient from
-the next step on. A group pruned and regrown in the same rewiring keeps its values (Algorithm 1's
-Prune, Regrow, applyMask order). The momentum ranking mostly sees recently pruned groups (a dead
-group's momentum only decays); among groups without momentum the lowest channel comes first.
-
-Size (over ~400 lines) on purpose: one algorithm (group discovery, group scores, group masks) whose parts share the
-group index and are tested together.
+A pruned group holds its producer filters and biases, BatchNorm ``gamma``/``beta`` and consumer
+slices at exactly 0, so the channel is exactly zero in train and eval mode. Rewiring follows DNR with
+a space in place of a layer: prune the groups of lowest norm per weight, share the regrowth budget by
+momentum importance *per MAC*, revive groups one at a time to within half a group of the target; a
+group revived from zero gets fresh producer filters so it can learn. The rules, and the measurement
+behind pricing importance in compute: docs/DNR.md, "Channel groups".
 """
 
 from __future__ import annotations

@@ -1,28 +1,15 @@
 """Channel spaces: which convs, BatchNorms and readers share one feature map's channel axis.
 
-A **channel space** is one feature map's channel axis as the network shares it: the convs that
-produce it (several when residual adds tie their outputs together), the BatchNorms on it, and the
-convs/linears that read it (its **consumers**). Spaces are found by tracing the model with
-``torch.fx``; an ``add`` merges the spaces of its operands, ReLU/pooling/BatchNorm keep a space, and
-``flatten`` keeps it only when the map is 1x1 (global pooling before the head).
+A **channel space** is a feature map's channel axis as the network shares it: the convs that produce
+it (several when residual adds tie them), the BatchNorms on it and the convs/linears that read it
+(its **consumers**). Spaces are found by tracing with ``torch.fx``; anything the tracer does not
+understand (the input, the output, an unknown op, a grouped conv, a module called twice) marks the
+space ``fixed`` with the reason, so an unknown model is shrunk less, never wrongly.
 
-Spaces touching anything the tracer does not understand (the network input, the output, an unknown
-op, a grouped conv, a module called twice) are marked ``fixed`` (with the reason) and left alone,
-so a model of unknown shape is pruned and shrunk less, never wrongly.
-
-Channel ``c`` of a space is **removable** only when every consumer has all-zero weights for it: then
-nobody reads the channel and dropping it (with the producers' output channel, their bias and the
-BatchNorm channel) is exact. A channel some consumer still reads stays, even if other consumers
-ignore it: a zero input to BatchNorm yields its bias, not zero, so "zero weights" alone is never
-enough. At least one channel of each space is kept.
-
-Used by :mod:`dnr_sweep.export.shrinking` (physical removal) and by channel-group DNR
-(:mod:`dnr_sweep.sparsity.channel_groups`), whose unit of pruning is one channel of a space.
-
-Why own code and not Torch-Pruning: the rule above is consumer-side ("all readers are zero"), which
-Torch-Pruning's producer-side groups do not decide for us; with it we would still walk every group
-and classify each member's handler. Tracing our plain models with ``torch.fx`` is about as short,
-adds no dependency, and the tests check it against Torch-Pruning's groups and a brute-force probe.
+Channel ``c`` is **removable** only when every consumer's weights for it are zero (a zero input to
+BatchNorm yields its bias, not zero, so zero weights alone are not enough); each space keeps one.
+Used by :mod:`dnr_sweep.export.shrinking` and :mod:`dnr_sweep.sparsity.channel_groups`. Why own code
+and not Torch-Pruning: docs/DNR.md, "Channel groups".
 """
 
 from __future__ import annotations

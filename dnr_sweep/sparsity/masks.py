@@ -1,52 +1,20 @@
 """Binary masks over the prunable weights, and the masker that owns the optimizer step.
 
 DNR trains a sparse network from the start (paper Section 3.1, Algorithm 1): every prunable weight
-tensor ``theta_l`` is multiplied by a 0/1 mask ``m_l`` after each optimizer step, and at the end of
-each epoch the masks are *rewired* (see :mod:`dnr_sweep.sparsity.rewiring`). :class:`Masking` holds
-the masks and does both, like TimDettmers/sparse_learning's ``Masking`` but without hidden devices:
-masks live on the weight's device and dtype.
+``theta_l`` is multiplied by a 0/1 mask ``m_l`` after each optimizer step, and the masks are rewired
+at the end of each epoch (:mod:`dnr_sweep.sparsity.rewiring`). :class:`Masking` holds the masks and does
+both, like TimDettmers/sparse_learning's ``Masking`` but with masks on the weight's own device.
 
-Prunable weights: the ``weight`` of every ``nn.Conv2d``, and of every ``nn.Linear`` when
-``prune_linear=True``; biases, BatchNorm and buffers are never masked. Layer order is
-``model.named_modules()`` order and masks are keyed by module name (``"layer1.0.conv1"``).
+Prunable: the ``weight`` of every ``nn.Conv2d`` (and ``nn.Linear`` with ``prune_linear=True``), keyed
+by module name in ``named_modules()`` order. Initial masks are seeded by the caller's ``generator``:
 
-Initial masks (random positions drawn with the caller's ``generator``):
+- **irregular**: ``round(density * numel)`` active weights per layer; the total never changes after.
+- **channel** (Section 3.3): input slices ``W[:, c]``; the stem stays dense (its inputs are the
+  image's colours) and every other layer keeps at least one channel.
+- **channel_group** (ours): whole feature-map channels (:mod:`dnr_sweep.sparsity.channel_groups`).
 
-- **irregular**: each layer gets exactly ``round(density * numel)`` active weights (at least 1 when
-  ``density > 0``). The global active count is fixed from then on: rewiring moves weights between
-  layers but never changes the total.
-- **channel** (paper Section 3.3): the unit is the input-channel slice ``W[:, c]``. The **first
-  prunable layer** (the stem, whose input is the image) is kept dense and never rewired, since
-  pruning one of its input channels would discard a colour channel of the image; its weights count
-  as active. Every other layer keeps at least one input channel (a layer without any would cut the
-  network). The target is ``T = round(density * all prunable weights)``; the stem's weights are
-  subtracted and the rest is spread over the other layers at one uniform density, except that a
-  layer whose uniform share is below one channel gets exactly one (and the others share what is
-  left, again uniformly), then rounded to whole channels (floor, then one more channel for the
-  layers with the largest fractional remainder while the total stays within half a slice of ``T``).
-  Hence the minimum density in channel mode is ``(stem weights + one slice of every other layer) /
-  all prunable weights`` (:func:`minimum_density`); a target below it is refused with a
-  ``ValueError`` naming the minimum, never exceeded silently. After every rewiring ``|active - T|``
-  is at most half the largest slice of a rewired layer.
-- **channel_group** (ours, beyond the paper; :mod:`dnr_sweep.sparsity.channel_groups`): the unit is
-  one channel of a feature map together with everything coupled to it (producer filters and biases,
-  BatchNorm channel, every reader's input slice; residual streams as one). Every prunable channel
-  space keeps at least one group; the initial masks keep one uniform fraction of every space's
-  channels (random, seeded), filled group by group to within half a group of ``T``. Besides the
-  prunable weights, the producers' biases, the BatchNorm affine parameters and the input slices of
-  unprunable readers (the linear head) are masked too, so a pruned channel is exactly zero and
-  physically removable (``dnr-sweep export`` removes exactly the pruned groups). The minimum
-  density is the count with one group per space (:func:`minimum_density`); below it ``ValueError``.
-  The model is traced once with ``torch.fx`` on ``example_input`` (default: a 32x32 zero batch).
-
-``density == 1.0`` means all-ones masks, and rewiring is then a no-op.
-
-Momentum is read from the optimizer: ``state[p]["momentum_buffer"]`` (SGD) or ``state[p]["exp_avg"]``
-(Adam, AdamW); missing (before the first step, or SGD without momentum) means zeros. Momentum is
-never masked: regrowth reads it at the inactive positions.
-
-Size (over ~400 lines) on purpose: one class, :class:`Masking`, owning the masks and the optimizer step they wrap;
-rewiring and accounting are modules of their own.
+A density below a mode's floor raises ``ValueError`` naming :func:`minimum_density`. Momentum is read
+from the optimizer (``momentum_buffer`` for SGD, ``exp_avg`` for Adam), zeros when missing.
 """
 
 from __future__ import annotations
@@ -108,7 +76,7 @@ def minimum_density(
     """The smallest ``density`` that ``Masking`` accepts for ``model`` in ``pruning`` mode.
 
     - irregular: every prunable layer keeps at least one weight: ``layers / prunable weights``
-      (a smaller target is met within one weight per layer, as DESIGN.md allows).
+      (a smaller target is met within one weight per layer).
     - channel: the dense stem plus one input channel of every other prunable layer; a smaller
       target is refused at ``Masking`` construction.
     - channel_group: one channel in every prunable channel space (the model is traced with

@@ -1,62 +1,18 @@
 """Prune and regrow: the rewiring step of DNR (Algorithm 1, lines 17-26, and Section 3.3).
 
 At the end of epoch ``i`` every rewired layer gives up a fraction ``p_i`` of its active units (the
-ones with the smallest magnitude) and the freed budget is handed back to the layers in proportion
-to their *momentum importance*; each layer regrows its share at the inactive positions whose
-momentum is largest. Capacity thus flows to the layers whose loss still wants to change.
+smallest magnitudes) and the freed budget is handed back in proportion to the layers' *momentum
+importance*; each layer regrows its share at the inactive positions whose momentum is largest.
 
-Two unit kinds share the same allocation logic:
+- **irregular**: the unit is one weight; the shares are integers summing exactly to the pruned
+  total, so the global active count never changes.
+- **channel**: the unit is the input slice ``W[:, c]``; the budget, in weights, is ``target - active
+  after pruning`` (no drift over many rewirings), converted to whole channels within half a slice.
 
-- **irregular**: the unit is one weight. Layer ``l`` prunes ``k_l = round(p * active_l)`` active
-  weights with the smallest ``|w|``. The removed total ``K = sum k_l`` is split into integer shares
-  ``r_l`` (sum exactly ``K``), and layer ``l`` regrows the ``r_l`` zero positions with the largest
-  ``|momentum|``. The global active count never changes.
-- **channel**: the unit is the input-channel slice ``W[:, c]`` (``M*h*w`` weights for a conv,
-  ``out_features`` for a Linear). Layer ``l`` prunes ``round(p * active_channels_l)`` active channels
-  with the lowest Frobenius norm; the regrowth budget, in *weights*, is ``target - active after
-  pruning`` (computed from the fixed target, so there is no drift over many rewirings), split by
-  importance and converted to whole channels; a layer regrows the zero channels whose momentum slice
-  has the largest Frobenius norm.
-
-Choices where the paper is silent (decided, and tested):
-
-- ``round`` is Python's built-in (half to even).
-- Importance of a layer = mean ``|momentum|`` over the weights that were active **before** pruning
-  (what sparse_learning does: statistics are gathered before truncation). A layer with no active
-  weight has importance 0. Importances are normalised to sum 1; if they are all 0 (e.g. no optimizer
-  step yet, or SGD without momentum) the shares fall back to proportional to layer size (numel).
-- Shares are computed exactly (``fractions.Fraction``) by *water filling*: the ideal real share of
-  layer ``l`` is ``min(capacity_l, lam * importance_l)`` with ``lam`` chosen so the shares sum to the
-  budget; capacity is the layer's number of *live* inactive units after pruning (see "Regrowth only
-  where learning can happen" below). Overflow of a capped layer
-  thus goes to the uncapped ones in proportion to their importance, repeatedly until all fits (if
-  every layer with positive importance is full, the rest falls back to layer size among the others).
-  Irregular shares are then rounded by largest remainder (ties: earlier layer), so they sum to ``K``
-  exactly and never exceed a capacity. Channel shares (in channels, ``share / slice size``) are
-  floored, then layers in order of largest fractional remainder get one more channel while the total
-  stays within half that layer's slice of the budget: the result lies within half the largest slice
-  of the budget.
-- Ties in magnitude or momentum are broken by the lower flat index (stable sort).
-- A unit pruned this round may be regrown in the same round (it is a zero position after pruning),
-  and then it **keeps its value**: like Algorithm 1 (Prune, Regrow, then applyMask) and the
-  reference code of [13] (TimDettmers/sparse_learning), only what the *final* mask removes is
-  zeroed. A unit regrown from an earlier round's zero starts at exactly 0. Optimizer momentum is
-  never touched.
-
-Regrowth only where learning can happen (a choice of ours). A regrown weight starts at 0, so it
-becomes nonzero only through its gradient. A position whose momentum is exactly 0 has had no
-gradient for as long as the momentum remembers (with SGD's 0.9, underflow to 0 takes ~1,000 steps
-of zero gradient): typically it reads a dead channel (a ReLU map that is 0 everywhere) or writes one
-nobody reads. Regrown there it stays exactly 0 while the mask counts it active, so the network ends
-below its density (measured: nonzero density 0.098 at target 0.1 on digits). Among zero-momentum
-candidates the momentum ranking says nothing at all, so we prefer the candidates that can receive
-gradient: a layer's regrowth capacity is first its zero positions (channels) with **nonzero
-momentum** (its live candidates), and the budget is water-filled over those; only if the live
-candidates of all layers together are fewer than the budget is the rest water-filled, by the same
-importances, over the zero-momentum positions (lowest index first), so the budget is always spent.
-Before any optimizer step (all momenta 0) this is the plain rule. In channel mode a live channel
-can still hold rows that receive no gradient (a slice ``W[:, c]`` spans every filter, including
-filters whose output channel no consumer reads); that is the paper's unit, kept as defined.
+Shares are computed exactly (``fractions.Fraction``) by water filling under each layer's capacity,
+going first to positions with nonzero momentum (a zero-momentum one could never learn). A unit
+pruned and regrown in the same round keeps its value; optimizer momentum is never touched. Every
+choice the paper leaves open (rounding, ties, capacities): docs/DNR.md, "Choices the paper leaves open".
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def start_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
         use_cluster_token()  # before Ray reads its configuration
-    import ray
+    import ray  # lazy: after the environment above, which Ray reads when first imported
 
     if ray.is_initialized():
         return None
@@ -79,7 +79,7 @@ def _split_address(address: str) -> tuple[str, int, bool]:
 
 def _resolve_auto(address: str) -> tuple[str, str]:
     """What Ray would connect to for ``auto`` (RAY_ADDRESS, then the last `ray start` on this machine)."""
-    from ray._private import services
+    from ray._private import services  # lazy: Ray takes seconds to import; `run` checks before Ray starts
 
     try:
         resolved = services.get_ray_address_from_environment(address, None)
@@ -130,6 +130,7 @@ def check_cluster_address(address: str, *, timeout_s: float = ADDRESS_TIMEOUT_S)
         raise refuse(f"the connection failed ({exc.strerror or exc})") from None
     if client:
         return
+    # lazy: gRPC and Ray's stubs only for a GCS address, and Ray takes seconds to import
     import grpc
     from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
@@ -147,9 +148,8 @@ def check_cluster_address(address: str, *, timeout_s: float = ADDRESS_TIMEOUT_S)
 
 def _local_cpus() -> float:
     try:
-        from ray._private.utils import (
-            get_num_cpus,  # what an embedded Ray will offer (cgroup quotas included)
-        )
+        # lazy: as in _resolve_auto; what an embedded Ray will offer (cgroup quotas included)
+        from ray._private.utils import get_num_cpus
 
         return float(get_num_cpus())
     except (ImportError, AttributeError):
@@ -168,7 +168,7 @@ def check_dashboard_host(host: str) -> None:
 
 def check_local_resources(config: SweepConfig) -> None:
     """Before an embedded local Ray starts: can this machine host one trial at all?"""
-    import ray
+    import ray  # lazy: as in _resolve_auto
 
     if ray.is_initialized():  # a cluster is already there: ask it
         check_resources_feasible(config)
@@ -201,7 +201,7 @@ def use_cluster_token() -> bool:
     if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
         if "ray" in sys.modules:  # Ray caches its configuration when first imported: refresh it
-            from ray._raylet import Config
+            from ray._raylet import Config  # already imported: no cost
 
             Config.initialize("")
         return True
@@ -210,7 +210,7 @@ def use_cluster_token() -> bool:
 
 def check_resources_feasible(config: SweepConfig) -> None:
     """Fail now, not by pending forever, when no node of the cluster can ever host one trial."""
-    import ray
+    import ray  # lazy: as in _resolve_auto
 
     need = trial_resources(config)
     nodes = [node for node in ray.nodes() if node.get("Alive")]

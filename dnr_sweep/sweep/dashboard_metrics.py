@@ -1,24 +1,11 @@
 """A sweep's epochs as Ray custom metrics: the dashboard's Metrics view, Prometheus and Grafana.
 
-Each trial's worker sets one gauge per figure after every epoch, tagged with the run (the run
-folder's name) and the trial id, so a Grafana panel can follow every trial of a day-long sweep:
-
-=================================  ======================================  ===========================
-gauge (Prometheus adds ``ray_``)   Tune result key it shows                unit
-=================================  ======================================  ===========================
-``dnr_sweep_epoch``                ``epoch``                               epochs trained
-``dnr_sweep_val_clean_acc``        ``this_epoch/val_clean_acc``            % (validation split)
-``dnr_sweep_val_pgd_acc``          ``this_epoch/val_pgd_acc``              % (robust-evaluated epochs)
-``dnr_sweep_density``              ``this_epoch/density``                  nonzero / all prunable
-``dnr_sweep_epoch_time_s``         ``this_epoch/epoch_time_s``             seconds
-=================================  ======================================  ===========================
-
-These are this epoch's own figures (a learning curve), not the selected epoch's. A figure that is
-missing or NaN (PGD on an epoch that was not robust-evaluated) leaves its gauge at the last value
-measured. Monitoring never fails a trial: a result without these keys sets nothing.
-
-The gauges are created once per process (Ray registers a metric per name and process) on the
-first call; importing this module does not import Ray.
+Each trial's worker sets one gauge per figure after every epoch (``dnr_sweep_epoch``,
+``dnr_sweep_val_clean_acc``, ``dnr_sweep_val_pgd_acc``, ``dnr_sweep_density``,
+``dnr_sweep_epoch_time_s``: this epoch's own figures, see :data:`GAUGES`), tagged with the run and
+the trial id. A missing or NaN figure leaves its gauge at the last value; monitoring never fails a
+trial. The gauges are created once per process on the first call; importing this module does not
+import Ray. Setting up Prometheus and Grafana: docs/WATCHING.md.
 """
 
 from __future__ import annotations
@@ -47,7 +34,7 @@ def gauges() -> dict[str, Any]:
     """This process's gauges (``ray.util.metrics.Gauge``), created on first use."""
     global _gauges
     if _gauges is None:
-        from ray.util.metrics import Gauge
+        from ray.util.metrics import Gauge  # lazy: importing this module must not import Ray (see above)
 
         _gauges = {name: Gauge(name, description=text, tag_keys=TAG_KEYS) for name, (_, text) in GAUGES.items()}
     return _gauges

@@ -16,8 +16,10 @@ cannot get the data ends the sweep before it starts, in one message naming the n
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+from dnr_sweep.data import fetch as data_fetch
 from dnr_sweep.data import specs as dataset_specs
 from dnr_sweep.data.specs import DatasetSpec
 from dnr_sweep.foundation.errors import ClusterError, UserError
@@ -33,10 +35,6 @@ def _prepare_here(spec: DatasetSpec, root: str, download: bool, mirror: str | No
     """On one node: (host name, ok, what was done or the error message). Never raises a UserError:
     the driver collects every node's answer and reports them together. ``spec`` travels from the
     driver, so every node checks the same facts (URL, MD5s)."""
-    import socket
-
-    from dnr_sweep.data import fetch as data_fetch
-
     host = socket.gethostname()
     try:
         how = data_fetch.ensure(spec, root, download=download, mirror=mirror, progress=False,
@@ -56,10 +54,9 @@ def prepare_nodes(data: Any, *, mirror: str | None = None, log=print) -> dict[st
     spec = dataset_specs.get(data.dataset)
     if spec.archive is None:
         return {}
+    # lazy: Ray takes seconds to import, and the command line imports this module at startup
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from dnr_sweep.data import fetch as data_fetch
 
     base = data_fetch.resolve_mirror(mirror, data.mirror)
     task = ray.remote(num_cpus=0, max_retries=0)(_prepare_here)  # a failure that cannot heal is not retried

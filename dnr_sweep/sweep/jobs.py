@@ -1,26 +1,15 @@
 """A sweep as a Ray Job: submit ``dnr-sweep run`` to a cluster's job API from any machine.
 
-Why a Job rather than ``dnr-sweep run --address``: the driver runs on the cluster, so the laptop
-that submitted it can close; the dashboard's Jobs tab shows the job's status and the driver's log
-(the trial table), and ``ray job logs -f`` follows it from anywhere the job API is reachable.
+Why a Job rather than ``dnr-sweep run --address``: the driver runs on the cluster, so the laptop that
+submitted it can close, and the dashboard's Jobs tab and ``ray job logs -f`` show the driver's log.
+The config file is shipped in the job's ``working_dir``; the entrypoint is ``python -m dnr_sweep.cli
+run CONFIG --address auto --storage STORAGE --name NAME [--set ...]`` with the cluster's ``python``
+(the head needs dnr-sweep installed), and the run name is fixed here, so the run folder is known
+before the job starts.
 
-What is shipped: the config file as given, in a job ``working_dir`` (Ray uploads it through the
-job API; the entrypoint runs in it). The entrypoint is
-``python -m dnr_sweep.cli run CONFIG --address auto --storage STORAGE --name NAME [--set ...]``:
-``--address auto`` joins the cluster the job runs on (Ray Jobs sets ``RAY_ADDRESS`` for it), and
-``python`` is the cluster's (``--python`` names another): the head must have dnr-sweep installed in
-the environment that ran ``ray start`` (activate it first), as every worker that runs trials must. The run name is fixed
-here, so the run folder's path on the cluster is known before the job starts.
-
-The job API is spoken here (:class:`JobAPI`: ``/api/version``, ``/api/packages``, ``/api/jobs``) through
-the one HTTP client, :mod:`dnr_sweep.foundation.http`, not Ray's SDK: every request has a connect timeout,
-a deadline and a byte cap, never follows a redirect (the token would go with it), and every answer must
-have the job API's shape; anything else is "no Ray dashboard at URL". ``--follow`` polls the job's status
-and log rather than holding a stream open. The config's folder is packed by Ray's own packaging helpers.
-
-Token authentication: every request carries Ray's token when one is found where Ray itself looks
-(``RAY_AUTH_TOKEN``, else the file named by ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``),
-read by Ray's own loader; the token is never printed, nor anything a server echoes of it.
+The job API (:class:`JobAPI`) is spoken through the one HTTP client, :mod:`dnr_sweep.foundation.http`,
+not Ray's SDK: deadlines, byte caps, no redirects, answers checked for the API's shape. Ray's token,
+where Ray itself would find it, goes with every request and is never printed. Usage: docs/CLUSTER.md.
 """
 
 from __future__ import annotations
@@ -131,6 +120,7 @@ def auth_headers() -> dict[str, str]:
     process; a laptop that submits to a cluster usually has no reason to set it, so the header is
     passed explicitly.
     """
+    # lazy: Ray takes seconds to import; `submit` checks its config and address without it
     from ray._raylet import AuthenticationTokenLoader
     from ray.exceptions import AuthenticationError
 
@@ -203,7 +193,7 @@ class JobAPI:
 
     def upload(self, folder: Path) -> str:
         """``folder`` as a package on the cluster (uploaded unless it is there); its ``gcs://`` URI."""
-        from ray._private.runtime_env.packaging import create_package, get_uri_for_directory
+        from ray._private.runtime_env.packaging import create_package, get_uri_for_directory  # lazy: as above
 
         uri = get_uri_for_directory(str(folder), include_gitignore=False)
         protocol, name = uri.split("://", 1)

@@ -23,6 +23,12 @@ from ray.tune import Callback
 
 from dnr_sweep.config import SweepConfig
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation import storage
+from dnr_sweep.reports.build import build_report
+from dnr_sweep.reports.html import PageStatus
+from dnr_sweep.reports.load import write_parquet_atomic
+from dnr_sweep.sweep.outcome import outcome_from_trials
+from dnr_sweep.sweep.results import assemble_tables
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +40,6 @@ class LiveReport(Callback):
     """Refreshes the run folder's tables and report while the sweep runs (see the module docstring)."""
 
     def __init__(self, config: SweepConfig, run_dir: Any, *, clock=time.monotonic) -> None:
-        from dnr_sweep.foundation import storage
-
         self.every_s = config.report.live_every_s
         self.total = config.grid_size()
         self.run_dir = run_dir if isinstance(run_dir, storage.Location) else storage.locate(str(run_dir))
@@ -65,20 +69,12 @@ class LiveReport(Callback):
 
     def write(self, trials: list) -> None:
         """The tables and the live report for the trials as they stand."""
-        from dnr_sweep.foundation import storage
-        from dnr_sweep.sweep.outcome import outcome_from_trials
-
         outcome = outcome_from_trials(trials, self.run_dir)
         outcome.errors = {}  # only read at the end of the sweep
         with storage.staged(self.run_dir) as folder:  # remote storage: small files copied here and back
             self._write_in(folder, outcome, trials)
 
     def _write_in(self, folder: Path, outcome: Any, trials: list) -> None:
-        from dnr_sweep.reports.build import build_report
-        from dnr_sweep.reports.html import PageStatus
-        from dnr_sweep.reports.load import write_parquet_atomic
-        from dnr_sweep.sweep.results import assemble_tables
-
         results, epochs = assemble_tables(outcome, folder)
         write_parquet_atomic(results, folder / rc.RESULTS_FILE)
         if len(epochs):

@@ -30,13 +30,13 @@ class SweepOutcome:
 def outcome_from_grid(result_grid: Any, run_dir: storage_.Location) -> SweepOutcome:
     """The outcome of ``Tuner.fit``'s ``ResultGrid``.
 
-    Reads the grid's private ``_experiment_analysis.trials``, on purpose and only here: the public
+    Reads the grid's private ``_experiment_analysis.trials``, and only here: the public
     ``ResultGrid`` (its ``Result`` items, ``num_errors``, ``num_terminated``) has no trial id for a trial
     that failed or waited before its first report (its ``Result.metrics`` is empty) and no per-trial
     status (PENDING, PAUSED, ERROR), and both end up in the results table. The public route to the
     ``Trial`` objects, a ``Callback``'s ``on_experiment_end``, does not reach a restored sweep: Tune
-    restores the callbacks pickled with the run and takes no new ones, and runs made before it would lack
-    it. ``getattr`` with defaults: a Ray without the attribute gives an empty outcome, not a crash.
+    restores the callbacks pickled with the run and takes no new ones. ``getattr`` with defaults: a Ray
+    without the attribute gives an empty outcome, not a crash.
     """
     trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
     return outcome_from_trials(trials, run_dir)

@@ -13,13 +13,23 @@ On remote storage (``s3://...``) the run folder's small files are staged in a lo
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from dnr_sweep.config import SweepConfig
 from dnr_sweep.foundation import run_contract as rc
+from dnr_sweep.foundation import storage
+from dnr_sweep.foundation.files import atomic_write_handle
+from dnr_sweep.reports import methods as method_report
+from dnr_sweep.reports.chooser import best_configuration, choose_run, finished_mask
+from dnr_sweep.reports.load import load_run, rebuild_tables, write_parquet_atomic
+from dnr_sweep.reports.tables import display_table, pareto_table
 
 
 @dataclass
@@ -35,10 +45,6 @@ def assemble_tables(outcome: Any, folder: Path | None = None) -> tuple[Any, Any]
     scheduler stopped) and each failure's error line. ``outcome`` is a :class:`SweepOutcome` (or any
     object with ``run_dir``, ``statuses``, ``configs`` and ``errors``); ``folder``: a local copy of
     the run folder (default: the run folder, when it is local)."""
-    import pandas as pd
-
-    from dnr_sweep.reports.load import rebuild_tables
-
     try:
         results, epochs = rebuild_tables(folder if folder is not None else outcome.run_dir.local)
     except FileNotFoundError:  # no trial reported a single epoch
@@ -69,10 +75,6 @@ def summary_lines(
     ``report/pareto.csv``), Table 2's rows when methods other than DNR ran, and the best configuration by
     ``metric`` (``tune.metric``), all from :func:`dnr_sweep.reports.chooser.choose_run` with the run's
     ``config.yaml`` (``config``, as a mapping: its ``report:`` settings resolved as the report's are)."""
-    from dnr_sweep.reports import methods as method_report
-    from dnr_sweep.reports.chooser import best_configuration, choose_run, finished_mask
-    from dnr_sweep.reports.tables import display_table, pareto_table
-
     if not finished_mask(results).any():
         return ["no trial finished: no Pareto set"]
     choice = choose_run(results, epochs, config)
@@ -98,16 +100,11 @@ def summary_lines(
 
 def finish_sweep(outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
     """Write the run's tables (atomically), summarise them and draw the report when asked."""
-    from dnr_sweep.foundation import storage
-
     with storage.staged(outcome.run_dir) as folder:
         return _finish_in(folder, outcome, config, report=report)
 
 
 def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool) -> SweepSummary:
-    from dnr_sweep.reports.chooser import finished_mask
-    from dnr_sweep.reports.load import load_run, write_parquet_atomic
-
     run_dir = outcome.run_dir  # as the user named it (printed); files go to `folder`
     results, epochs = assemble_tables(outcome, folder)
     write_parquet_atomic(results, folder / rc.RESULTS_FILE)
@@ -127,7 +124,7 @@ def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool)
         except (ValueError, FileNotFoundError) as exc:  # the results are safe; only the summary failed
             summary.lines.append(f"Pareto set: not chosen ({exc})")
     if report and finished:
-        from dnr_sweep.reports.build import build_report
+        from dnr_sweep.reports.build import build_report  # lazy: matplotlib only when the report is drawn
 
         try:
             written = build_report(folder)
@@ -146,10 +143,5 @@ def _finish_in(folder: Path, outcome: Any, config: SweepConfig, *, report: bool)
 def _write_driver_end(folder: Path, *, interrupted: bool) -> None:
     """``driver_end.json``: this session of the driver is over (``dnr-sweep status`` reads it, not the tables'
     age: the live report rewrites those while trials train)."""
-    import json
-    import time
-
-    from dnr_sweep.foundation.files import atomic_write_handle
-
     text = json.dumps({"ended": time.time(), "interrupted": interrupted})
     atomic_write_handle(folder / rc.DRIVER_END_FILE, lambda handle: handle.write(text.encode()))

@@ -18,13 +18,14 @@ from typing import Any
 
 from dnr_sweep.config import SearchSpec, SweepConfig
 from dnr_sweep.foundation.errors import ConfigError
+from dnr_sweep.sweep.searchers import BUILDERS
 
 # ------------------------------------------------------------------------------------------------
 # Search space, search algorithm, scheduler
 
 
 def tune_domain(spec: SearchSpec) -> Any:
-    from ray import tune
+    from ray import tune  # lazy: Ray takes seconds to import; `run` checks the config and the address first
 
     kind, value = spec.rule
     if kind == "grid":
@@ -77,11 +78,9 @@ def build_search_alg(config: SweepConfig) -> Any:
     if alg is None:
         if points is None:
             return None
-        from ray.tune.search.basic_variant import BasicVariantGenerator
+        from ray.tune.search.basic_variant import BasicVariantGenerator  # lazy: Ray, as in tune_domain
 
         return BasicVariantGenerator(points_to_evaluate=points)
-    from dnr_sweep.sweep.searchers import BUILDERS
-
     searcher, spec = alg.chosen
     return BUILDERS[searcher.name](spec, objectives(config), points)
 
@@ -90,7 +89,7 @@ def build_scheduler(config: SweepConfig) -> Any:
     """ASHA on one validation metric; with ``group_by``, one ASHA per group (dnr_sweep/sweep/grouped_asha.py)."""
     if config.tune.scheduler is None:
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler  # lazy: Ray, as in tune_domain
 
     asha = config.tune.scheduler.asha
     settings = {
@@ -102,7 +101,7 @@ def build_scheduler(config: SweepConfig) -> Any:
         "reduction_factor": asha.reduction_factor,
     }
     if asha.group_by:
-        from dnr_sweep.sweep.grouped_asha import GroupedASHAScheduler
+        from dnr_sweep.sweep.grouped_asha import GroupedASHAScheduler  # lazy: imports Ray, as above
 
         return GroupedASHAScheduler(asha.group_by, **settings)
     return ASHAScheduler(**settings)

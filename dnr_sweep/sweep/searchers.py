@@ -66,6 +66,7 @@ def picklable(sampler: Any) -> Any:
 
 def optuna_search(spec: OptunaConfig, goals: dict[str, str], points: list[dict[str, Any]] | None) -> Any:
     """Tune's ``OptunaSearch`` with the configured sampler; one metric, or several (multi-objective)."""
+    # lazy: Ray and Optuna take seconds to import; only an Optuna sweep needs them
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = picklable(import_path(OPTUNA_SAMPLERS[spec.sampler].cls)(**spec.sampler_options()))

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from dnr_sweep.config import RunConfig, SweepConfig, load_sweep_config
 from dnr_sweep.config.load import run_config_from_flat
 from dnr_sweep.foundation import reader
@@ -170,8 +172,6 @@ def _finite(value: Any) -> float | None:
 
 def _read_results_table(path: Path) -> list[dict[str, Any]]:
     """The driver's ``results.parquet`` rows, each with ``finished`` as the chooser decides it."""
-    import pyarrow.parquet as pq
-
     columns = ["trial_id", "status", "epochs_completed", "error"]
     table = pq.read_table(path)
     rows = table.select([c for c in columns if c in table.column_names]).to_pylist()

@@ -1,32 +1,20 @@
 """What Ray Tune 2.60 unpickles when ``dnr-sweep resume`` restores a run folder, and the allowlist every
 one of those pickles must pass first (:mod:`dnr_sweep.foundation.pickle_screen`).
 
-A run folder is code unless proven otherwise: ``Tuner.restore`` calls ``cloudpickle.loads`` on files
-anyone who could write the folder chose. So before Ray starts, every pickle Tune would load on a
-resume is screened, and one that imports, calls or builds anything outside :data:`TUNE_STATE_POLICY`
-refuses the whole folder. The files (read in Ray 2.60's ``tuner_internal``, ``tune_controller``,
-``trial``, ``search_generator``, ``basic_variant``, ``optuna_search``, ``callback``):
+``Tuner.restore`` calls ``cloudpickle.loads`` on files anyone who could write the folder chose, so
+before Ray starts every pickle Tune would load is screened (``tuner.pkl``, the hex pickles inside
+``experiment_state-*.json``, ``basic-variant-state-*.json`` and ``search_gen_state-*.json``,
+``searcher-state-*.pkl``, ``callback-states-*.pkl``); one that imports, calls or builds anything
+outside :data:`TUNE_STATE_POLICY` refuses the whole folder. Not screened, since resume never loads
+them: a trial's ``error.pkl`` and the checkpoints (``torch.load(weights_only=True)``).
 
-- ``tuner.pkl``: the Tuner's settings (search algorithm, scheduler, run config; not the trainable);
-- ``experiment_state-*.json``: JSON, with pickles embedded as hex: each trial's ``_nonjson_fields``
-  and any ``CLOUDPICKLE_FALLBACK`` object (also inside the JSON strings Tune stores per trial);
-- ``basic-variant-state-*.json`` and ``search_gen_state-*.json``: pickles despite their names
-  (``ray.tune.utils.util._atomic_save``); ``searcher-state-*.pkl`` (Optuna's study);
-  ``callback-states-*.pkl``.
-
-Not screened, because ``resume`` never loads them: a trial's ``error.pkl`` (Tune reads it only for a
-trial still ERROR after the run, and resuming with ``resume_errored=True`` clears every old one) and
-the trial checkpoints (dnr-sweep's own files, read with ``torch.load(weights_only=True)``).
-
-The allowlist was collected from the state real sweeps write (grid, random, Optuna TPE/GP/random,
-multi-objective, ASHA, grouped ASHA; ``tests/test_tune_state.py`` re-collects it from a sweep and
-fails when Tune writes something new). The only code shipped by value is argparse's
-``ArgumentParser.__init__.<locals>.identity`` (Tune pickles its own argument parser inside the grid
-searcher's state); it passes only when its code object is the one this Python's argparse holds.
+The allowlist was collected from the state real sweeps write; ``tests/test_tune_state.py`` re-collects
+it and fails when Tune writes something new. The rule: docs/RELIABILITY_AND_SECURITY.md, "Security".
 """
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 from collections.abc import Iterator
 from functools import cache
@@ -114,9 +102,7 @@ _REFERENCES = {
 def _known_code() -> list[tuple]:
     """The fields (as cloudpickle passes them to ``types.CodeType``) of the one function Tune's state
     ships by value: argparse's ``identity``, from this Python's own argparse."""
-    import argparse
-
-    from ray.cloudpickle import cloudpickle
+    from ray.cloudpickle import cloudpickle  # lazy: Ray takes seconds to import; resume screens before Ray starts
 
     identity = argparse.ArgumentParser()._registries["type"][None]
     return [cloudpickle._code_reduce(identity.__code__)[1]]

@@ -32,6 +32,7 @@ PROGRESS_COLUMNS = {
 
 def make_trainable(config: SweepConfig) -> Any:
     """DNRTrainable with the sweep's base config and the trial resources attached."""
+    # lazy: Ray takes seconds to import; `run` checks the config and the address first
     from ray import tune
 
     from dnr_sweep.sweep import trainable
@@ -44,7 +45,7 @@ def make_trainable(config: SweepConfig) -> Any:
 
 
 def build_tuner(config: SweepConfig, run_dir: storage_.Location) -> Any:
-    from ray import tune
+    from ray import tune  # lazy: as in make_trainable
 
     trainable = make_trainable(config)
     scheduler = build_scheduler(config)
@@ -68,7 +69,7 @@ def build_tuner(config: SweepConfig, run_dir: storage_.Location) -> Any:
 
 
 def _run_config(config: SweepConfig, run_dir: storage_.Location) -> Any:
-    from ray import tune
+    from ray import tune  # lazy: as in make_trainable
 
     reporter = tune.CLIReporter(
         metric_columns=PROGRESS_COLUMNS,
@@ -94,6 +95,7 @@ def _run_config(config: SweepConfig, run_dir: storage_.Location) -> Any:
 def _callbacks(config: SweepConfig, run_dir: Path) -> list[Any]:
     """Tune's JSON logger first (so a trial's result.json holds a result before anyone reads it),
     then the live report (``report.live``)."""
+    # lazy: as in make_trainable (the live report imports Ray's Callback)
     from ray.tune.logger import JsonLoggerCallback
 
     from dnr_sweep.sweep.live import LiveReport
@@ -102,7 +104,7 @@ def _callbacks(config: SweepConfig, run_dir: Path) -> list[Any]:
 
 
 def fit(config: SweepConfig, run_dir: storage_.Location, *, restore: bool) -> SweepOutcome:
-    from ray import tune
+    from ray import tune  # lazy: as in make_trainable
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, readable in a terminal
     if restore:

@@ -1,26 +1,15 @@
 """Dry preparation: a config that validates must also *run*. Checked in seconds, before any expensive work.
 
-The schema (:mod:`dnr_sweep.config`) checks each value and a few combinations. What it cannot see
-needs the data sets' sizes, the models' shapes and the masks; without this step such a config starts
-Ray, downloads data, and then fails in every trial, or after all the training. :func:`check_sweep`
-(``validate``, ``run``) and :func:`check_run` (``train``) prepare each configuration a run can meet,
-without Ray, data or training:
+The schema checks values and a few combinations; what it cannot see needs data set sizes, model shapes
+and masks, and would otherwise fail in every trial after Ray started. :func:`check_sweep` (``validate``,
+``run``) and :func:`check_run` (``train``) prepare, without Ray, data or training, the base config,
+each search dimension's probe values and their combinations (up to :data:`MAX_COMBINATIONS`): split
+sizes against ``data.val_size`` and ``train.batch_size``, the model run on a blank image, the masks
+built, the ``evaluate:`` block, device and precision; and once per sweep the ``report:`` settings.
 
-- the base config, each search dimension's probe values (every grid/choice value; the ends of a
-  range and a value inside it) with the rest at the base, and the combinations of the dimensions'
-  probe values (all of them up to :data:`MAX_COMBINATIONS`, else every dimension at its first, then
-  at its last value);
-- for each: the data split sizes from :mod:`dnr_sweep.data.specs` against ``data.val_size``,
-  ``train.batch_size`` and ``data.channels``/``data.image_size``; the model built on the CPU and run on a blank image of the configured size (in
-  training mode too when an epoch's last batch holds a single image); the channel-pruning masks built (:class:`~dnr_sweep.sparsity.Masking` refuses densities below the
-  dense first layer's share); the ``evaluate:`` block's split and optional packages; the device and
-  precision against where the run trains (a sweep trial without ``resources_per_trial.gpu`` sees no GPU);
-- once per sweep: the ``report:`` settings against the columns the run will write.
-
-Every problem becomes a line of one :class:`~dnr_sweep.foundation.errors.ConfigError`, naming the field, the
-probe that failed and the fix. A schedule longer than the run (``train.lr_milestones`` or
-``train.warmup_epochs`` at or past ``train.epochs``) is not a problem but a
-:class:`~dnr_sweep.foundation.errors.ConfigWarning` each (shortened paper configs have them; they run). Nothing here imports Ray or touches the disk.
+Every problem becomes a line of one :class:`~dnr_sweep.foundation.errors.ConfigError` naming the field,
+the probe and the fix; a schedule longer than the run is a :class:`~dnr_sweep.foundation.errors.ConfigWarning`.
+Nothing here imports Ray or touches the disk.
 """
 
 from __future__ import annotations
@@ -28,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,7 +159,7 @@ def check_device(config: RunConfig, *, trial_gpus: float | None) -> list[str]:
     """
     device, precision = config.train.device, config.train.precision
     if trial_gpus is None:
-        import torch
+        import torch  # lazy: torch takes seconds to import; `run` checks the config and the address first
 
         cuda = torch.cuda.is_available()
         where = "this machine has no CUDA device"
@@ -196,6 +186,7 @@ def _model_key(config: RunConfig) -> tuple:
 
 def check_model(config: RunConfig, cache: _Cache) -> list[str]:
     """Build the model and (channel pruning) its masks on the CPU; run blank images through it."""
+    # lazy: torch takes seconds to import; `run` checks the config and the address first
     import torch
 
     from dnr_sweep.models.architectures import get_model
@@ -236,13 +227,13 @@ def check_model(config: RunConfig, cache: _Cache) -> list[str]:
             except ValueError as exc:
                 found.append(f"dnr.density: {exc}")
         problems += cache.outcomes[mask_key]
-    from dnr_sweep import methods
+    from dnr_sweep import methods  # lazy: the methods import torch (see check_model)
 
     problems += methods.get(config.method).check(config, model)  # e.g. ADMM's per-layer ratios vs the layers
     if config.export and methods.build(config).pruning_type in ("channel", "channel_group"):
         export_key = ("export", key)
         if export_key not in cache.outcomes:  # what the export after training will run, estimated now
-            from dnr_sweep.export import check_input_size
+            from dnr_sweep.export import check_input_size  # lazy: torch, as in check_model
 
             try:
                 check_input_size(model, (channels, size, size), what="at the run's image size",
@@ -259,7 +250,7 @@ _SINGLE_IMAGE = "a single image cannot train"
 
 def _shape_problems(model: Any, channels: int, size: int, single_last: bool) -> list[str]:
     """Run a blank image through ``model`` (and, when an epoch ends on one image, in training mode)."""
-    import torch
+    import torch  # lazy: as in check_model
 
     try:
         with torch.no_grad():
@@ -341,8 +332,6 @@ def check_report(config: SweepConfig) -> list[str]:
 
 def _warn(source: str, configs: Iterable[RunConfig]) -> None:
     """Each distinct :func:`milestone_warning` once."""
-    import warnings
-
     for text in dict.fromkeys(text for config in configs for text in schedule_warnings(config)):
         warnings.warn(f"{source}: {text}", ConfigWarning, stacklevel=3)
 

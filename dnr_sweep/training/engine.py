@@ -1,39 +1,18 @@
 """One DNR training run, epoch by epoch (the paper's Algorithm 1).
 
-``DNRRun(config)`` builds the data, the model, SGD with momentum, the MultiStep LR schedule, the
-masks (:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each call of
-:meth:`DNRRun.train_epoch` then
+``DNRRun(config)`` builds the data, the model, SGD with momentum, the LR schedule, the masks
+(:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each :meth:`DNRRun.train_epoch`
 
-1. trains one epoch: clean-only sparse training during ``train.warmup_epochs``, afterwards the
-   hybrid loss ``J = beta * (J_clean + rho/2 ||theta*m - z||^2) + (1 - beta) * J_adv`` (Eq. 6), with
-   the masks re-applied after every optimizer step; ``beta = 1`` is DNR-C and generates no
-   adversarial examples at all;
-2. evaluates this epoch on the selection split (``train.select_on``; validation unless the paper's
-   protocol is asked for explicitly): clean accuracy always, FGSM/PGD (fp32, the config's eval
-   attacks, the first ``train.eval_subset`` images) every ``train.eval_every`` epochs, on the last
-   epoch, every epoch when ``train.select_metric`` is a robust one, and whenever the epoch becomes
-   the selected one, so the selected epoch's figures are always complete;
-3. selects by the one rule every method shares (:class:`Selection`: the final phase's epoch with the
-   best ``train.select_metric``, ties to the tie-break figure, then the later epoch) and keeps a
-   copy of its weights;
-4. rewires the masks (prune by magnitude, regrow by momentum) with the linearly decaying pruning
-   rate, except after the last epoch (a regrown weight starts at zero: rewiring after the last
-   epoch would leave the final model below its target density), and snapshots ``z``;
-5. returns an :class:`EpochReport`: this epoch's own figures (with the method's own, e.g. ADMM's
-   residual) and the selected epoch's figures, named by :mod:`dnr_sweep.foundation.run_contract`.
+1. trains one epoch: clean-only during ``train.warmup_epochs``, then the hybrid loss
+   ``J = beta * (J_clean + rho/2 ||theta*m - z||^2) + (1 - beta) * J_adv`` (Eq. 6);
+2. evaluates on the selection split (validation unless the paper's protocol is asked for);
+3. selects by the one rule every method shares (:class:`Selection`) and keeps the selected weights;
+4. rewires the masks and snapshots ``z``, except after the last epoch (a regrown weight starts at zero);
+5. returns an :class:`EpochReport` named by :mod:`dnr_sweep.foundation.run_contract`.
 
-After the last epoch :meth:`DNRRun.final_metrics` evaluates the selected weights once on the full
-test split: ``clean_acc``, ``fgsm_acc``, ``pgd_acc`` are only reported, never used to choose.
-
-The complete state (model, masks, z, optimizer, LR schedule, selected weights, RNG states) round-trips
-through :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run continues bit-identically on
-CPU. The state is compact (:mod:`dnr_sweep.artifacts.state_codec`: masks as bits, masked weights as their
-nonzero values, ``z`` rebuilt from the weights when it equals them) and may leave the selected
-weights to the caller, who keeps them beside its checkpoints. Nothing here imports Ray.
-
-Size (over ~400 lines) on purpose: one class, :class:`DNRRun`, whose state (model, masks, optimizer, schedule,
-three RNG streams, selection) is checkpointed and restored as one; the attacks it runs are the registry
-:mod:`dnr_sweep.attacks.registry`.
+:meth:`DNRRun.final_metrics` evaluates the selected weights once on the test split: reported, never
+used to choose. The whole state round-trips through :meth:`state_dict` / :meth:`load_state_dict`, so a
+resumed run continues bit-identically on CPU. Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -380,7 +359,7 @@ class DNRRun:
         return result
 
     def sparsity_metrics(self) -> dict[str, Any]:
-        """The model's sparsity as it is now (DESIGN.md definitions, counted on the weights the network
+        """The model's sparsity as it is now (docs/RESULTS.md definitions, counted on the weights the network
         computes with: HYDRA's score phase masks them in the forward pass); ``mask_density``: the
         method's masks."""
         prune_linear = self.config.dnr.prune_linear
