@@ -10,6 +10,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Ray must not start: the refusals under test happen before it."""
+    from dnr_sweep.sweep import cluster
+
+    def refuse(**_):
+        raise AssertionError("Ray must not start for a refused input")
+
+    monkeypatch.setattr(cluster, "start_ray", refuse)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -159,15 +159,6 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed once the socket is: a connection is refused at once
 
 
-def no_ray(monkeypatch) -> None:
-    from dnr_sweep.sweep import cluster
-
-    def refuse(**_):
-        raise AssertionError("Ray must not start")
-
-    monkeypatch.setattr(cluster, "start_ray", refuse)
-
-
 # --------------------------------------------------------------------------------------------------
 # The shipped facts
 
@@ -283,8 +274,7 @@ def _assert_ways_out(err: str, dataset: str, root: Path, url: str) -> None:
 
 
 @pytest.mark.needs_tune  # `run` is Ray Tune's command
-def test_closed_port_ends_the_headline_command_in_seconds_before_ray(tmp_path, monkeypatch):
-    no_ray(monkeypatch)
+def test_closed_port_ends_the_headline_command_in_seconds_before_ray(tmp_path, monkeypatch, no_ray):
     root = tmp_path / "nodata"
     mirror = f"http://127.0.0.1:{closed_port()}"
     start = time.monotonic()
@@ -299,8 +289,7 @@ def test_closed_port_ends_the_headline_command_in_seconds_before_ray(tmp_path, m
     assert not (tmp_path / "r").exists()
 
 
-def test_http_404_is_one_message_and_one_request(tmp_path, monkeypatch, serve):
-    no_ray(monkeypatch)
+def test_http_404_is_one_message_and_one_request(tmp_path, monkeypatch, serve, no_ray):
     mirror = serve({})
     root = tmp_path / "data"
     code, err = call(["data", "fetch", "tinyimagenet", "--root", str(root), "--mirror", mirror.url])
@@ -311,8 +300,7 @@ def test_http_404_is_one_message_and_one_request(tmp_path, monkeypatch, serve):
 
 
 @pytest.mark.needs_tune  # `run` is Ray Tune's command
-def test_download_off_and_data_missing_names_the_ways_out_without_a_request(tmp_path, monkeypatch, serve):
-    no_ray(monkeypatch)
+def test_download_off_and_data_missing_names_the_ways_out_without_a_request(tmp_path, monkeypatch, serve, no_ray):
     mirror = serve({})
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"data": {"dataset": "cifar10", "root": str(tmp_path / "d"), "download": False,
@@ -361,8 +349,7 @@ def test_truncated_archive_under_the_root_is_named_never_deleted(tmp_path, monke
 
 
 @pytest.mark.needs_tune  # `run` is Ray Tune's command
-def test_corrupted_or_partial_extraction_is_named_by_check_and_by_run(tmp_path, monkeypatch, serve):
-    no_ray(monkeypatch)
+def test_corrupted_or_partial_extraction_is_named_by_check_and_by_run(tmp_path, monkeypatch, serve, no_ray):
     built = cifar10_archive(tmp_path)
     use_archive(monkeypatch, built)
     mirror = serve({"cifar-10-python.tar.gz": built.data})

@@ -66,17 +66,6 @@ def write_yaml(path: Path, data: object) -> Path:
     return path
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Ray must not start: these refusals happen before it."""
-    from dnr_sweep.sweep import cluster
-
-    def refuse(**_):
-        raise AssertionError("Ray must not start for a bad input")
-
-    monkeypatch.setattr(cluster, "start_ray", refuse)
-
-
 # ------------------------------------------------------------------------------------------------
 # The dry preparation: configs that validated, then failed in every trial (or after all training)
 

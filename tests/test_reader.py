@@ -17,7 +17,7 @@ from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import InputFileError
 from dnr_sweep.foundation.schemas import AttackStrength, DataRecord, EpochRecord, SweepFile
 from dnr_sweep.foundation.tune_schemas import ExperimentState, ResultLine
-from tests.test_hostile import _run_folder, call, no_ray  # noqa: F401 - no_ray is a fixture
+from tests.test_hostile import _run_folder, call
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_STATE = REPO / "tests" / "fixtures" / "experiment_state.json"
@@ -271,7 +271,7 @@ def _edit_meta(state: dict, **fields) -> None:  # noqa: ANN003
 
 
 @pytest.mark.parametrize("case", sorted(RESUME_REFUSALS))
-def test_resume_refuses_a_state_of_the_wrong_shape_before_ray(tmp_path, case, no_ray):  # noqa: F811
+def test_resume_refuses_a_state_of_the_wrong_shape_before_ray(tmp_path, case, no_ray):
     run_dir = _run_folder(tmp_path / "run")
     change, said = RESUME_REFUSALS[case]
     path = _state_with(run_dir, change)
@@ -283,7 +283,7 @@ def test_resume_refuses_a_state_of_the_wrong_shape_before_ray(tmp_path, case, no
     assert path.read_bytes() == before and not (run_dir / rc.LOCK_FILE).exists()
 
 
-def test_resume_refuses_a_folder_where_the_sweep_keeps_a_file(tmp_path, no_ray):  # noqa: F811
+def test_resume_refuses_a_folder_where_the_sweep_keeps_a_file(tmp_path, no_ray):
     run_dir = _run_folder(tmp_path / "run")
     (run_dir / rc.DRIVER_END_FILE).mkdir()
     code, err = call(["resume", str(run_dir), "--no-dashboard"])
@@ -295,7 +295,7 @@ def test_resume_refuses_a_folder_where_the_sweep_keeps_a_file(tmp_path, no_ray):
     assert code == 2 and f"{trial}/{rc.TUNE_RESULT_FILE}: is a folder, not a file" in err, err
 
 
-def test_resume_refuses_a_sweep_json_of_the_wrong_shape(tmp_path, no_ray):  # noqa: F811
+def test_resume_refuses_a_sweep_json_of_the_wrong_shape(tmp_path, no_ray):
     run_dir = _run_folder(tmp_path / "run")
     saved = json.loads((run_dir / rc.SWEEP_FILE).read_text())
     for bad, said in ((3, "field overrides is the integer 3"), ("x" * 64, "field config_sha256 is the text 'xxxx")):

@@ -179,16 +179,6 @@ def test_promises_proved_elsewhere_have_their_tests(phrase):
     assert name in {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    from dnr_sweep.sweep import cluster
-
-    def refuse(**_):
-        raise AssertionError("Ray must not start for a refused input")
-
-    monkeypatch.setattr(cluster, "start_ray", refuse)
-
-
 @pytest.mark.parametrize("phrase", list(CASES))
 def test_the_readme_promise_is_kept(phrase, tmp_path, no_ray):
     case = CASES[phrase]

@@ -254,16 +254,6 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
 # Bad input: every case through `run` too, before Ray starts
 
 
-@pytest.fixture
-def no_ray(monkeypatch):
-    from dnr_sweep.sweep import cluster
-
-    def refuse(**_):
-        raise AssertionError("Ray must not start for a bad input")
-
-    monkeypatch.setattr(cluster, "start_ray", refuse)
-
-
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_config_fails_run_before_ray(tmp_path, case, capsys, no_ray):
     text, fragments = BAD_CONFIGS[case]

@@ -252,13 +252,13 @@ def test_interrupted_sweep_is_completed_by_resume(ray_session, tmp_path):
     assert len(epochs) == 9 and not epochs.duplicated(["trial_id", "epoch"]).any()
 
 
-def test_ray_hints_that_mislead_are_filtered_during_fit_and_only_then():
-    """Ray's own records, on the loggers Ray's modules log to (its "ray" handler does not propagate)."""
+@pytest.fixture
+def ray_records():
+    """The messages of Ray's own records, on the loggers Ray's modules log to (its "ray" handler does not
+    propagate), while the test runs."""
     import logging
 
     import ray  # noqa: F401 - sets up Ray's logging
-
-    from dnr_sweep.sweep.ray_logs import filtered_ray_logs
 
     seen: list[str] = []
 
@@ -268,6 +268,17 @@ def test_ray_hints_that_mislead_are_filtered_during_fit_and_only_then():
 
     capture = Capture(level=logging.DEBUG)
     logging.getLogger("ray").addHandler(capture)
+    yield seen
+    logging.getLogger("ray").removeHandler(capture)
+
+
+def test_ray_hints_that_mislead_are_filtered_during_fit_and_only_then(ray_records):
+    """Ray's own records are filtered only inside :func:`filtered_ray_logs`."""
+    import logging
+
+    from dnr_sweep.sweep.ray_logs import filtered_ray_logs
+
+    seen = ray_records
     tune_log, analysis_log = (
         logging.getLogger("ray.tune.tune"),
         logging.getLogger("ray.tune.analysis.experiment_analysis"),
@@ -275,49 +286,34 @@ def test_ray_hints_that_mislead_are_filtered_during_fit_and_only_then():
     hint = ("Experiment has been interrupted, but the most recent state was saved.\n"
             'Resume experiment with: Tuner.restore(path="/runs/x", trainable=...)')  # fmt: skip
     missing = "Failed to fetch metrics for 1 trial(s):\n- DNRTrainable_1: FileNotFoundError('Could not fetch metrics')"
-    try:
-        with filtered_ray_logs() as ray_logs:
-            tune_log.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.")
-            tune_log.warning(hint)
-            analysis_log.warning(missing)
-            analysis_log.warning("Failed to fetch metrics for 1 trial(s):\n- t: ValueError('bad json')")
-            tune_log.error("Trials did not complete: [t]")
-        assert ray_logs.interrupted
-        assert not any("Tuner.restore(" in m or "FileNotFoundError" in m for m in seen), seen
-        assert any("Stop signal received" in m for m in seen) and any("ValueError" in m for m in seen)
-        assert any("Trials did not complete" in m for m in seen)
-        tune_log.warning(hint)  # outside fit, Ray's loggers are as they were
-        assert seen[-1] == hint
-    finally:
-        logging.getLogger("ray").removeHandler(capture)
+    with filtered_ray_logs() as ray_logs:
+        tune_log.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.")
+        tune_log.warning(hint)
+        analysis_log.warning(missing)
+        analysis_log.warning("Failed to fetch metrics for 1 trial(s):\n- t: ValueError('bad json')")
+        tune_log.error("Trials did not complete: [t]")
+    assert ray_logs.interrupted
+    assert not any("Tuner.restore(" in m or "FileNotFoundError" in m for m in seen), seen
+    assert any("Stop signal received" in m for m in seen) and any("ValueError" in m for m in seen)
+    assert any("Trials did not complete" in m for m in seen)
+    tune_log.warning(hint)  # outside fit, Ray's loggers are as they were
+    assert seen[-1] == hint
 
 
-def test_deleting_a_checkpoint_the_dead_driver_deleted_is_not_reported_as_an_error():
+def test_deleting_a_checkpoint_the_dead_driver_deleted_is_not_reported_as_an_error(ray_records):
     import logging
-
-    import ray  # noqa: F401 - sets up Ray's logging
 
     from dnr_sweep.sweep.ray_logs import filtered_ray_logs
 
-    seen: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    capture = Capture(level=logging.DEBUG)
-    logging.getLogger("ray").addHandler(capture)
+    seen = ray_records
     controller = logging.getLogger("ray.tune.execution.tune_controller")
-    try:
-        with filtered_ray_logs():
-            for exc in (FileNotFoundError("Path not found: (fs, /runs/x/t/checkpoint_000001)"), OSError("disk full")):
-                try:
-                    raise exc
-                except OSError:
-                    controller.exception("Trial %s: Error handling checkpoint %s", "t", "result")
-        assert len(seen) == 1 and "Error handling checkpoint" in seen[0], seen  # the disk-full one stays
-    finally:
-        logging.getLogger("ray").removeHandler(capture)
+    with filtered_ray_logs():
+        for exc in (FileNotFoundError("Path not found: (fs, /runs/x/t/checkpoint_000001)"), OSError("disk full")):
+            try:
+                raise exc
+            except OSError:
+                controller.exception("Trial %s: Error handling checkpoint %s", "t", "result")
+    assert len(seen) == 1 and "Error handling checkpoint" in seen[0], seen  # the disk-full one stays
 
 
 @pytest.mark.parametrize(("sampler", "expected"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),
