@@ -12,7 +12,8 @@ Files in ``out`` (names from :mod:`dnr_sweep.foundation.run_contract`)::
     metrics.json     the run's result: the selected epoch's figures and the test figures of model.pt
 
 ``resume=True`` continues from ``checkpoint.pt``; the config must be the one the run started with.
-The end of the run is the finish step every sweep trial shares (:func:`dnr_sweep.training.finish.finish_run`).
+The epochs, checkpoints, selected weights and finish step are the lifecycle every sweep trial shares
+(:class:`dnr_sweep.training.lifecycle.RunLifecycle`); this module adds train's own files around it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from dnr_sweep.config import RunConfig, to_yaml_dict
 from dnr_sweep.foundation import files, storage
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import ConfigError, InputFileError, PathError
-from dnr_sweep.training.engine import DNRRun, EpochReport
-from dnr_sweep.training.finish import finish_run, write_config
+from dnr_sweep.training.engine import EpochReport
+from dnr_sweep.training.finish import write_config
+from dnr_sweep.training.lifecycle import RunLifecycle
 
 
 def epoch_line(report: EpochReport, total: int) -> str:
@@ -91,7 +93,6 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     ckpt_path = out / rc.CHECKPOINT_FILE
     resolved = to_yaml_dict(config)
-    rows: list[dict[str, Any]] = []
     state: dict[str, Any] | None = None
     fix = "Train into a new --out folder (this one's model.pt and metrics.json, if any, stay as they are)"
     if resume:  # the checkpoint is read (and refused) before the data and the model are built
@@ -104,32 +105,23 @@ def train_to_dir(config: RunConfig, out: str | Path, *, resume: bool = False,
                 f"{ckpt_path}: the run was started with a different config; resume with the same CONFIG "
                 "and --set values, or train into a new --out folder"
             )
-    run = DNRRun(config)
-    selected = checkpoint.SelectedWeights(storage.locate(out))
+    life = RunLifecycle(config, storage.locate(out), record_key="rows")  # one checkpoint, replaced each epoch
     if state is not None:
         try:
-            epoch = state["run"]["selection"]["epoch"]
-            needs_weights = state["run"].get("selected_state") is None and epoch is not None
-            run.load_state_dict(state["run"], selected_state=selected.read(epoch) if needs_weights else None)
-            rows = list(state["rows"])
+            life.load(state)
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError):  # another run's (or a damaged) state
             raise InputFileError(ckpt_path, "holds a training state that does not fit this config's model and masks",
                                  expected="the checkpoint of this run", fix=fix) from None  # fmt: skip
-        log(f"resuming {out} after epoch {run.epoch}")
+        log(f"resuming {out} after epoch {life.run.epoch}")
     elif ckpt_path.exists():
         raise PathError(f"{out}: already holds a run ({rc.CHECKPOINT_FILE}); pass --resume or choose another --out")
     files.make_folder(out)
     write_config(config, out)
 
     progress = _progress_bar(sys.stderr)
-    while not run.finished:
-        report = run.train_epoch(progress)
-        rows.append({rc.EPOCH_KEY: report.epoch, **report.metrics})
+    while not life.run.finished:
+        report = life.train_epoch(progress)
         log(epoch_line(report, config.train.epochs))
-        epoch = run.selection.epoch
-        if epoch is not None and epoch not in selected.epochs():  # None: a baseline before its final phase
-            selected.write(epoch, run.selected_state_dict())
-        checkpoint.save({"config": resolved, "run": run.state_dict(selected_weights=False), "rows": rows}, ckpt_path)
-        selected.retain({epoch})  # only after the checkpoint that no longer names the old one
-        write_csv(rows, out / rc.EPOCHS_CSV)
-    return finish_run(run, out)
+        life.save(ckpt_path, config=resolved)
+        write_csv(life.epochs, out / rc.EPOCHS_CSV)
+    return life.finish(out)
