@@ -3,7 +3,7 @@ callbacks (the live report), and :func:`fit` (a new run or a restored one).
 
 Checkpoints: ``tune.checkpoint_every`` epochs apart (``auto``: as often as keeps saving at most 2% of the training
 time, measured by each trial), the newest ``tune.keep_checkpoints`` kept, and one small marker at each trial's
-end. The selected epoch's weights sit beside them in the trial folder (:mod:`dnr_sweep.sweep.trainable`), so the
+end. The selected epoch's weights sit beside them in the trial folder (:mod:`dnr_sweep.training.lifecycle`), so the
 best model by the selection metric is never lost.
 """
 
