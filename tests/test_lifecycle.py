@@ -32,7 +32,7 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
     if isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape and state_codec.same_bits(a, b), where
     elif isinstance(a, dict):
-        assert list(a) == list(b), where
+        assert sorted(a) == sorted(b), where
         for key in a:
             assert_same(a[key], b[key], f"{where}/{key}")
     elif isinstance(a, list | tuple):
