@@ -124,7 +124,7 @@ class RunLifecycle:
                                  "from there (a sweep trial's: restore it through Tune)")  # fmt: skip
             selected = source.read(epoch)
         adopted = {}
-        if source is not self.selected:  # another run folder's: what its later checkpoints name must move here
+        if source is not self.selected:  # another run folder's: the selections it names move here, for later saves
             named = set(state.get("selected_refs", [])) & set(source.epochs())
             adopted = {e: source.read(e) for e in sorted(named)}
         return CheckpointWeights(selected, adopted)
