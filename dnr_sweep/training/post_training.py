@@ -18,6 +18,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from dnr_sweep import evaluation
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.training.engine import DNRRun
 
@@ -30,8 +31,6 @@ def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
     config = run.config
     extra: dict[str, Any] = {}
     if config.evaluate is not None:
-        from dnr_sweep import evaluation
-
         spec = config.evaluate
         model = copy.deepcopy(run.model)
         model.load_state_dict(run.selected_state_dict())
