@@ -3,13 +3,13 @@
 Goal (issue 16): a checkpoint <= 100 MB with exact resume; bytes and save seconds per epoch
 before/after.
 
-- The run: ``DNRRun`` with ResNet18 (full width, 100 classes: CIFAR-100's shapes), trained one
+- The run: ``TrainingRun`` with ResNet18 (full width, 100 classes: CIFAR-100's shapes), trained one
   epoch on a 16-image synthetic set, so momentum, rewired masks, ``z`` and the selected weights
   all exist, at each ``--density`` (irregular pruning).
 - ``before``: what every epoch's checkpoint held until issue 16, ``torch.save`` of the dense state
   (model, momentum, float32 masks, dense ``z``, the selected weights), rebuilt here from the run;
   a finished trial also wrote ``final_state.pt`` of the same size.
-- ``after``: ``DNRRun.state_dict(selected_weights=False)`` as the trainable saves it (masks as bits,
+- ``after``: ``TrainingRun.state_dict(selected_weights=False)`` as the trainable saves it (masks as bits,
   masked weights as their nonzero values, ``z`` by reference, momentum dense), plus the selected
   weights file, written only when the selection changed since the last checkpoint.
 - Save time: serialise + write + fsync to ``--dir`` (default: a temporary folder), median of
@@ -41,12 +41,12 @@ from dnr_sweep.artifacts import checkpoint, state_codec
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data.loaders import build_datasets
 from dnr_sweep.sweep.trainable import AUTO_CHECKPOINT_BUDGET
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 MB = 1e6
 
 
-def resnet18_cifar100_run(density: float, images: int = 16) -> DNRRun:
+def resnet18_cifar100_run(density: float, images: int = 16) -> TrainingRun:
     """A ResNet18/CIFAR-100-shaped DNR run after one (tiny) epoch: every piece of state exists."""
     config = RunConfig.model_validate({
         "name": "bench_checkpoint",
@@ -63,13 +63,13 @@ def resnet18_cifar100_run(density: float, images: int = 16) -> DNRRun:
         data, num_classes=100, train=Subset(data.train, range(images)), val=Subset(data.val, range(images)),
         test=Subset(data.test, range(images)),
     )  # fmt: skip
-    run = DNRRun(config, data=data)
+    run = TrainingRun(config, data=data)
     run.train_epoch()
     return run
 
 
-def old_format(run: DNRRun) -> dict:
-    """The state every checkpoint held before issue 16 (``DNRRun.state_dict`` as it was): everything
+def old_format(run: TrainingRun) -> dict:
+    """The state every checkpoint held before issue 16 (``TrainingRun.state_dict`` as it was): everything
     dense, float32 masks, ``z`` and the selected weights inside."""
     return {
         "epoch": run.epoch,

@@ -2,7 +2,7 @@
 
 Goal (issue 9): within 5x of the limit (H100 bf16: ResNet-18 ~1.12 s, VGG16 ~0.63 s per 50,000
 images). For each architecture and each of fp32 / tf32 / bf16 autocast x channels_last off / on,
-the real engine loop (``DNRRun._train_one_epoch``: PGD-7 with random start, clean + adversarial
+the real engine loop (``TrainingRun._train_one_epoch``: PGD-7 with random start, clean + adversarial
 loss, dynamic L2, ``Masking.step``) runs over ``--images`` synthetic uint8 images held on the
 device by :class:`dnr_sweep.data.device_loader.DeviceLoader` (random crop + flip on the device), batch 128,
 after a warm-up of ``--warmup-steps`` steps (cuDNN autotuning).
@@ -35,7 +35,7 @@ from dnr_sweep.config import RunConfig
 from dnr_sweep.data.device_loader import DeviceLoader
 from dnr_sweep.data.loaders import DataSplits
 from dnr_sweep.models.architectures import get_model
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 FORWARD_EQUIVALENTS = 20  # PGD-7: 7 x (fwd + input-grad bwd) ~ 14; clean + adv: 2 x (fwd + full bwd) ~ 6
 EPOCH_IMAGES = 50_000
@@ -66,7 +66,7 @@ def epoch_time(arch: str, precision: str, channels_last: bool, args: argparse.Na
         "dnr": {"pruning": "irregular", "density": 0.05, "beta": 0.5, "rho": 1e-4},
         "attack": {"train": {"kind": "pgd", "eps": 8 / 255, "alpha": 0.01, "steps": args.steps, "random_start": True}},
     })  # fmt: skip
-    run = DNRRun(config, data=splits, device=device)
+    run = TrainingRun(config, data=splits, device=device)
     if args.compile:
         run.model = torch.compile(run.model)
     gen = torch.Generator(device=device).manual_seed(0)

@@ -39,7 +39,7 @@ from dnr_sweep.config import RunConfig
 from dnr_sweep.data.loaders import DataSplits
 from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking  # noqa: E402
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 STEPS_PER_EPOCH = 391  # ceil(50,000 / 128)
 
@@ -106,7 +106,7 @@ def time_step(args: argparse.Namespace, device: torch.device) -> float:
         "dnr": {"pruning": "irregular", "density": 0.05},
         "attack": {"train": {"kind": "pgd", "eps": 8 / 255, "alpha": 0.01, "steps": 7}},
     })  # fmt: skip
-    run = DNRRun(config, data=splits, device=device)
+    run = TrainingRun(config, data=splits, device=device)
     xd, yd = x.to(device), y.to(device)
     if run.channels_last:
         xd = xd.contiguous(memory_format=torch.channels_last)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
         "step_s": step_s,
         "epoch_estimate": {
             "formula": "epoch_s = step_s * (128 / step_batch) * (macs(width 1) / macs(step_width)) * 391",
-            "step": f"one DNR PGD-7 hybrid step of DNRRun._train_one_epoch, resnet18 width {args.step_width}, batch {args.step_batch}, 32x32, fp32",
+            "step": f"one DNR PGD-7 hybrid step of TrainingRun._train_one_epoch, resnet18 width {args.step_width}, batch {args.step_batch}, 32x32, fp32",
             "batch_scale": batch_scale,
             "flop_scale": flop_scale,
             "macs_per_image_full_width": full,

@@ -7,7 +7,7 @@ timed interleaved in one process (A, B, C, C, B, A, ...), median over repetition
   cross-entropy (``0.5 * (J_clean + J_adv)``), ``zero_grad``, ``backward``, ``optimizer.step()``.
 - ``dnr``: the same, built from the library pieces: the hybrid loss with the dynamic L2 penalty
   (``DynamicL2.penalty``) and ``Masking.step`` (optimizer step, then the masks re-applied).
-- ``engine``: the real engine loop, ``DNRRun._train_one_epoch`` over a one-batch loader (so it
+- ``engine``: the real engine loop, ``TrainingRun._train_one_epoch`` over a one-batch loader (so it
   also counts the engine's on-device bookkeeping: loss sums, finiteness check).
 
 Each variant has its own copy of the model and optimizer (same initial weights). On CPU, 1 torch
@@ -34,7 +34,7 @@ from dnr_sweep.attacks import gradient as attacks
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data.loaders import DataSplits
 from dnr_sweep.sparsity import DynamicL2, Masking  # noqa: E402
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 
 def build(args: argparse.Namespace) -> dict:
@@ -54,7 +54,7 @@ def build(args: argparse.Namespace) -> dict:
         "dnr": {"pruning": args.pruning, "density": args.density, "beta": 0.5, "rho": 1e-4},
         "attack": {"train": {"kind": "pgd", "eps": 8 / 255, "alpha": 0.01, "steps": args.steps, "random_start": True}},
     })  # fmt: skip
-    run = DNRRun(config, data=splits, device=device)
+    run = TrainingRun(config, data=splits, device=device)
     x, y = x.to(device), y.to(device)
     if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

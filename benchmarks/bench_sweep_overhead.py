@@ -8,7 +8,7 @@ back by running trials at once on all cores), or an account of where the remaini
   checkpoints, results tables; no report). CONFIG is ``search_spaces/digits_quick.yaml`` with
   ``train.epochs`` set to ``--epochs`` (milestones moved inside), ``tune.max_concurrent_trials`` to
   ``--concurrent`` and the search space replaced by a grid of N densities (irregular pruning).
-- ``seq1`` / ``seqall``: the same N run configs trained one after another with ``DNRRun`` in this
+- ``seq1`` / ``seqall``: the same N run configs trained one after another with ``TrainingRun`` in this
   process (data, model, epochs, final test evaluation), ``num_threads`` 1 (what one 1-CPU trial
   gets) and all cores (the whole machine to one run). The best baseline of a repetition is the
   faster of the two.
@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from dnr_sweep.config import RunConfig, run_config_from_flat, validate_sweep
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 BASE = _common.ROOT / "search_spaces" / "digits_quick.yaml"
 DENSITIES = [0.05, 0.1, 0.2, 0.5, 1.0, 0.3, 0.15, 0.02]
@@ -77,7 +77,7 @@ def run_sequential(raw: dict, threads: int) -> float:
     for config in configs:
         config = config.model_copy(deep=True)
         config.train.num_threads = threads
-        run = DNRRun(config)
+        run = TrainingRun(config)
         while not run.finished:
             run.train_epoch()
     wall = time.perf_counter() - start
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     summary = (
         f"{args.trials} digits smallcnn trials x {args.epochs} epochs, {args.concurrent} concurrent, {args.reps} interleaved reps, "
-        f"load avg {min(load):.1f}-{max(load):.1f}: dnr-sweep run {med['sweep']:.1f} s vs sequential DNRRun 1 thr "
+        f"load avg {min(load):.1f}-{max(load):.1f}: dnr-sweep run {med['sweep']:.1f} s vs sequential TrainingRun 1 thr "
         f"{med.get('seq1', nan):.1f} s / {cores} thr {med.get('seqall', nan):.1f} s; ratio sweep/best sequential "
         f"{result['ratio_sweep_to_best']:.2f} "
         f"(sweep/seq1 {result['ratio_sweep_to_seq1']:.2f}, sweep/seq{cores} {result['ratio_sweep_to_seqall']:.2f}; goal <= 1.0); "

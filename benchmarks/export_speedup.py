@@ -8,7 +8,7 @@ Three models at 50% channels, each checked against the masked model's outputs (<
 * ``dnr_init``: the masks ``dnr_sweep.sparsity.Masking`` draws for channel DNR at density 0.5 (each
   layer's channels independently; a residual-stream channel is removable only when all its readers
   dropped it, so most of the streams stay).
-* ``channel_group``: ``dnr.pruning: channel_group`` trained by the engine (``DNRRun``, clean loss,
+* ``channel_group``: ``dnr.pruning: channel_group`` trained by the engine (``TrainingRun``, clean loss,
   ``--train-epochs`` epochs on the synthetic CIFAR-shaped data, rewiring after every epoch but the
   last) at the density that keeps half of every channel space (computed from the model's groups,
   about 0.25 of the conv weights). Its masks are the trained ones: capacity has moved between spaces
@@ -37,7 +37,7 @@ from dnr_sweep.export import find_channel_spaces, measure_latency, shrink
 from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity.channel_groups import ChannelGroups
 from dnr_sweep.sparsity.masks import Masking
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 INPUT = (3, 32, 32)
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -67,7 +67,7 @@ def trained_channel_group(seed: int, epochs: int, threads: int) -> tuple[torch.n
         "dnr": {"pruning": "channel_group", "density": density, "beta": 1.0},
         "attack": {"eval": {"pgd": {"steps": 1}}},
     })  # fmt: skip
-    run = DNRRun(config)
+    run = TrainingRun(config)
     while not run.finished:
         run.train_epoch()
     groups = run.masking.groups

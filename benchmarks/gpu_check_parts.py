@@ -35,7 +35,7 @@ from dnr_sweep.config import RunConfig
 from dnr_sweep.data.device_loader import DeviceLoader
 from dnr_sweep.data.loaders import DataSplits
 from dnr_sweep.models.architectures import get_model
-from dnr_sweep.training.engine import DNRRun, NonFiniteLossError
+from dnr_sweep.training.engine import NonFiniteLossError, TrainingRun
 
 #: dense bf16 matrix rate measured on this workplace's H200 (8192^3 products, 769-798 TFLOP/s)
 PEAK_TFLOPS = 790.0
@@ -205,7 +205,7 @@ def make_run(
     density: float = 0.05,
     lr: float = 0.1,
     threads: int | None = None,
-) -> DNRRun:
+) -> TrainingRun:
     """A DNR run (PGD-7 hybrid loss, dynamic L2, irregular masks) on a stand-in data set; callers set
     ``train_loader`` to the batches they time."""
     config = RunConfig.model_validate({
@@ -217,7 +217,7 @@ def make_run(
         "dnr": {"pruning": "irregular", "density": density, "beta": 0.5, "rho": 1e-4},
         "attack": {"train": {"kind": "pgd", "eps": 8 / 255, "alpha": 0.01, "steps": 7, "random_start": random_start}},
     })  # fmt: skip
-    return DNRRun(config, data=tiny_splits(size, classes), device=device)
+    return TrainingRun(config, data=tiny_splits(size, classes), device=device)
 
 
 def uint8_images(n: int, size: int, classes: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:

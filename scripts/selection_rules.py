@@ -38,12 +38,12 @@ def train_one(method: str, seed: int, config_path: str, overrides: list[str]) ->
     import torch
 
     from dnr_sweep.config.load import load_sweep_config, run_config_from_flat
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
 
     torch.set_num_threads(1)
     sweep = load_sweep_config(config_path, overrides)
     config = run_config_from_flat(sweep.base_run(), {"method": method, "train.seed": seed, "train.eval_every": 1})
-    run = DNRRun(config)
+    run = TrainingRun(config)
     final_phase = run.method.phases()[-1].name
     rows = []
     while not run.finished:

@@ -16,7 +16,7 @@ from dnr_sweep.artifacts import checkpoint, state_codec
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import storage
 from dnr_sweep.foundation.errors import InputFileError
-from dnr_sweep.training.engine import Z_FROM_WEIGHTS, DNRRun
+from dnr_sweep.training.engine import Z_FROM_WEIGHTS, TrainingRun
 from tests.test_engine import digits_config
 
 
@@ -90,7 +90,7 @@ def test_unknown_packed_kind_is_refused():
 # The engine's state
 
 
-def full_state(run: DNRRun) -> dict[str, torch.Tensor]:
+def full_state(run: TrainingRun) -> dict[str, torch.Tensor]:
     """Every tensor that decides how the run continues, by name (not through state_dict)."""
     tensors = {f"model/{k}": v for k, v in run.model.state_dict().items()}
     for group in run.optimizer.param_groups:
@@ -108,7 +108,7 @@ def full_state(run: DNRRun) -> dict[str, torch.Tensor]:
 
 def test_z_is_left_out_between_epochs_and_kept_after_the_last(tmp_path):
     config = digits_config(train__epochs=2, train__warmup_epochs=0, model__width=2.0)  # layers >= MIN_NUMEL
-    run = DNRRun(config)
+    run = TrainingRun(config)
     assert run.state_dict()["l2"]["z"] == Z_FROM_WEIGHTS  # snapshotted at construction
     run.train_epoch()
     state = run.state_dict(selected_weights=False)
@@ -119,7 +119,7 @@ def test_z_is_left_out_between_epochs_and_kept_after_the_last(tmp_path):
     run.train_epoch()  # the last epoch: no rewiring, no snapshot, so z is no longer the weights
     last = run.state_dict()
     assert isinstance(last["l2"]["z"], dict)
-    again = DNRRun(config)
+    again = TrainingRun(config)
     checkpoint.save(last, tmp_path / "last.pt")
     again.load_state_dict(checkpoint.load(tmp_path / "last.pt"))
     expected, got = full_state(run), full_state(again)
@@ -130,11 +130,11 @@ def test_z_is_left_out_between_epochs_and_kept_after_the_last(tmp_path):
 
 def test_resume_with_selected_weights_beside_is_bit_identical(tmp_path):
     config = digits_config(train__epochs=4)
-    straight = DNRRun(config)
+    straight = TrainingRun(config)
     for _ in range(4):
         straight.train_epoch()
 
-    first = DNRRun(config)
+    first = TrainingRun(config)
     first.train_epoch()
     first.train_epoch()
     store = checkpoint.SelectedWeights(storage.locate(tmp_path))
@@ -143,10 +143,10 @@ def test_resume_with_selected_weights_beside_is_bit_identical(tmp_path):
     midway = full_state(first)
     del first
 
-    second = DNRRun(config)
+    second = TrainingRun(config)
     state = checkpoint.load(tmp_path / "state.pt")
     with pytest.raises(ValueError, match="holds no selected weights"):
-        DNRRun(config).load_state_dict(state)
+        TrainingRun(config).load_state_dict(state)
     second.load_state_dict(state, selected_state=store.read(state["selection"]["epoch"]))
     for name, value in midway.items():
         assert_bit_identical(full_state(second)[name], value, name)
@@ -160,12 +160,12 @@ def test_resume_with_selected_weights_beside_is_bit_identical(tmp_path):
 
 def test_an_older_plain_state_still_loads():
     config = digits_config(train__epochs=2)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     run.train_epoch()
     plain = state_codec.decode(run.state_dict())
     plain["l2"]["z"] = {k: v.clone() for k, v in run.l2.z.items()}  # the layout before lean checkpoints
     del plain["format"]
-    again = DNRRun(config)
+    again = TrainingRun(config)
     again.load_state_dict(plain)
     for name, value in full_state(run).items():
         assert_bit_identical(full_state(again)[name], value, name)
@@ -206,16 +206,16 @@ def test_trial_asks_for_checkpoints_every_n_epochs_or_by_measured_cost(ray_sessi
     from ray.tune.result import SHOULD_CHECKPOINT
 
     from dnr_sweep.config import to_yaml_dict
-    from dnr_sweep.sweep.trainable import AUTO_CHECKPOINT_BUDGET, DNRTrainable
+    from dnr_sweep.sweep.trainable import AUTO_CHECKPOINT_BUDGET, SweepTrainable
 
     base = to_yaml_dict(digits_config(train__epochs=4))
-    every2 = tune.with_parameters(DNRTrainable, base=base)
+    every2 = tune.with_parameters(SweepTrainable, base=base)
     every2.checkpoint_every = 2
     every2 = every2({})
     assert [every2.train().get(SHOULD_CHECKPOINT) for _ in range(4)] == [False, True, False, None]  # the last: at end
     every2.stop()
 
-    auto = tune.with_parameters(DNRTrainable, base=base)({})
+    auto = tune.with_parameters(SweepTrainable, base=base)({})
     assert auto.checkpoint_every == "auto"
     first = auto.train()
     assert first[SHOULD_CHECKPOINT] is True  # the first checkpoint measures what saving costs
@@ -241,9 +241,9 @@ def test_trial_rewrites_its_epoch_record_every_epoch_and_carries_it_in_checkpoin
     from ray import tune
 
     from dnr_sweep.config import to_yaml_dict
-    from dnr_sweep.sweep.trainable import DNRTrainable
+    from dnr_sweep.sweep.trainable import SweepTrainable
 
-    trainable = tune.with_parameters(DNRTrainable, base=to_yaml_dict(digits_config(train__epochs=3)))
+    trainable = tune.with_parameters(SweepTrainable, base=to_yaml_dict(digits_config(train__epochs=3)))
     first = trainable({})
     results = [first.train()]
     saved = first.save()  # the epoch-1 checkpoint

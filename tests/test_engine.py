@@ -13,7 +13,7 @@ from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.attacks import gradient as attacks
 from dnr_sweep.config import RunConfig
 from dnr_sweep.data import device_loader as gpu_data
-from dnr_sweep.training.engine import DNRRun, NonFiniteLossError
+from dnr_sweep.training.engine import NonFiniteLossError, TrainingRun
 from dnr_sweep.training.single_run import train_to_dir
 
 
@@ -38,7 +38,7 @@ def digits_config(**changes) -> RunConfig:
     return RunConfig.model_validate(data)
 
 
-def masked_fraction(run: DNRRun) -> float:
+def masked_fraction(run: TrainingRun) -> float:
     """Density by brute force over the masks' entries (not the class's own accounting)."""
     active = sum(int(m.sum()) for m in run.masking.masks.values())
     total = sum(m.numel() for m in run.masking.masks.values())
@@ -52,7 +52,7 @@ def prunable_weights(model: torch.nn.Module) -> list[torch.Tensor]:
 @pytest.mark.parametrize("pruning", ["irregular", "channel", "channel_group"])
 def test_density_target_and_zeros_hold_every_epoch(pruning):
     config = digits_config(dnr__pruning=pruning, dnr__density=0.2, train__epochs=3)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     convs = prunable_weights(run.model)
     total = sum(w.numel() for w in convs)
     target = round(0.2 * total)
@@ -88,7 +88,7 @@ def test_a_real_digits_run_learns():
         model__width=1.0,
         attack__eval__pgd={"eps": 0.1, "alpha": 0.025, "steps": 7},
     )
-    run = DNRRun(config)
+    run = TrainingRun(config)
     while not run.finished:
         metrics = run.train_epoch().metrics
     final = run.final_metrics()
@@ -106,15 +106,15 @@ def test_resume_after_epoch_k_is_bit_identical(tmp_path, gpu_resident, pruning):
     with channel_group masks (group masks and the generator of regrown filters in the checkpoint)."""
     data = {"dataset": "synthetic", "val_size": 64, "gpu_resident": True} if gpu_resident else None
     config = digits_config(train__epochs=4, dnr__pruning=pruning, **({"data": data} if data else {}))
-    straight = DNRRun(config)
+    straight = TrainingRun(config)
     assert isinstance(straight.train_loader, gpu_data.DeviceLoader) == gpu_resident
     rows_straight = [straight.train_epoch() for _ in range(4)]
 
-    first = DNRRun(config)
+    first = TrainingRun(config)
     rows = [first.train_epoch() for _ in range(2)]
     checkpoint.save(first.state_dict(), tmp_path / "state.pt")
     del first
-    second = DNRRun(config)
+    second = TrainingRun(config)
     second.load_state_dict(checkpoint.load(tmp_path / "state.pt"))
     rows += [second.train_epoch() for _ in range(2)]
 
@@ -134,7 +134,7 @@ def test_resume_after_epoch_k_is_bit_identical(tmp_path, gpu_resident, pruning):
 
 def test_beta_one_generates_no_adversarial_examples(monkeypatch):
     config = digits_config(dnr__beta=1.0, train__epochs=2, train__warmup_epochs=0, train__eval_every=5)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     calls = []
     original = attacks.pgd
     monkeypatch.setattr(attacks, "pgd", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -144,7 +144,7 @@ def test_beta_one_generates_no_adversarial_examples(monkeypatch):
 
 def test_non_finite_loss_is_reported_with_epoch_and_step():
     config = digits_config(train__lr=1.0e6, train__warmup_epochs=0, dnr__beta=1.0, train__epochs=2)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     with pytest.raises(NonFiniteLossError, match=r"loss is not finite at epoch 1, step \d+ \("):
         run.train_epoch()
 
@@ -191,7 +191,7 @@ def test_train_to_dir_resume_continues(tmp_path):
     straight = train_to_dir(config, tmp_path / "straight", log=lambda _: None)
     # interrupt after epoch 2 by training a 2-epoch prefix is not the same run (LR schedule, decay),
     # so cut the checkpoint instead: run fully, then rewind to the epoch-2 state and resume
-    run = DNRRun(config)
+    run = TrainingRun(config)
     rows = [{"epoch": r.epoch, **r.metrics} for r in (run.train_epoch() for _ in range(2))]
     resolved = config.model_dump(mode="json")
     out.mkdir()
@@ -205,7 +205,7 @@ def test_compiled_forward_matches_eager():
     """train.compile routes the forward passes (training, PGD, evaluation) through torch.compile."""
     losses = {}
     for compile_ in (False, True):
-        run = DNRRun(digits_config(train__epochs=2, train__warmup_epochs=0, train__compile=compile_))
+        run = TrainingRun(digits_config(train__epochs=2, train__warmup_epochs=0, train__compile=compile_))
         assert (run.net is not run.model) == compile_
         losses[compile_] = run.train_epoch().metrics["loss"]
     # same weights, masks and data order: only floating-point reassociation may differ
@@ -216,7 +216,7 @@ def test_compiled_forward_matches_eager():
 # The choices themselves: each rule checked directly, so a mutant of it fails here
 
 
-def scripted_selection(run: DNRRun, monkeypatch, figures: list[dict[str, float]]) -> list[dict[str, torch.Tensor]]:
+def scripted_selection(run: TrainingRun, monkeypatch, figures: list[dict[str, float]]) -> list[dict[str, torch.Tensor]]:
     """Make the selection split's figures follow ``figures`` (one dict per epoch); return the weights
     the model had when each epoch was evaluated (after training, before rewiring)."""
     weights: list[dict[str, torch.Tensor]] = []
@@ -251,7 +251,7 @@ def test_the_selected_epoch_is_the_final_phase_best_with_ties_to_the_tie_figure_
         {"val_clean_acc": c, "val_fgsm_acc": f, "val_pgd_acc": p} for c, f, p in zip(clean, fgsm, pgd, strict=True)
     ]
     config = digits_config(train__epochs=5, train__eval_every=3, train__select_metric=select_metric)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     weights = scripted_selection(run, monkeypatch, figures)
     reports = [run.train_epoch() for _ in range(5)]
     assert [r.selected["selected_epoch"] for r in reports][-1] == expected_epoch
@@ -275,7 +275,7 @@ def test_the_selected_epoch_is_the_final_phase_best_with_ties_to_the_tie_figure_
 
 def test_select_on_test_is_named_as_the_test_split(monkeypatch):
     config = digits_config(train__epochs=2, train__select_on="test", data__val_size=0)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     reports = [run.train_epoch() for _ in range(2)]
     assert reports[-1].selected["selected_on"] == "test" and "test_clean_acc" in reports[-1].selected
     assert not any(k.startswith("val_") for k in reports[-1].selected)
@@ -284,7 +284,7 @@ def test_select_on_test_is_named_as_the_test_split(monkeypatch):
 
 def test_z_is_the_masked_weights_at_the_start_of_every_epoch():
     config = digits_config(train__epochs=4, train__warmup_epochs=0, dnr__rho=1e-2)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     seen_penalty = []
     original = run.l2.penalty
 
@@ -305,7 +305,7 @@ def test_z_is_the_masked_weights_at_the_start_of_every_epoch():
 def test_the_loss_follows_its_phase():
     """Warm-up: clean loss only. Hybrid: beta * (clean + L2) + (1 - beta) * adversarial (Eq. 6)."""
     config = digits_config(train__epochs=3, train__warmup_epochs=1, dnr__beta=0.25, dnr__rho=1e-1)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     warm = run.train_epoch().metrics
     assert warm["phase"] == "warmup"
     assert warm["loss_adv"] == 0.0 and warm["loss_l2"] == 0.0 and warm["loss"] == pytest.approx(warm["loss_clean"])
@@ -318,6 +318,6 @@ def test_the_loss_follows_its_phase():
 
 
 def test_evaluation_never_runs_under_autocast(monkeypatch):
-    run = DNRRun(digits_config(train__epochs=1))
+    run = TrainingRun(digits_config(train__epochs=1))
     monkeypatch.setattr(run, "_autocast", lambda: pytest.fail("evaluation entered autocast"))
     assert set(run.evaluate(run.val_loader, limit=32)) == {"clean", "fgsm", "pgd"}

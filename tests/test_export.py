@@ -403,7 +403,7 @@ def test_export_of_a_channel_group_model_removes_exactly_its_pruned_groups(tmp_p
 
 def test_export_true_runs_for_channel_group(tmp_path) -> None:
     """post_training exports channel_group runs too (params_physical, macs, speedup_cpu in metrics.json)."""
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from dnr_sweep.training.post_training import after_training
 
     config = RunConfig.model_validate({
@@ -412,7 +412,7 @@ def test_export_true_runs_for_channel_group(tmp_path) -> None:
                   "lr": 0.05, "num_threads": 1},
         "dnr": {"pruning": "channel_group", "density": 0.3, "beta": 1.0}, "export": True,
     })  # fmt: skip
-    run = DNRRun(config)
+    run = TrainingRun(config)
     run.train_epoch()  # the only epoch: no rewiring after it, so the selected masks are the final ones
     folder = tmp_path / "run"
     folder.mkdir()

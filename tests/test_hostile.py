@@ -370,7 +370,7 @@ RUN_FIELDS = [p for p in FIELD_VALUES if p.split(".")[0] in ("data", "train", "d
 def test_a_config_that_validates_trains_its_first_steps(tmp_path_factory, mutations):
     """The promise of the dry preparation: validated -> the run builds and trains (one batch of its first
     epoch, one validation batch), on the fields that decide whether it can."""
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
 
     data = json.loads(json.dumps(BASE))
     for mutation in mutations:
@@ -381,7 +381,7 @@ def test_a_config_that_validates_trains_its_first_steps(tmp_path_factory, mutati
     event(f"exit {code}")
     if code == 2:
         return
-    run = DNRRun(load_sweep_config(path).base_run())
+    run = TrainingRun(load_sweep_config(path).base_run())
 
     def one_batch(done: int, total: int) -> None:
         raise _ReachedExpensiveWork
@@ -441,7 +441,7 @@ def _run_folder(folder: Path) -> Path:
     folder.mkdir(parents=True)
     source = write_yaml(folder.parent / f"{folder.name}_input.yaml", BASE)
     prepare_run_dir(folder, config_path=source, overrides=[])
-    (folder / "tuner.pkl").write_bytes(pickle.dumps({"_tune_config": None, "__trainable_name": "DNRTrainable"}))
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"_tune_config": None, "__trainable_name": "SweepTrainable"}))
     # one trial as Ray Tune 2.60 writes it (tests/fixtures: a real sweep's state, trimmed), so resume's screen passes
     state = (REPO / "tests" / "fixtures" / "experiment_state.json").read_bytes()
     (folder / "experiment_state-2026-01-01_00-00-00.json").write_bytes(state)

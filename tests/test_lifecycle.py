@@ -15,7 +15,7 @@ from dnr_sweep.artifacts import checkpoint, state_codec
 from dnr_sweep.config import to_yaml_dict
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import storage
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 from dnr_sweep.training.lifecycle import RunLifecycle
 from dnr_sweep.training.single_run import train_to_dir
 from tests.test_engine import digits_config
@@ -48,11 +48,11 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
 def test_train_and_a_trial_keep_the_same_record_checkpoint_and_result(ray_session, tmp_path, monkeypatch):
     from ray import tune
 
-    from dnr_sweep.sweep.trainable import DNRTrainable
+    from dnr_sweep.sweep.trainable import SweepTrainable
 
     config = digits_config(train__epochs=3)
     out = tmp_path / "train"
-    real = DNRRun.train_epoch
+    real = TrainingRun.train_epoch
 
     def stop_before_the_last(self, *args, **kwargs):  # noqa: ANN001, ANN202
         if self.epoch == 2:
@@ -60,7 +60,7 @@ def test_train_and_a_trial_keep_the_same_record_checkpoint_and_result(ray_sessio
         return real(self, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(DNRRun, "train_epoch", stop_before_the_last)
+        patch.setattr(TrainingRun, "train_epoch", stop_before_the_last)
         with pytest.raises(KeyboardInterrupt):
             train_to_dir(config, out, log=lambda _: None)
     saved = checkpoint.load(out / rc.CHECKPOINT_FILE)
@@ -70,7 +70,7 @@ def test_train_and_a_trial_keep_the_same_record_checkpoint_and_result(ray_sessio
     assert run_state["selected_state"] is None and selected_epoch is not None
     run_state["selected_state"] = checkpoint.SelectedWeights(storage.locate(out)).read(selected_epoch)
 
-    trial = tune.with_parameters(DNRTrainable, base=to_yaml_dict(config))({})
+    trial = tune.with_parameters(SweepTrainable, base=to_yaml_dict(config))({})
     trial.train()
     trial.train()
     trial.save_checkpoint(str(tmp_path / "trial_checkpoint"))

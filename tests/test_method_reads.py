@@ -145,12 +145,12 @@ def reads_here(config: RunConfig, path: str) -> bool:
 
 def run_through(config: RunConfig, data, record: set[str] | None = None, monkeypatch=None) -> dict[str, Any]:
     """Every epoch of ``config``; what it leaves: final weights and masks, every epoch's figures (times left out)."""
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
 
     if record is not None:
         build = methods.build
         monkeypatch.setattr(methods, "build", lambda cfg: build(Recorder(cfg, record)))
-    run = DNRRun(config, data=data)
+    run = TrainingRun(config, data=data)
     if record is not None:
         type(run.method).check(Recorder(config, record), run.model)
     figures = []

@@ -11,7 +11,7 @@ from torch import nn
 
 from dnr_sweep.methods import MethodRun
 from dnr_sweep.sparsity import DynamicL2, Masking
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 from tests.test_engine import digits_config
 
 METHODS = Path(__file__).resolve().parents[1] / "dnr_sweep" / "methods"
@@ -41,7 +41,7 @@ def test_methods_use_only_what_method_run_lists():
 
 
 def test_the_engine_provides_method_run():
-    run = DNRRun(digits_config())
+    run = TrainingRun(digits_config())
     assert isinstance(run, MethodRun) and run.method.run is run
     assert isinstance(run.model, nn.Module) and isinstance(run.optimizer, torch.optim.Optimizer)
     assert isinstance(run.masking, Masking) and isinstance(run.l2, DynamicL2)

@@ -89,10 +89,10 @@ def test_the_admm_regulariser_is_rho_half_the_squared_distance_to_z_minus_u():
     """rho_admm/2 * sum_l ||W_l - Z_l + U_l||^2, summed here by hand over random Z and U (rho != 1, so a
     rho in the wrong place shows); no term outside the ADMM phase."""
     from dnr_sweep.methods.base import EpochPlan
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
-    run = DNRRun(digits_config(method="admm", admm__rho=0.03, train__batch_size=128))
+    run = TrainingRun(digits_config(method="admm", admm__rho=0.03, train__batch_size=128))
     method = run.method
     gen = torch.Generator().manual_seed(0)
     weights = {n: w.detach().clone() for n, w in method.prunable()}
@@ -152,12 +152,12 @@ def test_z_and_u_update_every_admm_epoch_epochs_and_rho_grows_at_each(monkeypatc
     epochs 2 and 4, none after its last): Z is set at the phase's start (epoch 0) and updated after phase
     epochs 1 and 3 only; the epochs after the j-th update report and train with 1e-3 * growth**j."""
     from dnr_sweep.methods.base import EpochPlan
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
     config = digits_config(**CHEAP_ADMM, admm__pretrain_epochs=0, admm__admm_epochs=6, admm__retrain_epochs=1,
                            admm__update_every=2, admm__rho_growth=growth)  # fmt: skip
-    run = DNRRun(config)
+    run = TrainingRun(config)
     z_at: list[int] = []
     real_z_update = admm.z_update
     monkeypatch.setattr(admm, "z_update", lambda *a: z_at.append(run.epoch) or real_z_update(*a))
@@ -207,10 +207,10 @@ def test_the_residual_shrinks_under_exact_admm_steps():
 def test_the_reported_residual_is_w_minus_z_before_the_epochs_update():
     """Through the method: after an ADMM epoch's training, admm_residual is sqrt(sum (w - z)^2) over the Z the
     epoch trained toward (computed here element by element), and then Z becomes proj(W + U)."""
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
-    run = DNRRun(digits_config(**CHEAP_ADMM, admm__pretrain_epochs=0, admm__admm_epochs=3, admm__retrain_epochs=1,
+    run = TrainingRun(digits_config(**CHEAP_ADMM, admm__pretrain_epochs=0, admm__admm_epochs=3, admm__retrain_epochs=1,
                                admm__update_every=1))  # fmt: skip
     method = run.method
     method.start_epoch(0)  # enters the ADMM phase: Z = proj(W), U = 0
@@ -255,12 +255,12 @@ def test_the_energy_figures_by_hand_and_a_strong_rho_removes_less_than_magnitude
     the hard prune of the weights leaving it (both by hand here, at the method's budgets, which sum to the
     target). With rho 10 the ADMM phase pulls W to a sparse point: the hard prune removes far less energy than
     magnitude pruning of the pre-trained weights; with the paper's 1e-3 over 3 epochs it barely moves."""
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
     changes = {**CHEAP_ADMM, "admm__pretrain_epochs": 1, "admm__admm_epochs": 3, "admm__retrain_epochs": 1,
                "admm__update_every": 1, "admm__rho": rho, "admm__admm_lr": admm_lr}  # fmt: skip
-    run = DNRRun(digits_config(**changes))
+    run = TrainingRun(digits_config(**changes))
     snapshot = []
     for _ in range(4):
         snapshot.append({n: w.detach().clone() for n, w in run.method.prunable()})
@@ -281,15 +281,15 @@ def test_the_energy_figures_by_hand_and_a_strong_rho_removes_less_than_magnitude
 
 
 def test_the_energy_figures_survive_a_checkpoint():
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
     config = digits_config(**CHEAP_ADMM, admm__pretrain_epochs=1, admm__admm_epochs=1, admm__retrain_epochs=2)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     for _ in range(3):
         run.train_epoch()
     state = run.state_dict()
-    resumed = DNRRun(config)
+    resumed = TrainingRun(config)
     resumed.load_state_dict(state)
     resumed.train_epoch()
     figures = {k: resumed.final_metrics()[k] for k in ("magnitude_energy_removed", "prune_energy_removed")}

@@ -11,7 +11,7 @@ import torch
 
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 from dnr_sweep.training.single_run import train_to_dir
 from tests.test_engine import digits_config
 
@@ -127,7 +127,7 @@ def test_costs_by_hand(runs):
     assert (result["epochs_pretrain"], result["epochs_prune"], result["epochs_finetune"]) == (1, 2, 1)
     # beta 0 throughout: every epoch of every phase generates adversarial examples
     assert {name: runs[name][0][rc.TRAIN_ADV_EPOCHS] for name in runs} == {"admm": 4, "lasso": 3, "hydra": 4}
-    dnr = DNRRun(digits_config(**SMALL, train__epochs=3, train__warmup_epochs=1))
+    dnr = TrainingRun(digits_config(**SMALL, train__epochs=3, train__warmup_epochs=1))
     assert [dnr.train_epoch().metrics["fwd_equiv"] for _ in range(3)] == [3.0, 15.0, 15.0]  # clean-only, then hybrid
     assert dnr.final_metrics()[rc.TRAIN_ADV_EPOCHS] == 2  # the warmup generates no adversarial examples
 
@@ -137,7 +137,7 @@ def test_costs_by_hand(runs):
     {**ADMM, "admm__beta": 1.0},  # a baseline trained clean
 ])  # fmt: skip
 def test_clean_training_counts_no_adversarial_epoch(changes):
-    run = DNRRun(digits_config(**SMALL, **changes))
+    run = TrainingRun(digits_config(**SMALL, **changes))
     while not run.finished:
         assert run.train_epoch().metrics["fwd_equiv"] == 3.0
     assert run.final_metrics()[rc.TRAIN_ADV_EPOCHS] == 0
@@ -156,7 +156,7 @@ def test_the_method_figures_are_in_every_result_nan_where_a_method_has_none(runs
 @pytest.mark.parametrize("freeze_bn", [False, True])
 def test_hydra_score_phase_moves_scores_and_batchnorm_not_weights(freeze_bn):
     # the authors' utils/model.py freezes every weight and bias outside BatchNorm2d, BatchNorm too with --freeze-bn
-    run = DNRRun(digits_config(**SMALL, **HYDRA, hydra__freeze_bn=freeze_bn))
+    run = TrainingRun(digits_config(**SMALL, **HYDRA, hydra__freeze_bn=freeze_bn))
     run.train_epoch()  # pretrain
     bn = {f"{name}.{p}" for name, m in run.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
           for p in ("weight", "bias")}  # fmt: skip
@@ -188,7 +188,7 @@ def test_hydra_score_phase_moves_scores_and_batchnorm_not_weights(freeze_bn):
 def test_resume_inside_a_phase_continues_exactly(tmp_path, changes):
     config = digits_config(**SMALL, **changes)
     straight = train_to_dir(config, tmp_path / "straight", log=lambda _: None)
-    run = DNRRun(config)
+    run = TrainingRun(config)
     rows = [{"epoch": r.epoch, **r.metrics} for r in (run.train_epoch() for _ in range(2))]  # inside admm / prune
     out = tmp_path / "run"
     out.mkdir()
@@ -215,7 +215,7 @@ def test_a_trial_of_a_method_sweep_reads_its_block_from_the_base_config():
 def test_hydra_scores_follow_the_prune_phases_cosine_learning_rate():
     from dnr_sweep.methods.base import cosine_lr
 
-    run = DNRRun(digits_config(**SMALL, **{**HYDRA, "hydra__prune_epochs": 3, "hydra__prune_lr": 0.2}))
+    run = TrainingRun(digits_config(**SMALL, **{**HYDRA, "hydra__prune_epochs": 3, "hydra__prune_lr": 0.2}))
     run.train_epoch()  # pretrain
     seen = []
     for _ in range(3):

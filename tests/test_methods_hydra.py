@@ -223,10 +223,10 @@ def test_trades_needs_a_pgd_shaped_training_attack():
 
 
 def test_score_phase_first_step_is_sgd_with_the_authors_weight_decay_on_scores_and_batchnorm():
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
-    run = DNRRun(digits_config(method="hydra", hydra__pretrain_epochs=0, hydra__prune_epochs=2,
+    run = TrainingRun(digits_config(method="hydra", hydra__pretrain_epochs=0, hydra__prune_epochs=2,
                                hydra__finetune_epochs=1, hydra__prune_lr=0.2, train__weight_decay=0.3))  # fmt: skip
     run.train_loader = [next(iter(run.train_loader))]  # one step
     plan = run.method.start_epoch(0)

@@ -34,10 +34,10 @@ def test_the_lasso_term_is_on_in_the_lasso_phase_only():
     import pytest
 
     from dnr_sweep.methods.base import EpochPlan
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from tests.test_engine import digits_config
 
-    run = DNRRun(digits_config(method="lasso", lasso__lam=0.003, train__batch_size=128))
+    run = TrainingRun(digits_config(method="lasso", lasso__lam=0.003, train__batch_size=128))
     expected = sum(abs(v) for _, w in run.method.prunable() for v in w.detach().flatten().tolist())
     value = run.method.regulariser(EpochPlan("lasso", 1.0, False, 0))
     assert float(value.detach()) == pytest.approx(0.003 * expected, rel=1e-5)

@@ -285,9 +285,9 @@ def test_a_damaged_image_is_named_with_the_fix(tmp_path, damage, workers):
 def test_ctrl_c_in_train_keeps_what_resumes_and_nothing_else(tmp_path, monkeypatch, epoch):
     """Before the first checkpoint nothing can be resumed, so nothing blocks the next train; after it, the
     message's --resume line continues."""
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
 
-    real = DNRRun.train_epoch
+    real = TrainingRun.train_epoch
 
     def interrupted(self, *args, **kwargs):  # noqa: ANN001, ANN202
         if self.epoch + 1 == epoch:
@@ -296,7 +296,7 @@ def test_ctrl_c_in_train_keeps_what_resumes_and_nothing_else(tmp_path, monkeypat
 
     config = write_yaml(tmp_path / "c.yaml", TINY_RUN)
     out = tmp_path / "out"
-    monkeypatch.setattr(DNRRun, "train_epoch", interrupted)
+    monkeypatch.setattr(TrainingRun, "train_epoch", interrupted)
     code, err = call(["train", str(config), "--out", str(out)])
     assert code == 130 and "Traceback" not in err, err
     assert ("--resume" in err) == (epoch == 2), err

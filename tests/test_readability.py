@@ -29,8 +29,7 @@ MAX_MODULE_DOC_LINES = 20
 MAX_README_LINES = 250
 
 #: modules other branches are rewriting or moving: skipped until those land, then removed from here
-PENDING: set[str] = {
-}
+PENDING: set[str] = {}
 
 
 #: history: a date an event happened, an issue or pull-request number. Names that carry a timestamp

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from dnr_sweep.config import load_sweep_config
 from dnr_sweep.foundation import reader
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import InputFileError
 from dnr_sweep.foundation.schemas import AttackStrength, DataRecord, EpochRecord, SweepFile
 from dnr_sweep.foundation.tune_schemas import ExperimentState, ResultLine
-from tests.test_hostile import _run_folder, call
+from tests.test_hostile import BASE, _run_folder, call, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_STATE = REPO / "tests" / "fixtures" / "experiment_state.json"
@@ -231,7 +232,7 @@ def _state_with(run_dir: Path, change) -> Path:  # noqa: ANN001
 def test_the_fixture_state_resumes_and_passes_complete(tmp_path):
     from dnr_sweep.sweep.restore import check_restorable
 
-    check_restorable(_run_folder(tmp_path / "run"))
+    assert check_restorable(_run_folder(tmp_path / "run")) == "DNRTrainable"  # the name earlier versions gave it
     reader.parse_strict(FIXTURE_STATE.read_bytes(), ExperimentState, source="x", expected="x", fix="x", complete=True)
 
 
@@ -249,6 +250,9 @@ RESUME_REFUSALS = {
     "sampled values of another sweep": (lambda s: _edit_trial(s, config={"dnr.density": 0.5}),
                                         "holds the sampled values ['dnr.density'], where the sweep searches []"),
     "another trainable": (lambda s: _edit_trial(s, trainable_name="PPO"), "trains 'PPO', not dnr-sweep's"),
+    "trials of two trainables": (lambda s: s["trial_data"].append(
+        [json.dumps({**json.loads(s["trial_data"][0][0]), "trial_id": "8c833_00001", "trainable_name": "SweepTrainable"}),
+         s["trial_data"][0][1]]), "trains 'SweepTrainable', where trial_data[0] trains 'DNRTrainable'"),
     "a controller attribute of the wrong type": (lambda s: s["runner_data"].__setitem__("_iteration", "7"),
                                                  "field runner_data._iteration is the text '7', expected an integer"),
     "NaN as the session's start": (lambda s: s["runner_data"].__setitem__("_start_time", math.nan),
@@ -325,3 +329,17 @@ def test_status_of_a_folder_whose_trials_reported_nothing(tmp_path):
     """A state listing a finished trial that left no result line: nothing left to train and no epoch measured."""
     code, err = call(["status", str(_run_folder(tmp_path / "run"))])
     assert code == 0 and err == "", err
+
+
+def test_a_run_folder_of_an_earlier_version_resumes_under_the_name_it_recorded(tmp_path):
+    """``Tuner.restore`` requires the trainable's recorded name: the trainable built for a folder that
+    recorded an earlier name carries it, and a new folder gets today's."""
+    from ray.tune.experiment import Experiment
+
+    from dnr_sweep.sweep import trainable
+    from dnr_sweep.sweep.tuner import make_trainable
+
+    config = load_sweep_config(str(write_yaml(tmp_path / "c.yaml", BASE)))
+    assert Experiment.get_trainable_name(make_trainable(config, "DNRTrainable")) == "DNRTrainable"
+    assert issubclass(make_trainable(config, "DNRTrainable"), trainable.SweepTrainable)
+    assert Experiment.get_trainable_name(make_trainable(config)) == "SweepTrainable"

@@ -20,7 +20,7 @@ from dnr_sweep import cli
 from dnr_sweep.config import validate_sweep
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.sweep import trainable
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 from tests.test_config import BAD_CONFIGS
 from tests.test_sweep import BASE, write_config
 
@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def killing_trainable(kill_at_epoch: int) -> type:
-    """A test-only DNRTrainable that SIGKILLs its own worker in the middle of epoch ``kill_at_epoch``
+    """A test-only SweepTrainable that SIGKILLs its own worker in the middle of epoch ``kill_at_epoch``
     the first time it gets there (a ``.killed`` marker in the trial folder remembers it).
 
     Defined in a function, so cloudpickle ships the class by value to Ray's workers."""
 
-    class KillingTrainable(trainable.DNRTrainable):
+    class KillingTrainable(trainable.SweepTrainable):
         def epoch_progress(self):
             marker = self.trial_dir / ".killed"
             if self.run.epoch + 1 != kill_at_epoch or marker.exists():
@@ -57,7 +57,7 @@ def killing_trainable(kill_at_epoch: int) -> type:
 def test_killed_trial_restarts_from_its_checkpoint_and_ends_identical(ray_session, tmp_path, monkeypatch, capsys):
     train = {**BASE["train"], "epochs": 3, "num_threads": 1, "lr_milestones": [2]}
     config_path = write_config(tmp_path, train=train, tune={**BASE["tune"], "max_failures": 2})
-    monkeypatch.setattr(trainable, "DNRTrainable", killing_trainable(kill_at_epoch=2))
+    monkeypatch.setattr(trainable, "SweepTrainable", killing_trainable(kill_at_epoch=2))
     code = cli.main(["run", str(config_path), "--storage", str(tmp_path), "--name", "kill", "--no-dashboard",
                      "--no-report"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -70,7 +70,7 @@ def test_killed_trial_restarts_from_its_checkpoint_and_ends_identical(ray_sessio
     assert epochs["epoch"].tolist() == [1, 2, 3]
 
     # an uninterrupted run with the same seed, in this process
-    reference = DNRRun(validate_sweep(yaml.safe_load(config_path.read_text())).base_run())
+    reference = TrainingRun(validate_sweep(yaml.safe_load(config_path.read_text())).base_run())
     while not reference.finished:
         reference.train_epoch()
     restored = torch.load(trial_dirs[0] / "model.pt", weights_only=True)
@@ -136,10 +136,10 @@ def test_killed_driver_is_completed_by_resume_without_rerunning(ray_session, tmp
 
 
 def logging_trainable() -> type:
-    """A test-only DNRTrainable that appends each epoch it trains to ``trained.log`` in its trial folder
+    """A test-only SweepTrainable that appends each epoch it trains to ``trained.log`` in its trial folder
     (a finished trial reporting its result again trains nothing). Shipped by value, like :func:`killing_trainable`."""
 
-    class LoggingTrainable(trainable.DNRTrainable):
+    class LoggingTrainable(trainable.SweepTrainable):
         def step(self):
             trains = self.last_result is None
             result = super().step()
@@ -149,7 +149,7 @@ def logging_trainable() -> type:
             return result
 
     # the run folder's reader accepts only trials of dnr-sweep's trainable, by name, as Tune records it
-    LoggingTrainable.__name__ = LoggingTrainable.__qualname__ = trainable.DNRTrainable.__name__
+    LoggingTrainable.__name__ = LoggingTrainable.__qualname__ = trainable.SweepTrainable.__name__
     return LoggingTrainable
 
 
@@ -158,7 +158,7 @@ LOGGING_DRIVER = textwrap.dedent("""
     import sys
     from dnr_sweep.sweep import trainable
     from tests.test_reliability import logging_trainable
-    trainable.DNRTrainable = logging_trainable()
+    trainable.SweepTrainable = logging_trainable()
     from dnr_sweep import cli
     sys.exit(cli.main(sys.argv[1:]))
 """)
@@ -201,7 +201,7 @@ def test_a_killed_driver_costs_at_most_the_epoch_in_flight(ray_session, tmp_path
         driver.wait(timeout=30)
         assert driver.returncode == -signal.SIGKILL, f"the driver ended before the kill after {kill_after} epochs"
 
-    monkeypatch.setattr(trainable, "DNRTrainable", logging_trainable())
+    monkeypatch.setattr(trainable, "SweepTrainable", logging_trainable())
     assert cli.main(["resume", str(run_dir), "--no-dashboard", "--no-report"]) == 0
     trained = trained_epochs(run_dir)
     assert len(trained) == 4 and len({pid for log in trained.values() for _, pid in log}) > 2  # 4 drivers' workers

@@ -93,7 +93,7 @@ def test_a_sweep_trial_writes_the_same_metrics_json_as_train(ray_session, tmp_pa
 def contract_metric_trainable() -> type:
     """A test-only trainable whose workers register a new post-training metric and produce it."""
 
-    class WithToyMetric(trainable.DNRTrainable):
+    class WithToyMetric(trainable.SweepTrainable):
         def setup(self, config, base=None):
             from dnr_sweep.foundation import run_contract
             from dnr_sweep.training import finish
@@ -110,7 +110,7 @@ def contract_metric_trainable() -> type:
 def test_a_metric_registered_in_the_contract_reaches_results_parquet(
     ray_session, tmp_path, one_trial_config, monkeypatch, capsys
 ):
-    monkeypatch.setattr(trainable, "DNRTrainable", contract_metric_trainable())
+    monkeypatch.setattr(trainable, "SweepTrainable", contract_metric_trainable())
     monkeypatch.setitem(rc.POST_TRAINING_METRICS, "toy_score", rc.PostTrainingMetric("toy_score", "test"))
     code = cli.main(["run", str(one_trial_config), "--storage", str(tmp_path), "--name", "toy", "--no-dashboard"])
     assert code == 0, capsys.readouterr().err

@@ -389,7 +389,7 @@ def test_regrowth_prefers_candidates_that_can_receive_gradient():
 def test_selected_model_meets_the_density_target_on_digits():
     """Issue 14b end to end: no regrown weight is stranded on a dead channel (was 0.098 at 0.1)."""
     from dnr_sweep.config import RunConfig
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
 
     config = RunConfig.model_validate({
         "data": {"dataset": "digits", "val_size": 180}, "model": {"arch": "smallcnn", "width": 1.0},
@@ -397,7 +397,7 @@ def test_selected_model_meets_the_density_target_on_digits():
                   "device": "cpu", "num_threads": 1, "seed": 0},
         "dnr": {"pruning": "irregular", "density": 0.1, "beta": 1.0},
     })  # fmt: skip
-    run = DNRRun(config)
+    run = TrainingRun(config)
     while not run.finished:
         run.train_epoch()
     selected = run.selected_state_dict()

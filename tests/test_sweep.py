@@ -93,10 +93,10 @@ def test_trainable_save_restore_round_trips_exactly(ray_session, tmp_path):
     from ray import tune
 
     from dnr_sweep.config import to_yaml_dict
-    from dnr_sweep.sweep.trainable import DNRTrainable
+    from dnr_sweep.sweep.trainable import SweepTrainable
 
     base = to_yaml_dict(validate_sweep({**BASE, "train": {**BASE["train"], "epochs": 3}}).base_run())
-    cls = tune.with_parameters(DNRTrainable, base=base)
+    cls = tune.with_parameters(SweepTrainable, base=base)
     first = cls(config={"dnr.pruning": "channel"})
     first.train()
     first.save_checkpoint(str(tmp_path))
@@ -176,11 +176,11 @@ def test_resources_mapping_packs_fractional_gpus():
     from ray import tune
 
     from dnr_sweep.sweep.cluster import trial_resources
-    from dnr_sweep.sweep.trainable import DNRTrainable
+    from dnr_sweep.sweep.trainable import SweepTrainable
 
     config = validate_sweep({**BASE, "tune": {"resources_per_trial": {"cpu": 4, "gpu": 0.25}}})
     assert trial_resources(config) == {"cpu": 4.0, "gpu": 0.25}
-    wrapped = tune.with_resources(DNRTrainable, trial_resources(config))
+    wrapped = tune.with_resources(SweepTrainable, trial_resources(config))
     request = wrapped.default_resource_request({})
     assert request.required_resources == {"CPU": 4.0, "GPU": 0.25}
 

@@ -337,10 +337,10 @@ def test_resume_refuses_a_run_folder_holding_a_link_before_ray(sentinels, tmp_pa
 @pytest.mark.parametrize("name", [rc.MODEL_FILE, rc.CONFIG_FILE, rc.METRICS_FILE])
 def test_the_finish_step_never_writes_through_a_planted_link(runs, sentinels, tmp_path, name, target):
     from dnr_sweep.config import load_run_config
-    from dnr_sweep.training.engine import DNRRun
+    from dnr_sweep.training.engine import TrainingRun
     from dnr_sweep.training.finish import finish_run
 
-    run = DNRRun(load_run_config(runs["config"], ["train.epochs=1"]))
+    run = TrainingRun(load_run_config(runs["config"], ["train.epochs=1"]))
     run.train_epoch()
     folder = tmp_path / "trial"
     link = _plant(folder / name, sentinels[target])

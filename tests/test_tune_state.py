@@ -21,7 +21,7 @@ import pytest
 
 from dnr_sweep.foundation.pickle_screen import PicklePolicy, PickleRefused, referenced_globals, screen
 from dnr_sweep.sweep import tune_state
-from tests.test_hostile import _run_folder, call, no_ray  # noqa: F401 - no_ray is a fixture
+from tests.test_hostile import _run_folder, call
 
 # ------------------------------------------------------------------------------------------------
 # A tiny pickle assembler (protocol 4 opcodes), for payloads pickle.dumps would never write
@@ -198,7 +198,7 @@ PLACES = ["tuner.pkl", "basic-variant-state", "search_gen_state", "searcher-stat
 
 @pytest.mark.parametrize("where", PLACES)
 @pytest.mark.parametrize("name", sorted(payloads(Path("/x"))))
-def test_resume_refuses_every_payload_in_every_state_file(tmp_path, where, name, no_ray):  # noqa: F811
+def test_resume_refuses_every_payload_in_every_state_file(tmp_path, where, name, no_ray):
     marker = tmp_path / "PWNED"
     run_dir = _run_folder(tmp_path / "run")
     path = _place(run_dir, where, payloads(marker)[name])
@@ -209,7 +209,7 @@ def test_resume_refuses_every_payload_in_every_state_file(tmp_path, where, name,
     assert not marker.exists()
 
 
-def test_an_older_hostile_experiment_state_is_refused_too(tmp_path, no_ray):  # noqa: F811
+def test_an_older_hostile_experiment_state_is_refused_too(tmp_path, no_ray):
     run_dir = _run_folder(tmp_path / "run")
     older = run_dir / "experiment_state-2025-01-01_00-00-00.json"
     blob = {"_type": "CLOUDPICKLE_FALLBACK", "value": payloads(tmp_path / "PWNED")["functools.partial"].hex()}

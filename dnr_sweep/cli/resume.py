@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if link is not None:  # Ray Tune writes into the folder without dnr-sweep's writer: no link may be there
         raise files.link_refused(link)
     config = run_folder.load_run_dir_config(run_dir)
-    restore.check_restorable(run_dir, config)  # local or remote: Tune's state has its shape, its pickles pass
+    trainable_name = restore.check_restorable(run_dir, config)  # local or remote: Tune's state has its shape
     if args.address is None:
         cluster.check_local_resources(config)
     data_fetch.prepare(config.data)  # the trials open the data again: present and verified, before Ray
@@ -54,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {run_dir}")
         if run_dir.local is not None:  # a new session of the driver: the last one's end no longer holds
             files.remove(run_dir.local / rc.DRIVER_END_FILE)
-        outcome = tuner.fit(config, run_dir, restore=True)
+        outcome = tuner.fit(config, run_dir, restore=True, trainable_name=trainable_name)
         return finish(outcome, config, report=not args.no_report)

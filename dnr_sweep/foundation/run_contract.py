@@ -1,4 +1,4 @@
-"""The run contract: every file name and metric name a DNR run writes or reports, in one place.
+"""The run contract: every file name and metric name a run writes or reports, in one place.
 
 Config validation, the engine, the finish step, the Ray trainable, the CLI and the reports import
 their vocabulary from here, so a new metric or file is a one-place change. Standard library only (no

@@ -1,6 +1,6 @@
 """The interface between the training engine and a training method (DNR, ADMM, Lasso, HYDRA).
 
-The engine (:class:`dnr_sweep.training.engine.DNRRun`) owns what every method shares: data, model, SGD,
+The engine (:class:`dnr_sweep.training.engine.TrainingRun`) owns what every method shares: data, model, SGD,
 attacks, evaluation, selection, checkpoints. A method owns what makes it that method, through a
 protocol the engine calls at fixed points:
 
@@ -76,7 +76,7 @@ class EpochPlan:
 
 @runtime_checkable
 class MethodRun(Protocol):
-    """What a method may use of the run it trains (the engine's :class:`~dnr_sweep.training.engine.DNRRun`
+    """What a method may use of the run it trains (the engine's :class:`~dnr_sweep.training.engine.TrainingRun`
     provides it): the network, its SGD, the masks and the dynamic L2 term, and the device they live on."""
 
     model: nn.Module

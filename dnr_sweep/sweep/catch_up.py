@@ -2,7 +2,7 @@
 
 Tune snapshots its experiment state every 10 s or so, so after ``resume`` it may restore a trial from an
 older checkpoint than the trial wrote, or start a trial created after its last snapshot afresh (in a new
-folder, the trial id the same). Before its first epoch a trial (:class:`~dnr_sweep.sweep.trainable.DNRTrainable`)
+folder, the trial id the same). Before its first epoch a trial (:class:`~dnr_sweep.sweep.trainable.SweepTrainable`)
 looks at its own folder's checkpoints and those of earlier folders of its trial id written with the same
 config (:func:`config_digest`, saved in each checkpoint as ``config_sha256``), newest first, and continues
 from the first that loads, when that one is ahead. One cut short by the kill, or whose selected weights are

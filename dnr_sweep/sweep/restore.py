@@ -21,8 +21,10 @@ from dnr_sweep.sweep import tune_state
 from dnr_sweep.sweep.outcome import SweepError
 
 TUNER_FILE = tune_state.TUNER_FILE
-#: the name Tune records for the trainable of every dnr-sweep trial (:class:`~dnr_sweep.sweep.trainable.DNRTrainable`)
-TRAINABLE_NAME = "DNRTrainable"
+#: the name Tune records for the trainable of every dnr-sweep trial (:class:`~dnr_sweep.sweep.trainable.SweepTrainable`)
+TRAINABLE_NAME = "SweepTrainable"
+#: the names earlier versions of dnr-sweep recorded for the same trainable: their run folders resume too
+EARLIER_TRAINABLE_NAMES = ("DNRTrainable",)
 _EXPECTED_STATE = "Ray Tune's experiment state (JSON Tune wrote)"
 _RESTORE = ("Restore the run folder from a backup, or start the sweep again into a new --name (finished trials' "
             "results stay readable with `dnr-sweep report`)")  # fmt: skip
@@ -44,11 +46,12 @@ _UNTRUSTED = (
 )
 
 
-def check_restorable(run_dir: storage.Where, config: SweepConfig | None = None) -> None:
+def check_restorable(run_dir: storage.Where, config: SweepConfig | None = None) -> str:
     """Before Ray starts: the run folder (local or on remote storage) holds Tune state that
     ``Tuner.restore`` can read, every pickle Tune would load from it passes the allowlist of
     :mod:`dnr_sweep.sweep.tune_state` (nothing is unpickled here), and every experiment state has Tune's shape,
     with trials of dnr-sweep's trainable whose sampled values are the ``config`` sweep's (when given).
+    Returns the name Tune recorded for the trainable (``Tuner.restore`` requires the same name).
     """
     names = storage.listdir(run_dir)
     states = sorted(name for name in names if fnmatch.fnmatch(name, rc.TUNE_STATE_GLOB))
@@ -74,6 +77,7 @@ def check_restorable(run_dir: storage.Where, config: SweepConfig | None = None) 
             raise InputFileError(folder / name, "is a folder, not a file", expected="the file the sweep keeps there",
                                  fix="Move that folder out of the run folder (resume writes or reads this file), "
                                      "then resume again")  # fmt: skip
+    return checked[-1].trial_data[0][0].trainable_name
 
 
 def _subfolders(folder: storage.Location) -> set[str]:
@@ -101,8 +105,11 @@ def _check_state(location: storage.Location, config: SweepConfig | None) -> Expe
         raise InputFileError(location, "lists no trial: the sweep stopped before Tune created one",
                              expected=_EXPECTED_STATE, fix="Start the sweep again into a new --name")  # fmt: skip
     seen: set[str] = set()
+    first = state.trial_data[0][0].trainable_name
     for index, (trial, _) in enumerate(state.trial_data):
         problem = f"repeats trial {trial.trial_id}" if trial.trial_id in seen else _trial_problem(trial, config)
+        if problem is None and trial.trainable_name != first:  # Tune restores every trial with one trainable
+            problem = f"trains {trial.trainable_name!r}, where trial_data[0] trains {first!r}"
         seen.add(trial.trial_id)
         if problem:
             raise InputFileError(location, f"field trial_data[{index}][0] (trial {trial.trial_id}) {problem}",
@@ -112,7 +119,7 @@ def _check_state(location: storage.Location, config: SweepConfig | None) -> Expe
 
 def _trial_problem(trial: TrialState, config: SweepConfig | None) -> str | None:
     """Why the trial is not one of this sweep's (the trainable Tune would run, its sampled values), or None."""
-    if trial.trainable_name != TRAINABLE_NAME:
+    if trial.trainable_name not in (TRAINABLE_NAME, *EARLIER_TRAINABLE_NAMES):
         return f"trains {trial.trainable_name!r}, not dnr-sweep's {TRAINABLE_NAME}"
     if config is None:
         return None

@@ -1,4 +1,4 @@
-"""``DNRTrainable``: Ray Tune's view of one DNR run, a thin adapter over the run's lifecycle.
+"""``SweepTrainable``: Ray Tune's view of one training run (DNR or a baseline), a thin adapter over the run's lifecycle.
 
 The epochs, their record, the checkpoints' state and the selected weights beside them, and the finish
 step are :class:`~dnr_sweep.training.lifecycle.RunLifecycle`'s, the same as ``dnr-sweep train``'s. One Tune
@@ -37,14 +37,14 @@ from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation.errors import UserError
 from dnr_sweep.sweep import dashboard_metrics
 from dnr_sweep.sweep.catch_up import catch_up, config_digest
-from dnr_sweep.training.engine import DNRRun, EpochReport
+from dnr_sweep.training.engine import EpochReport, TrainingRun
 from dnr_sweep.training.lifecycle import RunLifecycle
 
 #: with ``checkpoint_every: auto``, saving may cost at most this fraction of the training time
 AUTO_CHECKPOINT_BUDGET = 0.02
 
 
-class DNRTrainable(tune.Trainable):
+class SweepTrainable(tune.Trainable):
     """One DNR training run; one Tune iteration is one epoch.
 
     ``checkpoint_every`` and ``keep_checkpoints`` (``tune.checkpoint_every``/``keep_checkpoints``)
@@ -56,7 +56,9 @@ class DNRTrainable(tune.Trainable):
 
     def setup(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> None:
         if base is None:
-            raise ValueError("DNRTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)")
+            raise ValueError(
+                "SweepTrainable needs the sweep's base config: wrap it with tune.with_parameters(base=...)"
+            )
         # one "Checkpoint successfully created" line per epoch per trial floods the driver's terminal
         for name in ("ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -130,7 +132,7 @@ class DNRTrainable(tune.Trainable):
     # The trial folder
 
     @property
-    def run(self) -> DNRRun:
+    def run(self) -> TrainingRun:
         """The run the trial trains."""
         return self.life.run
 

@@ -30,14 +30,18 @@ PROGRESS_COLUMNS = {
 }
 
 
-def make_trainable(config: SweepConfig) -> Any:
-    """DNRTrainable with the sweep's base config and the trial resources attached."""
+def make_trainable(config: SweepConfig, name: str | None = None) -> Any:
+    """SweepTrainable with the sweep's base config and the trial resources attached; under ``name`` when a
+    run folder recorded the trainable under a name earlier versions gave it (``Tuner.restore`` checks it)."""
     # lazy: Ray takes seconds to import; `run` checks the config and the address first
     from ray import tune
 
     from dnr_sweep.sweep import trainable
 
-    wrapped = tune.with_parameters(trainable.DNRTrainable, base=to_yaml_dict(config.base_run()))
+    cls = trainable.SweepTrainable
+    if name is not None and name != cls.__name__:
+        cls = type(name, (cls,), {"__doc__": cls.__doc__})
+    wrapped = tune.with_parameters(cls, base=to_yaml_dict(config.base_run()))
     # the checkpoint cadence rides on the (generated, shipped-by-value) class Tune runs
     wrapped.checkpoint_every = config.tune.checkpoint_every
     wrapped.keep_checkpoints = config.tune.keep_checkpoints
@@ -103,12 +107,13 @@ def _callbacks(config: SweepConfig, run_dir: Path) -> list[Any]:
     return [JsonLoggerCallback(), *([LiveReport(config, run_dir)] if config.report.live else [])]
 
 
-def fit(config: SweepConfig, run_dir: storage_.Location, *, restore: bool) -> SweepOutcome:
+def fit(config: SweepConfig, run_dir: storage_.Location, *, restore: bool,
+        trainable_name: str | None = None) -> SweepOutcome:  # fmt: skip
     from ray import tune  # lazy: as in make_trainable
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic trial table, readable in a terminal
     if restore:
-        tuner = tune.Tuner.restore(run_dir.uri, trainable=make_trainable(config), resume_unfinished=True,
+        tuner = tune.Tuner.restore(run_dir.uri, trainable=make_trainable(config, trainable_name), resume_unfinished=True,
                                    resume_errored=True)  # fmt: skip
     else:
         tuner = build_tuner(config, run_dir)

@@ -1,7 +1,7 @@
-"""One DNR training run, epoch by epoch (the paper's Algorithm 1).
+"""One training run, epoch by epoch: the paper's Algorithm 1 for DNR, the same loop for every method.
 
-``DNRRun(config)`` builds the data, the model, SGD with momentum, the LR schedule, the masks
-(:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each :meth:`DNRRun.train_epoch`
+``TrainingRun(config)`` builds the data, the model, SGD with momentum, the LR schedule, the masks
+(:class:`~dnr_sweep.sparsity.Masking`) and the dynamic L2 term. Each :meth:`TrainingRun.train_epoch`
 
 1. trains one epoch: clean-only during ``train.warmup_epochs``, then the hybrid loss
    ``J = beta * (J_clean + rho/2 ||theta*m - z||^2) + (1 - beta) * J_adv`` (Eq. 6);
@@ -10,7 +10,7 @@
 4. rewires the masks and snapshots ``z``, except after the last epoch (a regrown weight starts at zero);
 5. returns an :class:`EpochReport` named by :mod:`dnr_sweep.foundation.run_contract`.
 
-:meth:`DNRRun.final_metrics` evaluates the selected weights once on the test split: reported, never
+:meth:`TrainingRun.final_metrics` evaluates the selected weights once on the test split: reported, never
 used to choose. The whole state round-trips through :meth:`state_dict` / :meth:`load_state_dict`, so a
 resumed run continues bit-identically on CPU. Nothing here imports Ray.
 """
@@ -46,7 +46,7 @@ from dnr_sweep.methods.cost import step_cost
 from dnr_sweep.models.architectures import get_model
 from dnr_sweep.sparsity import DynamicL2, Masking, accounting
 
-#: layout version of :meth:`DNRRun.state_dict` (2: compact encoding, z by reference, selected weights optional)
+#: layout version of :meth:`TrainingRun.state_dict` (2: compact encoding, z by reference, selected weights optional)
 STATE_FORMAT = 2
 #: stands for ``z`` in a state when ``z`` equals the masked weights bit for bit (rebuilt on load)
 Z_FROM_WEIGHTS = "masked_weights"
@@ -124,11 +124,11 @@ class Selection:
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What one :meth:`DNRRun.train_epoch` measured and what the run has selected so far.
+    """What one :meth:`TrainingRun.train_epoch` measured and what the run has selected so far.
 
     ``metrics``: this epoch's own figures (``run_contract.EPOCH_METRICS`` + layer densities);
     ``selected``: the selected epoch's figures (``run_contract.SELECTED_METRICS`` and bookkeeping);
-    ``final``: this was the last epoch (then :meth:`DNRRun.final_metrics` adds the test figures).
+    ``final``: this was the last epoch (then :meth:`TrainingRun.final_metrics` adds the test figures).
     """
 
     epoch: int
@@ -150,8 +150,8 @@ class _EpochTotals:
     bad_step: Tensor | None = None
 
 
-class DNRRun:
-    """A DNR training run that advances one epoch per :meth:`train_epoch` call."""
+class TrainingRun:
+    """One run of any training method (DNR or a baseline), one epoch per :meth:`train_epoch` call."""
 
     def __init__(self, config: RunConfig, *, data: DataSplits | None = None, device: torch.device | None = None):
         self.config = config

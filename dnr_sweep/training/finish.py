@@ -1,10 +1,10 @@
-"""The one finish step of a DNR run, shared by ``dnr-sweep train`` and every sweep trial.
+"""The one finish step of a training run, shared by ``dnr-sweep train`` and every sweep trial.
 
 After the last epoch, with the run's folder (a ``train --out`` folder or a trial folder):
 
 1. the selected epoch's weights -> ``model.pt`` (plain ``state_dict``, masks applied) and the
    resolved run config -> ``config.yaml``;
-2. the run's result (:meth:`DNRRun.final_metrics`: the selected epoch's validation and sparsity
+2. the run's result (:meth:`TrainingRun.final_metrics`: the selected epoch's validation and sparsity
    figures, and the full test split evaluated once on those weights);
 3. the configured post-training actions on that ``model.pt`` (``evaluate:``/``export:``,
    :mod:`dnr_sweep.training.post_training`), whose metrics join the result;
@@ -24,7 +24,7 @@ import yaml
 from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import to_yaml_dict
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 from dnr_sweep.training.post_training import after_training
 
 
@@ -34,7 +34,7 @@ def write_config(config: Any, folder: Path) -> Path:
     return checkpoint.atomic_write_bytes(Path(folder) / rc.CONFIG_FILE, lambda handle: handle.write(text.encode()))
 
 
-def finish_run(run: DNRRun, folder: str | Path) -> dict[str, Any]:
+def finish_run(run: TrainingRun, folder: str | Path) -> dict[str, Any]:
     """Write the finished ``run``'s selected model, config and metrics into ``folder``; its result."""
     folder = Path(folder)
     result = run.final_metrics()

@@ -1,6 +1,6 @@
 """A run's lifecycle on disk, written once for ``dnr-sweep train`` and every sweep trial.
 
-:class:`RunLifecycle` owns the run (:class:`~dnr_sweep.training.engine.DNRRun`), its epoch record
+:class:`RunLifecycle` owns the run (:class:`~dnr_sweep.training.engine.TrainingRun`), its epoch record
 (one row per epoch, carried in every checkpoint), the selected epoch's weights kept beside the
 checkpoints (:class:`~dnr_sweep.artifacts.checkpoint.SelectedWeights`), the state a checkpoint
 holds and how it is loaded again, and the finish step (:func:`dnr_sweep.training.finish.finish_run`).
@@ -25,7 +25,7 @@ from dnr_sweep.artifacts import checkpoint
 from dnr_sweep.config import RunConfig
 from dnr_sweep.foundation import run_contract as rc
 from dnr_sweep.foundation import storage
-from dnr_sweep.training.engine import DNRRun, EpochReport
+from dnr_sweep.training.engine import EpochReport, TrainingRun
 from dnr_sweep.training.finish import finish_run
 
 Weights = dict[str, torch.Tensor]
@@ -67,7 +67,7 @@ class RunLifecycle:
                  kept: int = 1) -> None:  # fmt: skip
         if kept < 1:
             raise ValueError(f"kept must be at least 1 (the checkpoint just saved), got {kept!r}")
-        self.run = DNRRun(config)
+        self.run = TrainingRun(config)
         self.selected = checkpoint.SelectedWeights(folder) if folder is not None else None
         self.record_key = record_key
         self.kept = kept

@@ -20,13 +20,13 @@ from typing import Any
 
 from dnr_sweep import evaluation
 from dnr_sweep.foundation import run_contract as rc
-from dnr_sweep.training.engine import DNRRun
+from dnr_sweep.training.engine import TrainingRun
 
 #: pruning modes whose zeros are whole channels, so ``export: true`` shrinks and times them
 CHANNEL_MODES = ("channel", "channel_group")
 
 
-def after_training(run: DNRRun, folder: Path) -> dict[str, Any]:
+def after_training(run: TrainingRun, folder: Path) -> dict[str, Any]:
     """Run the configured post-training actions on ``run``'s selected model; return the new metrics."""
     config = run.config
     extra: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""One DNR run without Ray, written to a folder: the work behind ``dnr-sweep train``.
+"""One training run (DNR or a baseline) without Ray, written to a folder: the work behind ``dnr-sweep train``.
 
 Files in ``out`` (names from :mod:`dnr_sweep.foundation.run_contract`)::
 
