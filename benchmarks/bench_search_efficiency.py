@@ -80,6 +80,10 @@ METHODS: dict[str, tuple[str, Callable[[sim.Table, int, float], list[sim.Spend]]
                   _seeded(sim.successive_halving, rungs=("short3", "full"), candidates=9, warm=True), ("short3",)),
     "sh_short2": ("synchronous SH per cell, rung = 2-epoch run of the same schedule shape (retrained), 12 per cell, eta 3",
                   _seeded(sim.successive_halving, rungs=("short2", "full"), candidates=12, warm=True), ("short2",)),
+    "sh_prefix_small": ("as sh_prefix, brackets of 3 per cell (the best of 3 goes on)",
+                        _seeded(sim.successive_halving, rungs=("prefix2", "full"), candidates=3, warm=True), ()),
+    "sh_short3_small": ("as sh_short3, brackets of 3 per cell (the best of 3 is retrained fully)",
+                        _seeded(sim.successive_halving, rungs=("short3", "full"), candidates=3, warm=True), ("short3",)),
     "screen_short3": ("screening: defaults full, 9 per cell at 3 epochs, then full runs in that order",
                       _seeded(sim.screening, fidelity="short3", screened=9, warm=True), ("short3",)),
     "screen_half": ("screening: defaults full, 12 per cell at 3 epochs on half the data, then full runs",
@@ -235,8 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, default=20, help="searcher seeds 0 .. N-1")
     parser.add_argument("--gp-seeds", type=int, default=10, help="seeds of the GP methods (minutes per seed)")
-    parser.add_argument("--reuse", type=Path, default=None,
-                        help="a --json of an earlier run: its methods are taken from there when the full runs agree")  # fmt: skip
+    parser.add_argument("--reuse", type=Path, nargs="+", default=[],
+                        help="--json files of earlier runs: their methods are taken from there when the full runs agree")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
@@ -254,14 +258,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "grid_test_hv": sim.replay(table, [sim.Spend(c, EPOCHS, True) for c in grid], budget).front_test_hv,
         "methods": {},
     }  # fmt: skip
-    old = json.loads(args.reuse.read_text()) if args.reuse and args.reuse.is_file() else {}
+    reused: dict[str, Any] = {}
+    for path in args.reuse:
+        earlier = json.loads(path.read_text())
+        if earlier.get("table", {}).get("fingerprint") == _fingerprint(table):
+            reused.update(earlier["methods"])
     for name in args.methods:
         needs = METHODS[name][2]
         if any(not table.configs(fidelity=f) for f in needs):
             print(f"{name}: skipped, the table has no {needs} rows", file=sys.stderr)
             continue
-        if not needs and old.get("table", {}).get("fingerprint") == _fingerprint(table) and name in old["methods"]:
-            summary["methods"][name] = old["methods"][name]
+        if not needs and name in reused:  # a method that reads only the full runs, replayed on the same ones
+            summary["methods"][name] = reused[name]
             continue
         seeds = list(range(args.gp_seeds if name.startswith("gp") else args.seeds))
         summary["methods"][name] = run_method(table, name, seeds, grid_hv, budget)

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DENSITIES = (0.05, 0.1, 0.2)
 PRUNING = ("irregular", "channel")
-BETAS = (0.2, 0.3, 0.5)
-RHOS = (1.0e-4, 1.0e-3)
-PRUNE_RATES = (0.1, 0.3, 0.5)
+BETAS = (0.2, 0.3, 0.5, 0.75)
+RHOS = (1.0e-4, 1.0e-3, 1.0e-2)
+PRUNE_RATES = (0.1, 0.3, 0.5, 0.7)
 #: fidelity -> (epochs, warmup epochs, lr milestones, share of the training images)
 FIDELITIES: dict[str, tuple[int, int, list[int], float]] = {
     "full": (6, 1, [4], 1.0),
@@ -154,6 +154,21 @@ def jobs(fidelities: list[str], seeds: list[int], done: set[tuple]) -> list[tupl
     return found
 
 
+def export(source: Path, out: Path, note: str) -> int:
+    """The rows of this space (fidelities, seeds) from ``source``, sorted, into ``out``; ``note`` into its
+    ``.meta.json`` (when and where it was built). Returns the number of rows."""
+    wanted = {key({"fidelity": f, "seed": s, **p}) for f, s, p in jobs(list(FIDELITIES), [0, 1], set())}
+    rows = {key(r): r for r in map(json.loads, filter(str.strip, source.read_text().splitlines())) if key(r) in wanted}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(rows[k]) + "\n" for k in sorted(rows, key=str)))
+    wall = sum(r["wall_s"] for r in rows.values())
+    meta = {"built": note, "rows": len(rows), "sum_of_run_wall_s": round(wall), "space": {
+        "density": DENSITIES, "pruning": PRUNING, "beta": BETAS, "rho": RHOS, "prune_rate": PRUNE_RATES,
+        "refused_cells": sorted(REFUSED_CELLS), "fidelities": FIDELITIES}}  # fmt: skip
+    out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return len(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/dnr_search_table/table.jsonl"))
@@ -161,7 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="train at most this many rows (a timing probe)")
+    parser.add_argument("--export", type=Path, default=None, help="write this space's rows of --out here and stop")
+    parser.add_argument("--note", default="", help="with --export: when and where the table was built")
     args = parser.parse_args(argv)
+    if args.export:
+        print(f"{export(args.out, args.export, args.note)} rows written to {args.export}")
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if args.out.is_file():

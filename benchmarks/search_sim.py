@@ -162,7 +162,7 @@ def grid_search(table: Table, rng: np.random.Generator, budget: float) -> list[S
 
 
 #: consecutive proposals of configurations already run after which a sampler is taken to have converged
-MAX_REPEATS = 200
+MAX_REPEATS = 50
 
 
 def optuna_search(
@@ -178,14 +178,17 @@ def optuna_search(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    cells = {f"{density}/{pruning}": (density, pruning) for density, pruning in table.cells()}
     if warm:
-        for density, pruning in table.cells():
-            study.enqueue_trial({"density": density, "pruning": pruning, **PAPER_DEFAULT})
-    space = {name: optuna.distributions.CategoricalDistribution(table.values(name)) for name in (*CELL_DIMS, *DIMS)}
+        for cell in cells:
+            study.enqueue_trial({"cell": cell, **PAPER_DEFAULT})
+    # one categorical over the table's (density, pruning) cells: a cell the engine refuses is not offered
+    space = {"cell": optuna.distributions.CategoricalDistribution(list(cells))}
+    space.update({name: optuna.distributions.CategoricalDistribution(table.values(name)) for name in DIMS})
     spends, total, seen, repeated, run = [], 0.0, set(), 0, 0
     while total < budget and run < MAX_REPEATS:
         trial = study.ask(space)
-        config = tuple(trial.params[name] for name in (*CELL_DIMS, *DIMS))
+        config = (*cells[trial.params["cell"]], *(trial.params[name] for name in DIMS))
         row = table.get(config)
         study.tell(trial, [row.val_pgd_acc, row.compression])
         if config in seen:

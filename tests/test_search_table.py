@@ -133,3 +133,25 @@ def test_the_shipped_table_holds_every_configuration() -> None:
     assert len(table.configs(fidelity="short3")) == 90
     assert all(math.isfinite(table.get(c).val_pgd_acc) and math.isfinite(table.get(c).test_pgd_acc)
                for c in table.configs())  # fmt: skip
+
+
+def test_the_benchmark_reports_every_method_on_a_table(table: sim.Table, tmp_path: Path, capsys) -> None:
+    import bench_search_efficiency as bench
+
+    path = tmp_path / "t.jsonl"
+    rows = []
+    for (fidelity, seed, config), row in table.rows.items():
+        rows.append(_row(fidelity, config, row.val_pgd_acc, seed=seed, prefix=list(row.prefix_val_pgd_acc)))
+        if fidelity == "full":
+            rows.append(_row("full", config, row.val_pgd_acc + 1.0, seed=1))
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = bench.main(["--table", str(path), "--seeds", "2", "--gp-seeds", "1", "--no-write", "--methods", "grid",
+                      "random", "sh_short3", "oracle"])  # fmt: skip
+    assert out["budget"] == 6 * 16 and out["grid_val_hv"] == pytest.approx(sim.hv_of(table, table.configs()))
+    grid = out["methods"]["grid"]
+    assert grid["reached_within_B"] == 2 and grid["val_hv_at"]["1"]["mean"] == pytest.approx(out["grid_val_hv"])
+    assert out["methods"]["oracle"]["reach_mean"] == 12.0  # the best of each of the 2 cells
+    assert out["rank_agreement"]["short3/all"]["mean"] == pytest.approx(-1.0)  # ranked exactly backwards
+    assert out["rank_agreement"]["seed1/grid"]["mean"] == pytest.approx(1.0)
+    assert out["seed_noise"]["val_pgd_sd_of_difference"] == pytest.approx(0.0)
+    assert "| oracle |" in capsys.readouterr().err
