@@ -128,9 +128,9 @@ def test_spearman_and_t_interval_by_hand() -> None:
 def test_the_shipped_table_holds_every_configuration() -> None:
     path = ROOT / "benchmarks" / "data" / "search_table_digits.jsonl"
     table = sim.load_table(path)
-    assert len(table.configs()) == 90 and len(table.cells()) == 5  # channel pruning at 5% is refused (w0.5)
+    assert len(table.configs()) == 240 and len(table.cells()) == 5  # channel pruning at 5% is refused (w0.5)
     assert len(sim.grid_configs(table)) == 40
-    assert len(table.configs(fidelity="short3")) == 90
+    assert len(table.configs(fidelity="short3")) == 240 and len(table.configs(seed=1)) == 40
     assert all(math.isfinite(table.get(c).val_pgd_acc) and math.isfinite(table.get(c).test_pgd_acc)
                for c in table.configs())  # fmt: skip
 
