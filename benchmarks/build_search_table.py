@@ -14,7 +14,7 @@ figures of the selected weights (reported, never read by a searcher), and the wa
 Fidelities: ``full`` (6 epochs: 1 clean warm-up, lr 0.05, x0.2 after epoch 4), ``short3`` and ``short2``
 (the schedule's shape in 3 / 2 epochs: lr 0.05, x0.2 for the last third / half, no warm-up),
 ``short3_half`` (``short3`` on a fixed half of the training images). Cost of a row in trial-epochs: its
-epochs times its share of the training data. Seed 1 retrains the grid's 48 full runs only.
+epochs times its share of the training data. Seed 1 retrains the grid's 40 full runs only.
 """
 
 from __future__ import annotations

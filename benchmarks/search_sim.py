@@ -143,7 +143,7 @@ def pareto_front(table: Table, configs: Iterable[Config]) -> list[Config]:
 
 
 def grid_configs(table: Table) -> list[Config]:
-    """The paper-style grid: every cell x the paper's defaults and one neighbour each (48 on the full table)."""
+    """The paper-style grid: every cell x the paper's defaults and one neighbour each (40 on the digits table)."""
     return [c for c in table.configs() if all(c[2 + i] in GRID_VALUES[d] for i, d in enumerate(DIMS))]
 
 
