@@ -1,41 +1,26 @@
-"""How much Pareto front each search finds per trial-epoch (digits, CPU, the real sweep service).
+"""How many trial-epochs each search needs to find the grid's validation front (digits, replayed on a table).
 
-    python benchmarks/bench_search_efficiency.py                     # RESULTS.md's methods, seeds 0 1 2
-    python benchmarks/bench_search_efficiency.py --methods grid tpe --seeds 0
-    python benchmarks/bench_search_efficiency.py --analyse-only      # summarise the runs in --storage
+    python benchmarks/bench_search_efficiency.py                       # every method, 20 searcher seeds
+    python benchmarks/bench_search_efficiency.py --methods tpe_warm gp_warm --seeds 5 --no-write
 
-One search space for every method: target density {0.05, 0.1, 0.2}, pruning {irregular, channel},
-beta in [0.2, 1], rho log-uniform in [1e-6, 1e-2], pruning rate in [0.1, 0.9]. The methods:
+Method (as tabular HPO benchmarks, NAS-Bench / LCBench, do): ``build_search_table.py`` trained every
+configuration of a discretised space once with the real engine (digits smallcnn w0.5, eps-0.1 PGD-7
+hybrid loss, 180 validation images, training seed 0): target density {0.05, 0.1, 0.2} x pruning
+{irregular, channel} x beta {0.2, 0.3, 0.5, 0.75} x rho {1e-4, 1e-3, 1e-2} x pruning rate {0.1, 0.3,
+0.5, 0.7}, less channel pruning at 5% (the engine refuses it for this model): 240 configurations, the
+paper-style grid's 40 among them, at 6 epochs and at cheaper fidelities. Each searcher is replayed on
+that table (``search_sim.py``): Optuna's samplers for real (ask/tell, Categorical over the table's
+values, sequential), the schedulers synchronously. Cost: trial-epochs (a full run 6, a 3-epoch run 3,
+on half the data 1.5); the grid's budget B = 40 x 6 = 240. Only the full runs' validation points
+(val_pgd_acc, compression; reference (0 %, 1x)) form the front; the test figures (pgd_acc of the
+selected weights) are read only to report the test HV of the final front.
 
-- ``grid``: the paper's way, a grid over the same space: 3 densities x 2 pruning types x the paper's
-  defaults plus one neighbour each (beta {0.5, 0.3}, rho {1e-4, 1e-3}, pruning rate {0.5, 0.3}):
-  48 trials of E epochs. Its trial-epochs (48 E) are every other method's budget.
-- ``random``, ``tpe``, ``nsga2``: Optuna's random, (multi-objective) TPE and NSGA-II samplers on the
-  validation objectives ``val_pgd_acc`` (max) and ``compression`` (max), 48 trials each.
-- ``nsga2_asha``, ``tpe_asha``: the sampler with ASHA on ``val_pgd_acc`` (grace 2 epochs, reduction
-  factor 3) with rungs per (density, pruning) group (``tune.scheduler.asha.group_by``): a sparser
-  model is less accurate by design, so a shared rung would stop the high-compression trials first.
-  More trials than the budget are queued and the run is cut at the budget (below).
-- ``tpe_warm``, ``tpe_warm_asha``: TPE (with ASHA) that first runs the paper's defaults of every cell
-  (``tune.points_to_evaluate``), as the shipped ``digits_search.yaml`` does.
-
-Every method runs through ``dnr_sweep.cli.main(["run", ...])`` (Ray Tune + Optuna + ASHA, two
-concurrent 1-CPU trials), searcher seeds 0, 1, 2 (the grid has none: one run). Training seed 0 for
-every trial, so methods differ by what they try, not by training noise. Runs already in --storage
-are not run again. The default set (16 runs) took about 1.5 hours on 2 shared CPU cores, 3-13
-minutes a run.
-
-Measured, per run: trials in the order the searcher proposed them (Tune's trial folder counter),
-each costing the epochs it ran (a trial ASHA stopped after k epochs cost k). After each trial, the hypervolume
-(reports/hypervolume.py, exact) of the validation figures of the trials that ran every epoch, over
-``val_pgd_acc`` (%) and ``compression`` (x), reference point (0 %, 1x). A run is cut at the budget
-(trials whose cumulative cost exceeds it are ignored). Its final front (validation) is then looked at
-on the test split: the test hypervolume of the same trials (``pgd_acc``, ``compression``), and the
-test PGD/clean accuracy of the one configuration chosen per (density, pruning) cell on validation
-(reports/cell_choice.py: best ``val_pgd_acc``).
-
-Goal (issue #19): the default search reaches the grid's final validation hypervolume with <= 1/3 of
-the grid's trial-epochs, and its front holds up on test. Appends one dated line to RESULTS.md.
+Limits: searchers are restricted to the table's values; one training seed per configuration, so a
+configuration run twice would give the same figures (a sampler that proposes one again is told them at
+no cost: in a continuous space it would never propose the very same point) and the noise between
+training seeds is not in the replay: it is measured on the grid's 40 configurations retrained with
+seed 1. A searcher runs to 2B (GP to B: minutes per seed on a CPU) to measure when it reaches the
+grid's hypervolume; a seed that never does counts as its horizon (the mean is then a lower bound).
 """
 
 from __future__ import annotations
@@ -43,246 +28,275 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search_sim as sim  # noqa: E402
 from _common import machine, report  # noqa: E402
 
-from dnr_sweep.foundation import run_contract as rc
-
 EPOCHS = 6
-GRID_TRIALS = 48
-BUDGET = GRID_TRIALS * EPOCHS  # trial-epochs every method may spend
-OBJECTIVES = {"val_pgd_acc": "max", "compression": "max"}
-TEST_OBJECTIVES = {"pgd_acc": "max", "compression": "max"}
-REFERENCE = {"val_pgd_acc": 0.0, "pgd_acc": 0.0, "compression": 1.0}  # 0 % accuracy, 1x (dense)
-FRACTIONS = (1 / 6, 1 / 3, 1 / 2, 2 / 3, 1.0)  # of the budget, where the curves are summarised
-#: searched methods: Optuna sampler, ASHA (grouped by cell) or not, paper defaults run first or not
-SEARCHERS: dict[str, tuple[str, bool, bool]] = {
-    "random": ("random", False, False),
-    "tpe": ("tpe", False, False),
-    "nsga2": ("nsga2", False, False),
-    "nsga2_asha": ("nsga2", True, False),
-    "tpe_asha": ("tpe", True, False),
-    "tpe_warm": ("tpe", False, True),
-    "tpe_warm_asha": ("tpe", True, True),
-}
-METHODS = ("grid", *SEARCHERS)
-SEEDED = set(SEARCHERS)
-#: what RESULTS.md reports (tpe_asha, tpe_warm_asha can be run on request)
-DEFAULT_METHODS = ("grid", "random", "tpe", "nsga2", "nsga2_asha", "tpe_warm")
+FRACTIONS = (1 / 6, 1 / 3, 1 / 2, 1.0)
+TABLE = Path(__file__).resolve().parent / "data" / "search_table_digits.jsonl"
 
-#: one DNR run: digits, smallcnn at half width, E epochs (1 clean warm-up), eps-0.1 PGD-7 hybrid loss
-BASE: dict[str, Any] = {
-    "name": "search_bench",
-    "data": {"dataset": "digits", "val_size": 180},
-    "model": {"arch": "smallcnn", "width": 0.5},
-    "train": {"epochs": EPOCHS, "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5.0e-4,
-              "lr_milestones": [4], "lr_gamma": 0.2, "warmup_epochs": 1, "select_on": "val",
-              "eval_every": EPOCHS, "device": "cpu", "num_threads": 1, "seed": 0},
-    "dnr": {"pruning": "irregular", "density": 0.1, "beta": 0.5, "rho": 1.0e-4, "prune_rate": 0.5},
-    "attack": {"train": {"kind": "pgd", "eps": 0.1, "alpha": 0.025, "steps": 7, "random_start": True},
-               "eval": {"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "alpha": 0.025, "steps": 7, "random_start": True}}},
+
+REPEATS: list[int] = []  # proposals of a configuration already run, per Optuna search (told, not charged)
+
+
+def _optuna(kind: str, warm: bool) -> Callable[[sim.Table, int, float], list[sim.Spend]]:
+    def run(table: sim.Table, seed: int, horizon: float) -> list[sim.Spend]:
+        import optuna
+
+        samplers = {
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+            "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+            "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=12),
+        }  # fmt: skip
+        return sim.optuna_search(table, samplers[kind](), horizon, warm, REPEATS)
+
+    return run
+
+
+def _seeded(fn: Callable[..., list[sim.Spend]], **kwargs: Any) -> Callable[[sim.Table, int, float], list[sim.Spend]]:
+    return lambda table, seed, horizon: fn(table, np.random.default_rng(seed), horizon, **kwargs)
+
+
+#: name -> (what it is, the searcher, the table fidelities it needs)
+METHODS: dict[str, tuple[str, Callable[[sim.Table, int, float], list[sim.Spend]], tuple[str, ...]]] = {
+    "grid": ("grid (paper defaults + one neighbour each, 40 runs, random order)", _seeded(sim.grid_search), ()),
+    "random": ("Optuna random", _optuna("random", False), ()),
+    "tpe": ("Optuna TPE (multi-objective)", _optuna("tpe", False), ()),
+    "tpe_warm": ("TPE, paper defaults first", _optuna("tpe", True), ()),
+    "gp": ("Optuna GP (multi-objective)", _optuna("gp", False), ()),
+    "gp_warm": ("GP, paper defaults first", _optuna("gp", True), ()),
+    "nsga2_warm": ("NSGA-II (population 12), paper defaults first", _optuna("nsga2", True), ()),
+    "sh_prefix": ("synchronous SH per cell, rung = first 2 epochs of the full run (continued), 12 per cell, eta 3",
+                  _seeded(sim.successive_halving, rungs=("prefix2", "full"), candidates=12, warm=True), ()),
+    "sh_short3": ("synchronous SH per cell, rung = 3-epoch run of the same schedule shape (retrained), 9 per cell, eta 3",
+                  _seeded(sim.successive_halving, rungs=("short3", "full"), candidates=9, warm=True), ("short3",)),
+    "sh_short2": ("synchronous SH per cell, rung = 2-epoch run of the same schedule shape (retrained), 12 per cell, eta 3",
+                  _seeded(sim.successive_halving, rungs=("short2", "full"), candidates=12, warm=True), ("short2",)),
+    "sh_prefix_small": ("as sh_prefix, brackets of 3 per cell (the best of 3 goes on)",
+                        _seeded(sim.successive_halving, rungs=("prefix2", "full"), candidates=3, warm=True), ()),
+    "sh_short3_small": ("as sh_short3, brackets of 3 per cell (the best of 3 is retrained fully)",
+                        _seeded(sim.successive_halving, rungs=("short3", "full"), candidates=3, warm=True), ("short3",)),
+    "screen_short3": ("screening: defaults full, 9 per cell at 3 epochs, then full runs in that order",
+                      _seeded(sim.screening, fidelity="short3", screened=9, warm=True), ("short3",)),
+    "screen_half": ("screening: defaults full, 12 per cell at 3 epochs on half the data, then full runs",
+                    _seeded(sim.screening, fidelity="short3_half", screened=12, warm=True), ("short3_half",)),
+    "oracle": ("bound: each cell's best full run, known in advance", _seeded(sim.oracle), ()),
 }  # fmt: skip
 
-DENSITIES = [0.05, 0.1, 0.2]
-PRUNING = ["irregular", "channel"]
-SPACE = {
-    "dnr.density": {"choice": DENSITIES},
-    "dnr.pruning": {"choice": PRUNING},
-    "dnr.beta": {"uniform": [0.2, 1.0]},
-    "dnr.rho": {"loguniform": [1.0e-6, 1.0e-2]},
-    "dnr.prune_rate": {"uniform": [0.1, 0.9]},
-}
-GRID = {
-    "dnr.density": {"grid": DENSITIES},
-    "dnr.pruning": {"grid": PRUNING},
-    "dnr.beta": {"grid": [0.5, 0.3]},
-    "dnr.rho": {"grid": [1.0e-4, 1.0e-3]},
-    "dnr.prune_rate": {"grid": [0.5, 0.3]},
-}
-TUNE = {"resources_per_trial": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "max_failures": 1}
-ASHA = {"metric": "val_pgd_acc", "mode": "max", "grace_period": 2, "reduction_factor": 3,
-        "group_by": ["dnr.density", "dnr.pruning"]}  # fmt: skip
-#: the paper's defaults in every cell, run first by the *_warm methods (as digits_search.yaml does)
-DEFAULT_POINTS = [{"dnr.density": d, "dnr.pruning": k, "dnr.beta": 0.5, "dnr.rho": 1.0e-4, "dnr.prune_rate": 0.5}
-                  for k in PRUNING for d in DENSITIES]  # fmt: skip
-NSGA2_POPULATION = 12  # 4 generations in 48 trials (Optuna's default, 50, would make it random search)
-ASHA_QUEUED = 96  # trials queued for the ASHA run: enough to spend the budget (cut there)
 
-
-def sweep_config(method: str, seed: int) -> dict[str, Any]:
-    """The sweep YAML (as a dict) of one method and searcher seed."""
-    config = {**BASE, "name": f"bench_{method}"}
-    if method == "grid":
-        return {**config, "search": GRID, "tune": {**TUNE, "metric": None}}
-    sampler, asha, warm = SEARCHERS[method]
-    optuna: dict[str, Any] = {"sampler": sampler, "objectives": OBJECTIVES, "seed": seed}
-    if sampler == "nsga2":
-        optuna["population_size"] = NSGA2_POPULATION
-    tune: dict[str, Any] = {**TUNE, "metric": "val_pgd_acc", "num_samples": GRID_TRIALS,
-                            "search_alg": {"optuna": optuna}}  # fmt: skip
-    if asha:
-        tune.update(num_samples=ASHA_QUEUED, scheduler={"asha": ASHA})
-    if warm:
-        tune["points_to_evaluate"] = DEFAULT_POINTS
-    return {**config, "search": SPACE, "tune": tune}
-
-
-def run_name(method: str, seed: int) -> str:
-    return method if method not in SEEDED else f"{method}_s{seed}"
-
-
-def run_method(method: str, seed: int, storage: Path) -> Path:
-    """One sweep through the service (``dnr-sweep run``), skipped when its results already exist."""
-    from dnr_sweep import cli
-
-    name = run_name(method, seed)
-    run_dir = storage / name
-    if (run_dir / rc.RESULTS_FILE).is_file():
-        return run_dir
-    path = storage / "configs" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(sweep_config(method, seed), sort_keys=False))
+def run_method(table: sim.Table, name: str, seeds: list[int], grid_hv: float, budget: float) -> dict[str, Any]:
+    """``name`` with each searcher seed, run to 2 ``budget`` (to see when it reaches ``grid_hv``), cut at ``budget``."""
+    _, searcher, _ = METHODS[name]
+    horizon = (1 if name.startswith("gp") else 2) * budget  # GP: minutes per seed on a CPU, so only to B
+    per_seed = []
     start = time.perf_counter()
-    code = cli.main(["run", str(path), "--storage", str(storage), "--name", name, "--no-report", "--no-dashboard"])
-    (run_dir / "bench_wall_s.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-    if code != 0:
-        raise RuntimeError(f"{name}: dnr-sweep run exited {code}")
-    return run_dir
-
-
-# ------------------------------------------------------------------------------------------------
-# Analysis (files only)
-
-
-def analyse_run(run_dir: Path, budget: float) -> dict[str, Any]:
-    """Hypervolume curve, final validation front and its test figures of one run, cut at ``budget``."""
-    import numpy as np
-    import pandas as pd
-
-    from dnr_sweep.reports.cell_choice import choose_per_cell, finished_trials, proposal_order
-    from dnr_sweep.reports.chooser import front as chosen_front
-    from dnr_sweep.reports.hypervolume import frame_hypervolume, hypervolume_history
-
-    results = pd.read_parquet(run_dir / rc.RESULTS_FILE)
-    results = results.assign(order=results["trial_id"].map(proposal_order(run_dir))).sort_values("order")
-    costs = results["epochs_completed"].astype(float).to_numpy()
-    within = results[np.cumsum(costs) <= budget]
-    done = finished_trials(within)
-    counted = within[list(OBJECTIVES)].to_numpy(dtype=float, copy=True)
-    counted[~within.index.isin(done.index)] = np.nan  # a trial stopped early costs its epochs, adds no point
-    history = hypervolume_history(counted, within["epochs_completed"].astype(float).tolist(),
-                                  [REFERENCE[k] for k in OBJECTIVES], list(OBJECTIVES.values()))  # fmt: skip
-    front = chosen_front(done, OBJECTIVES)
-    chosen = choose_per_cell(done)
-    wall = run_dir / "bench_wall_s.txt"
+    REPEATS.clear()
+    for seed in seeds if name != "oracle" else [0]:
+        spends = searcher(table, seed, horizon)
+        long = sim.replay(table, spends, horizon)
+        at_budget = sim.replay(table, spends, budget)
+        reach = long.history.cost_to_reach(grid_hv)
+        per_seed.append({
+            "seed": seed, "reach": reach,
+            "hv_at": {f"{f:.3g}": long.history.at(f * budget) for f in FRACTIONS},
+            "test_hv": at_budget.front_test_hv,
+            "duplicates": at_budget.duplicates,
+            "full_runs": sum(s.counted for s in at_budget.spends),
+        })  # fmt: skip
+        print(f"{name} seed {seed}: reach {reach}, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    reach = [r["reach"] for r in per_seed]
+    censored = [min(c, horizon) for c in reach]
+    mean, half = sim.t_interval(censored)
+    hv = {f: sim.t_interval([r["hv_at"][f] for r in per_seed]) for f in per_seed[0]["hv_at"]}
     return {
-        "trials": int(len(within)),
-        "finished": int(len(done)),
-        "cost": float(history.cost[-1]) if len(history.cost) else 0.0,
-        "history": history,
-        "val_hv": history.at(budget),
-        "val_hv_at": {f"{f:.3g}": history.at(f * budget) for f in FRACTIONS},
-        "front_size": int(len(front)),
-        "test_hv_of_front": frame_hypervolume(front, TEST_OBJECTIVES, REFERENCE),
-        "cells_chosen": int(len(chosen)),
-        "chosen_test_pgd": float(chosen["pgd_acc"].mean()),
-        "chosen_test_clean": float(chosen["clean_acc"].mean()),
-        "chosen_val_pgd": float(chosen["val_pgd_acc"].mean()),
-        "wall_s": float(wall.read_text()) if wall.is_file() else math.nan,
+        "seeds": len(per_seed),
+        "reach_mean": mean, "reach_ci95": half,
+        "reach_median": float(np.median(censored)),
+        "reached_within_B/3": sum(c <= budget / 3 for c in reach),
+        "reached_within_B": sum(c <= budget for c in reach),
+        "reached_within_2B": sum(c <= horizon for c in reach) if horizon > budget else None,
+        "horizon": horizon,
+        "val_hv_at": {f: {"mean": m, "ci95": h} for f, (m, h) in hv.items()},
+        "test_hv": dict(zip(("mean", "ci95"), sim.t_interval([r["test_hv"] for r in per_seed]), strict=True)),
+        "repeated_proposals": float(np.mean(REPEATS)) if REPEATS else 0.0,
+        "full_runs_within_B": float(np.mean([r["full_runs"] for r in per_seed])),
+        "per_seed_reach": [None if math.isinf(c) else c for c in reach],
+        "wall_s": round(time.perf_counter() - start, 1),
+    }  # fmt: skip
+
+
+def _cheap_value(table: sim.Table, config: sim.Config, source: str) -> float:
+    """A cheap run's val PGD: ``prefixK`` (the full run after K epochs), a short fidelity, or ``seed1``."""
+    if source.startswith("prefix"):
+        return table.get(config).prefix_val_pgd_acc[int(source.removeprefix("prefix")) - 1]
+    if source == "seed1":
+        return table.get(config, "full", 1).val_pgd_acc
+    return table.get(config, source).val_pgd_acc
+
+
+def _has(table: sim.Table, config: sim.Config, source: str) -> bool:
+    fidelity, seed = {"seed1": ("full", 1)}.get(source, (source, 0))
+    return source.startswith("prefix") or (fidelity, seed, config) in table.rows
+
+
+def rank_agreement(table: sim.Table) -> dict[str, Any]:
+    """Spearman's rho per cell between a cheap ranking and the full runs' (val_pgd_acc), mean +- 95% CI over
+    the cells, over all of a cell's configurations and over the grid's 8; ``seed1`` is the full runs' own
+    reproducibility (training seed 1 against seed 0, on the grid's configurations)."""
+    found: dict[str, Any] = {}
+    grid = set(sim.grid_configs(table))
+    for source in ("prefix2", "prefix3", "prefix4", "short3", "short3_half", "short2", "seed1"):
+        for scope in ("all", "grid") if source != "seed1" else ("grid",):
+            rhos = []
+            for cell in table.cells():
+                configs = [c for c in table.configs(cell) if (scope == "all" or c in grid) and _has(table, c, source)]
+                if len(configs) >= 3:
+                    rhos.append(sim.spearman([_cheap_value(table, c, source) for c in configs],
+                                             [table.get(c).val_pgd_acc for c in configs]))  # fmt: skip
+            rhos = [r for r in rhos if math.isfinite(r)]
+            if rhos:
+                m, h = sim.t_interval(rhos)
+                found[f"{source}/{scope}"] = {"mean": m, "ci95": h, "cells": len(rhos)}
+    return found
+
+
+def seed_noise(table: sim.Table) -> dict[str, Any]:
+    """The grid's configurations at training seeds 0 and 1: how far one run's figures move."""
+    grid = [c for c in sim.grid_configs(table) if ("full", 1, c) in table.rows]
+    if not grid:
+        return {}
+    diffs = [table.get(c, "full", 1).val_pgd_acc - table.get(c).val_pgd_acc for c in grid]
+    test_diffs = [table.get(c, "full", 1).test_pgd_acc - table.get(c).test_pgd_acc for c in grid]
+    return {
+        "configs": len(grid),
+        "val_pgd_sd_of_difference": float(np.std(diffs, ddof=1)),
+        "test_pgd_sd_of_difference": float(np.std(test_diffs, ddof=1)),
+        "grid_val_hv_seed0": sim.hv_of(table, grid, 0),
+        "grid_val_hv_seed1": sim.hv_of(table, grid, 1),
     }
 
 
-def _mean_sd(values: list[float]) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "never"
-    if len(finite) == 1:
-        return f"{finite[0]:.4g}"
-    return f"{statistics.mean(finite):.4g} +- {statistics.stdev(finite):.2g}"
+def markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "| method | trial-epochs to reach the grid's val HV (mean ± 95% CI; median) | seeds reaching it within B/3, B, 2B "
+        "| val HV at B/3 | val HV at B | test HV of the final val front |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name, m in summary["methods"].items():
+        third, full = m["val_hv_at"]["0.333"], m["val_hv_at"]["1"]
+        ci = "" if not math.isfinite(m["reach_ci95"]) else f" ± {m['reach_ci95']:.0f}"
+        lines.append(
+            f"| {name} | {m['reach_mean']:.0f}{ci}; {m['reach_median']:.0f} | {m['reached_within_B/3']}/{m['seeds']}, "
+            f"{m['reached_within_B']}/{m['seeds']}, {_of(m['reached_within_2B'], m['seeds'])} | {_pm(third)} | {_pm(full)} "
+            f"| {_pm(m['test_hv'])} |"
+        )  # fmt: skip
+    return "\n".join(lines)
 
 
-def summarise(storage: Path, methods: list[str], seeds: list[int]) -> dict[str, Any]:
-    runs = {m: {s: analyse_run(storage / run_name(m, s), BUDGET) for s in (seeds if m in SEEDED else [0])
-                if (storage / run_name(m, s) / rc.RESULTS_FILE).is_file()} for m in methods}  # fmt: skip
-    grid_hv = runs["grid"][0]["val_hv"] if runs.get("grid") else math.nan
-    summary: dict[str, Any] = {"budget_trial_epochs": BUDGET, "grid_final_val_hv": grid_hv, "methods": {}}
-    for method, by_seed in runs.items():
-        if not by_seed:
-            continue
-        reach = [r["history"].cost_to_reach(grid_hv) for r in by_seed.values()]
-        summary["methods"][method] = {
-            "seeds": sorted(by_seed),
-            "val_hv_at_fraction_of_budget": {
-                f: _mean_sd([r["val_hv_at"][f] for r in by_seed.values()])
-                for f in next(iter(by_seed.values()))["val_hv_at"]
-            },  # fmt: skip
-            "trial_epochs_to_reach_grid_hv": [None if math.isinf(c) else c for c in reach],
-            "reached_within_third_of_budget": sum(c <= BUDGET / 3 for c in reach),
-            "test_hv_of_final_front": _mean_sd([r["test_hv_of_front"] for r in by_seed.values()]),
-            "chosen_per_cell_test_pgd": _mean_sd([r["chosen_test_pgd"] for r in by_seed.values()]),
-            "chosen_per_cell_test_clean": _mean_sd([r["chosen_test_clean"] for r in by_seed.values()]),
-            "chosen_per_cell_val_pgd": _mean_sd([r["chosen_val_pgd"] for r in by_seed.values()]),
-            "trials_within_budget": [r["trials"] for r in by_seed.values()],
-            "finished_trials": [r["finished"] for r in by_seed.values()],
-            "wall_s": [round(r["wall_s"]) if math.isfinite(r["wall_s"]) else None for r in by_seed.values()],
-        }
-    return summary
+def _of(count: int | None, total: int) -> str:
+    return "not run to 2B" if count is None else f"{count}/{total}"
+
+
+def _pm(stat: dict[str, float]) -> str:
+    return f"{stat['mean']:.1f}" + ("" if not math.isfinite(stat["ci95"]) else f" ± {stat['ci95']:.1f}")
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    parts = [f"digits smallcnn w0.5, {EPOCHS} epochs, 2 concurrent 1-CPU trials (2 cores shared with other jobs, no "
-             f"GPU), budget B = {BUDGET} trial-epochs (grid {GRID_TRIALS} trials), validation hypervolume (HV) over "
-             f"val_pgd_acc x compression, reference (0 %, 1x), mean +- sd over searcher seeds; grid final val HV "
-             f"{summary['grid_final_val_hv']:.4g}"]  # fmt: skip
-    for method, m in summary["methods"].items():
-        curve = ", ".join(f"{float(f):.2f}B: {v}" for f, v in m["val_hv_at_fraction_of_budget"].items())
+    t = summary["table"]
+    parts = [f"replayed on {t['path']} ({t['rows']} rows: {t['fidelities']}; built {t['built']}), budget B = {summary['budget']:.0f} "
+             f"trial-epochs, {summary['seeds']} searcher seeds, val HV over val_pgd_acc x compression, reference "
+             f"(0 %, 1x), mean ± 95% t-CI; grid val HV {summary['grid_val_hv']:.1f}, test HV {summary['grid_test_hv']:.1f}"]  # fmt: skip
+    for name, m in summary["methods"].items():
         parts.append(
-            f"{method} (seeds {m['seeds']}): val HV {curve}; to reach grid HV {m['trial_epochs_to_reach_grid_hv']} "
-            f"trial-epochs ({m['reached_within_third_of_budget']}/{len(m['seeds'])} within B/3); "
-            f"test HV of final val front {m['test_hv_of_final_front']}; chosen per cell: val PGD "
-            f"{m['chosen_per_cell_val_pgd']}, test PGD {m['chosen_per_cell_test_pgd']}, test clean "
-            f"{m['chosen_per_cell_test_clean']}; trials {m['trials_within_budget']} ({m['finished_trials']} ran "
-            f"every epoch); wall {m['wall_s']} s"
-        )
+            f"{name} ({m['seeds']} seeds): to reach grid HV {m['reach_mean']:.0f} ± {m['reach_ci95']:.0f} (median {m['reach_median']:.0f}; "
+            f"within B/3 {m['reached_within_B/3']}/{m['seeds']}, B {m['reached_within_B']}, 2B {_of(m['reached_within_2B'], m['seeds'])}); "
+            f"val HV B/3 {_pm(m['val_hv_at']['0.333'])}, B {_pm(m['val_hv_at']['1'])}; test HV {_pm(m['test_hv'])}; "
+            f"{m['full_runs_within_B']:.1f} full runs within B, {m['repeated_proposals']:.0f} repeated proposals"
+        )  # fmt: skip
+    ranks = ", ".join(f"{k} {v['mean']:.2f} ± {v['ci95']:.2f}" for k, v in summary["rank_agreement"].items())
+    parts.append(f"Spearman vs full val PGD per cell (mean ± 95% CI over cells): {ranks}")
+    if summary["seed_noise"]:
+        n = summary["seed_noise"]
+        parts.append(f"training-seed noise (grid, seeds 0/1): sd of val PGD difference {n['val_pgd_sd_of_difference']:.2f}, "
+                     f"test {n['test_pgd_sd_of_difference']:.2f}; grid val HV {n['grid_val_hv_seed0']:.1f} / "
+                     f"{n['grid_val_hv_seed1']:.1f}")  # fmt: skip
     return " | ".join(parts)
+
+
+def _fingerprint(table: sim.Table) -> str:
+    """What a method's replay depends on beyond its own fidelities: the full runs of seed 0."""
+    import hashlib
+
+    full = sorted((c, table.get(c).val_pgd_acc, table.get(c).compression) for c in table.configs())
+    return hashlib.sha256(repr(full).encode()).hexdigest()[:16]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--storage", type=Path, default=Path("/tmp/dnr_search_bench"))
-    parser.add_argument("--analyse-only", action="store_true", help="summarise existing runs, train nothing")
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", type=int, default=20, help="searcher seeds 0 .. N-1")
+    parser.add_argument("--gp-seeds", type=int, default=10, help="seeds of the GP methods (minutes per seed)")
+    parser.add_argument("--reuse", type=Path, nargs="+", default=[],
+                        help="--json files of earlier runs: their methods are taken from there when the full runs agree")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
-    storage = args.storage.resolve()
-    storage.mkdir(parents=True, exist_ok=True)
-    if not args.analyse_only:
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        import ray
-
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-        try:
-            for method in args.methods:
-                for seed in args.seeds if method in SEEDED else [0]:
-                    run_method(method, seed, storage)
-        finally:
-            ray.shutdown()
-    methods = sorted(set(args.methods) | {"grid"}, key=METHODS.index)
-    summary = summarise(storage, methods, args.seeds)
-    result = {"machine": machine("cpu"), "storage": str(storage), **summary}
+    table = sim.load_table(args.table)
+    grid = sim.grid_configs(table)
+    grid_hv = sim.hv_of(table, grid)
+    budget = EPOCHS * len(grid)
+    fidelities = sorted({(f, s) for f, s, _ in table.rows})
+    summary: dict[str, Any] = {
+        "table": {"path": str(args.table.name), "rows": len(table.rows), "fingerprint": _fingerprint(table),
+                  "fidelities": ", ".join(f"{f} s{s}: {len(table.configs(fidelity=f, seed=s))}" for f, s in fidelities),
+                  "built": _built(args.table)},  # fmt: skip
+        "budget": budget, "seeds": args.seeds, "gp_seeds": args.gp_seeds, "grid_configs": len(grid),
+        "grid_val_hv": grid_hv,
+        "grid_test_hv": sim.replay(table, [sim.Spend(c, EPOCHS, True) for c in grid], budget).front_test_hv,
+        "methods": {},
+    }  # fmt: skip
+    reused: dict[str, Any] = {}
+    for path in args.reuse:
+        earlier = json.loads(path.read_text())
+        if earlier.get("table", {}).get("fingerprint") == _fingerprint(table):
+            reused.update(earlier["methods"])
+    for name in args.methods:
+        needs = METHODS[name][2]
+        if any(not table.configs(fidelity=f) for f in needs):
+            print(f"{name}: skipped, the table has no {needs} rows", file=sys.stderr)
+            continue
+        if not needs and name in reused:  # a method that reads only the full runs, replayed on the same ones
+            summary["methods"][name] = reused[name]
+            continue
+        seeds = list(range(args.gp_seeds if name.startswith("gp") else args.seeds))
+        summary["methods"][name] = run_method(table, name, seeds, grid_hv, budget)
+        print(f"{name}: {summary['methods'][name]['wall_s']} s", file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=1, default=str))
+    summary["rank_agreement"] = rank_agreement(table)
+    summary["seed_noise"] = seed_noise(table)
+    result = {"machine": machine("cpu"), **summary}
     report("bench_search_efficiency", result, summary_line(summary), write=not args.no_write)
-    (storage / "summary.json").write_text(json.dumps(result, indent=1, default=str))
+    print(markdown(summary), file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, default=str))
     return result
+
+
+def _built(path: Path) -> str:
+    meta = path.with_suffix(".meta.json")
+    return json.loads(meta.read_text()).get("built", "?") if meta.is_file() else "?"
 
 
 if __name__ == "__main__":

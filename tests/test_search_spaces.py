@@ -110,15 +110,8 @@ def test_searches_choose_on_validation_over_the_issue_space(name):
     assert config.search["dnr.rho"].rule[0] == "loguniform"
     alg = config.tune.search_alg.optuna
     assert alg.objectives == {"val_pgd_acc": "max", "compression": "max"} and alg.seed is not None
-    # the benchmark's winner (benchmarks/RESULTS.md, bench_search_efficiency): TPE, defaults first, no ASHA
-    assert alg.sampler == "tpe" and config.tune.scheduler is None
-    # the paper's defaults are run first in every cell, on the same validation split
-    defaults = {"dnr.beta": 0.5, "dnr.rho": 1e-4, "dnr.prune_rate": 0.5}
-    points = config.tune.points_to_evaluate
-    assert sorted((p["dnr.density"], p["dnr.pruning"]) for p in points) == sorted(
-        (d, k) for d in (0.05, 0.1, 0.2) for k in ("irregular", "channel")
-    )
-    assert all({k: p[k] for k in defaults} == defaults for p in points)
+    # the benchmark's winner (benchmarks/RESULTS.md, bench_search_efficiency): TPE, nothing run first, no ASHA
+    assert alg.sampler == "tpe" and config.tune.scheduler is None and not config.tune.points_to_evaluate
     header = (SPACES / name).read_text().split("\nname:")[0]
     assert "Compute" in header and "dnr-sweep run" in header
 
