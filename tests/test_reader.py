@@ -19,6 +19,7 @@ from dnr_sweep.foundation.errors import InputFileError
 from dnr_sweep.foundation.schemas import AttackStrength, DataRecord, EpochRecord, SweepFile
 from dnr_sweep.foundation.tune_schemas import ExperimentState, ResultLine
 from tests.test_hostile import BASE, _run_folder, call, write_yaml
+from tests.test_writer import _dotted
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_STATE = REPO / "tests" / "fixtures" / "experiment_state.json"
@@ -70,16 +71,6 @@ def _imports(tree: ast.Module) -> dict[str, str]:
     return names
 
 
-def _qualified(node: ast.expr, names: dict[str, str]) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    return ".".join([names.get(node.id, node.id), *reversed(parts)])
-
-
 def parse_calls(root: Path, package: str = "dnr_sweep") -> set[tuple[str, str]]:
     """``(module path, parser)`` for every call that parses JSON or YAML outside :data:`READER_MODULES`."""
     found = set()
@@ -92,7 +83,7 @@ def parse_calls(root: Path, package: str = "dnr_sweep") -> set[tuple[str, str]]:
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
-            name = _qualified(node.func, names)
+            name = _dotted(node.func, names)
             if name in PARSERS:
                 found.add((relative, name))
             elif isinstance(node.func, ast.Attribute) and node.func.attr in PARSER_METHODS:

@@ -314,21 +314,16 @@ def _remove(node: Any, path: Path_) -> Any:
         inner = _embedded(node)
         return node if inner is _NOT_JSON else json.dumps(_remove(inner, path))
     head, rest = path[0], path[1:]
-    if isinstance(node, dict) and head in node:
-        copy = dict(node)
-        if rest:
-            copy[head] = _remove(node[head], rest)
-        else:
-            del copy[head]
-        return copy
-    if isinstance(node, list) and isinstance(head, int) and 0 <= head < len(node):
-        items = list(node)
-        if rest:
-            items[head] = _remove(node[head], rest)
-        else:
-            del items[head]
-        return items
-    return node
+    in_dict = isinstance(node, dict) and head in node
+    in_list = isinstance(node, list) and isinstance(head, int) and 0 <= head < len(node)
+    if not (in_dict or in_list):
+        return node
+    copy = dict(node) if in_dict else list(node)
+    if rest:
+        copy[head] = _remove(node[head], rest)
+    else:
+        del copy[head]
+    return copy
 
 
 def _at(doc: Any, path: Path_) -> Any:
